@@ -1,0 +1,430 @@
+/*
+ * shardpoint.h - the whole C ABI of shardpoint.
+ *
+ * shardpoint saves the shards ("chunks") that many processes ("ranks") hold of the same tensors as
+ * one checkpoint directory, and loads any box of any tensor back, into any number of ranks.
+ * The on-disk layout is specified in FORMAT.md.
+ *
+ * Conventions (they hold for every function below unless its comment says otherwise):
+ *  - Fallible functions return 0 (SHARDPOINT_OK) or a negative shardpoint_error code. On failure
+ *    out-parameters are left untouched and shardpoint_last_error() describes what went wrong.
+ *  - Handles are opaque. Constructors return them through their first parameter; every _free
+ *    function accepts NULL.
+ *  - Caller memory passed to a function is borrowed for the duration of that call only, except
+ *    the tensor data given to shardpoint_save_add_tensor/_add_bytes (read during
+ *    shardpoint_save_commit) and the destinations given to shardpoint_load_add_tensor/_add_bytes
+ *    (written during shardpoint_load_execute); those must stay valid and unmoved until then.
+ *  - Strings are NUL-terminated UTF-8. Strings and arrays returned by the library are owned by the
+ *    handle they came from and stay valid until that handle is freed.
+ *  - Thread rules: distinct handles may be used from distinct threads at the same time. One handle
+ *    must not be used by two threads at once, except a shardpoint_reader, whose query and
+ *    read functions are safe to call concurrently.
+ *  - Collective functions (marked "collective") must be called by every rank of the
+ *    communicator, in the same order. Every rank returns the same outcome.
+ *  - Element strides are counted in elements, not bytes, and may be negative or zero.
+ *    A NULL strides pointer means C order (row-major, contiguous).
+ */
+#ifndef SHARDPOINT_H
+#define SHARDPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  define SHARDPOINT_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#  define SHARDPOINT_API __attribute__((visibility("default")))
+#else
+#  define SHARDPOINT_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Versions
+ * ------------------------------------------------------------------------------------------- */
+
+#define SHARDPOINT_VERSION_MAJOR 0
+#define SHARDPOINT_VERSION_MINOR 1
+#define SHARDPOINT_VERSION_PATCH 0
+#define SHARDPOINT_VERSION_NUMBER \
+    (SHARDPOINT_VERSION_MAJOR * 10000 + SHARDPOINT_VERSION_MINOR * 100 + SHARDPOINT_VERSION_PATCH)
+#define SHARDPOINT_VERSION_STRING "0.1.0"
+
+/* The major version of the checkpoint format this library writes and the newest it reads. */
+#define SHARDPOINT_FORMAT_MAJOR 1
+
+/* Runtime version of the loaded library, as SHARDPOINT_VERSION_NUMBER. Never fails. */
+SHARDPOINT_API uint32_t shardpoint_version_number(void);
+/* Runtime version string of the loaded library ("0.1.0"). Static storage. Never fails. */
+SHARDPOINT_API const char *shardpoint_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------- */
+
+/* Stable error codes. Values never change; new codes get new values. */
+typedef enum shardpoint_error {
+    SHARDPOINT_OK = 0,
+    SHARDPOINT_EINVAL = -1,      /* invalid argument (NULL pointer, bad dtype, bad option) */
+    SHARDPOINT_ENOMEM = -2,      /* out of memory */
+    SHARDPOINT_EIO = -3,         /* the operating system reported an I/O error */
+    SHARDPOINT_ENOTFOUND = -4,   /* no checkpoint at the path, or no entry with that name */
+    SHARDPOINT_EEXISTS = -5,     /* a checkpoint exists and overwrite was not asked for */
+    SHARDPOINT_EFORMAT = -6,     /* metadata is malformed, truncated or inconsistent */
+    SHARDPOINT_ECHECKSUM = -7,   /* stored bytes do not match their CRC-32 */
+    SHARDPOINT_ETRUNCATED = -8,  /* a data file is shorter than the metadata says */
+    SHARDPOINT_EVERSION = -9,    /* the checkpoint's format major version is not supported */
+    SHARDPOINT_EDTYPE = -10,     /* the requested dtype differs from the stored one */
+    SHARDPOINT_ESHAPE = -11,     /* wrong rank, box outside the tensor, chunk outside its shape */
+    SHARDPOINT_EPATH = -12,      /* a path in the metadata leaves the checkpoint directory */
+    SHARDPOINT_ECONFLICT = -13,  /* ranks offered incompatible chunks or duplicate names */
+    SHARDPOINT_ERANK = -14,      /* another rank failed; the message names it and the step */
+    SHARDPOINT_ECOMM = -15,      /* a communicator callback or MPI call failed */
+    SHARDPOINT_EUNCOVERED = -16, /* the requested box is not fully covered by saved chunks */
+    SHARDPOINT_ESTATE = -17,     /* the handle is not in a state that allows this call */
+    SHARDPOINT_EKIND = -18,      /* tensor call on a bytes entry, or the reverse */
+    SHARDPOINT_ERANGE = -19,     /* a caller buffer is too small */
+    SHARDPOINT_EINTERNAL = -99   /* a bug in shardpoint; please report it */
+} shardpoint_error;
+
+/* The message of the last failure on the calling thread. Never NULL (empty when there was none).
+ * Valid until the next shardpoint call on the same thread. */
+SHARDPOINT_API const char *shardpoint_last_error(void);
+/* The code of the last failure on the calling thread (SHARDPOINT_OK when there was none). */
+SHARDPOINT_API int shardpoint_last_error_code(void);
+/* A stable name for a code ("SHARDPOINT_ECHECKSUM"); "SHARDPOINT_UNKNOWN" for unknown codes.
+ * Static storage. Never fails. */
+SHARDPOINT_API const char *shardpoint_error_name(int code);
+
+/* ---------------------------------------------------------------------------------------------
+ * Dtypes. Values are stable and equal to the DType enum of the format (FORMAT.md).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum shardpoint_dtype {
+    SHARDPOINT_DTYPE_BOOL = 0,
+    SHARDPOINT_DTYPE_U8 = 1,
+    SHARDPOINT_DTYPE_I8 = 2,
+    SHARDPOINT_DTYPE_I16 = 3,
+    SHARDPOINT_DTYPE_I32 = 4,
+    SHARDPOINT_DTYPE_I64 = 5,
+    SHARDPOINT_DTYPE_U16 = 6,
+    SHARDPOINT_DTYPE_U32 = 7,
+    SHARDPOINT_DTYPE_U64 = 8,
+    SHARDPOINT_DTYPE_F16 = 9,
+    SHARDPOINT_DTYPE_BF16 = 10,
+    SHARDPOINT_DTYPE_F32 = 11,
+    SHARDPOINT_DTYPE_F64 = 12,
+    SHARDPOINT_DTYPE_COMPLEX64 = 13,
+    SHARDPOINT_DTYPE_COMPLEX128 = 14,
+    SHARDPOINT_DTYPE_F8_E4M3FN = 15,
+    SHARDPOINT_DTYPE_F8_E5M2 = 16
+} shardpoint_dtype;
+
+#define SHARDPOINT_DTYPE_COUNT 17
+/* The largest number of dimensions a tensor may have. */
+#define SHARDPOINT_MAX_NDIM 32
+
+/* Size of one element in bytes; 0 for an unknown dtype. Never fails. */
+SHARDPOINT_API uint32_t shardpoint_dtype_size(int32_t dtype);
+/* Canonical lowercase name ("f32", "bf16", "complex64"); NULL for an unknown dtype. Static. */
+SHARDPOINT_API const char *shardpoint_dtype_name(int32_t dtype);
+/* Parses a canonical name. Errors: SHARDPOINT_EINVAL (NULL or unknown name). */
+SHARDPOINT_API int shardpoint_dtype_from_name(const char *name, int32_t *out_dtype);
+
+/* ---------------------------------------------------------------------------------------------
+ * Communicators: how the ranks of one job talk during collective calls.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct shardpoint_comm shardpoint_comm;
+
+/* A communicator for a job of one process (rank 0 of 1). Collective calls given NULL instead of a
+ * communicator behave as if given this one. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_comm_new_single(shardpoint_comm **out);
+
+#define SHARDPOINT_COMM_CALLBACKS_VERSION 1
+
+/* Collectives supplied by the host runtime (torch.distributed, a Go service, threads, ...).
+ * Rank 0 is always the root. The library calls the callbacks only from inside collective
+ * shardpoint functions, on the thread that called them, and in the same order on every rank.
+ * A callback returns 0 on success and any other value on failure; the library then fails with
+ * SHARDPOINT_ECOMM (the other ranks may then block inside their callbacks: a transport that can
+ * fail should abort the job, as MPI does). */
+typedef struct shardpoint_comm_callbacks {
+    uint32_t version; /* SHARDPOINT_COMM_CALLBACKS_VERSION */
+    int32_t rank;     /* this process's rank, 0 <= rank < size */
+    int32_t size;     /* the number of ranks, >= 1 */
+    void *user;       /* passed to every callback */
+    /* Every rank sends `len` bytes (the same len on every rank). Rank 0 receives size * len bytes,
+     * rank r's bytes at offset r * len, into `recv`; on other ranks `recv` is NULL. */
+    int (*gather)(void *user, const void *send, uint64_t len, void *recv);
+    /* The `len` bytes at `buf` on rank 0 are copied into `buf` on every other rank. */
+    int (*broadcast)(void *user, void *buf, uint64_t len);
+    /* Optional (may be NULL): called once by shardpoint_comm_free. */
+    void (*destroy)(void *user);
+} shardpoint_comm_callbacks;
+
+#define SHARDPOINT_COMM_CALLBACKS_INIT {SHARDPOINT_COMM_CALLBACKS_VERSION, 0, 1, NULL, NULL, NULL, NULL}
+
+/* Fills *callbacks with defaults for the given version. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_comm_callbacks_init(shardpoint_comm_callbacks *callbacks, uint32_t version);
+
+/* A communicator over caller-supplied collectives. The struct is copied; `user` is borrowed until
+ * shardpoint_comm_free. Errors: SHARDPOINT_EINVAL (bad version, rank or size, missing callback),
+ * SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_comm_new_callbacks(shardpoint_comm **out, const shardpoint_comm_callbacks *callbacks);
+
+/* This communicator's rank and size. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_comm_rank(const shardpoint_comm *comm, int32_t *out_rank);
+SHARDPOINT_API int shardpoint_comm_size(const shardpoint_comm *comm, int32_t *out_size);
+
+/* Frees a communicator (calls its destroy callback). Accepts NULL. The communicator must not be
+ * in use by an unfinished save or load. */
+SHARDPOINT_API void shardpoint_comm_free(shardpoint_comm *comm);
+
+/* ---------------------------------------------------------------------------------------------
+ * Saving
+ * ------------------------------------------------------------------------------------------- */
+
+/* Save flags. */
+#define SHARDPOINT_SAVE_OVERWRITE 0x1u /* replace a checkpoint already at the path */
+#define SHARDPOINT_SAVE_FSYNC 0x2u     /* fsync data files, metadata and the directory */
+
+#define SHARDPOINT_SAVE_OPTIONS_VERSION 1
+
+typedef struct shardpoint_save_options {
+    uint32_t version;            /* SHARDPOINT_SAVE_OPTIONS_VERSION */
+    uint32_t flags;              /* SHARDPOINT_SAVE_* */
+    int32_t compression_level;   /* 0: store raw (default); 1..9: zlib deflate at that level */
+    uint32_t io_threads;         /* worker threads for I/O and checksums; 0: one per core */
+    uint64_t alignment;          /* extent alignment in bytes, a power of two; 0: 4096 */
+    const char *checkpoint_id;   /* recorded in the metadata; NULL: the directory's name */
+} shardpoint_save_options;
+
+#define SHARDPOINT_SAVE_OPTIONS_INIT {SHARDPOINT_SAVE_OPTIONS_VERSION, 0, 0, 0, 0, NULL}
+
+/* Fills *options with defaults for the given version. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_save_options_init(shardpoint_save_options *options, uint32_t version);
+
+/* A save in progress: add what this rank holds, then commit. */
+typedef struct shardpoint_save shardpoint_save;
+
+/* Starts a save of a checkpoint into directory `dir` (created if missing, parents included).
+ * `comm` may be NULL (single process); it is borrowed until shardpoint_save_free. `options` may be
+ * NULL (defaults); it is copied. Nothing is written before shardpoint_save_commit.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_save_new(shardpoint_save **out, const char *dir, shardpoint_comm *comm,
+                                       const shardpoint_save_options *options);
+
+/* Offers one chunk of tensor `fqn`: the box at `chunk_offsets` with `chunk_sizes` (ndim values each)
+ * of a tensor of `global_shape`. ndim may be 0 (a scalar: the three arrays may then be NULL).
+ * `data` points at the chunk's first element; `strides` (ndim element strides, or NULL for C
+ * order) locate the others. The memory is read during shardpoint_save_commit and must stay valid
+ * and unchanged until it returns. A rank may offer several chunks of the same tensor; ranks that
+ * offer the identical chunk (a replicated tensor) have it written once.
+ * Errors: SHARDPOINT_EINVAL (bad name or dtype, NULL data for a non-empty chunk),
+ * SHARDPOINT_ESHAPE (ndim too large, chunk outside the global shape),
+ * SHARDPOINT_ECONFLICT (this rank already offered an overlapping chunk or a different tensor under
+ * this name), SHARDPOINT_ESTATE (already committed). */
+SHARDPOINT_API int shardpoint_save_add_tensor(shardpoint_save *save, const char *fqn, int32_t dtype, uint32_t ndim,
+                                              const uint64_t *global_shape, const uint64_t *chunk_offsets,
+                                              const uint64_t *chunk_sizes, const void *data,
+                                              const int64_t *strides);
+
+/* Offers an opaque byte blob under `fqn`. Same lifetime rule as tensor data. If several ranks
+ * offer a blob under the same name they must offer identical lengths; one of them is written.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ECONFLICT, SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_save_add_bytes(shardpoint_save *save, const char *fqn, const void *data, uint64_t len);
+
+/* Records a user key/value pair in the metadata (the coordinator's pairs are the ones kept;
+ * setting a key twice keeps the last value). Both strings are copied.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_save_set_metadata(shardpoint_save *save, const char *key, const char *value);
+
+/* Collective. Plans globally (deduplicates replicated chunks, rejects conflicts before any byte is
+ * written), writes every rank's data in parallel, then commits the metadata atomically. On any
+ * failure nothing is committed, this save's files are removed, and a checkpoint that was at `dir`
+ * before is still intact and loadable. A save handle can be committed once.
+ * Errors: SHARDPOINT_EEXISTS, SHARDPOINT_ECONFLICT, SHARDPOINT_EIO, SHARDPOINT_ERANK (another rank
+ * failed: the message names the rank and the step), SHARDPOINT_ECOMM, SHARDPOINT_ESTATE,
+ * SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_save_commit(shardpoint_save *save);
+
+/* Frees a save handle (committed or not; an uncommitted save writes nothing). Accepts NULL. */
+SHARDPOINT_API void shardpoint_save_free(shardpoint_save *save);
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading metadata
+ * ------------------------------------------------------------------------------------------- */
+
+/* Load flags. */
+#define SHARDPOINT_LOAD_NO_VERIFY 0x1u     /* skip CRC-32 checks of tensor and blob bytes */
+#define SHARDPOINT_LOAD_ALLOW_PARTIAL 0x2u /* requests for entries not in the checkpoint are skipped */
+
+#define SHARDPOINT_LOAD_OPTIONS_VERSION 1
+
+typedef struct shardpoint_load_options {
+    uint32_t version;    /* SHARDPOINT_LOAD_OPTIONS_VERSION */
+    uint32_t flags;      /* SHARDPOINT_LOAD_* */
+    uint32_t io_threads; /* worker threads for reads and checksums; 0: one per core */
+} shardpoint_load_options;
+
+#define SHARDPOINT_LOAD_OPTIONS_INIT {SHARDPOINT_LOAD_OPTIONS_VERSION, 0, 0}
+
+/* Fills *options with defaults for the given version. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_load_options_init(shardpoint_load_options *options, uint32_t version);
+
+/* An open checkpoint: its validated metadata and the directory its files are in. */
+typedef struct shardpoint_reader shardpoint_reader;
+
+/* Opens the checkpoint in `dir`: reads and validates the metadata (header, CRC-32, version,
+ * every offset, length, path and chunk bound) without touching tensor bytes. `options` may be
+ * NULL; it is copied and applies to reads through this reader.
+ * Errors: SHARDPOINT_ENOTFOUND (no metadata file), SHARDPOINT_EFORMAT, SHARDPOINT_ECHECKSUM
+ * (metadata CRC), SHARDPOINT_EVERSION, SHARDPOINT_EPATH, SHARDPOINT_ESHAPE, SHARDPOINT_EIO,
+ * SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_reader_open(shardpoint_reader **out, const char *dir,
+                                          const shardpoint_load_options *options);
+
+/* Frees a reader. Accepts NULL. Loads created from it must be freed first. */
+SHARDPOINT_API void shardpoint_reader_free(shardpoint_reader *reader);
+
+/* What the checkpoint says about the save that made it. Strings are owned by the reader. */
+typedef struct shardpoint_storage_info {
+    const char *checkpoint_id;
+    const char *save_id;        /* unique per save */
+    const char *library_version;/* of the library that wrote it */
+    int64_t created_unix_ns;    /* when the metadata was committed */
+    int32_t world_size;         /* ranks that saved it */
+    uint32_t format_major;
+    uint32_t format_minor;
+    uint32_t alignment;         /* extent alignment used by the writer */
+    uint64_t file_count;        /* data files */
+    uint64_t total_stored_bytes;/* sum of stored extent lengths */
+} shardpoint_storage_info;
+
+/* Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_reader_storage_info(const shardpoint_reader *reader, shardpoint_storage_info *out);
+
+/* Entry kinds. */
+#define SHARDPOINT_ENTRY_TENSOR 0
+#define SHARDPOINT_ENTRY_BYTES 1
+
+typedef struct shardpoint_entry_info {
+    const char *fqn;           /* owned by the reader */
+    int32_t kind;              /* SHARDPOINT_ENTRY_* */
+    int32_t dtype;             /* tensors: shardpoint_dtype; bytes: -1 */
+    uint32_t ndim;             /* tensors: number of dimensions; bytes: 0 */
+    uint32_t reserved;
+    const uint64_t *shape;     /* ndim values, owned by the reader (NULL when ndim is 0) */
+    uint64_t chunk_count;      /* saved chunks (bytes entries: 1) */
+    uint64_t numel;            /* elements of the global shape (bytes: the length) */
+    uint64_t nbytes;           /* raw bytes of the whole tensor or blob */
+    uint64_t stored_bytes;     /* bytes on disk (differs from nbytes when compressed) */
+    uint64_t covered_numel;    /* elements covered by saved chunks; < numel: partly saved */
+} shardpoint_entry_info;
+
+/* Number of entries, sorted by fqn (byte order). Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_reader_entry_count(const shardpoint_reader *reader, uint64_t *out_count);
+/* Entry `index` (0 <= index < count). Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE (index). */
+SHARDPOINT_API int shardpoint_reader_entry_info(const shardpoint_reader *reader, uint64_t index,
+                                                shardpoint_entry_info *out);
+/* The index of entry `fqn`. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOTFOUND. */
+SHARDPOINT_API int shardpoint_reader_find(const shardpoint_reader *reader, const char *fqn, uint64_t *out_index);
+
+/* Transforms applied to stored extents. */
+#define SHARDPOINT_TRANSFORM_NONE 0
+#define SHARDPOINT_TRANSFORM_DEFLATE 1
+
+typedef struct shardpoint_chunk_info {
+    const uint64_t *offsets;   /* ndim values, owned by the reader (NULL when ndim is 0) */
+    const uint64_t *sizes;     /* ndim values, owned by the reader (NULL when ndim is 0) */
+    const char *file;          /* data file name relative to the checkpoint directory */
+    uint64_t file_offset;      /* where the stored bytes start */
+    uint64_t stored_length;    /* bytes in the file */
+    uint64_t raw_length;       /* bytes after undoing the transform */
+    uint32_t crc32;            /* CRC-32 of the stored bytes */
+    int32_t transform;         /* SHARDPOINT_TRANSFORM_* */
+    int32_t writer_rank;       /* the rank that wrote it */
+    uint32_t reserved;
+} shardpoint_chunk_info;
+
+/* Chunk `chunk` of entry `index` (a bytes entry has one chunk with ndim 0).
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE. */
+SHARDPOINT_API int shardpoint_reader_chunk_info(const shardpoint_reader *reader, uint64_t index, uint64_t chunk,
+                                                shardpoint_chunk_info *out);
+
+/* Number of user key/value pairs. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_reader_metadata_count(const shardpoint_reader *reader, uint64_t *out_count);
+/* Pair `index`; the strings are owned by the reader. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE. */
+SHARDPOINT_API int shardpoint_reader_metadata_at(const shardpoint_reader *reader, uint64_t index,
+                                                 const char **out_key, const char **out_value);
+/* The value for `key`. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOTFOUND. */
+SHARDPOINT_API int shardpoint_reader_metadata_get(const shardpoint_reader *reader, const char *key,
+                                                  const char **out_value);
+
+/* Reads every stored extent of the checkpoint and checks its CRC-32 (ignores NO_VERIFY).
+ * Errors: SHARDPOINT_ECHECKSUM, SHARDPOINT_ETRUNCATED, SHARDPOINT_ENOTFOUND (missing data file),
+ * SHARDPOINT_EFORMAT (an extent does not inflate to its raw length), SHARDPOINT_EIO;
+ * the message names the entry and the file. */
+SHARDPOINT_API int shardpoint_reader_verify(shardpoint_reader *reader);
+
+/* ---------------------------------------------------------------------------------------------
+ * Loading
+ * ------------------------------------------------------------------------------------------- */
+
+/* A set of read requests executed together (planned with an interval index, adjacent byte ranges
+ * merged, parallel reads). */
+typedef struct shardpoint_load shardpoint_load;
+
+/* Starts a load from `reader` (borrowed until shardpoint_load_free). `comm` may be NULL (single
+ * process), else shardpoint_load_execute is collective over it. Errors: SHARDPOINT_EINVAL,
+ * SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_load_new(shardpoint_load **out, shardpoint_reader *reader, shardpoint_comm *comm);
+
+/* Requests the box (`box_offsets`, `box_sizes`: ndim values each) of tensor `fqn` into `dst`,
+ * whose first element receives the box's first element and whose `strides` (ndim element
+ * strides, NULL for C order) place the others. `dtype` and `ndim` must match the saved tensor:
+ * nothing is converted. `dst` is written during shardpoint_load_execute.
+ * Errors: SHARDPOINT_ENOTFOUND (unless ALLOW_PARTIAL), SHARDPOINT_EKIND, SHARDPOINT_EDTYPE,
+ * SHARDPOINT_ESHAPE (wrong ndim or box outside the tensor), SHARDPOINT_EUNCOVERED (part of the
+ * box was never saved), SHARDPOINT_EINVAL, SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_load_add_tensor(shardpoint_load *load, const char *fqn, int32_t dtype, uint32_t ndim,
+                                              const uint64_t *box_offsets, const uint64_t *box_sizes, void *dst,
+                                              const int64_t *strides);
+
+/* Requests blob `fqn` into `dst` of `capacity` bytes (at least the blob's length, see
+ * shardpoint_entry_info.nbytes). Errors: SHARDPOINT_ENOTFOUND (unless ALLOW_PARTIAL),
+ * SHARDPOINT_EKIND, SHARDPOINT_ERANGE (capacity too small), SHARDPOINT_EINVAL, SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_load_add_bytes(shardpoint_load *load, const char *fqn, void *dst, uint64_t capacity);
+
+/* Requests skipped because ALLOW_PARTIAL was set and their entry is missing. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_load_skipped_count(const shardpoint_load *load, uint64_t *out_count);
+
+/* Collective when the load has a communicator. Reads every requested byte (verifying CRC-32
+ * unless NO_VERIFY) into the destinations. Can be called once. On failure the destinations may
+ * hold partial data. Errors: SHARDPOINT_ECHECKSUM, SHARDPOINT_ETRUNCATED, SHARDPOINT_ENOTFOUND
+ * (missing data file), SHARDPOINT_EFORMAT, SHARDPOINT_EIO, SHARDPOINT_ERANK, SHARDPOINT_ECOMM,
+ * SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_load_execute(shardpoint_load *load);
+
+/* Frees a load. Accepts NULL. */
+SHARDPOINT_API void shardpoint_load_free(shardpoint_load *load);
+
+/* Convenience: one shardpoint_load with one tensor request, executed (not collective). */
+SHARDPOINT_API int shardpoint_reader_read_tensor(shardpoint_reader *reader, const char *fqn, int32_t dtype,
+                                                 uint32_t ndim, const uint64_t *box_offsets,
+                                                 const uint64_t *box_sizes, void *dst, const int64_t *strides);
+
+/* Convenience: reads blob `fqn` into `dst` (capacity bytes); its length goes to *out_len.
+ * Errors: as shardpoint_load_add_bytes and shardpoint_load_execute. */
+SHARDPOINT_API int shardpoint_reader_read_bytes(shardpoint_reader *reader, const char *fqn, void *dst,
+                                                uint64_t capacity, uint64_t *out_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHARDPOINT_H */

@@ -1,0 +1,94 @@
+// The collective save and load flows (DESIGN.md §3) on top of the planner and the storage layer.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "shardpoint/comm.hpp"
+#include "shardpoint/model.hpp"
+#include "shardpoint/planner.hpp"
+#include "shardpoint/storage.hpp"
+
+namespace shardpoint {
+
+std::string library_version();
+
+// One save: each rank adds what it holds, then every rank calls commit().
+class SaveSession {
+public:
+    // `comm` may be null (single process); it is borrowed.
+    SaveSession(std::string dir, Comm *comm, SaveOptions options);
+
+    void add_tensor(const std::string &fqn, DType dtype, Dims global_shape, Dims offsets, Dims sizes, const void *data,
+                    Strides strides);
+    void add_bytes(const std::string &fqn, const void *data, uint64_t len);
+    void set_metadata(const std::string &key, const std::string &value);
+    // Collective: plan, write, commit. Throws the same Code on every rank (Code::rank on ranks
+    // other than the one that failed).
+    void commit();
+
+private:
+    void add_item(WriteItem item);
+
+    std::string dir_;
+    Comm *comm_;
+    SingleComm single_;
+    SaveOptions options_;
+    SavePlan local_;
+    std::unordered_map<std::string, std::vector<size_t>> items_by_fqn_;
+    std::vector<std::pair<std::string, std::string>> user_;
+    bool committed_ = false;
+};
+
+// An open checkpoint: validated metadata, the storage reader and lazily built chunk indexes.
+class Reader {
+public:
+    Reader(std::string dir, LoadOptions options);
+
+    const Metadata &metadata() const { return metadata_; }
+    FileSystemReader &storage() { return storage_; }
+    const LoadOptions &options() const { return storage_.options(); }
+    const ChunkIndex &index_of(const EntryMeta *entry);
+    uint64_t covered_numel(size_t entry) const { return covered_[entry]; }
+    uint64_t stored_bytes(size_t entry) const { return stored_[entry]; }
+    uint64_t total_stored_bytes() const { return total_stored_; }
+
+private:
+    std::string dir_;
+    FileSystemReader storage_;
+    Metadata metadata_;
+    std::vector<uint64_t> covered_, stored_;
+    uint64_t total_stored_ = 0;
+    std::mutex index_mutex_;
+    std::vector<std::unique_ptr<ChunkIndex>> indexes_;
+};
+
+// A batch of read requests against one Reader, planned as they are added.
+class LoadSession {
+public:
+    // `comm` may be null; when given, execute() is collective over it.
+    LoadSession(Reader &reader, Comm *comm);
+
+    void add_tensor(const std::string &fqn, DType dtype, uint32_t ndim, Dims offsets, Dims sizes, void *dst,
+                    Strides strides);
+    void add_bytes(const std::string &fqn, void *dst, uint64_t capacity);
+    uint64_t skipped() const { return skipped_; }
+    void execute();
+
+private:
+    // The entry or nullptr (counted as skipped) when partial loads are allowed; throws otherwise.
+    const EntryMeta *find(const std::string &fqn);
+    void add_request(ReadRequest request);
+
+    Reader &reader_;
+    Comm *comm_;
+    LoadPlan plan_;
+    uint64_t skipped_ = 0;
+    bool executed_ = false;
+};
+
+}  // namespace shardpoint

@@ -1,0 +1,29 @@
+// The metadata file: a fixed header followed by a single-segment Cap'n Proto message (FORMAT.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shardpoint/model.hpp"
+
+namespace shardpoint {
+
+constexpr char metadata_file_name[] = "shardpoint.meta";
+constexpr size_t metadata_header_size = 32;
+constexpr uint64_t metadata_max_body = 1ull << 30;  // 1 GiB: larger is refused as garbage
+constexpr uint32_t format_major = 1;
+constexpr uint32_t format_minor = 0;
+
+// Header and message, ready to be written.
+std::vector<unsigned char> encode_metadata(const Metadata &metadata);
+
+// Parses and validates a whole metadata file. Every number is untrusted: the result has
+// in-range file indices, plain file names, chunks inside their shapes, pairwise disjoint chunks,
+// extents inside their files' recorded sizes and consistent lengths.
+Metadata decode_metadata(const unsigned char *data, size_t len);
+
+// True when `name` is a plain file name (no separator, not "." or "..", no NUL, not empty).
+bool is_plain_file_name(const std::string &name);
+
+}  // namespace shardpoint

@@ -1,0 +1,147 @@
+// The model of a checkpoint, in DCP's vocabulary: MetadataIndex, WriteItem, SavePlan,
+// WriteResult, ReadItem, LoadPlan and Metadata.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "shardpoint/dtype.hpp"
+
+namespace shardpoint {
+
+using Dims = std::vector<uint64_t>;
+using Strides = std::vector<int64_t>;
+
+enum class EntryKind : int32_t { tensor = 0, bytes = 1 };
+enum class Transform : int32_t { none = 0, deflate = 1 };
+
+// Addresses one chunk of an entry: its fqn plus the chunk's offsets (empty for bytes and 0-d).
+struct MetadataIndex {
+    std::string fqn;
+    Dims offsets;
+};
+
+// A box inside a tensor. Bytes entries are modelled as 1-d u8 tensors of their length.
+struct Box {
+    Dims offsets;
+    Dims sizes;
+};
+
+uint64_t product(const Dims &dims);  // 1 for an empty list; throws Code::shape on overflow
+bool box_inside(const Box &box, const Dims &shape);
+bool boxes_overlap(const Box &a, const Box &b);  // true when they share at least one element
+// Indices of two overlapping boxes, or {-1, -1} when all are pairwise disjoint.
+std::pair<long, long> find_overlap(const std::vector<const Box *> &boxes);
+// The dimension along which boxes are best indexed: the one with the most distinct offsets.
+size_t best_split_dim(const std::vector<const Box *> &boxes, size_t ndim);
+
+// One chunk (or blob) a rank offers to save. `data` and `strides` are local to the offering rank
+// and never leave it.
+struct WriteItem {
+    MetadataIndex index;
+    EntryKind kind = EntryKind::tensor;
+    DType dtype = DType::u8;
+    Dims global_shape;
+    Dims sizes;
+    const void *data = nullptr;
+    Strides strides;  // element strides; empty means C order
+
+    uint64_t nbytes() const;
+    Box box() const { return Box{index.offsets, sizes}; }
+};
+
+// A rank's items. In the global plan only the items the rank must write are kept.
+struct SavePlan {
+    std::vector<WriteItem> items;
+    std::string file_name;  // storage data: the data file this rank writes, set by the global plan
+};
+
+// Where stored bytes live.
+struct Extent {
+    uint32_t file = 0;  // index into Metadata::files
+    uint64_t offset = 0;
+    uint64_t stored_length = 0;
+    uint64_t raw_length = 0;
+    uint32_t crc32 = 0;
+    Transform transform = Transform::none;
+    std::vector<uint32_t> block_crc32;
+    uint32_t writer_rank = 0;
+};
+
+// Where one WriteItem landed (the file is the writing rank's file).
+struct WriteResult {
+    MetadataIndex index;
+    Extent extent;
+};
+
+struct ChunkMeta {
+    Box box;
+    Extent extent;
+};
+
+struct EntryMeta {
+    std::string fqn;
+    EntryKind kind = EntryKind::tensor;
+    DType dtype = DType::u8;  // bytes: u8
+    Dims shape;               // bytes: {length}
+    std::vector<ChunkMeta> chunks;
+
+    uint64_t numel() const { return product(shape); }
+    uint64_t nbytes() const;
+};
+
+struct DataFileMeta {
+    std::string name;
+    uint64_t size = 0;
+    uint32_t rank = 0;
+};
+
+struct StorageMeta {
+    std::string checkpoint_id;
+    std::string save_id;
+    uint32_t world_size = 1;
+    std::string library_version;
+    int64_t created_unix_ns = 0;
+    uint32_t alignment = 4096;
+    uint32_t block_size = 1u << 20;
+    uint32_t format_major = 1;
+    uint32_t format_minor = 0;
+};
+
+struct Metadata {
+    StorageMeta storage;
+    std::vector<DataFileMeta> files;
+    std::vector<EntryMeta> entries;  // sorted by fqn
+    std::vector<std::pair<std::string, std::string>> user;
+
+    // nullptr when absent. Entries are sorted, so this is a binary search.
+    const EntryMeta *find(const std::string &fqn) const;
+};
+
+// Copy `lengths` elements of a saved chunk from `storage_offsets` in it to `dest_offsets` in a
+// destination (a request's box).
+struct ReadItem {
+    size_t request = 0;  // index of the request (destination) in the LoadPlan
+    const EntryMeta *entry = nullptr;
+    size_t chunk = 0;    // index into entry->chunks
+    Dims storage_offsets;
+    Dims dest_offsets;
+    Dims lengths;
+};
+
+// A destination: a box of an entry and where its elements go.
+struct ReadRequest {
+    const EntryMeta *entry = nullptr;
+    Box box;
+    void *dst = nullptr;
+    Strides strides;  // element strides of dst; empty means C order of box.sizes
+};
+
+struct LoadPlan {
+    std::vector<ReadRequest> requests;
+    std::vector<ReadItem> items;
+};
+
+}  // namespace shardpoint

@@ -1,0 +1,115 @@
+// Storage: where and how bytes are written and read. Follows DCP's StorageWriter /
+// StorageReader call sequence; FileSystemWriter / FileSystemReader implement it on a directory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "shardpoint/model.hpp"
+
+namespace shardpoint {
+
+struct SaveOptions {
+    bool overwrite = false;
+    bool fsync = false;
+    int compression_level = 0;  // 0: raw; 1..9: deflate
+    unsigned io_threads = 0;    // 0: one per core
+    uint32_t alignment = 4096;
+    uint32_t block_size = 1u << 20;
+    std::string checkpoint_id;
+};
+
+struct LoadOptions {
+    bool verify = true;
+    bool allow_partial = false;
+    unsigned io_threads = 0;
+};
+
+// Save side, in call order: reset, set_up_storage_writer, prepare_local_plan,
+// prepare_global_plan (coordinator), write_data, finish (coordinator); abort on failure.
+class StorageWriter {
+public:
+    virtual ~StorageWriter() = default;
+    virtual void reset(const std::string &save_id) = 0;
+    virtual void set_up_storage_writer(bool is_coordinator, int rank, int world_size) = 0;
+    virtual SavePlan prepare_local_plan(SavePlan plan) = 0;
+    virtual std::vector<SavePlan> prepare_global_plan(std::vector<SavePlan> plans) = 0;
+    // Writes the plan's items; returns where each landed (same order as plan.items) and the
+    // data file's final size.
+    virtual std::vector<WriteResult> write_data(const SavePlan &plan, uint64_t &file_size) = 0;
+    virtual void finish(const Metadata &metadata) = 0;
+    virtual void abort(const SavePlan &plan) = 0;
+};
+
+// Load side: read_metadata, set_up_storage_reader, prepare_local_plan, read_data.
+class StorageReader {
+public:
+    virtual ~StorageReader() = default;
+    virtual Metadata read_metadata() = 0;
+    virtual void set_up_storage_reader(const Metadata &metadata) = 0;
+    virtual LoadPlan prepare_local_plan(LoadPlan plan) = 0;
+    virtual void read_data(const LoadPlan &plan) = 0;
+};
+
+// The name of the data file rank `rank` writes during save `save_id`.
+std::string data_file_name(const std::string &save_id, int rank);
+// 32 random lowercase hex digits.
+std::string new_save_id();
+// Creates `dir` and its parents.
+void make_directories(const std::string &dir);
+
+class FileSystemWriter final : public StorageWriter {
+public:
+    FileSystemWriter(std::string dir, SaveOptions options);
+    void reset(const std::string &save_id) override;
+    void set_up_storage_writer(bool is_coordinator, int rank, int world_size) override;
+    SavePlan prepare_local_plan(SavePlan plan) override;
+    // Refuses (Code::exists) when a checkpoint is present and overwrite is off; names files.
+    std::vector<SavePlan> prepare_global_plan(std::vector<SavePlan> plans) override;
+    std::vector<WriteResult> write_data(const SavePlan &plan, uint64_t &file_size) override;
+    // Commit: metadata through a temporary name, fsync, rename, directory fsync; then removes
+    // the data files of the checkpoint it replaced.
+    void finish(const Metadata &metadata) override;
+    void abort(const SavePlan &plan) override;
+
+private:
+    std::vector<WriteResult> write_raw(int fd, const SavePlan &plan, uint64_t &file_size);
+    std::vector<WriteResult> write_compressed(int fd, const SavePlan &plan, uint64_t &file_size);
+
+    std::string dir_;
+    SaveOptions options_;
+    std::string save_id_;
+    int rank_ = 0;
+};
+
+class FileSystemReader final : public StorageReader {
+public:
+    FileSystemReader(std::string dir, LoadOptions options);
+    ~FileSystemReader() override;
+    Metadata read_metadata() override;
+    void set_up_storage_reader(const Metadata &metadata) override;
+    LoadPlan prepare_local_plan(LoadPlan plan) override { return plan; }
+    void read_data(const LoadPlan &plan) override;
+    // Reads every extent and checks every CRC-32 (whatever options.verify says).
+    void verify_all();
+    const LoadOptions &options() const { return options_; }
+
+private:
+    struct OpenFile {
+        int fd = -1;
+        uint64_t size = 0;
+    };
+    // Opens data file `index` once (thread-safe) and checks that `extent` lies inside it.
+    const OpenFile &open_for(const Extent &extent, const EntryMeta &entry);
+
+    std::string dir_;
+    LoadOptions options_;
+    const Metadata *metadata_ = nullptr;
+    std::mutex files_mutex_;
+    std::vector<std::unique_ptr<OpenFile>> files_;
+};
+
+}  // namespace shardpoint

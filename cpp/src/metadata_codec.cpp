@@ -1,0 +1,249 @@
+// Encoding and validating the metadata file. Everything read here is untrusted input.
+#include "shardpoint/metadata_codec.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "shardpoint.capnp.h"
+#include "shardpoint/codec.hpp"
+#include "shardpoint/error.hpp"
+
+namespace shardpoint {
+
+namespace {
+
+constexpr unsigned char magic[8] = {'S', 'H', 'R', 'D', 'P', 'N', 'T', '\n'};
+constexpr uint32_t max_ndim = 32;
+
+void put_u16(unsigned char *p, uint16_t v) { std::memcpy(p, &v, 2); }
+void put_u32(unsigned char *p, uint32_t v) { std::memcpy(p, &v, 4); }
+void put_u64(unsigned char *p, uint64_t v) { std::memcpy(p, &v, 8); }
+uint16_t get_u16(const unsigned char *p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+uint32_t get_u32(const unsigned char *p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
+uint64_t get_u64(const unsigned char *p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+
+void set_dims(capnp::List<uint64_t>::Builder list, const Dims &dims) {
+    for (size_t i = 0; i < dims.size(); ++i) list.set(unsigned(i), dims[i]);
+}
+
+void build_extent(schema::Extent::Builder b, const Extent &e) {
+    b.setFile(e.file);
+    b.setOffset(e.offset);
+    b.setStoredLength(e.stored_length);
+    b.setRawLength(e.raw_length);
+    b.setCrc32(e.crc32);
+    b.setTransform(e.transform == Transform::deflate ? schema::Transform::DEFLATE : schema::Transform::NONE);
+    auto blocks = b.initBlockCrc32(unsigned(e.block_crc32.size()));
+    for (size_t i = 0; i < e.block_crc32.size(); ++i) blocks.set(unsigned(i), e.block_crc32[i]);
+    b.setWriterRank(e.writer_rank);
+}
+
+Dims read_dims(capnp::List<uint64_t>::Reader list) {
+    Dims d(list.size());
+    for (unsigned i = 0; i < list.size(); ++i) d[i] = list[i];
+    return d;
+}
+
+[[noreturn]] void bad(const std::string &what) { throw Error(Code::format, "corrupt metadata: " + what); }
+
+Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::string &fqn) {
+    Extent e;
+    e.file = r.getFile();
+    e.offset = r.getOffset();
+    e.stored_length = r.getStoredLength();
+    e.raw_length = r.getRawLength();
+    e.crc32 = r.getCrc32();
+    e.writer_rank = r.getWriterRank();
+    switch (r.getTransform()) {
+        case schema::Transform::NONE: e.transform = Transform::none; break;
+        case schema::Transform::DEFLATE: e.transform = Transform::deflate; break;
+        default: bad("entry '" + fqn + "' uses an unknown transform");
+    }
+    if (e.file >= md.files.size()) bad("entry '" + fqn + "' names data file #" + std::to_string(e.file) + " of " + std::to_string(md.files.size()));
+    const DataFileMeta &file = md.files[e.file];
+    if (e.offset > file.size || e.stored_length > file.size - e.offset)
+        bad("entry '" + fqn + "' lies beyond the end of data file '" + file.name + "'");
+    auto blocks = r.getBlockCrc32();
+    uint64_t bs = md.storage.block_size;
+    if (e.transform == Transform::none) {
+        if (e.stored_length != e.raw_length) bad("entry '" + fqn + "' has stored length != raw length without a transform");
+        uint64_t want = (e.stored_length + bs - 1) / bs;
+        if (blocks.size() != want) bad("entry '" + fqn + "' has " + std::to_string(blocks.size()) + " block checksums, expected " + std::to_string(want));
+    } else if (blocks.size() != 0) {
+        bad("entry '" + fqn + "' has block checksums on a compressed extent");
+    }
+    e.block_crc32.resize(blocks.size());
+    for (unsigned i = 0; i < blocks.size(); ++i) e.block_crc32[i] = blocks[i];
+    return e;
+}
+
+}  // namespace
+
+bool is_plain_file_name(const std::string &name) {
+    return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+           name.find('\\') == std::string::npos && name.find('\0') == std::string::npos &&
+           name != metadata_file_name;
+}
+
+std::vector<unsigned char> encode_metadata(const Metadata &md) {
+    capnp::MallocMessageBuilder message;
+    auto root = message.initRoot<schema::Checkpoint>();
+    auto storage = root.initStorage();
+    storage.setCheckpointId(md.storage.checkpoint_id);
+    storage.setSaveId(md.storage.save_id);
+    storage.setWorldSize(md.storage.world_size);
+    storage.setLibraryVersion(md.storage.library_version);
+    storage.setCreatedUnixNs(md.storage.created_unix_ns);
+    storage.setAlignment(md.storage.alignment);
+    storage.setBlockSize(md.storage.block_size);
+
+    auto files = root.initFiles(unsigned(md.files.size()));
+    for (size_t i = 0; i < md.files.size(); ++i) {
+        files[unsigned(i)].setName(md.files[i].name);
+        files[unsigned(i)].setSize(md.files[i].size);
+        files[unsigned(i)].setRank(md.files[i].rank);
+    }
+    auto entries = root.initEntries(unsigned(md.entries.size()));
+    for (size_t i = 0; i < md.entries.size(); ++i) {
+        const EntryMeta &e = md.entries[i];
+        auto eb = entries[unsigned(i)];
+        eb.setFqn(e.fqn);
+        if (e.kind == EntryKind::bytes) {
+            build_extent(eb.initBytes(), e.chunks.at(0).extent);
+            continue;
+        }
+        auto t = eb.initTensor();
+        t.setDtype(static_cast<schema::DType>(int32_t(e.dtype)));
+        set_dims(t.initShape(unsigned(e.shape.size())), e.shape);
+        auto chunks = t.initChunks(unsigned(e.chunks.size()));
+        for (size_t c = 0; c < e.chunks.size(); ++c) {
+            auto cb = chunks[unsigned(c)];
+            set_dims(cb.initOffsets(unsigned(e.shape.size())), e.chunks[c].box.offsets);
+            set_dims(cb.initSizes(unsigned(e.shape.size())), e.chunks[c].box.sizes);
+            build_extent(cb.initExtent(), e.chunks[c].extent);
+        }
+    }
+    auto user = root.initUserMetadata(unsigned(md.user.size()));
+    for (size_t i = 0; i < md.user.size(); ++i) {
+        user[unsigned(i)].setKey(md.user[i].first);
+        user[unsigned(i)].setValue(md.user[i].second);
+    }
+
+    kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+    auto body = words.asBytes();
+    std::vector<unsigned char> out(metadata_header_size + body.size());
+    std::memcpy(out.data(), magic, 8);
+    put_u16(out.data() + 8, uint16_t(format_major));
+    put_u16(out.data() + 10, uint16_t(format_minor));
+    put_u32(out.data() + 12, 0);
+    put_u64(out.data() + 16, body.size());
+    put_u32(out.data() + 24, crc32_of(body.begin(), body.size()));
+    put_u32(out.data() + 28, crc32_of(out.data(), 28));
+    std::memcpy(out.data() + metadata_header_size, body.begin(), body.size());
+    return out;
+}
+
+Metadata decode_metadata(const unsigned char *data, size_t len) {
+    if (len < metadata_header_size)
+        throw Error(Code::truncated, "metadata file is truncated: " + std::to_string(len) + " bytes, the header alone is 32");
+    if (std::memcmp(data, magic, 8) != 0) throw Error(Code::format, "not a shardpoint metadata file (bad magic)");
+    if (crc32_of(data, 28) != get_u32(data + 28)) throw Error(Code::checksum, "metadata header fails its CRC-32");
+    uint32_t major = get_u16(data + 8), minor = get_u16(data + 10);
+    if (major != format_major)
+        throw Error(Code::version, "checkpoint format version " + std::to_string(major) + "." + std::to_string(minor) +
+                                       " is not supported (this library reads major version " + std::to_string(format_major) + ")");
+    uint64_t body_len = get_u64(data + 16);
+    if (body_len > metadata_max_body || body_len % 8 != 0) throw Error(Code::format, "corrupt metadata: implausible length " + std::to_string(body_len));
+    if (body_len > len - metadata_header_size)
+        throw Error(Code::truncated, "metadata file is truncated: header announces " + std::to_string(body_len) + " bytes, " +
+                                         std::to_string(len - metadata_header_size) + " present");
+    if (body_len < len - metadata_header_size) throw Error(Code::format, "corrupt metadata: trailing bytes after the message");
+    const unsigned char *body = data + metadata_header_size;
+    if (crc32_of(body, body_len) != get_u32(data + 24)) throw Error(Code::checksum, "metadata fails its CRC-32");
+
+    // Cap'n Proto reads words in place; copy into aligned storage first.
+    std::vector<capnp::word> words(body_len / 8);
+    std::memcpy(words.data(), body, body_len);
+    Metadata md;
+    md.storage.format_major = major;
+    md.storage.format_minor = minor;
+    try {
+        capnp::ReaderOptions options;
+        options.traversalLimitInWords = body_len / 8 * 4 + 1024;  // no amplification beyond 4x
+        options.nestingLimit = 16;
+        capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words.data(), words.size()), options);
+        auto root = reader.getRoot<schema::Checkpoint>();
+        auto st = root.getStorage();
+        md.storage.checkpoint_id = st.getCheckpointId();
+        md.storage.save_id = st.getSaveId();
+        md.storage.world_size = st.getWorldSize();
+        md.storage.library_version = st.getLibraryVersion();
+        md.storage.created_unix_ns = st.getCreatedUnixNs();
+        md.storage.alignment = st.getAlignment();
+        md.storage.block_size = st.getBlockSize();
+        uint32_t bs = md.storage.block_size;
+        if (bs < 512 || (bs & (bs - 1)) != 0) bad("block size " + std::to_string(bs) + " is not a power of two >= 512");
+
+        for (auto f : root.getFiles()) {
+            DataFileMeta file{f.getName(), f.getSize(), f.getRank()};
+            if (!is_plain_file_name(file.name)) throw Error(Code::path, "metadata names data file '" + file.name + "', which is not a plain file name inside the checkpoint directory");
+            md.files.push_back(std::move(file));
+        }
+        auto entries = root.getEntries();
+        md.entries.reserve(entries.size());
+        for (auto e : entries) {
+            EntryMeta entry;
+            entry.fqn = e.getFqn();
+            if (entry.fqn.empty()) bad("an entry has an empty name");
+            if (!md.entries.empty() && !(md.entries.back().fqn < entry.fqn))
+                bad("entries are not sorted or '" + entry.fqn + "' appears twice");
+            if (e.isBytes()) {
+                entry.kind = EntryKind::bytes;
+                entry.dtype = DType::u8;
+                ChunkMeta chunk;
+                chunk.extent = read_extent(e.getBytes(), md, entry.fqn);
+                entry.shape = {chunk.extent.raw_length};
+                chunk.box = Box{{0}, {chunk.extent.raw_length}};
+                entry.chunks.push_back(std::move(chunk));
+                md.entries.push_back(std::move(entry));
+                continue;
+            }
+            if (!e.isTensor()) bad("entry '" + entry.fqn + "' is of an unknown kind");
+            auto t = e.getTensor();
+            auto dt = int32_t(t.getDtype());
+            if (!dtype_valid(dt)) bad("entry '" + entry.fqn + "' has unknown dtype " + std::to_string(dt));
+            entry.dtype = DType(dt);
+            entry.shape = read_dims(t.getShape());
+            if (entry.shape.size() > max_ndim) throw Error(Code::shape, "entry '" + entry.fqn + "' has more than 32 dimensions");
+            uint64_t numel = product(entry.shape);
+            if (numel > (UINT64_MAX >> 5)) throw Error(Code::shape, "entry '" + entry.fqn + "' is too large");
+            uint64_t itemsize = dtype_size(dt);
+            for (auto c : t.getChunks()) {
+                ChunkMeta chunk;
+                chunk.box.offsets = read_dims(c.getOffsets());
+                chunk.box.sizes = read_dims(c.getSizes());
+                if (!box_inside(chunk.box, entry.shape))
+                    throw Error(Code::shape, "metadata of entry '" + entry.fqn + "' has a chunk outside the tensor's shape");
+                chunk.extent = read_extent(c.getExtent(), md, entry.fqn);
+                if (chunk.extent.raw_length != product(chunk.box.sizes) * itemsize)
+                    bad("a chunk of entry '" + entry.fqn + "' has raw length " + std::to_string(chunk.extent.raw_length) +
+                        ", expected " + std::to_string(product(chunk.box.sizes) * itemsize));
+                entry.chunks.push_back(std::move(chunk));
+            }
+            std::vector<const Box *> boxes;
+            for (auto &c : entry.chunks) boxes.push_back(&c.box);
+            if (find_overlap(boxes).first >= 0) bad("entry '" + entry.fqn + "' has overlapping chunks");
+            md.entries.push_back(std::move(entry));
+        }
+        for (auto kv : root.getUserMetadata()) md.user.emplace_back(kv.getKey(), kv.getValue());
+    } catch (const kj::Exception &e) {
+        throw Error(Code::format, std::string("corrupt metadata: ") + e.getDescription().cStr());
+    }
+    return md;
+}
+
+}  // namespace shardpoint

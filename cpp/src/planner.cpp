@@ -1,0 +1,157 @@
+#include "shardpoint/planner.hpp"
+
+#include <algorithm>
+#include <string_view>
+#include <unordered_map>
+
+#include "shardpoint/error.hpp"
+
+namespace shardpoint {
+
+namespace {
+
+struct Offer {
+    uint32_t rank;
+    uint32_t item;
+    const WriteItem *w;
+};
+
+std::string describe(const WriteItem &w) {
+    if (w.kind == EntryKind::bytes) return "bytes of length " + std::to_string(w.global_shape.at(0));
+    std::string s = std::string(dtype_name(int32_t(w.dtype))) + "[";
+    for (size_t d = 0; d < w.global_shape.size(); ++d) s += (d ? "," : "") + std::to_string(w.global_shape[d]);
+    return s + "]";
+}
+
+bool same_box(const WriteItem &a, const WriteItem &b) { return a.index.offsets == b.index.offsets && a.sizes == b.sizes; }
+
+bool box_less(const Offer &a, const Offer &b) {
+    if (a.w->index.offsets != b.w->index.offsets) return a.w->index.offsets < b.w->index.offsets;
+    if (a.w->sizes != b.w->sizes) return a.w->sizes < b.w->sizes;
+    return a.rank < b.rank;
+}
+
+}  // namespace
+
+GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans) {
+    // Group offers by name.
+    std::unordered_map<std::string_view, size_t> group_of;
+    std::vector<std::vector<Offer>> groups;
+    for (uint32_t r = 0; r < plans.size(); ++r) {
+        for (uint32_t i = 0; i < plans[r].items.size(); ++i) {
+            const WriteItem &w = plans[r].items[i];
+            auto [it, inserted] = group_of.emplace(std::string_view(w.index.fqn), groups.size());
+            if (inserted) groups.emplace_back();
+            groups[it->second].push_back(Offer{r, i, &w});
+        }
+    }
+
+    GlobalSavePlan global;
+    global.writes.resize(plans.size());
+    std::vector<uint64_t> load(plans.size(), 0);
+    std::vector<std::vector<Offer>> replicated;  // each: the identical offers of one chunk
+
+    for (auto &offers : groups) {
+        const WriteItem &first = *offers[0].w;
+        for (const Offer &o : offers) {
+            if (o.w->kind != first.kind || o.w->dtype != first.dtype || o.w->global_shape != first.global_shape)
+                throw Error(Code::conflict, "ranks " + std::to_string(offers[0].rank) + " and " + std::to_string(o.rank) +
+                                                " offer '" + first.index.fqn + "' as " + describe(first) + " and " + describe(*o.w));
+        }
+        std::sort(offers.begin(), offers.end(), box_less);
+        std::vector<std::vector<Offer>> unique;
+        for (const Offer &o : offers) {
+            if (!unique.empty() && same_box(*unique.back()[0].w, *o.w)) unique.back().push_back(o);
+            else unique.push_back({o});
+        }
+        std::vector<const Box *> boxes;
+        std::vector<Box> storage;
+        storage.reserve(unique.size());
+        for (auto &u : unique) storage.push_back(u[0].w->box());
+        for (auto &b : storage) boxes.push_back(&b);
+        auto [a, b] = find_overlap(boxes);
+        if (a >= 0)
+            throw Error(Code::conflict, "ranks " + std::to_string(unique[a][0].rank) + " and " + std::to_string(unique[b][0].rank) +
+                                            " offer partially overlapping chunks of '" + first.index.fqn + "'");
+        for (auto &u : unique) {
+            if (u.size() == 1) {
+                global.writes[u[0].rank].push_back(u[0].item);
+                load[u[0].rank] += u[0].w->nbytes();
+            } else {
+                replicated.push_back(std::move(u));
+            }
+        }
+    }
+    // Largest first, each to the least loaded of its offering ranks.
+    std::sort(replicated.begin(), replicated.end(),
+              [](const auto &x, const auto &y) { return x[0].w->nbytes() > y[0].w->nbytes(); });
+    for (auto &u : replicated) {
+        const Offer *best = &u[0];
+        for (const Offer &o : u)
+            if (load[o.rank] < load[best->rank]) best = &o;
+        global.writes[best->rank].push_back(best->item);
+        load[best->rank] += best->w->nbytes();
+    }
+    for (auto &w : global.writes) std::sort(w.begin(), w.end());
+    return global;
+}
+
+ChunkIndex::ChunkIndex(const EntryMeta &entry) : entry_(entry) {
+    std::vector<const Box *> boxes;
+    for (auto &c : entry.chunks) boxes.push_back(&c.box);
+    size_t ndim = entry.shape.size();
+    dim_ = ndim ? best_split_dim(boxes, ndim) : 0;
+    order_.resize(entry.chunks.size());
+    for (size_t i = 0; i < order_.size(); ++i) order_[i] = i;
+    if (ndim == 0) return;
+    std::sort(order_.begin(), order_.end(), [&](size_t a, size_t b) {
+        return entry.chunks[a].box.offsets[dim_] < entry.chunks[b].box.offsets[dim_];
+    });
+    uint64_t running = 0;
+    for (size_t i : order_) {
+        const Box &b = entry.chunks[i].box;
+        starts_.push_back(b.offsets[dim_]);
+        running = std::max(running, b.offsets[dim_] + b.sizes[dim_]);
+        max_end_.push_back(running);
+    }
+}
+
+void ChunkIndex::overlapping(const Box &box, std::vector<size_t> &out) const {
+    if (entry_.shape.empty()) {
+        for (size_t i : order_)
+            if (product(entry_.chunks[i].box.sizes) > 0) out.push_back(i);
+        return;
+    }
+    uint64_t lo = box.offsets[dim_], hi = lo + box.sizes[dim_];
+    // Candidates start before `hi`; walk back while some earlier chunk can still reach `lo`.
+    size_t n = size_t(std::lower_bound(starts_.begin(), starts_.end(), hi) - starts_.begin());
+    size_t first_out = out.size();
+    for (size_t k = n; k-- > 0;) {
+        if (max_end_[k] <= lo) break;
+        const Box &c = entry_.chunks[order_[k]].box;
+        if (boxes_overlap(c, box)) out.push_back(order_[k]);
+    }
+    std::reverse(out.begin() + long(first_out), out.end());
+}
+
+ReadItem make_read_item(size_t request_index, const ReadRequest &r, size_t c) {
+    const Box &chunk = r.entry->chunks[c].box;
+    ReadItem item;
+    item.request = request_index;
+    item.entry = r.entry;
+    item.chunk = c;
+    size_t ndim = chunk.offsets.size();
+    item.storage_offsets.resize(ndim);
+    item.dest_offsets.resize(ndim);
+    item.lengths.resize(ndim);
+    for (size_t d = 0; d < ndim; ++d) {
+        uint64_t lo = std::max(chunk.offsets[d], r.box.offsets[d]);
+        uint64_t hi = std::min(chunk.offsets[d] + chunk.sizes[d], r.box.offsets[d] + r.box.sizes[d]);
+        item.storage_offsets[d] = lo - chunk.offsets[d];
+        item.dest_offsets[d] = lo - r.box.offsets[d];
+        item.lengths[d] = hi - lo;
+    }
+    return item;
+}
+
+}  // namespace shardpoint
