@@ -23,6 +23,9 @@
  *    communicator, in the same order. Every rank returns the same outcome.
  *  - Element strides are counted in elements, not bytes, and may be negative or zero.
  *    A NULL strides pointer means C order (row-major, contiguous).
+ *  - Tensor memory needs no particular alignment. Bytes are stored and returned exactly as given:
+ *    nothing is converted or validated (a bool element other than 0 or 1 stays as it is).
+ *  - A collective function calls the communicator even when it has a single rank.
  */
 #ifndef SHARDPOINT_H
 #define SHARDPOINT_H
@@ -200,7 +203,8 @@ typedef struct shardpoint_save_options {
     int32_t compression_level;   /* 0: store raw (default); 1..9: zlib deflate at that level */
     uint32_t io_threads;         /* worker threads for I/O and checksums; 0: one per core */
     uint64_t alignment;          /* extent alignment in bytes, a power of two; 0: 4096 */
-    const char *checkpoint_id;   /* recorded in the metadata; NULL: the directory's name */
+    const char *checkpoint_id;   /* recorded in the metadata (copied by shardpoint_save_new);
+                                    NULL: the directory's name */
 } shardpoint_save_options;
 
 #define SHARDPOINT_SAVE_OPTIONS_INIT {SHARDPOINT_SAVE_OPTIONS_VERSION, 0, 0, 0, 0, NULL}
@@ -351,7 +355,8 @@ typedef struct shardpoint_chunk_info {
     uint32_t reserved;
 } shardpoint_chunk_info;
 
-/* Chunk `chunk` of entry `index` (a bytes entry has one chunk with ndim 0).
+/* Chunk `chunk` of entry `index` (a bytes entry has one chunk with ndim 0). `offsets` and `sizes`
+ * have the entry's ndim values (see shardpoint_entry_info).
  * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE. */
 SHARDPOINT_API int shardpoint_reader_chunk_info(const shardpoint_reader *reader, uint64_t index, uint64_t chunk,
                                                 shardpoint_chunk_info *out);
@@ -365,7 +370,8 @@ SHARDPOINT_API int shardpoint_reader_metadata_at(const shardpoint_reader *reader
 SHARDPOINT_API int shardpoint_reader_metadata_get(const shardpoint_reader *reader, const char *key,
                                                   const char **out_value);
 
-/* Reads every stored extent of the checkpoint and checks its CRC-32 (ignores NO_VERIFY).
+/* Reads every stored extent of the checkpoint and checks its CRC-32 (ignores NO_VERIFY). Safe to
+ * call concurrently with the reader's other functions.
  * Errors: SHARDPOINT_ECHECKSUM, SHARDPOINT_ETRUNCATED, SHARDPOINT_ENOTFOUND (missing data file),
  * SHARDPOINT_EFORMAT (an extent does not inflate to its raw length), SHARDPOINT_EIO;
  * the message names the entry and the file. */

@@ -1,0 +1,3 @@
+module shardpoint.dev/shardpoint/bindings/go
+
+go 1.22

@@ -1,0 +1,347 @@
+package shardpoint
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// part is the golden model's split: [floor(r*n/w), floor((r+1)*n/w)).
+func part(n uint64, r, w int) (uint64, uint64) {
+	return uint64(r) * n / uint64(w), uint64(r+1) * n / uint64(w)
+}
+
+// runGroup runs fn on w ranks and fails the test if it does not finish within a minute (a
+// deadlock in the collectives must fail the test, not hang it).
+func runGroup(t *testing.T, w int, fn func(comm *Comm) error) []error {
+	t.Helper()
+	done := make(chan []error, 1)
+	go func() { done <- NewLocalGroup(w).Run(fn) }()
+	select {
+	case errs := <-done:
+		return errs
+	case <-time.After(time.Minute):
+		t.Fatal("ranks did not finish within a minute")
+		return nil
+	}
+}
+
+func TestLocalGroupCollectives(t *testing.T) {
+	const w = 4
+	g := NewLocalGroup(w)
+	var wg sync.WaitGroup
+	results := make([][]byte, w)
+	errs := make([]error, w)
+	for r := 0; r < w; r++ {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			m := g.Member(r)
+			send := []byte{byte(r), byte(10 * r)}
+			var recv []byte
+			if r == 0 {
+				recv = make([]byte, 2*w)
+			}
+			if err := m.Gather(send, recv); err != nil {
+				errs[r] = err
+				return
+			}
+			buf := make([]byte, 2*w)
+			if r == 0 {
+				copy(buf, recv)
+			}
+			errs[r] = m.Broadcast(buf)
+			results[r] = buf
+		}(r)
+	}
+	wg.Wait()
+	want := []byte{0, 0, 1, 10, 2, 20, 3, 30}
+	for r := 0; r < w; r++ {
+		if errs[r] != nil || string(results[r]) != string(want) {
+			t.Fatalf("rank %d: %v %v", r, errs[r], results[r])
+		}
+	}
+	// An aborted group fails every later collective instead of blocking.
+	g.Abort(errors.New("stop"))
+	if err := g.Member(1).Broadcast(make([]byte, 1)); err == nil || err.Error() != "stop" {
+		t.Fatalf("after Abort: %v", err)
+	}
+}
+
+func TestMultiRankSaveThenReshardedLoad(t *testing.T) {
+	dir := ckpt(t)
+	wShape := []uint64{9, 4}
+	cShape := []uint64{4, 7}
+	wFull := fill(36, func(i int) float32 { return float32(i) + 0.25 })
+	cFull := fill(28, func(i int) int32 { return int32(i * -3) })
+	bias := []float64{1, 2, 3, 4, 5}
+	blob := []byte("optimizer state of rank 0")
+
+	errs := runGroup(t, 3, func(comm *Comm) error {
+		r, w := comm.Rank(), comm.Size()
+		s, err := NewSave(dir, comm, nil)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		lo, hi := part(wShape[0], r, w)
+		if err := SaveTensor(s, "w", wShape, Rows(wShape, lo, hi), wFull[lo*4:hi*4]); err != nil {
+			return err
+		}
+		// Columns: a strided view into the whole array every rank holds.
+		clo, chi := part(cShape[1], r, w)
+		box := Box{Offsets: []uint64{0, clo}, Sizes: []uint64{4, chi - clo}}
+		if err := SaveTensorView(s, "c", cShape, box, cFull, Strided(int(clo), 7, 1)); err != nil {
+			return err
+		}
+		if err := SaveTensor(s, "bias", []uint64{5}, Box{}, bias); err != nil {
+			return err
+		}
+		if r == 0 {
+			if err := s.AddBytes("blob", blob); err != nil {
+				return err
+			}
+		}
+		if err := s.SetMetadata("writer", strconv.Itoa(r)); err != nil {
+			return err
+		}
+		return s.Commit()
+	})
+	for r, err := range errs {
+		must(t, fmtRank(r, err))
+	}
+
+	rd := openReader(t, dir, nil)
+	info, err := rd.StorageInfo()
+	must(t, err)
+	if info.WorldSize != 3 {
+		t.Fatalf("world size %d", info.WorldSize)
+	}
+	if v, err := rd.MetadataValue("writer"); err != nil || v != "0" {
+		t.Fatalf("writer metadata %q %v (the coordinator's pairs are kept)", v, err)
+	}
+	b, err := rd.Find("bias")
+	must(t, err)
+	if b.ChunkCount != 1 {
+		t.Fatalf("replicated bias saved as %d chunks", b.ChunkCount)
+	}
+	we, err := rd.Find("w")
+	must(t, err)
+	chunks, err := rd.Chunks(we.Index)
+	must(t, err)
+	if len(chunks) != 3 {
+		t.Fatalf("w has %d chunks", len(chunks))
+	}
+	for _, c := range chunks {
+		for r := 0; r < 3; r++ {
+			if lo, hi := part(9, r, 3); c.Offsets[0] == lo && c.Sizes[0] != hi-lo || c.Offsets[0] == lo && c.WriterRank != r {
+				t.Fatalf("chunk %+v (rank %d offered rows %d..%d)", c, r, lo, hi)
+			}
+		}
+	}
+	must(t, rd.Close())
+
+	// Load back with 2 ranks: other row and column splits than the writers'.
+	errs = runGroup(t, 2, func(comm *Comm) error {
+		r, w := comm.Rank(), comm.Size()
+		rd, err := OpenReader(dir, nil)
+		if err != nil {
+			return err
+		}
+		defer rd.Close()
+		l, err := rd.NewLoad(comm)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		lo, hi := part(wShape[0], r, w)
+		wDst := make([]float32, (hi-lo)*4)
+		if err := LoadTensor(l, "w", Rows(wShape, lo, hi), wDst); err != nil {
+			return err
+		}
+		clo, chi := part(cShape[1], r, w)
+		cDst := make([]int32, 4*(chi-clo))
+		if err := LoadTensor(l, "c", Box{Offsets: []uint64{0, clo}, Sizes: []uint64{4, chi - clo}}, cDst); err != nil {
+			return err
+		}
+		bDst := make([]float64, 5)
+		if err := LoadTensor(l, "bias", Whole([]uint64{5}), bDst); err != nil {
+			return err
+		}
+		blobDst := make([]byte, len(blob))
+		if err := l.AddBytes("blob", blobDst); err != nil {
+			return err
+		}
+		if err := l.Execute(); err != nil {
+			return err
+		}
+		for i, v := range wDst {
+			if v != wFull[lo*4+uint64(i)] {
+				return fmt.Errorf("w element %d of rows %d..%d is %v", i, lo, hi, v)
+			}
+		}
+		for i := uint64(0); i < 4; i++ {
+			for j := clo; j < chi; j++ {
+				if got := cDst[i*(chi-clo)+j-clo]; got != cFull[i*7+j] {
+					return fmt.Errorf("c[%d][%d] = %d, want %d", i, j, got, cFull[i*7+j])
+				}
+			}
+		}
+		for i := range bias {
+			if bDst[i] != bias[i] {
+				return fmt.Errorf("bias %v", bDst)
+			}
+		}
+		if string(blobDst) != string(blob) {
+			return fmt.Errorf("blob %q", blobDst)
+		}
+		return nil
+	})
+	for r, err := range errs {
+		must(t, fmtRank(r, err))
+	}
+}
+
+func fmtRank(r int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("rank %d: %w", r, err)
+}
+
+func TestMultiRankConflictFailsEveryRank(t *testing.T) {
+	dir := ckpt(t)
+	shape := []uint64{6, 2}
+	data := make([]int16, 12)
+	errs := runGroup(t, 3, func(comm *Comm) error {
+		s, err := NewSave(dir, comm, nil)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		// Ranks 0 and 1 offer overlapping rows that are not the same chunk.
+		lo := uint64(comm.Rank() * 2)
+		if comm.Rank() < 2 {
+			if err := SaveTensor(s, "x", shape, Rows(shape, lo, lo+3), data[lo*2:(lo+3)*2]); err != nil {
+				return err
+			}
+		}
+		return s.Commit()
+	})
+	for r, err := range errs {
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("rank %d: %v, want %s", r, err, ErrConflict.Name())
+		}
+	}
+	_, err := OpenReader(dir, nil)
+	wantCode(t, err, ErrNotFound) // nothing was committed
+}
+
+func TestMultiRankFailureDoesNotHang(t *testing.T) {
+	dir := ckpt(t)
+	boom := errors.New("rank 1 gave up before committing")
+	errs := runGroup(t, 3, func(comm *Comm) error {
+		s, err := NewSave(dir, comm, nil)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if err := SaveTensor(s, "x", []uint64{1}, Box{}, []float32{1}); err != nil {
+			return err
+		}
+		if comm.Rank() == 1 {
+			return boom
+		}
+		return s.Commit()
+	})
+	if errs[1] != boom {
+		t.Fatalf("rank 1: %v", errs[1])
+	}
+	for _, r := range []int{0, 2} {
+		wantCode(t, errs[r], ErrComm)
+		// The collectives' own error is the cause: the group was aborted by rank 1.
+		if !errors.Is(errs[r], boom) {
+			t.Fatalf("rank %d: %v does not wrap rank 1's error", r, errs[r])
+		}
+	}
+	_, err := OpenReader(dir, nil)
+	wantCode(t, err, ErrNotFound)
+}
+
+// countingColl is a single-rank transport that counts the calls the library makes.
+type countingColl struct {
+	gathers, broadcasts int
+	fail                error
+	panicNow            bool
+}
+
+func (c *countingColl) Gather(send, recv []byte) error {
+	c.gathers++
+	if c.panicNow {
+		panic("transport exploded")
+	}
+	if c.fail != nil {
+		return c.fail
+	}
+	copy(recv, send)
+	return nil
+}
+
+func (c *countingColl) Broadcast(buf []byte) error {
+	c.broadcasts++
+	if c.panicNow {
+		panic("transport exploded")
+	}
+	return c.fail
+}
+
+func TestCallbackCommunicator(t *testing.T) {
+	coll := &countingColl{}
+	comm, err := NewCallbackComm(0, 1, coll)
+	must(t, err)
+	defer comm.Close()
+	if comm.Rank() != 0 || comm.Size() != 1 {
+		t.Fatalf("rank %d size %d", comm.Rank(), comm.Size())
+	}
+	dir := ckpt(t)
+	s := newSave(t, dir, comm, nil)
+	must(t, SaveTensor(s, "x", []uint64{3}, Box{}, []uint32{1, 2, 3}))
+	must(t, s.Commit())
+	must(t, s.Close())
+	if coll.gathers == 0 && coll.broadcasts == 0 {
+		t.Fatal("the save did not use the communicator's callbacks")
+	}
+	equal(t, "x", readAll[uint32](t, openReader(t, dir, nil), "x"), []uint32{1, 2, 3})
+
+	_, err = NewCallbackComm(2, 2, coll)
+	wantCode(t, err, ErrInvalid)
+	_, err = NewCallbackComm(0, 1, nil)
+	wantCode(t, err, ErrInvalid)
+}
+
+func TestCallbackErrorsBecomeErrComm(t *testing.T) {
+	linkDown := errors.New("link down")
+	for _, coll := range []*countingColl{{fail: linkDown}, {panicNow: true}} {
+		comm, err := NewCallbackComm(0, 1, coll)
+		must(t, err)
+		dir := ckpt(t)
+		s := newSave(t, dir, comm, nil)
+		must(t, SaveTensor(s, "x", []uint64{1}, Box{}, []int8{1}))
+		err = s.Commit()
+		wantCode(t, err, ErrComm)
+		if coll.fail != nil && !errors.Is(err, linkDown) {
+			t.Fatalf("%v does not wrap the transport's error", err)
+		}
+		if coll.panicNow && !strings.Contains(err.Error(), "transport exploded") {
+			t.Fatalf("%v does not report the panic", err)
+		}
+		must(t, s.Close())
+		must(t, comm.Close())
+		_, err = OpenReader(dir, nil)
+		wantCode(t, err, ErrNotFound)
+	}
+}

@@ -1,0 +1,200 @@
+package shardpoint
+
+/*
+#include <stdlib.h>
+#include "shardpoint.h"
+*/
+import "C"
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// SaveOptions are the options of a save. The zero value (or a nil pointer) means the defaults.
+type SaveOptions struct {
+	Overwrite        bool   // replace a checkpoint already at the path (else ErrExists)
+	Fsync            bool   // fsync data files, metadata and the directory
+	CompressionLevel int    // 0: store raw; 1..9: zlib deflate at that level
+	IOThreads        int    // worker threads for I/O and checksums; 0: one per core
+	Alignment        uint64 // extent alignment in bytes, a power of two; 0: 4096
+	CheckpointID     string // recorded in the metadata; "": the directory's name
+}
+
+// Save is a save in progress: add what this rank holds, then Commit (collective). Not safe for
+// concurrent use by several goroutines (calls are serialized, not interleaved).
+//
+// Tensor data and blobs given to a Save are pinned (runtime.Pinner), not copied: they must not
+// change until Commit returns. They are unpinned when Commit returns or the Save is closed.
+type Save struct {
+	mu     sync.Mutex
+	ptr    *C.shardpoint_save
+	comm   *Comm
+	pinner runtime.Pinner
+	cid    *C.char // checkpoint id, kept until the save is freed
+}
+
+// NewSave starts a save of a checkpoint into directory dir (created when missing). comm may be
+// nil (a single process); it must stay open until the Save is closed. Nothing is written before
+// Commit.
+func NewSave(dir string, comm *Comm, opts *SaveOptions) (*Save, error) {
+	var copts C.shardpoint_save_options
+	if err := call(func() C.int { return C.shardpoint_save_options_init(&copts, C.SHARDPOINT_SAVE_OPTIONS_VERSION) }); err != nil {
+		return nil, err
+	}
+	var cid *C.char
+	if opts != nil {
+		if opts.Overwrite {
+			copts.flags |= C.SHARDPOINT_SAVE_OVERWRITE
+		}
+		if opts.Fsync {
+			copts.flags |= C.SHARDPOINT_SAVE_FSYNC
+		}
+		if opts.CompressionLevel < math.MinInt32 || opts.CompressionLevel > math.MaxInt32 ||
+			opts.IOThreads < 0 || uint64(opts.IOThreads) > math.MaxUint32 {
+			return nil, newError(ErrInvalid, "compression level or I/O thread count out of range")
+		}
+		copts.compression_level = C.int32_t(opts.CompressionLevel)
+		copts.io_threads = C.uint32_t(opts.IOThreads)
+		copts.alignment = C.uint64_t(opts.Alignment)
+		if opts.CheckpointID != "" {
+			cid = C.CString(opts.CheckpointID)
+			copts.checkpoint_id = cid
+		}
+	}
+	cptr, err := comm.acquire()
+	if err != nil {
+		C.free(unsafe.Pointer(cid))
+		return nil, err
+	}
+	cdir := C.CString(dir)
+	defer C.free(unsafe.Pointer(cdir))
+	var ptr *C.shardpoint_save
+	if err := call(func() C.int { return C.shardpoint_save_new(&ptr, cdir, cptr, &copts) }); err != nil {
+		comm.release()
+		C.free(unsafe.Pointer(cid))
+		return nil, err
+	}
+	runtime.KeepAlive(comm)
+	s := &Save{ptr: ptr, comm: comm, cid: cid}
+	runtime.SetFinalizer(s, (*Save).Close)
+	return s, nil
+}
+
+// SaveTensor offers the chunk `box` of tensor fqn of the given global shape, read from data in C
+// order. The zero Box means the whole tensor. The dtype follows from T.
+func SaveTensor[T Element](s *Save, fqn string, shape []uint64, box Box, data []T) error {
+	return SaveTensorView(s, fqn, shape, box, data, View{})
+}
+
+// SaveTensorView is SaveTensor with the chunk's elements placed in data by v (start and element
+// strides, e.g. a transposed or reversed view, or a sub-box of a larger array).
+func SaveTensorView[T Element](s *Save, fqn string, shape []uint64, box Box, data []T, v View) error {
+	buf, esize := bytesOf(data)
+	return s.addTensor(fqn, DTypeOf[T](), shape, box, buf, esize, v)
+}
+
+// AddTensorRaw offers a chunk whose elements are raw little-endian bytes of the given dtype (for
+// f16, bf16 and the f8 types, or any dtype held as bytes). v counts in elements of dtype.
+func (s *Save) AddTensorRaw(fqn string, dtype DType, shape []uint64, box Box, data []byte, v View) error {
+	return s.addTensor(fqn, dtype, shape, box, data, dtype.Size(), v)
+}
+
+func (s *Save) addTensor(fqn string, dtype DType, shape []uint64, box Box, data []byte, esize int, v View) error {
+	offsets, sizes, err := box.resolve(shape, true)
+	if err != nil {
+		return err
+	}
+	p, err := elementPointer(data, esize, sizes, v)
+	if err != nil {
+		return err
+	}
+	var cs cstrings
+	defer cs.free()
+	cfqn := cs.add(fqn)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ptr == nil {
+		return errClosed("save")
+	}
+	// The library keeps p and reads it during Commit. A pin left by a failed call is released
+	// with the others at Commit or Close.
+	if p != nil {
+		s.pinner.Pin(p)
+	}
+	return call(func() C.int {
+		return C.shardpoint_save_add_tensor(s.ptr, cfqn, C.int32_t(dtype), C.uint32_t(len(shape)),
+			u64ptr(shape), u64ptr(offsets), u64ptr(sizes), p, i64ptr(v.Strides))
+	})
+}
+
+// AddBytes offers an opaque blob under fqn. data is pinned until Commit returns.
+func (s *Save) AddBytes(fqn string, data []byte) error {
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
+	cfqn := C.CString(fqn)
+	defer C.free(unsafe.Pointer(cfqn))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ptr == nil {
+		return errClosed("save")
+	}
+	if p != nil {
+		s.pinner.Pin(p)
+	}
+	return call(func() C.int { return C.shardpoint_save_add_bytes(s.ptr, cfqn, p, C.uint64_t(len(data))) })
+}
+
+// SetMetadata records a user key/value pair (the coordinator's pairs are the ones kept; setting a
+// key twice keeps the last value).
+func (s *Save) SetMetadata(key, value string) error {
+	var cs cstrings
+	defer cs.free()
+	ck, cv := cs.add(key), cs.add(value)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ptr == nil {
+		return errClosed("save")
+	}
+	return call(func() C.int { return C.shardpoint_save_set_metadata(s.ptr, ck, cv) })
+}
+
+// Commit plans, writes and commits the checkpoint. Collective: every rank of the communicator
+// must call it; every rank gets the same outcome. On failure nothing is committed and a
+// checkpoint that was at the path before is intact. A Save can be committed once.
+func (s *Save) Commit() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ptr == nil {
+		return errClosed("save")
+	}
+	s.comm.resetCause()
+	err := call(func() C.int { return C.shardpoint_save_commit(s.ptr) })
+	// The library reads the data only during this call.
+	s.pinner.Unpin()
+	return s.comm.withCause(err)
+}
+
+// Close frees the save (an uncommitted save writes nothing) and unpins its data. Closing twice
+// is a no-op. It always returns nil; the error is there for io.Closer.
+func (s *Save) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ptr == nil {
+		return nil
+	}
+	C.shardpoint_save_free(s.ptr)
+	s.ptr = nil
+	s.pinner.Unpin()
+	C.free(unsafe.Pointer(s.cid))
+	s.cid = nil
+	s.comm.release()
+	s.comm = nil
+	runtime.SetFinalizer(s, nil)
+	return nil
+}

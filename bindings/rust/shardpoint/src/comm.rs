@@ -1,0 +1,219 @@
+use std::ffi::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use shardpoint_sys as sys;
+
+use crate::error::{check, Error, ErrorCode, Result};
+
+/// What a collective returns; any error makes the library fail the call with `ECOMM`, and its
+/// text is appended to that error's message.
+pub type CollectiveResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Collectives implemented by the host program (threads, a service, an RPC layer, ...).
+///
+/// Rank 0 is the root. The library calls these only from inside collective shardpoint calls
+/// (`Save::commit`, `Load::execute` with a communicator), on the calling thread, in the same order
+/// on every rank. A transport that can fail midway should abort the job rather than return an
+/// error: the other ranks may be blocked in their own callbacks.
+pub trait Collectives: Send {
+    /// This process's rank, `0 <= rank < size`.
+    fn rank(&self) -> i32;
+    /// Number of ranks, at least 1.
+    fn size(&self) -> i32;
+    /// Every rank sends `send` (the same length everywhere). On rank 0 `recv` is `Some` buffer of
+    /// `size * send.len()` bytes that receives rank r's bytes at offset `r * send.len()`; on the
+    /// other ranks it is `None`.
+    fn gather(&mut self, send: &[u8], recv: Option<&mut [u8]>) -> CollectiveResult;
+    /// Copies rank 0's `buf` into `buf` on every other rank.
+    fn broadcast(&mut self, buf: &mut [u8]) -> CollectiveResult;
+}
+
+/// What the C side's `user` pointer points at: the host's collectives plus the text of the last
+/// callback failure, so the resulting `ECOMM` error can say what went wrong.
+struct CallbackState {
+    inner: Box<dyn Collectives>,
+    size: usize,
+    last_error: Option<String>,
+}
+
+/// A communicator: how the ranks of one job talk during collective calls.
+///
+/// Borrowed by every [`crate::Save`] and [`crate::Load`] that uses it, so it outlives them. A
+/// communicator is used by one thread at a time (it is `Send` but not `Sync`).
+pub struct Comm {
+    raw: *mut sys::shardpoint_comm,
+    // Owned by the C communicator (freed by its destroy callback); NULL for `single`.
+    state: *mut CallbackState,
+}
+
+// SAFETY: the handle may move between threads; the callback state holds a `Send` object and is
+// only touched by the thread currently using the communicator. Not Sync: one user at a time.
+unsafe impl Send for Comm {}
+
+impl Comm {
+    /// A communicator for a job of one process (rank 0 of 1).
+    pub fn single() -> Result<Comm> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: valid out-pointer.
+        check(unsafe { sys::shardpoint_comm_new_single(&mut raw) })?;
+        Ok(Comm { raw, state: ptr::null_mut() })
+    }
+
+    /// A communicator over collectives written in Rust (`shardpoint_comm_new_callbacks`).
+    pub fn from_collectives<C: Collectives + 'static>(collectives: C) -> Result<Comm> {
+        let rank = collectives.rank();
+        let size = collectives.size();
+        let state = Box::into_raw(Box::new(CallbackState {
+            inner: Box::new(collectives),
+            size: usize::try_from(size).unwrap_or(0),
+            last_error: None,
+        }));
+        let mut cb = sys::SHARDPOINT_COMM_CALLBACKS_INIT;
+        // SAFETY: valid struct pointer; fills the defaults of this version.
+        let rc = unsafe { sys::shardpoint_comm_callbacks_init(&mut cb, sys::SHARDPOINT_COMM_CALLBACKS_VERSION) };
+        if rc != sys::SHARDPOINT_OK {
+            let err = Error::from_last(rc);
+            // SAFETY: not handed to the library.
+            drop(unsafe { Box::from_raw(state) });
+            return Err(err);
+        }
+        cb.rank = rank;
+        cb.size = size;
+        cb.user = state.cast::<c_void>();
+        cb.gather = Some(gather_trampoline);
+        cb.broadcast = Some(broadcast_trampoline);
+        cb.destroy = Some(destroy_trampoline);
+        let mut raw = ptr::null_mut();
+        // SAFETY: the struct is copied; `user` stays valid until destroy.
+        let rc = unsafe { sys::shardpoint_comm_new_callbacks(&mut raw, &cb) };
+        if rc != sys::SHARDPOINT_OK {
+            let err = Error::from_last(rc);
+            // SAFETY: on failure the library keeps no reference and never calls destroy.
+            drop(unsafe { Box::from_raw(state) });
+            return Err(err);
+        }
+        Ok(Comm { raw, state })
+    }
+
+    /// This communicator's rank.
+    pub fn rank(&self) -> i32 {
+        let mut r = 0;
+        // SAFETY: valid handle; cannot fail for a non-NULL communicator.
+        let rc = unsafe { sys::shardpoint_comm_rank(self.raw, &mut r) };
+        debug_assert_eq!(rc, 0);
+        r
+    }
+
+    /// The number of ranks.
+    pub fn size(&self) -> i32 {
+        let mut s = 0;
+        // SAFETY: as above.
+        let rc = unsafe { sys::shardpoint_comm_size(self.raw, &mut s) };
+        debug_assert_eq!(rc, 0);
+        s
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::shardpoint_comm {
+        self.raw
+    }
+
+    /// Runs one collective C call; on failure, adds the text of a failed callback to the error.
+    pub(crate) fn collective(&self, call: impl FnOnce() -> c_int) -> Result<()> {
+        self.set_callback_error(None);
+        let rc = call();
+        if rc == sys::SHARDPOINT_OK {
+            return Ok(());
+        }
+        let err = Error::from_last(rc);
+        match self.set_callback_error(None) {
+            Some(cause) => Err(err.with_context(&format!("callback: {cause}"))),
+            None => Err(err),
+        }
+    }
+
+    fn set_callback_error(&self, value: Option<String>) -> Option<String> {
+        if self.state.is_null() {
+            return None;
+        }
+        // SAFETY: the state lives until the communicator is freed, and only the thread using the
+        // communicator (this one; Comm is not Sync) touches it, outside of any callback.
+        unsafe { std::mem::replace(&mut (*self.state).last_error, value) }
+    }
+}
+
+impl Drop for Comm {
+    fn drop(&mut self) {
+        // SAFETY: owned handle; no Save or Load borrows it any more. Calls destroy_trampoline.
+        unsafe { sys::shardpoint_comm_free(self.raw) };
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Comm").field("rank", &self.rank()).field("size", &self.size()).finish()
+    }
+}
+
+/// Runs a callback body, turning errors and panics (which must not unwind into C) into a nonzero
+/// return code and a remembered message.
+unsafe fn guarded(user: *mut c_void, body: impl FnOnce(&mut CallbackState) -> CollectiveResult) -> c_int {
+    let state = &mut *user.cast::<CallbackState>();
+    let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut *state)));
+    let message = match outcome {
+        Ok(Ok(())) => return 0,
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => match panic.downcast_ref::<&str>() {
+            Some(s) => format!("panicked: {s}"),
+            None => match panic.downcast_ref::<String>() {
+                Some(s) => format!("panicked: {s}"),
+                None => "panicked".to_string(),
+            },
+        },
+    };
+    state.last_error = Some(message);
+    1
+}
+
+/// A slice over C memory; empty when `len` is 0 (the pointer may then be NULL).
+unsafe fn bytes<'x>(p: *const c_void, len: usize) -> &'x [u8] {
+    if len == 0 || p.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p.cast::<u8>(), len)
+    }
+}
+
+unsafe fn bytes_mut<'x>(p: *mut c_void, len: usize) -> &'x mut [u8] {
+    if len == 0 || p.is_null() {
+        &mut []
+    } else {
+        std::slice::from_raw_parts_mut(p.cast::<u8>(), len)
+    }
+}
+
+fn too_long() -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(Error::new(ErrorCode::Range, "collective buffer does not fit in memory"))
+}
+
+unsafe extern "C" fn gather_trampoline(user: *mut c_void, send: *const c_void, len: u64, recv: *mut c_void) -> c_int {
+    guarded(user, |state| {
+        let len = usize::try_from(len).map_err(|_| too_long())?;
+        let total = len.checked_mul(state.size).ok_or_else(too_long)?;
+        let send = bytes(send, len);
+        let recv = if recv.is_null() { None } else { Some(bytes_mut(recv, total)) };
+        state.inner.gather(send, recv)
+    })
+}
+
+unsafe extern "C" fn broadcast_trampoline(user: *mut c_void, buf: *mut c_void, len: u64) -> c_int {
+    guarded(user, |state| {
+        let len = usize::try_from(len).map_err(|_| too_long())?;
+        state.inner.broadcast(bytes_mut(buf, len))
+    })
+}
+
+unsafe extern "C" fn destroy_trampoline(user: *mut c_void) {
+    // A panicking Drop of the host's collectives must not unwind into C.
+    let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(user.cast::<CallbackState>()))));
+}

@@ -1,0 +1,178 @@
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::ptr;
+
+use shardpoint_sys as sys;
+
+use crate::comm::Comm;
+use crate::dtype::{normalize_bools, Dtype, Element};
+use crate::error::{check, Result};
+use crate::layout::{check_view, cstring, ndim_of, ptr_or_null, Strided};
+use crate::reader::Reader;
+
+/// A set of read requests executed together by [`Load::execute`].
+///
+/// The lifetime `'a` covers the reader, the communicator and every destination: the library
+/// writes the destinations only during `execute`, so they stay mutably borrowed until the load is
+/// executed or dropped. Reading a destination before `execute` does not compile:
+///
+/// ```compile_fail,E0502
+/// use shardpoint::{Load, Reader};
+/// let reader = Reader::open("/tmp/ckpt").unwrap();
+/// let mut dst = vec![0f32; 4];
+/// let mut load = Load::new(&reader, None).unwrap();
+/// load.add_tensor("x", &[0], &[4], &mut dst).unwrap();
+/// println!("{}", dst[0]);
+/// load.execute().unwrap();
+/// ```
+///
+/// Nor does freeing the reader first:
+///
+/// ```compile_fail,E0505
+/// use shardpoint::{Load, Reader};
+/// let reader = Reader::open("/tmp/ckpt").unwrap();
+/// let load = Load::new(&reader, None).unwrap();
+/// drop(reader);
+/// load.execute().unwrap();
+/// ```
+pub struct Load<'a> {
+    raw: *mut sys::shardpoint_load,
+    comm: Option<&'a Comm>,
+    // `bool` destinations, re-checked after execute (see `normalize_bools`).
+    bools: Vec<(*mut u8, usize)>,
+    _borrows: PhantomData<(&'a Reader, &'a mut [u8])>,
+}
+
+impl<'a> Load<'a> {
+    /// Starts a load from `reader`. With a communicator, `execute` is collective over it: every
+    /// rank creates its own load (from its own reader) and executes it.
+    pub fn new(reader: &'a Reader, comm: Option<&'a Comm>) -> Result<Load<'a>> {
+        let mut raw = ptr::null_mut();
+        let comm_ptr = comm.map_or(ptr::null_mut(), Comm::as_ptr);
+        // SAFETY: reader and comm outlive 'a, and so the load.
+        check(unsafe { sys::shardpoint_load_new(&mut raw, reader.as_ptr(), comm_ptr) })?;
+        Ok(Load { raw, comm, bools: Vec::new(), _borrows: PhantomData })
+    }
+
+    /// Requests the box (`box_offsets`, `box_sizes`) of tensor `fqn` into `dst` in C order. The
+    /// element type must be the stored dtype (`EDTYPE` otherwise): nothing is converted.
+    pub fn add_tensor<T: Element>(
+        &mut self,
+        fqn: &str,
+        box_offsets: &[u64],
+        box_sizes: &[u64],
+        dst: &'a mut [T],
+    ) -> Result<()> {
+        ndim_of(&[box_offsets, box_sizes])?;
+        let (first, strides) = check_view(dst.len(), box_sizes, None)?;
+        self.add_slice(fqn, T::DTYPE, box_offsets, box_sizes, dst, first * std::mem::size_of::<T>(), strides)
+    }
+
+    /// Requests a box into `dst` laid out with explicit element strides.
+    pub fn add_tensor_strided<T: Element>(
+        &mut self,
+        fqn: &str,
+        box_offsets: &[u64],
+        box_sizes: &[u64],
+        dst: &'a mut [T],
+        layout: Strided<'_>,
+    ) -> Result<()> {
+        ndim_of(&[box_offsets, box_sizes])?;
+        let (first, strides) = check_view(dst.len(), box_sizes, Some(&layout))?;
+        self.add_slice(fqn, T::DTYPE, box_offsets, box_sizes, dst, first * std::mem::size_of::<T>(), strides)
+    }
+
+    /// Requests a box of any dtype as raw little-endian bytes; `layout` counts in elements of
+    /// `dtype` (None: C order).
+    pub fn add_tensor_raw(
+        &mut self,
+        fqn: &str,
+        dtype: Dtype,
+        box_offsets: &[u64],
+        box_sizes: &[u64],
+        dst: &'a mut [u8],
+        layout: Option<Strided<'_>>,
+    ) -> Result<()> {
+        ndim_of(&[box_offsets, box_sizes])?;
+        let esize = dtype.size().max(1);
+        let (first, strides) = check_view(dst.len() / esize, box_sizes, layout.as_ref())?;
+        self.add_slice(fqn, dtype, box_offsets, box_sizes, dst, first * esize, strides)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_slice<T: Element>(
+        &mut self,
+        fqn: &str,
+        dtype: Dtype,
+        box_offsets: &[u64],
+        box_sizes: &[u64],
+        dst: &'a mut [T],
+        first_byte: usize,
+        strides: *const i64,
+    ) -> Result<()> {
+        let ndim = ndim_of(&[box_offsets, box_sizes])?;
+        let fqn = cstring("name", fqn)?;
+        let len = dst.len();
+        let base = dst.as_mut_ptr().cast::<u8>();
+        // SAFETY: check_view put the box inside `dst`, which stays exclusively borrowed for 'a;
+        // `first_byte` is at most its length.
+        check(unsafe {
+            sys::shardpoint_load_add_tensor(
+                self.raw,
+                fqn.as_ptr(),
+                dtype.raw(),
+                ndim,
+                ptr_or_null(box_offsets),
+                ptr_or_null(box_sizes),
+                base.add(first_byte).cast::<c_void>(),
+                strides,
+            )
+        })?;
+        if T::DTYPE == Dtype::Bool {
+            self.bools.push((base, len));
+        }
+        Ok(())
+    }
+
+    /// Requests blob `fqn` into `dst`, which must hold at least its length (`ERANGE`).
+    pub fn add_bytes(&mut self, fqn: &str, dst: &'a mut [u8]) -> Result<()> {
+        let fqn = cstring("name", fqn)?;
+        // SAFETY: `dst` stays exclusively borrowed for 'a.
+        check(unsafe {
+            sys::shardpoint_load_add_bytes(self.raw, fqn.as_ptr(), dst.as_mut_ptr().cast(), dst.len() as u64)
+        })
+    }
+
+    /// Requests skipped because `allow_partial` was set and their entry is missing.
+    pub fn skipped_count(&self) -> Result<u64> {
+        let mut n = 0;
+        // SAFETY: valid handle and out-pointer.
+        check(unsafe { sys::shardpoint_load_skipped_count(self.raw, &mut n) })?;
+        Ok(n)
+    }
+
+    /// Reads every requested byte into the destinations (collective when the load has a
+    /// communicator). On failure the destinations may hold partial data. Consumes the load, which
+    /// ends the borrows.
+    pub fn execute(self) -> Result<()> {
+        let raw = self.raw;
+        // SAFETY: valid handle; every destination is still borrowed through `self`.
+        let call = || unsafe { sys::shardpoint_load_execute(raw) };
+        let result = match self.comm {
+            Some(comm) => comm.collective(call),
+            None => check(call()),
+        };
+        for &(p, len) in &self.bools {
+            // SAFETY: still exclusively borrowed for 'a; only accessed as bytes.
+            unsafe { normalize_bools(p, len) };
+        }
+        result
+    }
+}
+
+impl Drop for Load<'_> {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::shardpoint_load_free(self.raw) };
+    }
+}

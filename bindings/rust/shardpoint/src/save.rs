@@ -1,0 +1,270 @@
+use std::ffi::{c_void, CString};
+use std::marker::PhantomData;
+use std::path::Path;
+use std::ptr;
+
+use shardpoint_sys as sys;
+
+use crate::comm::Comm;
+use crate::dtype::{Dtype, Element};
+use crate::error::{check, Result};
+use crate::layout::{check_view, cstring, ndim_of, path_cstring, ptr_or_null, Strided};
+
+/// How a checkpoint is written (`shardpoint_save_options`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaveOptions {
+    /// Replace a checkpoint already at the path (`SHARDPOINT_SAVE_OVERWRITE`).
+    pub overwrite: bool,
+    /// fsync data files, metadata and the directory (`SHARDPOINT_SAVE_FSYNC`).
+    pub fsync: bool,
+    /// 0: store raw; 1..=9: zlib deflate at that level.
+    pub compression_level: i32,
+    /// Worker threads for I/O and checksums; 0: one per core.
+    pub io_threads: u32,
+    /// Extent alignment in bytes, a power of two; 0: the library default (4096).
+    pub alignment: u64,
+    /// Recorded in the metadata; None: the directory's name.
+    pub checkpoint_id: Option<String>,
+}
+
+impl SaveOptions {
+    pub fn new() -> SaveOptions {
+        SaveOptions::default()
+    }
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+    pub fn fsync(mut self, yes: bool) -> Self {
+        self.fsync = yes;
+        self
+    }
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = level;
+        self
+    }
+    pub fn io_threads(mut self, n: u32) -> Self {
+        self.io_threads = n;
+        self
+    }
+    pub fn alignment(mut self, bytes: u64) -> Self {
+        self.alignment = bytes;
+        self
+    }
+    pub fn checkpoint_id(mut self, id: impl Into<String>) -> Self {
+        self.checkpoint_id = Some(id.into());
+        self
+    }
+}
+
+/// A save in progress: offer what this rank holds, then [`Save::commit`].
+///
+/// The lifetime `'a` covers the communicator and every slice offered: the library reads them only
+/// during `commit`, so they stay borrowed (unchanged, unmoved) until the save is committed or
+/// dropped. Dropping an uncommitted save writes nothing.
+///
+/// The compiler enforces this. Data dropped before the commit:
+///
+/// ```compile_fail,E0597
+/// use shardpoint::{Save, SaveOptions};
+/// let mut save = Save::new("/tmp/ckpt", None, &SaveOptions::default()).unwrap();
+/// {
+///     let data = vec![1.0f32; 4];
+///     save.add_tensor("x", &[4], &[0], &[4], &data).unwrap();
+/// }
+/// save.commit().unwrap();
+/// ```
+///
+/// Data changed before the commit:
+///
+/// ```compile_fail,E0506
+/// use shardpoint::{Save, SaveOptions};
+/// let mut data = vec![1.0f32; 4];
+/// let mut save = Save::new("/tmp/ckpt", None, &SaveOptions::default()).unwrap();
+/// save.add_tensor("x", &[4], &[0], &[4], &data).unwrap();
+/// data[0] = 2.0;
+/// save.commit().unwrap();
+/// ```
+pub struct Save<'a> {
+    raw: *mut sys::shardpoint_save,
+    comm: Option<&'a Comm>,
+    _borrows: PhantomData<&'a [u8]>,
+}
+
+impl<'a> Save<'a> {
+    /// Starts a save into directory `dir` (created if missing). `comm` None means one process;
+    /// with a communicator, every rank of it must create its own `Save` and commit it.
+    pub fn new(dir: impl AsRef<Path>, comm: Option<&'a Comm>, options: &SaveOptions) -> Result<Save<'a>> {
+        let dir = path_cstring(dir.as_ref())?;
+        let id = options.checkpoint_id.as_deref().map(|s| cstring("checkpoint id", s)).transpose()?;
+        let mut opts = sys::SHARDPOINT_SAVE_OPTIONS_INIT;
+        // SAFETY: valid struct pointer.
+        check(unsafe { sys::shardpoint_save_options_init(&mut opts, sys::SHARDPOINT_SAVE_OPTIONS_VERSION) })?;
+        if options.overwrite {
+            opts.flags |= sys::SHARDPOINT_SAVE_OVERWRITE;
+        }
+        if options.fsync {
+            opts.flags |= sys::SHARDPOINT_SAVE_FSYNC;
+        }
+        opts.compression_level = options.compression_level;
+        opts.io_threads = options.io_threads;
+        opts.alignment = options.alignment;
+        opts.checkpoint_id = id.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+        let mut raw = ptr::null_mut();
+        let comm_ptr = comm.map_or(ptr::null_mut(), Comm::as_ptr);
+        // SAFETY: strings and options are copied by the call; comm outlives 'a.
+        check(unsafe { sys::shardpoint_save_new(&mut raw, dir.as_ptr(), comm_ptr, &opts) })?;
+        Ok(Save { raw, comm, _borrows: PhantomData })
+    }
+
+    /// Offers a chunk held in C order: the box at `chunk_offsets` with `chunk_sizes` of a tensor of
+    /// `global_shape`. `data` holds the chunk's elements (at least the product of the sizes).
+    /// A 0-d tensor (scalar) has three empty shape arrays and one element.
+    pub fn add_tensor<T: Element>(
+        &mut self,
+        fqn: &str,
+        global_shape: &[u64],
+        chunk_offsets: &[u64],
+        chunk_sizes: &[u64],
+        data: &'a [T],
+    ) -> Result<()> {
+        ndim_of(&[global_shape, chunk_offsets, chunk_sizes])?;
+        let (first, strides) = check_view(data.len(), chunk_sizes, None)?;
+        // SAFETY: the view lies inside `data`, which stays borrowed for 'a.
+        unsafe {
+            self.add_raw_parts(
+                fqn,
+                T::DTYPE,
+                global_shape,
+                chunk_offsets,
+                chunk_sizes,
+                data.as_ptr().add(first).cast(),
+                strides,
+            )
+        }
+    }
+
+    /// Offers a chunk laid out with explicit element strides (transposed, reversed, every other
+    /// row, ...). The view must lie inside `data`.
+    pub fn add_tensor_strided<T: Element>(
+        &mut self,
+        fqn: &str,
+        global_shape: &[u64],
+        chunk_offsets: &[u64],
+        chunk_sizes: &[u64],
+        data: &'a [T],
+        layout: Strided<'_>,
+    ) -> Result<()> {
+        ndim_of(&[global_shape, chunk_offsets, chunk_sizes])?;
+        let (first, strides) = check_view(data.len(), chunk_sizes, Some(&layout))?;
+        // SAFETY: as above; the strides are copied by the call.
+        unsafe {
+            self.add_raw_parts(
+                fqn,
+                T::DTYPE,
+                global_shape,
+                chunk_offsets,
+                chunk_sizes,
+                data.as_ptr().add(first).cast(),
+                strides,
+            )
+        }
+    }
+
+    /// Offers a chunk of any dtype as raw little-endian bytes: f16, bf16, complex, f8, or anything
+    /// else. `layout` counts in elements of `dtype` (None: C order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_tensor_raw(
+        &mut self,
+        fqn: &str,
+        dtype: Dtype,
+        global_shape: &[u64],
+        chunk_offsets: &[u64],
+        chunk_sizes: &[u64],
+        data: &'a [u8],
+        layout: Option<Strided<'_>>,
+    ) -> Result<()> {
+        ndim_of(&[global_shape, chunk_offsets, chunk_sizes])?;
+        let esize = dtype.size().max(1);
+        let (first, strides) = check_view(data.len() / esize, chunk_sizes, layout.as_ref())?;
+        // SAFETY: the view lies inside the whole elements of `data`, borrowed for 'a.
+        unsafe {
+            self.add_raw_parts(
+                fqn,
+                dtype,
+                global_shape,
+                chunk_offsets,
+                chunk_sizes,
+                data.as_ptr().add(first * esize).cast(),
+                strides,
+            )
+        }
+    }
+
+    /// # Safety
+    /// `data` and `strides` must describe memory that is readable for the chunk and stays valid
+    /// and unchanged for 'a.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn add_raw_parts(
+        &mut self,
+        fqn: &str,
+        dtype: Dtype,
+        global_shape: &[u64],
+        chunk_offsets: &[u64],
+        chunk_sizes: &[u64],
+        data: *const c_void,
+        strides: *const i64,
+    ) -> Result<()> {
+        let ndim = ndim_of(&[global_shape, chunk_offsets, chunk_sizes])?;
+        let fqn = cstring("name", fqn)?;
+        check(sys::shardpoint_save_add_tensor(
+            self.raw,
+            fqn.as_ptr(),
+            dtype.raw(),
+            ndim,
+            ptr_or_null(global_shape),
+            ptr_or_null(chunk_offsets),
+            ptr_or_null(chunk_sizes),
+            data,
+            strides,
+        ))
+    }
+
+    /// Offers an opaque byte blob under `fqn`.
+    pub fn add_bytes(&mut self, fqn: &str, data: &'a [u8]) -> Result<()> {
+        let fqn = cstring("name", fqn)?;
+        // SAFETY: `data` stays borrowed for 'a.
+        check(unsafe {
+            sys::shardpoint_save_add_bytes(self.raw, fqn.as_ptr(), data.as_ptr().cast(), data.len() as u64)
+        })
+    }
+
+    /// Records a user key/value pair in the metadata (copied).
+    pub fn set_metadata(&mut self, key: &str, value: &str) -> Result<()> {
+        let key: CString = cstring("metadata key", key)?;
+        let value: CString = cstring("metadata value", value)?;
+        // SAFETY: both strings are copied by the call.
+        check(unsafe { sys::shardpoint_save_set_metadata(self.raw, key.as_ptr(), value.as_ptr()) })
+    }
+
+    /// Collective over the save's communicator: plans, writes every rank's data and commits the
+    /// metadata atomically. On failure nothing is committed and a previous checkpoint at the path
+    /// is intact. Consumes the save, which ends the borrows.
+    pub fn commit(self) -> Result<()> {
+        let raw = self.raw;
+        // SAFETY: valid handle; borrowed data is alive for 'a, which `self` still holds here.
+        let call = || unsafe { sys::shardpoint_save_commit(raw) };
+        match self.comm {
+            Some(comm) => comm.collective(call),
+            None => check(call()),
+        }
+        // `self` drops here: shardpoint_save_free.
+    }
+}
+
+impl Drop for Save<'_> {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::shardpoint_save_free(self.raw) };
+    }
+}
