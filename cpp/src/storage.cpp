@@ -13,6 +13,7 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <unordered_map>
 
 #include "shardpoint/codec.hpp"
 #include "shardpoint/error.hpp"
@@ -25,7 +26,7 @@ namespace shardpoint {
 namespace {
 
 constexpr uint64_t write_piece_bytes = 8ull << 20;   // unit of parallel writing
-constexpr uint64_t read_piece_bytes = 64ull << 20;   // largest single read
+constexpr uint64_t read_piece_bytes = 16ull << 20;   // largest single read or staged slab
 constexpr uint64_t merge_gap_bytes = 64ull << 10;    // nearby reads closer than this are merged
 constexpr uint64_t merge_limit_bytes = 16ull << 20;  // ... into reads of at most this size
 
@@ -96,10 +97,20 @@ void fsync_directory(const std::string &dir) {
 
 bool is_contiguous(const WriteItem &w) { return w.strides.empty() || is_c_contiguous(w.sizes, w.strides); }
 
-std::vector<unsigned char> &scratch_buffer() {
-    thread_local std::vector<unsigned char> buffer;
-    return buffer;
-}
+// One reusable staging buffer per worker, freed when the operation ends (so no thread keeps
+// large buffers alive between saves or loads).
+class ScratchBuffers {
+public:
+    ScratchBuffers(size_t tasks, unsigned threads) : buffers_(worker_count(tasks, threads)) {}
+    unsigned char *get(unsigned worker, size_t len) {
+        auto &b = buffers_[worker];
+        if (b.size() < len) b.resize(len);
+        return b.data();
+    }
+
+private:
+    std::vector<std::vector<unsigned char>> buffers_;
+};
 
 }  // namespace
 
@@ -198,7 +209,8 @@ std::vector<WriteResult> FileSystemWriter::write_raw(int fd, const SavePlan &pla
         cursor += nb;
         for (uint64_t b = 0; b < nb; b += piece) pieces.push_back(Piece{i, b, std::min(piece, nb - b)});
     }
-    parallel_for(pieces.size(), options_.io_threads, [&](size_t k) {
+    ScratchBuffers scratch(pieces.size(), options_.io_threads);
+    parallel_for(pieces.size(), options_.io_threads, [&](size_t k, unsigned worker) {
         const Piece &p = pieces[k];
         const WriteItem &w = plan.items[p.item];
         Extent &e = results[p.item].extent;
@@ -207,11 +219,10 @@ std::vector<WriteResult> FileSystemWriter::write_raw(int fd, const SavePlan &pla
         if (is_contiguous(w)) {
             src = static_cast<const unsigned char *>(w.data) + p.begin;
         } else {
-            auto &buffer = scratch_buffer();
-            buffer.resize(p.len);
+            unsigned char *buffer = scratch.get(worker, p.len);
             gather_elements(static_cast<const unsigned char *>(w.data), w.sizes, w.strides, itemsize,
-                            p.begin / itemsize, p.len / itemsize, buffer.data());
-            src = buffer.data();
+                            p.begin / itemsize, p.len / itemsize, buffer);
+            src = buffer;
         }
         for (uint64_t b = 0; b < p.len; b += bs)
             e.block_crc32[(p.begin + b) / bs] = crc32_of(src + b, std::min(bs, p.len - b));
@@ -232,7 +243,7 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(int fd, const SavePl
     std::vector<WriteResult> results(plan.items.size());
     std::mutex cursor_mutex;
     uint64_t cursor = 0;
-    parallel_for(plan.items.size(), options_.io_threads, [&](size_t i) {
+    parallel_for(plan.items.size(), options_.io_threads, [&](size_t i, unsigned) {
         const WriteItem &w = plan.items[i];
         uint64_t nb = w.nbytes();
         const unsigned char *src = static_cast<const unsigned char *>(w.data);
@@ -419,6 +430,7 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         std::vector<size_t> items;
     };
     std::vector<InflateTask> inflates;
+    std::unordered_map<const Extent *, size_t> inflate_of;  // one inflate per compressed extent
 
     for (size_t i = 0; i < plan.items.size(); ++i) {
         const ReadItem &item = plan.items[i];
@@ -430,9 +442,9 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         src_strides[i] = c_strides(chunk.box.sizes);
         dst_strides[i] = req.strides.empty() ? c_strides(req.box.sizes) : req.strides;
         if (e.transform == Transform::deflate) {
-            auto it = std::find_if(inflates.begin(), inflates.end(), [&](const InflateTask &t) { return t.extent == &e; });
-            if (it == inflates.end()) inflates.push_back(InflateTask{item.entry, &e, fd, {i}});
-            else it->items.push_back(i);
+            auto [it, added] = inflate_of.emplace(&e, inflates.size());
+            if (added) inflates.push_back(InflateTask{item.entry, &e, fd, {}});
+            inflates[it->second].items.push_back(i);
             continue;
         }
         const Strides &ss = src_strides[i], &ds = dst_strides[i];
@@ -522,7 +534,9 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
 
     const size_t n_direct = direct.size(), n_batches = batches.size();
     auto file_name = [&](const Extent *e) -> const std::string & { return metadata_->files[e->file].name; };
-    parallel_for(n_direct + n_batches + inflates.size(), options_.io_threads, [&](size_t t) {
+    const size_t n_tasks = n_direct + n_batches + inflates.size();
+    ScratchBuffers scratch(n_tasks, options_.io_threads);
+    parallel_for(n_tasks, options_.io_threads, [&](size_t t, unsigned worker) {
         if (t < n_direct) {
             const Piece &p = direct[t];
             pread_full(p.fd, p.dst, p.b - p.a, p.extent->offset + p.a, file_name(p.extent));
@@ -531,13 +545,12 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         }
         if (t < n_direct + n_batches) {
             const Batch &batch = batches[t - n_direct];
-            auto &buffer = scratch_buffer();
-            buffer.resize(batch.end - batch.start);
-            pread_full(batch.fd, buffer.data(), buffer.size(), batch.start, file_name(bounce[batch.first].extent));
+            unsigned char *buffer = scratch.get(worker, batch.end - batch.start);
+            pread_full(batch.fd, buffer, batch.end - batch.start, batch.start, file_name(bounce[batch.first].extent));
             std::set<std::pair<const Extent *, uint64_t>> checked;  // blocks verified in this batch
             for (size_t k = batch.first; k < batch.first + batch.count; ++k) {
                 const Piece &p = bounce[k];
-                const unsigned char *base = buffer.data() + (p.extent->offset - batch.start);
+                const unsigned char *base = buffer + (p.extent->offset - batch.start);
                 for (uint64_t at = p.read_a; verify && at < p.read_b; at += bs) {
                     if (!checked.insert({p.extent, at}).second) continue;
                     uint64_t to = std::min<uint64_t>(at + bs, p.extent->stored_length);
@@ -601,7 +614,7 @@ void FileSystemReader::verify_all() {
             for (uint64_t a = 0; a < e.stored_length; a += piece) tasks.push_back(Task{&entry, &e, a, std::min(e.stored_length, a + piece)});
         }
     }
-    parallel_for(tasks.size(), options_.io_threads, [&](size_t t) {
+    parallel_for(tasks.size(), options_.io_threads, [&](size_t t, unsigned) {
         const Task &task = tasks[t];
         const Extent &e = *task.extent;
         const std::string &name = metadata_->files[e.file].name;

@@ -8,7 +8,11 @@
 namespace shardpoint {
 
 unsigned default_io_threads();
-// Calls task(i) for i in [0, count) on up to `threads` threads (the caller's thread included).
-void parallel_for(size_t count, unsigned threads, const std::function<void(size_t)> &task);
+// The number of workers parallel_for(count, threads, ...) uses.
+unsigned worker_count(size_t count, unsigned threads);
+// Calls task(i, worker) for i in [0, count) on worker_count(count, threads) threads (the
+// caller's thread included); `worker` < worker_count identifies the thread, e.g. to pick its
+// scratch buffer.
+void parallel_for(size_t count, unsigned threads, const std::function<void(size_t, unsigned)> &task);
 
 }  // namespace shardpoint
