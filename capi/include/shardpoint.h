@@ -312,6 +312,17 @@ typedef struct shardpoint_storage_info {
 /* Errors: SHARDPOINT_EINVAL. */
 SHARDPOINT_API int shardpoint_reader_storage_info(const shardpoint_reader *reader, shardpoint_storage_info *out);
 
+typedef struct shardpoint_file_info {
+    const char *name;   /* data file name relative to the checkpoint directory (owned by the reader) */
+    uint64_t size;      /* its size in bytes when the checkpoint was committed */
+    int32_t rank;       /* the rank that wrote it */
+    uint32_t reserved;
+} shardpoint_file_info;
+
+/* Data file `index` (0 <= index < shardpoint_storage_info.file_count).
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE. */
+SHARDPOINT_API int shardpoint_reader_file_info(const shardpoint_reader *reader, uint64_t index, shardpoint_file_info *out);
+
 /* Entry kinds. */
 #define SHARDPOINT_ENTRY_TENSOR 0
 #define SHARDPOINT_ENTRY_BYTES 1

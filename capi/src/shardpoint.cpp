@@ -315,6 +315,20 @@ int shardpoint_reader_storage_info(const shardpoint_reader *reader, shardpoint_s
     });
 }
 
+int shardpoint_reader_file_info(const shardpoint_reader *reader, uint64_t index, shardpoint_file_info *out) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out, "out");
+        const auto &files = reader->impl->metadata().files;
+        if (index >= files.size()) throw Error(Code::range, "file index " + std::to_string(index) + " out of range");
+        shardpoint_file_info info{};
+        info.name = files[index].name.c_str();
+        info.size = files[index].size;
+        info.rank = int32_t(files[index].rank);
+        *out = info;
+    });
+}
+
 int shardpoint_reader_entry_count(const shardpoint_reader *reader, uint64_t *out_count) {
     return guarded([&] {
         need(reader, "reader");

@@ -66,7 +66,15 @@ int inspect(const char *dir, bool json) {
             std::putchar(':');
             print_json_string(v);
         }
-        std::printf("},\"entries\":[");
+        std::printf("},\"files\":[");
+        for (uint64_t i = 0; i < info.file_count; ++i) {
+            shardpoint_file_info f;
+            shardpoint_reader_file_info(r, i, &f);
+            std::printf("%s{\"name\":", i ? "," : "");
+            print_json_string(f.name);
+            std::printf(",\"size\":%" PRIu64 ",\"rank\":%d}", f.size, f.rank);
+        }
+        std::printf("],\"entries\":[");
     } else {
         std::printf("checkpoint %s (save %s, format %u.%u, written by shardpoint %s with %d rank%s)\n", info.checkpoint_id,
                     info.save_id, info.format_major, info.format_minor, info.library_version, info.world_size,
@@ -77,6 +85,11 @@ int inspect(const char *dir, bool json) {
             const char *k, *v;
             shardpoint_reader_metadata_at(r, i, &k, &v);
             std::printf("  metadata %s = %s\n", k, v);
+        }
+        for (uint64_t i = 0; i < info.file_count; ++i) {
+            shardpoint_file_info f;
+            shardpoint_reader_file_info(r, i, &f);
+            std::printf("  file %-48s rank %-4d %10s\n", f.name, f.rank, human_bytes(double(f.size)).c_str());
         }
     }
     uint64_t partial = 0;
