@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSHARDPOINT_BUILD_TESTS=OFF -DSHARDPOINT_BUILD_BENCH=OFF >/dev/null
-cmake --build build >/dev/null
+cmake -S . -B build-demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DSHARDPOINT_BUILD_TESTS=OFF -DSHARDPOINT_BUILD_BENCH=OFF >/dev/null
+cmake --build build-demo >/dev/null
 dir="${SHARDPOINT_DEMO_DIR:-$(mktemp -d)/checkpoint}"
-build/bin/shardpoint demo --size-mb "${SHARDPOINT_DEMO_MB:-512}" "$dir"
+build-demo/bin/shardpoint demo --size-mb "${SHARDPOINT_DEMO_MB:-512}" "$dir"
 echo
-build/bin/shardpoint inspect "$dir" | head -n 12
+build-demo/bin/shardpoint inspect "$dir" | head -n 12
 echo "..."
-build/bin/shardpoint verify "$dir"
+build-demo/bin/shardpoint verify "$dir"
