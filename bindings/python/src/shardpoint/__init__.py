@@ -1,0 +1,82 @@
+"""shardpoint: distributed checkpoints (save shards from many ranks, load any box into any number
+of ranks), a ctypes binding of libshardpoint's C ABI.
+
+    import numpy as np, shardpoint
+    shardpoint.save("/tmp/ckpt", {"w": np.arange(12.0).reshape(3, 4)}, metadata={"step": "7"})
+    with shardpoint.Reader("/tmp/ckpt") as r:
+        w = r.read_tensor("w", offsets=(1, 0))
+
+libshardpoint is found through the SHARDPOINT_LIBRARY environment variable (a full path), else as
+libshardpoint.so.0 through the dynamic loader.
+"""
+
+from . import _lib
+from ._buffer import TensorBuffer, describe
+from ._lib import LibraryNotFoundError
+from .comm import Collectives, Comm, LocalGroup, MPICollectives
+from .dtypes import DType
+from .errors import (
+    ChecksumError,
+    CommError,
+    ConflictError,
+    DtypeError,
+    ExistsError,
+    FormatError,
+    InternalError,
+    InvalidArgumentError,
+    IoError,
+    KindError,
+    NotFoundError,
+    OutOfMemoryError,
+    PathError,
+    RangeError,
+    RankError,
+    ShapeError,
+    ShardpointError,
+    StateError,
+    TruncatedError,
+    UncoveredError,
+    VersionError,
+)
+from .reader import ChunkInfo, EntryInfo, EntryKind, Load, Reader, StorageInfo, Transform
+from .save import Blob, Chunk, Save, save
+
+__version__ = "0.1.0"
+
+FORMAT_MAJOR = 1
+
+
+def library_version():
+    """The version string of the loaded libshardpoint ("0.1.0")."""
+    return _lib.decode(_lib.lib().shardpoint_version_string())
+
+
+def library_path():
+    """The file name libshardpoint was loaded from (as given to the loader)."""
+    return _lib.lib()._name
+
+
+def load(path, *, comm=None, **reader_options):
+    """Reads every entry of the checkpoint at `path` into a dict: tensors as numpy arrays, blobs as
+    bytes. Single-process convenience; for partial or sharded loads use Reader and Load."""
+    with Reader(path, **reader_options) as reader:
+        result = {}
+        with reader.load(comm) as batch:
+            for entry in reader.entries():
+                if entry.is_tensor:
+                    result[entry.fqn] = batch.add_tensor(entry.fqn)
+                else:
+                    result[entry.fqn] = batch.add_bytes(entry.fqn)
+            batch.execute()
+        return {k: (bytes(v) if isinstance(v, bytearray) else v) for k, v in result.items()}
+
+
+__all__ = [
+    "Blob", "ChecksumError", "Chunk", "ChunkInfo", "Collectives", "Comm", "CommError", "ConflictError",
+    "DType", "DtypeError", "EntryInfo", "EntryKind", "ExistsError", "FormatError", "InternalError",
+    "InvalidArgumentError", "IoError", "KindError", "LibraryNotFoundError", "Load", "LocalGroup",
+    "MPICollectives", "NotFoundError", "OutOfMemoryError", "PathError", "RangeError", "RankError",
+    "Reader", "Save", "ShapeError", "ShardpointError", "StateError", "StorageInfo", "TensorBuffer",
+    "Transform", "TruncatedError", "UncoveredError", "VersionError", "describe", "library_path",
+    "library_version", "load", "save",
+]

@@ -1,0 +1,273 @@
+"""Loading libshardpoint and declaring its C ABI (capi/include/shardpoint.h) for ctypes.
+
+Everything here mirrors the header one to one; the rest of the package only calls `lib()`.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import threading
+
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_int,
+    c_int32,
+    c_int64,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+
+# The ABI this binding was written against (shardpoint.h).
+ABI_VERSION_MAJOR = 0
+ABI_VERSION_MINOR = 1
+SONAME = "libshardpoint.so.0"
+
+SAVE_OVERWRITE = 0x1
+SAVE_FSYNC = 0x2
+LOAD_NO_VERIFY = 0x1
+LOAD_ALLOW_PARTIAL = 0x2
+ENTRY_TENSOR = 0
+ENTRY_BYTES = 1
+TRANSFORM_NONE = 0
+TRANSFORM_DEFLATE = 1
+MAX_NDIM = 32
+
+COMM_CALLBACKS_VERSION = 1
+SAVE_OPTIONS_VERSION = 1
+LOAD_OPTIONS_VERSION = 1
+
+u64_p = POINTER(c_uint64)
+i64_p = POINTER(c_int64)
+
+GatherFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64, c_void_p)
+BroadcastFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64)
+DestroyFn = CFUNCTYPE(None, c_void_p)
+
+
+class CommCallbacks(Structure):
+    _fields_ = [
+        ("version", c_uint32),
+        ("rank", c_int32),
+        ("size", c_int32),
+        ("user", c_void_p),
+        ("gather", GatherFn),
+        ("broadcast", BroadcastFn),
+        ("destroy", DestroyFn),
+    ]
+
+
+class SaveOptions(Structure):
+    _fields_ = [
+        ("version", c_uint32),
+        ("flags", c_uint32),
+        ("compression_level", c_int32),
+        ("io_threads", c_uint32),
+        ("alignment", c_uint64),
+        ("checkpoint_id", c_char_p),
+    ]
+
+
+class LoadOptions(Structure):
+    _fields_ = [
+        ("version", c_uint32),
+        ("flags", c_uint32),
+        ("io_threads", c_uint32),
+    ]
+
+
+class StorageInfo(Structure):
+    _fields_ = [
+        ("checkpoint_id", c_char_p),
+        ("save_id", c_char_p),
+        ("library_version", c_char_p),
+        ("created_unix_ns", c_int64),
+        ("world_size", c_int32),
+        ("format_major", c_uint32),
+        ("format_minor", c_uint32),
+        ("alignment", c_uint32),
+        ("file_count", c_uint64),
+        ("total_stored_bytes", c_uint64),
+    ]
+
+
+class EntryInfo(Structure):
+    _fields_ = [
+        ("fqn", c_char_p),
+        ("kind", c_int32),
+        ("dtype", c_int32),
+        ("ndim", c_uint32),
+        ("reserved", c_uint32),
+        ("shape", u64_p),
+        ("chunk_count", c_uint64),
+        ("numel", c_uint64),
+        ("nbytes", c_uint64),
+        ("stored_bytes", c_uint64),
+        ("covered_numel", c_uint64),
+    ]
+
+
+class ChunkInfo(Structure):
+    _fields_ = [
+        ("offsets", u64_p),
+        ("sizes", u64_p),
+        ("file", c_char_p),
+        ("file_offset", c_uint64),
+        ("stored_length", c_uint64),
+        ("raw_length", c_uint64),
+        ("crc32", c_uint32),
+        ("transform", c_int32),
+        ("writer_rank", c_int32),
+        ("reserved", c_uint32),
+    ]
+
+
+_handle_p = POINTER(c_void_p)
+
+# name: (restype, argtypes)
+_PROTOTYPES = {
+    "shardpoint_version_number": (c_uint32, []),
+    "shardpoint_version_string": (c_char_p, []),
+    "shardpoint_last_error": (c_char_p, []),
+    "shardpoint_last_error_code": (c_int, []),
+    "shardpoint_error_name": (c_char_p, [c_int]),
+    "shardpoint_dtype_size": (c_uint32, [c_int32]),
+    "shardpoint_dtype_name": (c_char_p, [c_int32]),
+    "shardpoint_dtype_from_name": (c_int, [c_char_p, POINTER(c_int32)]),
+    "shardpoint_comm_new_single": (c_int, [_handle_p]),
+    "shardpoint_comm_callbacks_init": (c_int, [POINTER(CommCallbacks), c_uint32]),
+    "shardpoint_comm_new_callbacks": (c_int, [_handle_p, POINTER(CommCallbacks)]),
+    "shardpoint_comm_rank": (c_int, [c_void_p, POINTER(c_int32)]),
+    "shardpoint_comm_size": (c_int, [c_void_p, POINTER(c_int32)]),
+    "shardpoint_comm_free": (None, [c_void_p]),
+    "shardpoint_save_options_init": (c_int, [POINTER(SaveOptions), c_uint32]),
+    "shardpoint_save_new": (c_int, [_handle_p, c_char_p, c_void_p, POINTER(SaveOptions)]),
+    "shardpoint_save_add_tensor": (
+        c_int,
+        [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, u64_p, c_void_p, i64_p],
+    ),
+    "shardpoint_save_add_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64]),
+    "shardpoint_save_set_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "shardpoint_save_commit": (c_int, [c_void_p]),
+    "shardpoint_save_free": (None, [c_void_p]),
+    "shardpoint_load_options_init": (c_int, [POINTER(LoadOptions), c_uint32]),
+    "shardpoint_reader_open": (c_int, [_handle_p, c_char_p, POINTER(LoadOptions)]),
+    "shardpoint_reader_free": (None, [c_void_p]),
+    "shardpoint_reader_storage_info": (c_int, [c_void_p, POINTER(StorageInfo)]),
+    "shardpoint_reader_entry_count": (c_int, [c_void_p, u64_p]),
+    "shardpoint_reader_entry_info": (c_int, [c_void_p, c_uint64, POINTER(EntryInfo)]),
+    "shardpoint_reader_find": (c_int, [c_void_p, c_char_p, u64_p]),
+    "shardpoint_reader_chunk_info": (c_int, [c_void_p, c_uint64, c_uint64, POINTER(ChunkInfo)]),
+    "shardpoint_reader_metadata_count": (c_int, [c_void_p, u64_p]),
+    "shardpoint_reader_metadata_at": (c_int, [c_void_p, c_uint64, POINTER(c_char_p), POINTER(c_char_p)]),
+    "shardpoint_reader_metadata_get": (c_int, [c_void_p, c_char_p, POINTER(c_char_p)]),
+    "shardpoint_reader_verify": (c_int, [c_void_p]),
+    "shardpoint_load_new": (c_int, [_handle_p, c_void_p, c_void_p]),
+    "shardpoint_load_add_tensor": (
+        c_int,
+        [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, c_void_p, i64_p],
+    ),
+    "shardpoint_load_add_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64]),
+    "shardpoint_load_skipped_count": (c_int, [c_void_p, u64_p]),
+    "shardpoint_load_execute": (c_int, [c_void_p]),
+    "shardpoint_load_free": (None, [c_void_p]),
+    "shardpoint_reader_read_tensor": (
+        c_int,
+        [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, c_void_p, i64_p],
+    ),
+    "shardpoint_reader_read_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64, u64_p]),
+}
+
+
+class LibraryNotFoundError(OSError):
+    """libshardpoint could not be loaded (or is an incompatible version)."""
+
+
+_lock = threading.Lock()
+_lib = None
+
+
+def _candidates():
+    explicit = os.environ.get("SHARDPOINT_LIBRARY")
+    if explicit:
+        # An explicit path is used alone: silently falling back to another copy would hide mistakes.
+        return [explicit]
+    names = [SONAME]
+    found = ctypes.util.find_library("shardpoint")
+    if found and found != SONAME:
+        names.append(found)
+    return names
+
+
+def _open():
+    errors = []
+    for name in _candidates():
+        try:
+            dll = ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        for fname, (restype, argtypes) in _PROTOTYPES.items():
+            try:
+                fn = getattr(dll, fname)
+            except AttributeError:
+                raise LibraryNotFoundError(f"{name} lacks the symbol {fname}; is it libshardpoint?") from None
+            fn.restype = restype
+            fn.argtypes = argtypes
+        number = dll.shardpoint_version_number()
+        major, minor = number // 10000, (number // 100) % 100
+        # Same SONAME major; an older minor may lack what this binding declares.
+        if major != ABI_VERSION_MAJOR or minor < ABI_VERSION_MINOR:
+            raise LibraryNotFoundError(
+                f"{name} is libshardpoint {dll.shardpoint_version_string().decode()}, "
+                f"this binding needs {ABI_VERSION_MAJOR}.{ABI_VERSION_MINOR}.x"
+            )
+        return dll
+    hint = "set SHARDPOINT_LIBRARY to the full path of libshardpoint.so, or add its directory to LD_LIBRARY_PATH"
+    raise LibraryNotFoundError("cannot load libshardpoint (" + "; ".join(errors) + "); " + hint)
+
+
+def lib():
+    """The loaded library, loaded on first use."""
+    global _lib
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                _lib = _open()
+    return _lib
+
+
+def u64_array(values):
+    """A ctypes uint64 array for a shape/offset tuple, or None for ndim 0 (the C ABI accepts NULL)."""
+    if not values:
+        return None
+    return (c_uint64 * len(values))(*values)
+
+
+def i64_array(values):
+    if values is None or len(values) == 0:
+        return None
+    return (c_int64 * len(values))(*values)
+
+
+def encode(text, what="string"):
+    """UTF-8 for the C ABI; an embedded NUL would silently truncate the string, so refuse it."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be str, not {type(text).__name__}")
+    if "\0" in text:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return text.encode("utf-8")
+
+
+def encode_path(path):
+    data = os.fsencode(path)
+    if b"\0" in data:
+        raise ValueError("path must not contain NUL characters")
+    return data
+
+
+def decode(data):
+    return None if data is None else data.decode("utf-8", errors="replace")

@@ -1,0 +1,263 @@
+"""Communicators: how the ranks of one job talk during collective calls.
+
+- Comm.single(): a job of one process (what Save/Load use when given no communicator).
+- Comm.from_callbacks(obj): collectives implemented in Python by any object with
+  `gather(send, recv)` and `broadcast(buf)` methods (see Collectives).
+- LocalGroup(n): n ranks as threads of this process, sharing memory, for tests and tools.
+- Comm.mpi(comm): mpi4py's Gather/Bcast (mpi4py is optional and imported only here).
+"""
+
+import ctypes
+import threading
+
+from . import _lib
+from ._handle import Handle
+from .errors import check
+
+
+class Collectives:
+    """The protocol a callback communicator implements (subclassing is optional).
+
+    Rank 0 is the root. The library calls these only from inside collective shardpoint calls, on
+    the thread that made that call, in the same order on every rank. The memoryviews are valid
+    only during the call: copy what must outlive it. Raise to fail the collective; the shardpoint
+    call then fails with CommError whose __cause__ is your exception.
+    """
+
+    rank = 0
+    size = 1
+
+    def gather(self, send, recv):
+        """Every rank sends len(send) bytes; on rank 0, `recv` (size * len bytes) receives rank r's
+        bytes at offset r * len; on other ranks `recv` is None."""
+        raise NotImplementedError
+
+    def broadcast(self, buf):
+        """Rank 0's bytes in `buf` are copied into `buf` on every other rank."""
+        raise NotImplementedError
+
+
+def _memory(address, length, readonly):
+    if length == 0 or not address:
+        return memoryview(b"") if readonly else memoryview(bytearray())
+    view = memoryview((ctypes.c_char * length).from_address(address)).cast("B")
+    return view.toreadonly() if readonly else view
+
+
+def _release(*views):
+    # A released view raises on later use instead of touching memory the library reclaimed.
+    for view in views:
+        if view is not None:
+            try:
+                view.release()
+            except BufferError:  # the implementation still holds an export of it
+                pass
+
+
+class _CallbackState:
+    """What the C thunks close over. Kept apart from Comm so the thunks do not keep Comm alive."""
+
+    def __init__(self, impl, size):
+        self.impl = impl
+        self.size = size
+        self.error = None
+
+    def gather(self, _user, send, length, recv):
+        send_view = recv_view = None
+        try:
+            send_view = _memory(send, int(length), True)
+            if recv:
+                recv_view = _memory(recv, int(length) * self.size, False)
+            self.impl.gather(send_view, recv_view)
+            return 0
+        except BaseException as exc:  # nothing may propagate into C
+            self.error = exc
+            return -1
+        finally:
+            _release(send_view, recv_view)
+
+    def broadcast(self, _user, buf, length):
+        view = None
+        try:
+            view = _memory(buf, int(length), False)
+            self.impl.broadcast(view)
+            return 0
+        except BaseException as exc:
+            self.error = exc
+            return -1
+        finally:
+            _release(view)
+
+
+class Comm(Handle):
+    """A shardpoint_comm. Build one with Comm.single(), Comm.from_callbacks(), Comm.mpi() or
+    LocalGroup.comm(); close it (or use `with`) after the Saves and Loads that use it."""
+
+    _free_name = "shardpoint_comm_free"
+
+    def __init__(self, _ptr, _state=None, _keepalive=None):
+        self._state = _state
+        self._adopt(_ptr, _keepalive)
+
+    @classmethod
+    def single(cls):
+        out = ctypes.c_void_p()
+        check(_lib.lib().shardpoint_comm_new_single(ctypes.byref(out)))
+        return cls(out.value)
+
+    @classmethod
+    def from_callbacks(cls, impl, rank=None, size=None):
+        """A communicator whose gather/broadcast are `impl`'s methods. `rank` and `size` default to
+        impl.rank and impl.size."""
+        rank = impl.rank if rank is None else rank
+        size = impl.size if size is None else size
+        state = _CallbackState(impl, int(size))
+        gather = _lib.GatherFn(state.gather)
+        broadcast = _lib.BroadcastFn(state.broadcast)
+        callbacks = _lib.CommCallbacks()
+        dll = _lib.lib()
+        check(dll.shardpoint_comm_callbacks_init(ctypes.byref(callbacks), _lib.COMM_CALLBACKS_VERSION))
+        callbacks.rank = int(rank)
+        callbacks.size = int(size)
+        callbacks.gather = gather
+        callbacks.broadcast = broadcast
+        out = ctypes.c_void_p()
+        check(dll.shardpoint_comm_new_callbacks(ctypes.byref(out), ctypes.byref(callbacks)))
+        # The thunks must outlive the C comm: the finalizer holds them until comm_free returns.
+        return cls(out.value, state, (gather, broadcast, impl))
+
+    @classmethod
+    def mpi(cls, mpi_comm=None):
+        """A communicator over an mpi4py communicator (default MPI.COMM_WORLD)."""
+        return cls.from_callbacks(MPICollectives(mpi_comm))
+
+    @property
+    def rank(self):
+        out = ctypes.c_int32()
+        check(_lib.lib().shardpoint_comm_rank(self._raw(), ctypes.byref(out)))
+        return out.value
+
+    @property
+    def size(self):
+        out = ctypes.c_int32()
+        check(_lib.lib().shardpoint_comm_size(self._raw(), ctypes.byref(out)))
+        return out.value
+
+    def _take_error(self):
+        """The Python exception a callback raised during the last collective, if any."""
+        if self._state is None:
+            return None
+        error, self._state.error = self._state.error, None
+        return error
+
+    def __repr__(self):
+        if self.closed:
+            return "<shardpoint.Comm closed>"
+        return f"<shardpoint.Comm rank={self.rank} size={self.size}>"
+
+
+class MPICollectives(Collectives):
+    """Collectives over mpi4py (raw bytes, root 0)."""
+
+    def __init__(self, mpi_comm=None):
+        from mpi4py import MPI  # optional dependency
+
+        self._comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
+        self._byte = MPI.BYTE
+        self.rank = self._comm.Get_rank()
+        self.size = self._comm.Get_size()
+
+    def gather(self, send, recv):
+        self._comm.Gather([send, self._byte], None if recv is None else [recv, self._byte], root=0)
+
+    def broadcast(self, buf):
+        self._comm.Bcast([buf, self._byte], root=0)
+
+
+class LocalGroup:
+    """`size` ranks as threads of one process, exchanging bytes through shared memory and a barrier.
+
+    Typical use:
+        results = LocalGroup(3).run(lambda rank, comm: do_rank_work(rank, comm))
+
+    A rank that fails outside a collective would leave the others waiting in one; run() aborts the
+    barrier when a rank raises, and every wait has a timeout, so the others fail with CommError.
+    """
+
+    def __init__(self, size, timeout=120.0):
+        if size < 1:
+            raise ValueError("a group needs at least one rank")
+        self.size = int(size)
+        self._barrier = threading.Barrier(self.size, timeout=timeout)
+        self._slots = [None] * self.size
+        self._shared = None
+
+    def comm(self, rank):
+        """The communicator of rank `rank`, to be used by one thread."""
+        if not 0 <= rank < self.size:
+            raise ValueError(f"rank {rank} outside a group of {self.size}")
+        return Comm.from_callbacks(_LocalRank(self, rank), rank, self.size)
+
+    def abort(self):
+        """Makes every pending and future collective of the group fail."""
+        self._barrier.abort()
+
+    def run(self, fn, *args, return_exceptions=False):
+        """Runs fn(rank, comm, *args) on one thread per rank; returns the results in rank order.
+
+        If ranks raise, the first exception (preferring one that is not a mere echo of another
+        rank's failure, i.e. not RankError/CommError) is re-raised, unless return_exceptions=True,
+        in which case exceptions take the place of results."""
+        from .errors import CommError, RankError
+
+        results = [None] * self.size
+        failed = [False] * self.size
+
+        def body(rank):
+            try:
+                with self.comm(rank) as comm:
+                    results[rank] = fn(rank, comm, *args)
+            except BaseException as exc:
+                results[rank] = exc
+                failed[rank] = True
+                self.abort()
+
+        threads = [threading.Thread(target=body, args=(r,), name=f"shardpoint-rank-{r}") for r in range(self.size)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if return_exceptions or not any(failed):
+            return results
+        errors = [results[r] for r in range(self.size) if failed[r]]
+        primary = [e for e in errors if not isinstance(e, (RankError, CommError))]
+        raise (primary or errors)[0]
+
+    def _wait(self):
+        self._barrier.wait()
+
+
+class _LocalRank(Collectives):
+    def __init__(self, group, rank):
+        self._group = group
+        self.rank = rank
+        self.size = group.size
+
+    def gather(self, send, recv):
+        group = self._group
+        group._slots[self.rank] = bytes(send)
+        group._wait()
+        if recv is not None:
+            step = len(send)
+            for r, data in enumerate(group._slots):
+                recv[r * step:(r + 1) * step] = data
+        group._wait()  # nobody reuses the slots before rank 0 has read them
+
+    def broadcast(self, buf):
+        group = self._group
+        if self.rank == 0:
+            group._shared = bytes(buf)
+        group._wait()
+        if self.rank != 0:
+            buf[:] = group._shared
+        group._wait()

@@ -1,0 +1,153 @@
+"""Exceptions carrying shardpoint's C error codes.
+
+Every failing C call becomes a ShardpointError subclass chosen by its code; the exception holds
+the code, its stable name (shardpoint_error_name) and shardpoint_last_error()'s message, which is
+read right after the failing call on the same thread.
+"""
+
+from . import _lib
+
+OK = 0
+EINVAL = -1
+ENOMEM = -2
+EIO = -3
+ENOTFOUND = -4
+EEXISTS = -5
+EFORMAT = -6
+ECHECKSUM = -7
+ETRUNCATED = -8
+EVERSION = -9
+EDTYPE = -10
+ESHAPE = -11
+EPATH = -12
+ECONFLICT = -13
+ERANK = -14
+ECOMM = -15
+EUNCOVERED = -16
+ESTATE = -17
+EKIND = -18
+ERANGE = -19
+EINTERNAL = -99
+
+
+class ShardpointError(Exception):
+    """A shardpoint C call failed. `code` is the negative C code, `name` e.g. "SHARDPOINT_ECHECKSUM"."""
+
+    code = None  # set on subclasses; instances always carry the actual code
+
+    def __init__(self, code, name, message):
+        super().__init__(code, name, message)
+        self.code = code
+        self.name = name
+        self.message = message
+
+    def __str__(self):
+        return f"{self.name}: {self.message}" if self.message else self.name
+
+
+class InvalidArgumentError(ShardpointError, ValueError):
+    code = EINVAL
+
+
+class OutOfMemoryError(ShardpointError, MemoryError):
+    code = ENOMEM
+
+
+class IoError(ShardpointError):
+    code = EIO
+
+
+class NotFoundError(ShardpointError):
+    code = ENOTFOUND
+
+
+class ExistsError(ShardpointError):
+    code = EEXISTS
+
+
+class FormatError(ShardpointError):
+    code = EFORMAT
+
+
+class ChecksumError(ShardpointError):
+    code = ECHECKSUM
+
+
+class TruncatedError(ShardpointError):
+    code = ETRUNCATED
+
+
+class VersionError(ShardpointError):
+    code = EVERSION
+
+
+class DtypeError(ShardpointError):
+    code = EDTYPE
+
+
+class ShapeError(ShardpointError):
+    code = ESHAPE
+
+
+class PathError(ShardpointError):
+    code = EPATH
+
+
+class ConflictError(ShardpointError):
+    code = ECONFLICT
+
+
+class RankError(ShardpointError):
+    code = ERANK
+
+
+class CommError(ShardpointError):
+    code = ECOMM
+
+
+class UncoveredError(ShardpointError):
+    code = EUNCOVERED
+
+
+class StateError(ShardpointError):
+    code = ESTATE
+
+
+class KindError(ShardpointError):
+    code = EKIND
+
+
+class RangeError(ShardpointError):
+    code = ERANGE
+
+
+class InternalError(ShardpointError):
+    code = EINTERNAL
+
+
+_BY_CODE = {
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError, OutOfMemoryError, IoError, NotFoundError, ExistsError, FormatError,
+        ChecksumError, TruncatedError, VersionError, DtypeError, ShapeError, PathError,
+        ConflictError, RankError, CommError, UncoveredError, StateError, KindError, RangeError,
+        InternalError,
+    )
+}
+
+
+def error_name(code):
+    return _lib.decode(_lib.lib().shardpoint_error_name(code))
+
+
+def error_for(code):
+    """The exception for a failed call; must run right after it, on the same thread."""
+    dll = _lib.lib()
+    message = _lib.decode(dll.shardpoint_last_error())
+    name = _lib.decode(dll.shardpoint_error_name(code))
+    return _BY_CODE.get(code, ShardpointError)(code, name, message)
+
+
+def check(code):
+    if code != 0:
+        raise error_for(code)

@@ -1,0 +1,387 @@
+"""Reading: Reader (an open checkpoint: inspect, verify, read) and Load (batched read requests)."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _lib
+from ._buffer import describe
+from ._handle import Handle
+from .dtypes import DType, to_dtype
+from .errors import EKIND, KindError, NotFoundError, check, error_for, error_name
+from .save import _comm_ptr, _raise
+
+
+class EntryKind(enum.IntEnum):
+    TENSOR = _lib.ENTRY_TENSOR
+    BYTES = _lib.ENTRY_BYTES
+
+    def __str__(self):
+        return self.name.lower()
+
+
+class Transform(enum.IntEnum):
+    NONE = _lib.TRANSFORM_NONE
+    DEFLATE = _lib.TRANSFORM_DEFLATE
+
+    def __str__(self):
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    checkpoint_id: str
+    save_id: str
+    library_version: str
+    created_unix_ns: int
+    world_size: int
+    format_major: int
+    format_minor: int
+    alignment: int
+    file_count: int
+    total_stored_bytes: int
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    fqn: str
+    index: int
+    kind: EntryKind
+    dtype: DType | None  # None for bytes entries
+    shape: tuple  # () for bytes entries and 0-d tensors
+    chunk_count: int
+    numel: int  # bytes entries: the length
+    nbytes: int
+    stored_bytes: int
+    covered_numel: int  # < numel when only part of the tensor was saved
+
+    @property
+    def is_tensor(self):
+        return self.kind == EntryKind.TENSOR
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    offsets: tuple
+    sizes: tuple
+    file: str
+    file_offset: int
+    stored_length: int
+    raw_length: int
+    crc32: int
+    transform: Transform | int  # int for a transform newer than this binding
+    writer_rank: int
+
+
+def _tuple(pointer, count):
+    return tuple(int(pointer[i]) for i in range(count)) if count else ()
+
+
+def _kind_error(fqn, what):
+    # Raised before calling C (we cannot size a destination for the wrong kind); carries EKIND.
+    return KindError(EKIND, error_name(EKIND), f"{fqn!r} is {what}")
+
+
+class Reader(Handle):
+    """An open checkpoint: validated metadata plus the directory of its data files.
+
+    Query functions are thread-safe. Close it (or use `with`) when done; Loads made from it are
+    closed with it.
+    """
+
+    _free_name = "shardpoint_reader_free"
+
+    def __init__(self, path, *, verify_checksums=True, allow_partial=False, io_threads=0):
+        dll = _lib.lib()
+        options = _lib.LoadOptions()
+        check(dll.shardpoint_load_options_init(ctypes.byref(options), _lib.LOAD_OPTIONS_VERSION))
+        options.flags = (0 if verify_checksums else _lib.LOAD_NO_VERIFY) | (_lib.LOAD_ALLOW_PARTIAL if allow_partial else 0)
+        options.io_threads = int(io_threads)
+        out = ctypes.c_void_p()
+        check(dll.shardpoint_reader_open(ctypes.byref(out), _lib.encode_path(path), ctypes.byref(options)))
+        self._adopt(out.value)
+        self.path = path
+        self.allow_partial = bool(allow_partial)
+
+    # --- inspection -----------------------------------------------------------------------------
+
+    @property
+    def storage_info(self):
+        info = _lib.StorageInfo()
+        check(_lib.lib().shardpoint_reader_storage_info(self._raw(), ctypes.byref(info)))
+        return StorageInfo(
+            checkpoint_id=_lib.decode(info.checkpoint_id),
+            save_id=_lib.decode(info.save_id),
+            library_version=_lib.decode(info.library_version),
+            created_unix_ns=info.created_unix_ns,
+            world_size=info.world_size,
+            format_major=info.format_major,
+            format_minor=info.format_minor,
+            alignment=info.alignment,
+            file_count=info.file_count,
+            total_stored_bytes=info.total_stored_bytes,
+        )
+
+    def __len__(self):
+        out = ctypes.c_uint64()
+        check(_lib.lib().shardpoint_reader_entry_count(self._raw(), ctypes.byref(out)))
+        return out.value
+
+    def _entry_at(self, index):
+        info = _lib.EntryInfo()
+        check(_lib.lib().shardpoint_reader_entry_info(self._raw(), index, ctypes.byref(info)))
+        kind = EntryKind(info.kind)
+        return EntryInfo(
+            fqn=_lib.decode(info.fqn),
+            index=index,
+            kind=kind,
+            dtype=DType(info.dtype) if kind == EntryKind.TENSOR else None,
+            shape=_tuple(info.shape, info.ndim),
+            chunk_count=info.chunk_count,
+            numel=info.numel,
+            nbytes=info.nbytes,
+            stored_bytes=info.stored_bytes,
+            covered_numel=info.covered_numel,
+        )
+
+    def _find(self, fqn):
+        out = ctypes.c_uint64()
+        check(_lib.lib().shardpoint_reader_find(self._raw(), _lib.encode(fqn, "fqn"), ctypes.byref(out)))
+        return out.value
+
+    def entries(self):
+        """Every entry, sorted by fqn (byte order)."""
+        return [self._entry_at(i) for i in range(len(self))]
+
+    def entry(self, fqn):
+        """The entry named `fqn`; raises NotFoundError."""
+        return self._entry_at(self._find(fqn))
+
+    def __getitem__(self, fqn):
+        return self.entry(fqn)
+
+    def __contains__(self, fqn):
+        try:
+            self._find(fqn)
+        except NotFoundError:
+            return False
+        return True
+
+    def __iter__(self):
+        return iter([e.fqn for e in self.entries()])
+
+    def keys(self):
+        return [e.fqn for e in self.entries()]
+
+    def chunks(self, fqn):
+        """The saved chunks of entry `fqn` (a bytes entry has one, with empty offsets/sizes)."""
+        entry = self.entry(fqn)
+        ndim = len(entry.shape)
+        result = []
+        for c in range(entry.chunk_count):
+            info = _lib.ChunkInfo()
+            check(_lib.lib().shardpoint_reader_chunk_info(self._raw(), entry.index, c, ctypes.byref(info)))
+            try:
+                transform = Transform(info.transform)
+            except ValueError:
+                transform = info.transform
+            result.append(ChunkInfo(
+                offsets=_tuple(info.offsets, ndim),
+                sizes=_tuple(info.sizes, ndim),
+                file=_lib.decode(info.file),
+                file_offset=info.file_offset,
+                stored_length=info.stored_length,
+                raw_length=info.raw_length,
+                crc32=info.crc32,
+                transform=transform,
+                writer_rank=info.writer_rank,
+            ))
+        return result
+
+    @property
+    def metadata(self):
+        """The user key/value pairs, as a new dict."""
+        dll = _lib.lib()
+        count = ctypes.c_uint64()
+        check(dll.shardpoint_reader_metadata_count(self._raw(), ctypes.byref(count)))
+        pairs = {}
+        for i in range(count.value):
+            key, value = ctypes.c_char_p(), ctypes.c_char_p()
+            check(dll.shardpoint_reader_metadata_at(self._raw(), i, ctypes.byref(key), ctypes.byref(value)))
+            pairs[_lib.decode(key.value)] = _lib.decode(value.value)
+        return pairs
+
+    def get_metadata(self, key, default=None):
+        value = ctypes.c_char_p()
+        code = _lib.lib().shardpoint_reader_metadata_get(self._raw(), _lib.encode(key, "metadata key"), ctypes.byref(value))
+        if code == 0:
+            return _lib.decode(value.value)
+        error = error_for(code)
+        if isinstance(error, NotFoundError):
+            return default
+        raise error
+
+    def verify(self):
+        """Reads every stored extent and checks its CRC-32 (ChecksumError, TruncatedError, ...)."""
+        check(_lib.lib().shardpoint_reader_verify(self._raw()))
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def read_tensor(self, fqn, out=None, *, offsets=None, sizes=None, dtype=None):
+        """Reads the box at `offsets` (default: the origin) of tensor `fqn`.
+
+        Without `out`, returns a new C-order numpy array of `sizes` (default: up to the end of
+        every dimension) whose numpy dtype is DType.numpy_dtype (raw uint16/uint8 for bf16/f8).
+        With `out` (any writable array/buffer, strides allowed), the box has out's shape and is
+        written in place; `out` is returned. `dtype` overrides the dtype requested from the
+        library; nothing is converted, so a mismatch with the stored dtype raises DtypeError.
+        """
+        request = _tensor_request(self, fqn, out, offsets, sizes, dtype)
+        buf, dt, offsets, result = request
+        check(_lib.lib().shardpoint_reader_read_tensor(
+            self._raw(), _lib.encode(fqn, "fqn"), int(dt), buf.ndim,
+            _lib.u64_array(offsets), _lib.u64_array(buf.shape), buf.ptr or None, _lib.i64_array(buf.c_strides()),
+        ))
+        return result
+
+    def read_bytes(self, fqn, out=None):
+        """Reads blob `fqn`: returns bytes, or, with `out` (a writable contiguous buffer of at
+        least the blob's length), fills it and returns the blob's length."""
+        if out is None:
+            entry = self.entry(fqn)
+            target = bytearray(entry.nbytes)  # a tensor entry gets here too: the library says EKIND
+        else:
+            target = out
+        buf = _bytes_destination(target)
+        length = ctypes.c_uint64()
+        check(_lib.lib().shardpoint_reader_read_bytes(
+            self._raw(), _lib.encode(fqn, "fqn"), buf.ptr or None, buf.nbytes, ctypes.byref(length)))
+        if out is None:
+            return bytes(target)
+        return length.value
+
+    def load(self, comm=None):
+        """A new Load of this checkpoint (collective over `comm` when given)."""
+        return Load(self, comm)
+
+
+def _bytes_destination(out):
+    buf = describe(out, writable=True)
+    if not buf.c_contiguous:
+        raise ValueError("a blob destination must be contiguous")
+    return buf
+
+
+def _tensor_request(reader, fqn, out, offsets, sizes, dtype):
+    """(destination buffer, dtype, offsets, object to return) for one tensor read."""
+    if out is None:
+        entry = reader.entry(fqn)
+        if not entry.is_tensor:
+            raise _kind_error(fqn, "a bytes entry; use read_bytes")
+        dt = entry.dtype if dtype is None else to_dtype(dtype)
+        shape = entry.shape
+        if offsets is None:
+            offsets = (0,) * len(shape)
+        offsets = tuple(int(o) for o in offsets)
+        if sizes is None:
+            sizes = tuple(max(0, s - o) for s, o in zip(shape, offsets))
+        result = np.empty(tuple(int(s) for s in sizes), dtype=dt.numpy_dtype)
+        buf = describe(result, writable=True)
+    else:
+        buf = describe(out, writable=True)
+        if dtype is not None:
+            dt = buf.with_dtype(dtype)
+        else:
+            dt = buf.with_dtype(None)
+            if dt in (DType.U8, DType.U16):
+                # A raw uint8/uint16 carrier reads bf16/f8 tensors (as read_tensor returns them).
+                try:
+                    stored = reader.entry(fqn).dtype
+                except NotFoundError:
+                    stored = None
+                if stored is not None and stored.is_raw and stored.numpy_dtype.itemsize == buf.itemsize:
+                    dt = stored
+        if sizes is not None and tuple(int(s) for s in sizes) != buf.shape:
+            raise ValueError(f"sizes {tuple(sizes)} differ from the destination's shape {buf.shape}")
+        if offsets is None:
+            offsets = (0,) * buf.ndim
+        offsets = tuple(int(o) for o in offsets)
+        result = out
+    if len(offsets) != buf.ndim:
+        raise ValueError(f"offsets has {len(offsets)} values, the box has {buf.ndim} dimensions")
+    if any(o < 0 for o in offsets):
+        raise ValueError(f"offsets must not be negative: {offsets}")
+    return buf, dt, offsets, result
+
+
+class Load(Handle):
+    """A batch of read requests executed together (collectively when given a communicator).
+
+    Destinations are borrowed: the Load keeps a reference to each until execute() returns (or
+    the Load is closed); they must not move or be freed before.
+    """
+
+    _free_name = "shardpoint_load_free"
+
+    def __init__(self, reader, comm=None):
+        out = ctypes.c_void_p()
+        check(_lib.lib().shardpoint_load_new(ctypes.byref(out), reader._raw(), _comm_ptr(comm)))
+        self._adopt(out.value)
+        self._reader = reader
+        self._comm = comm
+        reader._register(self)
+        if comm is not None:
+            comm._register(self)
+        self._borrowed = []
+        self.executed = False
+
+    def add_tensor(self, fqn, out=None, *, offsets=None, sizes=None, dtype=None):
+        """Requests a box of tensor `fqn` (arguments as Reader.read_tensor). Returns the
+        destination, filled by execute(); None when the entry is missing and the reader allows
+        partial loads (only possible without `out`)."""
+        if out is None and self._reader.allow_partial and fqn not in self._reader:
+            return None
+        buf, dt, offsets, result = _tensor_request(self._reader, fqn, out, offsets, sizes, dtype)
+        check(_lib.lib().shardpoint_load_add_tensor(
+            self._raw(), _lib.encode(fqn, "fqn"), int(dt), buf.ndim,
+            _lib.u64_array(offsets), _lib.u64_array(buf.shape), buf.ptr or None, _lib.i64_array(buf.c_strides()),
+        ))
+        self._borrowed.append(buf)
+        return result
+
+    def add_bytes(self, fqn, out=None):
+        """Requests blob `fqn` into `out` (default: a new bytearray of the blob's length), which is
+        returned and filled by execute(); None when missing under allow_partial without `out`."""
+        if out is None:
+            if self._reader.allow_partial and fqn not in self._reader:
+                return None
+            out = bytearray(self._reader.entry(fqn).nbytes)
+        buf = _bytes_destination(out)
+        check(_lib.lib().shardpoint_load_add_bytes(self._raw(), _lib.encode(fqn, "fqn"), buf.ptr or None, buf.nbytes))
+        self._borrowed.append(buf)
+        return out
+
+    @property
+    def skipped_count(self):
+        """Requests skipped because their entry is missing (allow_partial)."""
+        out = ctypes.c_uint64()
+        check(_lib.lib().shardpoint_load_skipped_count(self._raw(), ctypes.byref(out)))
+        return out.value
+
+    def execute(self):
+        """Reads every requested byte into the destinations (collective with a communicator)."""
+        try:
+            code = _lib.lib().shardpoint_load_execute(self._raw())
+        finally:
+            self._borrowed.clear()
+        if code != 0:
+            _raise(code, self._comm)
+        self.executed = True
+
+    def close(self):
+        super().close()
+        self._borrowed.clear()

@@ -1,0 +1,157 @@
+"""Saving: Save (add what this rank holds, then commit) and the save() shortcut."""
+
+import ctypes
+from collections import namedtuple
+
+from . import _lib
+from ._buffer import describe
+from ._handle import Handle
+from .errors import check, error_for
+
+
+def _indices(values, ndim, what):
+    """A tuple of ndim non-negative ints (ctypes would wrap negatives silently)."""
+    values = tuple(int(v) for v in values)
+    if len(values) != ndim:
+        raise ValueError(f"{what} has {len(values)} values, the data has {ndim} dimensions")
+    if any(v < 0 for v in values):
+        raise ValueError(f"{what} must not be negative: {values}")
+    return values
+
+
+def _comm_ptr(comm):
+    return None if comm is None else comm._raw()
+
+
+def _raise(code, comm):
+    """Raises the error of a failed collective, chained to a communicator callback's exception."""
+    error = error_for(code)
+    cause = comm._take_error() if comm is not None else None
+    if cause is not None:
+        raise error from cause
+    raise error
+
+
+class Save(Handle):
+    """One rank's part of a checkpoint save.
+
+    Tensor data and blobs are borrowed, not copied: the Save keeps a reference to every object
+    given to add_tensor/add_bytes until commit() returns (or the Save is closed), and the memory
+    must not change until then. Used as a context manager, a Save commits on a clean exit (unless
+    already committed) and is freed in every case; an exception inside the block writes nothing.
+    """
+
+    _free_name = "shardpoint_save_free"
+
+    def __init__(self, path, comm=None, *, overwrite=False, fsync=False, compression=0, io_threads=0,
+                 alignment=0, checkpoint_id=None):
+        dll = _lib.lib()
+        options = _lib.SaveOptions()
+        check(dll.shardpoint_save_options_init(ctypes.byref(options), _lib.SAVE_OPTIONS_VERSION))
+        options.flags = (_lib.SAVE_OVERWRITE if overwrite else 0) | (_lib.SAVE_FSYNC if fsync else 0)
+        options.compression_level = int(compression)
+        options.io_threads = int(io_threads)
+        options.alignment = int(alignment)
+        options.checkpoint_id = None if checkpoint_id is None else _lib.encode(checkpoint_id, "checkpoint_id")
+        out = ctypes.c_void_p()
+        check(dll.shardpoint_save_new(ctypes.byref(out), _lib.encode_path(path), _comm_ptr(comm), ctypes.byref(options)))
+        self._adopt(out.value)
+        self._comm = comm  # borrowed by the C save until it is freed
+        if comm is not None:
+            comm._register(self)
+        self._borrowed = []
+        self.committed = False
+
+    def add_tensor(self, fqn, data, *, offsets=None, global_shape=None, dtype=None):
+        """Offers `data` as the chunk of tensor `fqn` at `offsets` in a tensor of `global_shape`.
+
+        `data`: a numpy array (any strides, including negative), anything with __array_interface__,
+        __dlpack__ (CPU) or the buffer protocol. Without offsets and global_shape, `data` is the
+        whole tensor. `dtype` names the stored dtype when the memory's own type does not (e.g.
+        dtype="bf16" for a uint16 array); it must have the same element size.
+        """
+        buf = describe(data)
+        dt = buf.with_dtype(dtype)
+        sizes = buf.shape
+        if offsets is None and global_shape is None:
+            offsets, global_shape = (0,) * buf.ndim, sizes
+        elif global_shape is None:
+            raise ValueError("offsets given without global_shape")
+        elif offsets is None:
+            offsets = (0,) * buf.ndim
+        offsets = _indices(offsets, buf.ndim, "offsets")
+        global_shape = _indices(global_shape, buf.ndim, "global_shape")
+        check(_lib.lib().shardpoint_save_add_tensor(
+            self._raw(), _lib.encode(fqn, "fqn"), int(dt), buf.ndim,
+            _lib.u64_array(global_shape), _lib.u64_array(offsets), _lib.u64_array(sizes),
+            buf.ptr or None, _lib.i64_array(buf.c_strides()),
+        ))
+        self._borrowed.append(buf)
+
+    def add_bytes(self, fqn, data):
+        """Offers the bytes of `data` (bytes, bytearray, contiguous memoryview or array) as blob `fqn`."""
+        buf = describe(data)
+        if not buf.c_contiguous:
+            raise ValueError("blob data must be contiguous")
+        check(_lib.lib().shardpoint_save_add_bytes(self._raw(), _lib.encode(fqn, "fqn"), buf.ptr or None, buf.nbytes))
+        self._borrowed.append(buf)
+
+    def set_metadata(self, key, value):
+        """Records a user key/value pair (strings); rank 0's pairs are the ones kept."""
+        check(_lib.lib().shardpoint_save_set_metadata(
+            self._raw(), _lib.encode(key, "metadata key"), _lib.encode(value, "metadata value")))
+
+    def commit(self):
+        """Collective: writes every rank's data, then commits the metadata atomically."""
+        try:
+            code = _lib.lib().shardpoint_save_commit(self._raw())
+        finally:
+            self._borrowed.clear()  # the library no longer reads them
+        if code != 0:
+            _raise(code, self._comm)
+        self.committed = True
+
+    def close(self):
+        super().close()
+        self._borrowed.clear()
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and not self.closed and not self.committed:
+                self.commit()
+        finally:
+            self.close()
+
+
+Chunk = namedtuple("Chunk", ["data", "offsets", "global_shape", "dtype"], defaults=(None, None, None))
+Chunk.__doc__ = "A value for save(): `data` is the chunk of a tensor of `global_shape` at `offsets`."
+
+
+class Blob:
+    """A value for save(): the bytes of any contiguous buffer, stored as a blob."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+def save(path, entries, *, comm=None, metadata=None, **options):
+    """Saves `entries` (fqn -> value) as a checkpoint in `path`, collectively over `comm`.
+
+    A value is an array-like (the whole tensor), a Chunk, a Blob, or bytes/bytearray (a blob).
+    `options` are Save's keyword options (overwrite, fsync, compression, io_threads, ...).
+    """
+    with Save(path, comm, **options) as s:
+        for fqn, value in entries.items():
+            if isinstance(value, (bytes, bytearray)):
+                s.add_bytes(fqn, value)
+            elif isinstance(value, Blob):
+                s.add_bytes(fqn, value.data)
+            elif isinstance(value, Chunk):
+                s.add_tensor(fqn, value.data, offsets=value.offsets, global_shape=value.global_shape, dtype=value.dtype)
+            else:
+                s.add_tensor(fqn, value)
+        for key, value in (metadata or {}).items():
+            s.set_metadata(key, value)
+        s.commit()
