@@ -8,6 +8,7 @@
  * Conventions (they hold for every function below unless its comment says otherwise):
  *  - Fallible functions return 0 (SHARDPOINT_OK) or a negative shardpoint_error code. On failure
  *    out-parameters are left untouched and shardpoint_last_error() describes what went wrong.
+ *    Successful calls and the _free functions never change the last error.
  *  - Handles are opaque. Constructors return them through their first parameter; every _free
  *    function accepts NULL.
  *  - Caller memory passed to a function is borrowed for the duration of that call only, except

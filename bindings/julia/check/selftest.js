@@ -1,0 +1,185 @@
+#!/usr/bin/env node
+// Proves that check.js catches what it claims to catch: each case feeds it a small Julia snippet
+// with one deliberate mistake and asserts that the right check fails with the right message (and,
+// for the correct snippet, that nothing fails). Uses the real header.
+//
+// Usage: node selftest.js [--header path/to/shardpoint.h]
+// The last line is "selftest: N passed, N failed".
+
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const { runChecks, parseHeader } = require('./check.js');
+
+let headerPath = path.resolve(__dirname, '../../../capi/include/shardpoint.h');
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--header') headerPath = argv[++i];
+  else throw new Error(`unknown argument ${argv[i]}`);
+}
+const headerText = fs.readFileSync(headerPath, 'utf8');
+const header = parseHeader(headerText);
+// A library that exports exactly the header's functions, unless a case removes one.
+const allExports = () => new Set(header.functions.keys());
+
+// Runs the checks on one snippet and returns the failures that concern the snippet itself
+// (coverage and struct checks fail for any snippet that does not bind the whole API).
+function failuresOf(snippet, exported = allExports()) {
+  const results = runChecks({ sources: [{ file: 'case.jl', text: snippet }], headerText, exported });
+  return results.filter((r) => !r.ok && r.what.startsWith('case.jl'));
+}
+
+function failuresNamed(snippet, prefix, exported = allExports()) {
+  const results = runChecks({ sources: [{ file: 'case.jl', text: snippet }], headerText, exported });
+  return results.filter((r) => !r.ok && r.what.startsWith(prefix));
+}
+
+const GOOD_STRUCT = `
+struct shardpoint_load_options
+    version::UInt32
+    flags::UInt32
+    io_threads::UInt32
+end
+`;
+
+const cases = [
+  {
+    name: 'correct @ccall and ccall forms pass',
+    run: () => failuresOf(`
+const libshardpoint = "libshardpoint.so.0"
+f(s, k, v) = @ccall libshardpoint.shardpoint_save_set_metadata(s::Ptr{shardpoint_save}, k::Cstring, v::Cstring)::Cint
+g(r, i, o) = ccall((:shardpoint_reader_entry_info, libshardpoint), Cint,
+                   (Ptr{shardpoint_reader}, UInt64, Ref{shardpoint_entry_info}), r, i, o)
+h(o) = @ccall libshardpoint.shardpoint_comm_new_single(o::Ptr{Ptr{L.shardpoint_comm}})::Cint
+e() = @ccall libshardpoint.shardpoint_last_error()::Cstring
+const SHARDPOINT_ECHECKSUM = Cint(-7)
+const SHARDPOINT_SAVE_FSYNC = UInt32(0x2)
+const SHARDPOINT_VERSION_STRING = "0.1.0"
+cb = @cfunction(my_gather, Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}))
+`),
+    expect: (f) => f.length === 0 || `unexpected failures: ${f.map((x) => x.what + ' ' + x.problems.join('; ')).join(' | ')}`,
+  },
+  {
+    name: 'syntax error (unclosed bracket) is reported with its line',
+    run: () => failuresOf('function g()\n    x = [1, 2\nend\n'),
+    expect: (f) => f.some((r) => r.what === 'case.jl parses' && r.problems.some((p) => /^case\.jl:\d+:\d+: syntax error/.test(p))),
+  },
+  {
+    name: 'MISSING node is reported',
+    run: () => failuresOf('y = 1\nf(x = 1\n'),
+    expect: (f) => f.some((r) => r.what === 'case.jl parses' && r.problems.some((p) => /^case\.jl:2:\d+: missing/.test(p))),
+  },
+  {
+    name: 'wrong argument count',
+    run: () => failuresOf('f(s) = @ccall libshardpoint.shardpoint_save_commit(s::Ptr{shardpoint_save}, 1::Cint)::Cint\n'),
+    expect: (f) => f.some((r) => /shardpoint_save_commit/.test(r.what) && r.problems.some((p) => /argument count 2, the header has 1/.test(p))),
+  },
+  {
+    name: 'wrong argument type (UInt32 for uint64_t)',
+    run: () => failuresOf('f(s, d, n) = @ccall libshardpoint.shardpoint_save_add_bytes(s::Ptr{shardpoint_save}, "x"::Cstring, d::Ptr{Cvoid}, n::UInt32)::Cint\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /argument 4 \(len: uint64_t\) is UInt32/.test(p))),
+  },
+  {
+    name: 'wrong pointee type (Ptr{Cvoid} for a handle pointer)',
+    run: () => failuresOf('f(s) = @ccall libshardpoint.shardpoint_save_commit(s::Ptr{Cvoid})::Cint\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /argument 1 .* is Ptr\{Cvoid\}/.test(p))),
+  },
+  {
+    name: 'wrong return type',
+    run: () => failuresOf('f() = @ccall libshardpoint.shardpoint_version_number()::Int64\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /return type is Int64/.test(p))),
+  },
+  {
+    name: 'unknown symbol (not in header, not exported)',
+    run: () => failuresOf('f() = @ccall libshardpoint.shardpoint_no_such_function()::Cint\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /not declared in the header/.test(p)) &&
+      r.problems.some((p) => /not exported by the library/.test(p))),
+  },
+  {
+    name: 'symbol missing from the library',
+    run: () => {
+      const exported = allExports();
+      exported.delete('shardpoint_reader_verify');
+      return failuresNamed('f(r) = @ccall libshardpoint.shardpoint_reader_verify(r::Ptr{shardpoint_reader})::Cint\n', '', exported);
+    },
+    expect: (f) => f.some((r) => r.what.startsWith('case.jl') && r.problems.some((p) => /shardpoint_reader_verify is not exported/.test(p))) &&
+      f.some((r) => r.what === 'header function shardpoint_reader_verify is exported by the library'),
+  },
+  {
+    name: 'wrong library name',
+    run: () => failuresOf('f() = @ccall libother.shardpoint_version_number()::UInt32\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /library is "libother"/.test(p))),
+  },
+  {
+    name: 'ccall with argument types not a tuple',
+    run: () => failuresOf('f(s) = ccall((:shardpoint_save_commit, libshardpoint), Cint, (Ptr{shardpoint_save}), s)\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /not a tuple literal/.test(p))),
+  },
+  {
+    name: 'ccall with fewer values than types',
+    run: () => failuresOf('f(s) = ccall((:shardpoint_save_set_metadata, libshardpoint), Cint, (Ptr{shardpoint_save}, Cstring, Cstring), s, "k")\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /3 argument types but 2 argument values/.test(p))),
+  },
+  {
+    name: 'ccall with a wrong type',
+    run: () => failuresOf('f(r, k, o) = ccall((:shardpoint_reader_metadata_get, libshardpoint), Cint, (Ptr{shardpoint_reader}, Cstring, Ptr{UInt8}), r, k, o)\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /argument 3 \(out_value: char \*\*\) is Ptr\{UInt8\}/.test(p))),
+  },
+  {
+    name: 'struct with a wrong field type',
+    run: () => failuresNamed(GOOD_STRUCT.replace('flags::UInt32', 'flags::UInt64'), 'struct shardpoint_load_options'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /field flags \(uint32_t\) is UInt64/.test(p))),
+  },
+  {
+    name: 'struct with a missing field',
+    run: () => failuresNamed(GOOD_STRUCT.replace('    io_threads::UInt32\n', ''), 'struct shardpoint_load_options'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /2 fields, the header has 3/.test(p))),
+  },
+  {
+    name: 'correct struct passes',
+    run: () => failuresNamed(GOOD_STRUCT, 'struct shardpoint_load_options'),
+    expect: (f) => f.length === 0 || `unexpected: ${JSON.stringify(f)}`,
+  },
+  {
+    name: 'constant with a wrong value',
+    run: () => failuresOf('const SHARDPOINT_EDTYPE = Cint(-11)\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /value -11, the header has -10/.test(p))),
+  },
+  {
+    name: 'constant that is not in the header',
+    run: () => failuresOf('const SHARDPOINT_ENOPE = Cint(-42)\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /not in the header/.test(p))),
+  },
+  {
+    name: '@cfunction with a wrong signature',
+    run: () => failuresOf('p = @cfunction(broadcast_callback, Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt32))\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /shardpoint_comm_callbacks\.broadcast callback/.test(p))),
+  },
+  {
+    name: 'library constant that is not the SONAME',
+    run: () => runChecks({ sources: [{ file: 'case.jl', text: 'const libshardpoint = "libshardpoint.so"\n' }],
+      headerText, exported: allExports(), soname: 'libshardpoint.so.0' }).filter((r) => !r.ok && /SONAME/.test(r.what)),
+    expect: (f) => f.length === 1 && f[0].problems.some((p) => /it is "libshardpoint.so"/.test(p)),
+  },
+];
+
+let passed = 0;
+let failed = 0;
+for (const c of cases) {
+  let verdict;
+  try {
+    verdict = c.expect(c.run());
+  } catch (e) {
+    verdict = `threw ${e.stack}`;
+  }
+  if (verdict === true) {
+    passed++;
+    console.log(`ok   ${c.name}`);
+  } else {
+    failed++;
+    console.log(`FAIL ${c.name}${typeof verdict === 'string' ? ': ' + verdict : ''}`);
+  }
+}
+console.log(`selftest: ${passed} passed, ${failed} failed`);
+process.exitCode = failed === 0 ? 0 : 1;

@@ -1,0 +1,354 @@
+# Raw declarations of the C ABI in capi/include/shardpoint.h: one Julia function per C function,
+# with the C names, C argument order and C types. No logic lives here; src/Shardpoint.jl builds the
+# Julia API on top. check/check.js compares every @ccall below with the header and the built library,
+# so keep each @ccall literal (library, name and types written out, no aliases).
+module LibShardpoint
+
+import Libdl
+
+# Every @ccall names the library by its SONAME. When SHARDPOINT_LIBRARY is set, __init__ loads that
+# file first; the dynamic loader then resolves "libshardpoint.so.0" to the already loaded object
+# (it matches requests against the SONAME of loaded libraries), so all calls go to that file.
+const libshardpoint = "libshardpoint.so.0"
+
+# The handle of the library loaded from SHARDPOINT_LIBRARY (C_NULL when the variable is unset).
+const library_handle = Ref{Ptr{Cvoid}}(C_NULL)
+
+function __init__()
+    path = get(ENV, "SHARDPOINT_LIBRARY", "")
+    if !isempty(path)
+        library_handle[] = Libdl.dlopen(path)
+    end
+    return nothing
+end
+
+# ------------------------------------------------------------------------------------------------
+# Constants (values as in the header; check.js compares them)
+# ------------------------------------------------------------------------------------------------
+
+const SHARDPOINT_VERSION_MAJOR = 0
+const SHARDPOINT_VERSION_MINOR = 1
+const SHARDPOINT_VERSION_PATCH = 0
+const SHARDPOINT_VERSION_STRING = "0.1.0"
+const SHARDPOINT_FORMAT_MAJOR = 1
+
+const SHARDPOINT_OK = Cint(0)
+const SHARDPOINT_EINVAL = Cint(-1)
+const SHARDPOINT_ENOMEM = Cint(-2)
+const SHARDPOINT_EIO = Cint(-3)
+const SHARDPOINT_ENOTFOUND = Cint(-4)
+const SHARDPOINT_EEXISTS = Cint(-5)
+const SHARDPOINT_EFORMAT = Cint(-6)
+const SHARDPOINT_ECHECKSUM = Cint(-7)
+const SHARDPOINT_ETRUNCATED = Cint(-8)
+const SHARDPOINT_EVERSION = Cint(-9)
+const SHARDPOINT_EDTYPE = Cint(-10)
+const SHARDPOINT_ESHAPE = Cint(-11)
+const SHARDPOINT_EPATH = Cint(-12)
+const SHARDPOINT_ECONFLICT = Cint(-13)
+const SHARDPOINT_ERANK = Cint(-14)
+const SHARDPOINT_ECOMM = Cint(-15)
+const SHARDPOINT_EUNCOVERED = Cint(-16)
+const SHARDPOINT_ESTATE = Cint(-17)
+const SHARDPOINT_EKIND = Cint(-18)
+const SHARDPOINT_ERANGE = Cint(-19)
+const SHARDPOINT_EINTERNAL = Cint(-99)
+
+const SHARDPOINT_DTYPE_BOOL = Int32(0)
+const SHARDPOINT_DTYPE_U8 = Int32(1)
+const SHARDPOINT_DTYPE_I8 = Int32(2)
+const SHARDPOINT_DTYPE_I16 = Int32(3)
+const SHARDPOINT_DTYPE_I32 = Int32(4)
+const SHARDPOINT_DTYPE_I64 = Int32(5)
+const SHARDPOINT_DTYPE_U16 = Int32(6)
+const SHARDPOINT_DTYPE_U32 = Int32(7)
+const SHARDPOINT_DTYPE_U64 = Int32(8)
+const SHARDPOINT_DTYPE_F16 = Int32(9)
+const SHARDPOINT_DTYPE_BF16 = Int32(10)
+const SHARDPOINT_DTYPE_F32 = Int32(11)
+const SHARDPOINT_DTYPE_F64 = Int32(12)
+const SHARDPOINT_DTYPE_COMPLEX64 = Int32(13)
+const SHARDPOINT_DTYPE_COMPLEX128 = Int32(14)
+const SHARDPOINT_DTYPE_F8_E4M3FN = Int32(15)
+const SHARDPOINT_DTYPE_F8_E5M2 = Int32(16)
+const SHARDPOINT_DTYPE_COUNT = 17
+const SHARDPOINT_MAX_NDIM = 32
+
+const SHARDPOINT_COMM_CALLBACKS_VERSION = UInt32(1)
+
+const SHARDPOINT_SAVE_OVERWRITE = UInt32(0x1)
+const SHARDPOINT_SAVE_FSYNC = UInt32(0x2)
+const SHARDPOINT_SAVE_OPTIONS_VERSION = UInt32(1)
+
+const SHARDPOINT_LOAD_NO_VERIFY = UInt32(0x1)
+const SHARDPOINT_LOAD_ALLOW_PARTIAL = UInt32(0x2)
+const SHARDPOINT_LOAD_OPTIONS_VERSION = UInt32(1)
+
+const SHARDPOINT_ENTRY_TENSOR = Int32(0)
+const SHARDPOINT_ENTRY_BYTES = Int32(1)
+
+const SHARDPOINT_TRANSFORM_NONE = Int32(0)
+const SHARDPOINT_TRANSFORM_DEFLATE = Int32(1)
+
+# ------------------------------------------------------------------------------------------------
+# Types: opaque handles (only ever behind a Ptr) and structs with the C layout
+# ------------------------------------------------------------------------------------------------
+
+mutable struct shardpoint_comm end
+mutable struct shardpoint_save end
+mutable struct shardpoint_reader end
+mutable struct shardpoint_load end
+
+struct shardpoint_comm_callbacks
+    version::UInt32
+    rank::Int32
+    size::Int32
+    user::Ptr{Cvoid}
+    gather::Ptr{Cvoid}     # int (*)(void *user, const void *send, uint64_t len, void *recv)
+    broadcast::Ptr{Cvoid}  # int (*)(void *user, void *buf, uint64_t len)
+    destroy::Ptr{Cvoid}    # void (*)(void *user), may be NULL
+end
+
+struct shardpoint_save_options
+    version::UInt32
+    flags::UInt32
+    compression_level::Int32
+    io_threads::UInt32
+    alignment::UInt64
+    checkpoint_id::Ptr{UInt8}
+end
+
+struct shardpoint_load_options
+    version::UInt32
+    flags::UInt32
+    io_threads::UInt32
+end
+
+struct shardpoint_storage_info
+    checkpoint_id::Ptr{UInt8}
+    save_id::Ptr{UInt8}
+    library_version::Ptr{UInt8}
+    created_unix_ns::Int64
+    world_size::Int32
+    format_major::UInt32
+    format_minor::UInt32
+    alignment::UInt32
+    file_count::UInt64
+    total_stored_bytes::UInt64
+end
+
+struct shardpoint_file_info
+    name::Ptr{UInt8}
+    size::UInt64
+    rank::Int32
+    reserved::UInt32
+end
+
+struct shardpoint_entry_info
+    fqn::Ptr{UInt8}
+    kind::Int32
+    dtype::Int32
+    ndim::UInt32
+    reserved::UInt32
+    shape::Ptr{UInt64}
+    chunk_count::UInt64
+    numel::UInt64
+    nbytes::UInt64
+    stored_bytes::UInt64
+    covered_numel::UInt64
+end
+
+struct shardpoint_chunk_info
+    offsets::Ptr{UInt64}
+    sizes::Ptr{UInt64}
+    file::Ptr{UInt8}
+    file_offset::UInt64
+    stored_length::UInt64
+    raw_length::UInt64
+    crc32::UInt32
+    transform::Int32
+    writer_rank::Int32
+    reserved::UInt32
+end
+
+# ------------------------------------------------------------------------------------------------
+# Versions and errors
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_version_number() =
+    @ccall libshardpoint.shardpoint_version_number()::UInt32
+
+shardpoint_version_string() =
+    @ccall libshardpoint.shardpoint_version_string()::Ptr{UInt8}
+
+shardpoint_last_error() =
+    @ccall libshardpoint.shardpoint_last_error()::Ptr{UInt8}
+
+shardpoint_last_error_code() =
+    @ccall libshardpoint.shardpoint_last_error_code()::Cint
+
+shardpoint_error_name(code) =
+    @ccall libshardpoint.shardpoint_error_name(code::Cint)::Ptr{UInt8}
+
+# ------------------------------------------------------------------------------------------------
+# Dtypes
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_dtype_size(dtype) =
+    @ccall libshardpoint.shardpoint_dtype_size(dtype::Int32)::UInt32
+
+shardpoint_dtype_name(dtype) =
+    @ccall libshardpoint.shardpoint_dtype_name(dtype::Int32)::Ptr{UInt8}
+
+shardpoint_dtype_from_name(name, out_dtype) =
+    @ccall libshardpoint.shardpoint_dtype_from_name(name::Cstring, out_dtype::Ptr{Int32})::Cint
+
+# ------------------------------------------------------------------------------------------------
+# Communicators
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_comm_new_single(out) =
+    @ccall libshardpoint.shardpoint_comm_new_single(out::Ptr{Ptr{shardpoint_comm}})::Cint
+
+shardpoint_comm_callbacks_init(callbacks, version) =
+    @ccall libshardpoint.shardpoint_comm_callbacks_init(
+        callbacks::Ptr{shardpoint_comm_callbacks}, version::UInt32)::Cint
+
+shardpoint_comm_new_callbacks(out, callbacks) =
+    @ccall libshardpoint.shardpoint_comm_new_callbacks(
+        out::Ptr{Ptr{shardpoint_comm}}, callbacks::Ptr{shardpoint_comm_callbacks})::Cint
+
+shardpoint_comm_rank(comm, out_rank) =
+    @ccall libshardpoint.shardpoint_comm_rank(comm::Ptr{shardpoint_comm}, out_rank::Ptr{Int32})::Cint
+
+shardpoint_comm_size(comm, out_size) =
+    @ccall libshardpoint.shardpoint_comm_size(comm::Ptr{shardpoint_comm}, out_size::Ptr{Int32})::Cint
+
+shardpoint_comm_free(comm) =
+    @ccall libshardpoint.shardpoint_comm_free(comm::Ptr{shardpoint_comm})::Cvoid
+
+# ------------------------------------------------------------------------------------------------
+# Saving
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_save_options_init(options, version) =
+    @ccall libshardpoint.shardpoint_save_options_init(
+        options::Ptr{shardpoint_save_options}, version::UInt32)::Cint
+
+shardpoint_save_new(out, dir, comm, options) =
+    @ccall libshardpoint.shardpoint_save_new(
+        out::Ptr{Ptr{shardpoint_save}}, dir::Cstring, comm::Ptr{shardpoint_comm},
+        options::Ptr{shardpoint_save_options})::Cint
+
+shardpoint_save_add_tensor(save, fqn, dtype, ndim, global_shape, chunk_offsets, chunk_sizes, data, strides) =
+    @ccall libshardpoint.shardpoint_save_add_tensor(
+        save::Ptr{shardpoint_save}, fqn::Cstring, dtype::Int32, ndim::UInt32,
+        global_shape::Ptr{UInt64}, chunk_offsets::Ptr{UInt64}, chunk_sizes::Ptr{UInt64},
+        data::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
+
+shardpoint_save_add_bytes(save, fqn, data, len) =
+    @ccall libshardpoint.shardpoint_save_add_bytes(
+        save::Ptr{shardpoint_save}, fqn::Cstring, data::Ptr{Cvoid}, len::UInt64)::Cint
+
+shardpoint_save_set_metadata(save, key, value) =
+    @ccall libshardpoint.shardpoint_save_set_metadata(
+        save::Ptr{shardpoint_save}, key::Cstring, value::Cstring)::Cint
+
+shardpoint_save_commit(save) =
+    @ccall libshardpoint.shardpoint_save_commit(save::Ptr{shardpoint_save})::Cint
+
+shardpoint_save_free(save) =
+    @ccall libshardpoint.shardpoint_save_free(save::Ptr{shardpoint_save})::Cvoid
+
+# ------------------------------------------------------------------------------------------------
+# Reading metadata
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_load_options_init(options, version) =
+    @ccall libshardpoint.shardpoint_load_options_init(
+        options::Ptr{shardpoint_load_options}, version::UInt32)::Cint
+
+shardpoint_reader_open(out, dir, options) =
+    @ccall libshardpoint.shardpoint_reader_open(
+        out::Ptr{Ptr{shardpoint_reader}}, dir::Cstring, options::Ptr{shardpoint_load_options})::Cint
+
+shardpoint_reader_free(reader) =
+    @ccall libshardpoint.shardpoint_reader_free(reader::Ptr{shardpoint_reader})::Cvoid
+
+shardpoint_reader_storage_info(reader, out) =
+    @ccall libshardpoint.shardpoint_reader_storage_info(
+        reader::Ptr{shardpoint_reader}, out::Ptr{shardpoint_storage_info})::Cint
+
+shardpoint_reader_file_info(reader, index, out) =
+    @ccall libshardpoint.shardpoint_reader_file_info(
+        reader::Ptr{shardpoint_reader}, index::UInt64, out::Ptr{shardpoint_file_info})::Cint
+
+shardpoint_reader_entry_count(reader, out_count) =
+    @ccall libshardpoint.shardpoint_reader_entry_count(
+        reader::Ptr{shardpoint_reader}, out_count::Ptr{UInt64})::Cint
+
+shardpoint_reader_entry_info(reader, index, out) =
+    @ccall libshardpoint.shardpoint_reader_entry_info(
+        reader::Ptr{shardpoint_reader}, index::UInt64, out::Ptr{shardpoint_entry_info})::Cint
+
+shardpoint_reader_find(reader, fqn, out_index) =
+    @ccall libshardpoint.shardpoint_reader_find(
+        reader::Ptr{shardpoint_reader}, fqn::Cstring, out_index::Ptr{UInt64})::Cint
+
+shardpoint_reader_chunk_info(reader, index, chunk, out) =
+    @ccall libshardpoint.shardpoint_reader_chunk_info(
+        reader::Ptr{shardpoint_reader}, index::UInt64, chunk::UInt64, out::Ptr{shardpoint_chunk_info})::Cint
+
+shardpoint_reader_metadata_count(reader, out_count) =
+    @ccall libshardpoint.shardpoint_reader_metadata_count(
+        reader::Ptr{shardpoint_reader}, out_count::Ptr{UInt64})::Cint
+
+shardpoint_reader_metadata_at(reader, index, out_key, out_value) =
+    @ccall libshardpoint.shardpoint_reader_metadata_at(
+        reader::Ptr{shardpoint_reader}, index::UInt64, out_key::Ptr{Ptr{UInt8}},
+        out_value::Ptr{Ptr{UInt8}})::Cint
+
+shardpoint_reader_metadata_get(reader, key, out_value) =
+    @ccall libshardpoint.shardpoint_reader_metadata_get(
+        reader::Ptr{shardpoint_reader}, key::Cstring, out_value::Ptr{Ptr{UInt8}})::Cint
+
+shardpoint_reader_verify(reader) =
+    @ccall libshardpoint.shardpoint_reader_verify(reader::Ptr{shardpoint_reader})::Cint
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_load_new(out, reader, comm) =
+    @ccall libshardpoint.shardpoint_load_new(
+        out::Ptr{Ptr{shardpoint_load}}, reader::Ptr{shardpoint_reader}, comm::Ptr{shardpoint_comm})::Cint
+
+shardpoint_load_add_tensor(load, fqn, dtype, ndim, box_offsets, box_sizes, dst, strides) =
+    @ccall libshardpoint.shardpoint_load_add_tensor(
+        load::Ptr{shardpoint_load}, fqn::Cstring, dtype::Int32, ndim::UInt32,
+        box_offsets::Ptr{UInt64}, box_sizes::Ptr{UInt64}, dst::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
+
+shardpoint_load_add_bytes(load, fqn, dst, capacity) =
+    @ccall libshardpoint.shardpoint_load_add_bytes(
+        load::Ptr{shardpoint_load}, fqn::Cstring, dst::Ptr{Cvoid}, capacity::UInt64)::Cint
+
+shardpoint_load_skipped_count(load, out_count) =
+    @ccall libshardpoint.shardpoint_load_skipped_count(load::Ptr{shardpoint_load}, out_count::Ptr{UInt64})::Cint
+
+shardpoint_load_execute(load) =
+    @ccall libshardpoint.shardpoint_load_execute(load::Ptr{shardpoint_load})::Cint
+
+shardpoint_load_free(load) =
+    @ccall libshardpoint.shardpoint_load_free(load::Ptr{shardpoint_load})::Cvoid
+
+shardpoint_reader_read_tensor(reader, fqn, dtype, ndim, box_offsets, box_sizes, dst, strides) =
+    @ccall libshardpoint.shardpoint_reader_read_tensor(
+        reader::Ptr{shardpoint_reader}, fqn::Cstring, dtype::Int32, ndim::UInt32,
+        box_offsets::Ptr{UInt64}, box_sizes::Ptr{UInt64}, dst::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
+
+shardpoint_reader_read_bytes(reader, fqn, dst, capacity, out_len) =
+    @ccall libshardpoint.shardpoint_reader_read_bytes(
+        reader::Ptr{shardpoint_reader}, fqn::Cstring, dst::Ptr{Cvoid}, capacity::UInt64,
+        out_len::Ptr{UInt64})::Cint
+
+end # module LibShardpoint

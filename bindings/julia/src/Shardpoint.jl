@@ -1,0 +1,41 @@
+"""
+    Shardpoint
+
+Julia binding of shardpoint, the storage layer of distributed checkpointing (C ABI in
+`capi/include/shardpoint.h`). The library is found through `ENV["SHARDPOINT_LIBRARY"]` (a path) or
+else by its SONAME `libshardpoint.so.0` on the loader's search path.
+
+Array rule: a Julia array of size `(d1, ..., dn)` is the checkpoint tensor of shape `(d1, ..., dn)`,
+and `A[i1, ..., in]` is its element `[i1-1, ..., in-1]`. Julia's column-major memory is described to
+the library with element strides, so nothing is transposed or copied. Offsets (`offsets=`) are
+0-based element offsets, as stored in the checkpoint; index ranges are ordinary 1-based ranges.
+"""
+module Shardpoint
+
+include("LibShardpoint.jl")
+const L = LibShardpoint
+
+include("errors.jl")
+include("dtypes.jl")
+include("arrays.jl")
+include("comm.jl")
+include("save.jl")
+include("reader.jl")
+include("load.jl")
+
+export ShardpointError
+export Comm, rank, nranks, gather!, bcast!, LocalGroup, LocalRank, run_local
+export Save, add_tensor!, add_bytes!, set_metadata!, commit!
+export Reader, EntryInfo, ChunkInfo, StorageInfo, FileInfo
+export entries, entry, chunks, files, metadata, storage_info, verify
+export read_tensor, read_tensor!, read_bytes, read_bytes!
+export Load, execute!, skipped_count
+
+"""
+    version() -> VersionNumber
+
+The version of the loaded shardpoint library.
+"""
+version() = VersionNumber(unsafe_string(L.shardpoint_version_string()))
+
+end # module Shardpoint

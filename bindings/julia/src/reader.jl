@@ -1,0 +1,395 @@
+# Reading: an open checkpoint, its metadata, and whole-request convenience reads.
+
+"""
+    Reader(dir; checksums=true, allow_partial=false, io_threads=0)
+    Reader(f, dir; kwargs...)
+
+Opens the checkpoint in `dir` (reads and validates its metadata, no tensor bytes). `checksums=false`
+skips CRC-32 checks of data on reads; `allow_partial=true` lets loads skip requests for missing
+entries. Close it with `close` (or use the do-block form); loads created from it keep it alive
+until they are closed.
+"""
+mutable struct Reader
+    ptr::Ptr{L.shardpoint_reader}
+    borrowers::Threads.Atomic{Int}  # open loads reading through it
+    closing::Threads.Atomic{Bool}
+    freed::Threads.Atomic{Bool}
+
+    function Reader(ptr::Ptr{L.shardpoint_reader})
+        r = new(ptr, Threads.Atomic{Int}(0), Threads.Atomic{Bool}(false), Threads.Atomic{Bool}(false))
+        return finalizer(close, r)
+    end
+end
+
+function Reader(dir::AbstractString; checksums::Bool=true, allow_partial::Bool=false, io_threads::Integer=0)
+    options = Ref{L.shardpoint_load_options}()
+    check(L.shardpoint_load_options_init(options, L.SHARDPOINT_LOAD_OPTIONS_VERSION))
+    flags = options[].flags
+    checksums || (flags |= L.SHARDPOINT_LOAD_NO_VERIFY)
+    allow_partial && (flags |= L.SHARDPOINT_LOAD_ALLOW_PARTIAL)
+    options[] = L.shardpoint_load_options(options[].version, flags, UInt32(io_threads))
+    out = Ref{Ptr{L.shardpoint_reader}}(C_NULL)
+    check(L.shardpoint_reader_open(out, String(dir), options))
+    return Reader(out[])
+end
+
+function Reader(f::Function, dir::AbstractString; kwargs...)
+    r = Reader(dir; kwargs...)
+    try
+        return f(r)
+    finally
+        close(r)
+    end
+end
+
+Base.isopen(r::Reader) = !r.closing[]
+
+# Frees the reader now, or when the last load reading through it is closed.
+function Base.close(r::Reader)
+    r.closing[] = true
+    free_if_unused(r)
+    return nothing
+end
+
+function free_if_unused(r::Reader)
+    if r.closing[] && r.borrowers[] == 0 && !Threads.atomic_xchg!(r.freed, true)
+        L.shardpoint_reader_free(r.ptr)
+    end
+    return nothing
+end
+
+function borrow(r::Reader)
+    p = handle(r)
+    Threads.atomic_add!(r.borrowers, 1)
+    return p
+end
+
+function giveback(r::Reader)
+    Threads.atomic_sub!(r.borrowers, 1)
+    free_if_unused(r)
+    return nothing
+end
+
+function handle(r::Reader)
+    r.closing[] && throw(ArgumentError("the reader is closed"))
+    return r.ptr
+end
+
+# ------------------------------------------------------------------------------------------------
+# Metadata. Strings and arrays the library returns belong to the reader: they are copied while the
+# reader is preserved.
+# ------------------------------------------------------------------------------------------------
+
+"""What a checkpoint says about the save that made it."""
+struct StorageInfo
+    checkpoint_id::String
+    save_id::String
+    library_version::String
+    created_unix_ns::Int64
+    world_size::Int
+    format_major::Int
+    format_minor::Int
+    alignment::Int
+    file_count::Int
+    total_stored_bytes::Int
+end
+
+"""One data file of a checkpoint: its name (relative to the checkpoint directory), its size when
+the checkpoint was committed, and the rank that wrote it."""
+struct FileInfo
+    name::String
+    size::Int
+    rank::Int
+end
+
+"""
+One entry of a checkpoint. `kind` is `:tensor` or `:bytes`; `dtype` a canonical name (`:f32`) or
+`nothing` for bytes; `shape` the global shape (a Julia array of this size holds the tensor).
+"""
+struct EntryInfo
+    fqn::String
+    kind::Symbol
+    dtype::Union{Nothing,Symbol}
+    shape::Vector{Int}
+    chunk_count::Int
+    numel::Int
+    nbytes::Int
+    stored_bytes::Int
+    covered_numel::Int
+end
+
+"""
+One saved chunk: its box (`offsets` 0-based, `sizes`), where its bytes are and how they are stored
+(`transform` is `:none` or `:deflate`).
+"""
+struct ChunkInfo
+    offsets::Vector{Int}
+    sizes::Vector{Int}
+    file::String
+    file_offset::Int
+    stored_length::Int
+    raw_length::Int
+    crc32::UInt32
+    transform::Symbol
+    writer_rank::Int
+end
+
+cstring(p::Ptr{UInt8}) = p == C_NULL ? "" : unsafe_string(p)
+
+"""
+    storage_info(reader) -> StorageInfo
+"""
+function storage_info(r::Reader)
+    info = GC.@preserve r begin
+        out = Ref{L.shardpoint_storage_info}()
+        check(L.shardpoint_reader_storage_info(handle(r), out))
+        i = out[]
+        StorageInfo(cstring(i.checkpoint_id), cstring(i.save_id), cstring(i.library_version),
+                    i.created_unix_ns, Int(i.world_size), Int(i.format_major), Int(i.format_minor),
+                    Int(i.alignment), Int(i.file_count), Int(i.total_stored_bytes))
+    end
+    return info
+end
+
+"""
+    files(reader) -> Vector{FileInfo}
+
+The data files of the checkpoint.
+"""
+function files(r::Reader)
+    result = FileInfo[]
+    GC.@preserve r begin
+        info = Ref{L.shardpoint_storage_info}()
+        check(L.shardpoint_reader_storage_info(handle(r), info))
+        out = Ref{L.shardpoint_file_info}()
+        for i in 0:Int(info[].file_count)-1
+            check(L.shardpoint_reader_file_info(handle(r), UInt64(i), out))
+            f = out[]
+            push!(result, FileInfo(cstring(f.name), Int(f.size), Int(f.rank)))
+        end
+    end
+    return result
+end
+
+function entry_count(r::Reader)
+    out = Ref{UInt64}(0)
+    rc = GC.@preserve r L.shardpoint_reader_entry_count(handle(r), out)
+    check(rc)
+    return Int(out[])
+end
+
+# The 0-based index of entry `fqn`.
+function entry_index(r::Reader, fqn::AbstractString)
+    out = Ref{UInt64}(0)
+    name = String(fqn)
+    rc = GC.@preserve r L.shardpoint_reader_find(handle(r), name, out)
+    check(rc)
+    return out[]
+end
+
+function raw_entry_info(r::Reader, index::UInt64)
+    out = Ref{L.shardpoint_entry_info}()
+    rc = GC.@preserve r L.shardpoint_reader_entry_info(handle(r), index, out)
+    check(rc)
+    return out[]
+end
+
+function kind_symbol(kind::Int32)
+    kind == L.SHARDPOINT_ENTRY_TENSOR && return :tensor
+    kind == L.SHARDPOINT_ENTRY_BYTES && return :bytes
+    return Symbol("kind", kind)
+end
+
+function transform_symbol(transform::Int32)
+    transform == L.SHARDPOINT_TRANSFORM_NONE && return :none
+    transform == L.SHARDPOINT_TRANSFORM_DEFLATE && return :deflate
+    return Symbol("transform", transform)
+end
+
+function entry_info(r::Reader, index::UInt64)
+    info = GC.@preserve r begin
+        e = raw_entry_info(r, index)
+        dtype = e.kind == L.SHARDPOINT_ENTRY_TENSOR ? dtype_name(e.dtype) : nothing
+        EntryInfo(cstring(e.fqn), kind_symbol(e.kind), dtype, copy_u64s(e.shape, e.ndim),
+                  Int(e.chunk_count), Int(e.numel), Int(e.nbytes), Int(e.stored_bytes),
+                  Int(e.covered_numel))
+    end
+    return info
+end
+
+"""
+    entries(reader) -> Vector{EntryInfo}
+
+Every entry of the checkpoint, sorted by name (byte order).
+"""
+entries(r::Reader) = [entry_info(r, UInt64(i)) for i in 0:entry_count(r)-1]
+
+"""
+    entry(reader, fqn) -> EntryInfo
+    entry(reader, i) -> EntryInfo
+
+Entry `fqn`, or the `i`-th entry (1-based, in the order of `entries`).
+"""
+entry(r::Reader, fqn::AbstractString) = entry_info(r, entry_index(r, fqn))
+entry(r::Reader, i::Integer) = entry_info(r, UInt64(i - 1))
+
+"""
+    chunks(reader, fqn) -> Vector{ChunkInfo}
+
+The saved chunks of entry `fqn` (a bytes entry has one chunk with no dimensions).
+"""
+function chunks(r::Reader, fqn::AbstractString)
+    result = ChunkInfo[]
+    GC.@preserve r begin
+        index = entry_index(r, fqn)
+        e = raw_entry_info(r, index)
+        ndim = e.kind == L.SHARDPOINT_ENTRY_TENSOR ? Int(e.ndim) : 0
+        for c in 0:Int(e.chunk_count)-1
+            out = Ref{L.shardpoint_chunk_info}()
+            check(L.shardpoint_reader_chunk_info(handle(r), index, UInt64(c), out))
+            ci = out[]
+            push!(result, ChunkInfo(copy_u64s(ci.offsets, ndim), copy_u64s(ci.sizes, ndim), cstring(ci.file),
+                                    Int(ci.file_offset), Int(ci.stored_length), Int(ci.raw_length),
+                                    ci.crc32, transform_symbol(ci.transform), Int(ci.writer_rank)))
+        end
+    end
+    return result
+end
+
+"""
+    metadata(reader) -> Dict{String,String}
+    metadata(reader, key) -> String
+
+The user key/value pairs recorded by the save (`ENOTFOUND` for a missing key).
+"""
+function metadata(r::Reader)
+    result = Dict{String,String}()
+    GC.@preserve r begin
+        n = Ref{UInt64}(0)
+        check(L.shardpoint_reader_metadata_count(handle(r), n))
+        key = Ref{Ptr{UInt8}}(C_NULL)
+        value = Ref{Ptr{UInt8}}(C_NULL)
+        for i in 0:Int(n[])-1
+            check(L.shardpoint_reader_metadata_at(handle(r), UInt64(i), key, value))
+            result[cstring(key[])] = cstring(value[])
+        end
+    end
+    return result
+end
+
+function metadata(r::Reader, key::AbstractString)
+    k = String(key)
+    value = Ref{Ptr{UInt8}}(C_NULL)
+    result = GC.@preserve r begin
+        check(L.shardpoint_reader_metadata_get(handle(r), k, value))
+        cstring(value[])
+    end
+    return result
+end
+
+"""
+    verify(reader)
+
+Reads every stored extent and checks its CRC-32 (even when the reader skips checks on loads).
+Throws `ShardpointError` (`ECHECKSUM`, `ETRUNCATED`, ...) naming the entry and file.
+"""
+function verify(r::Reader)
+    rc = GC.@preserve r L.shardpoint_reader_verify(handle(r))
+    check(rc)
+    return nothing
+end
+
+# ------------------------------------------------------------------------------------------------
+# Convenience reads (one request each, not collective)
+# ------------------------------------------------------------------------------------------------
+
+"""
+    read_tensor!(reader, fqn, dest; offsets=zeros, dtype=nothing) -> dest
+
+Reads the box of tensor `fqn` that starts at 0-based element `offsets` and has `size(dest)` into
+`dest`, any strided array (views with steps write in place). The dtype must match the stored one
+(`EDTYPE` otherwise): it follows from `eltype(dest)`, or pass `dtype` for raw bits (bf16, f8).
+"""
+function read_tensor!(r::Reader, fqn::AbstractString, dest::AbstractArray{T};
+                      offsets=nothing, dtype=nothing) where {T}
+    code = element_dtype(T, dtype)
+    nd = ndims(dest)
+    strides_ = element_strides(dest)
+    offs = u64_vector(offsets === nothing ? zeros(Int, nd) : offsets, nd, "offsets")
+    sizes = UInt64[d for d in size(dest)]
+    name = String(fqn)
+    rc = GC.@preserve r dest begin
+        L.shardpoint_reader_read_tensor(handle(r), name, code, UInt32(nd), offs, sizes,
+                                        first_pointer(dest), strides_)
+    end
+    check(rc)
+    return dest
+end
+
+# Offsets and sizes of a box given as Julia indices (ranges, integers or `:`) of a tensor of `shape`.
+function box_of(shape::Vector{Int}, inds::Tuple)
+    length(inds) == length(shape) ||
+        throw(ArgumentError("$(length(inds)) indices for a tensor with $(length(shape)) dimensions"))
+    offsets = Int[]
+    sizes = Int[]
+    for (d, ix) in enumerate(inds)
+        if ix isa Colon
+            push!(offsets, 0); push!(sizes, shape[d])
+        elseif ix isa Integer
+            push!(offsets, ix - 1); push!(sizes, 1)
+        elseif ix isa AbstractUnitRange{<:Integer}
+            push!(offsets, first(ix) - 1); push!(sizes, length(ix))
+        else
+            throw(ArgumentError("index $ix: use a unit range, an integer or :"))
+        end
+    end
+    return offsets, sizes
+end
+
+"""
+    read_tensor(reader, fqn, inds...; element_type=nothing) -> Array
+
+Reads tensor `fqn` (or the box given by 1-based `inds`: unit ranges, integers or `:`, one per
+dimension; integers keep their dimension) into a new array. The element type follows from the
+stored dtype (`UInt16` / `UInt8` raw bits for bf16 / f8) unless `element_type` names another type
+of the same size.
+"""
+function read_tensor(r::Reader, fqn::AbstractString, inds...; element_type=nothing)
+    e = entry(r, fqn)
+    e.kind === :tensor || throw(binding_error(EKIND, "entry \"$fqn\" is not a tensor"))
+    code = dtype_code(e.dtype)
+    T = element_type === nothing ? julia_type(code) : element_type
+    offsets, sizes = isempty(inds) ? (zeros(Int, length(e.shape)), e.shape) : box_of(e.shape, inds)
+    dest = Array{T}(undef, sizes...)
+    return read_tensor!(r, fqn, dest; offsets=offsets, dtype=code)
+end
+
+"""
+    read_bytes!(reader, fqn, buf) -> Int
+
+Reads blob `fqn` into the contiguous byte vector `buf` (`ERANGE` if too small); returns its length.
+"""
+function read_bytes!(r::Reader, fqn::AbstractString, buf::AbstractVector{UInt8})
+    require_strided(buf)
+    stride(buf, 1) == 1 || throw(ArgumentError("the buffer must be contiguous"))
+    out_len = Ref{UInt64}(0)
+    name = String(fqn)
+    rc = GC.@preserve r buf begin
+        L.shardpoint_reader_read_bytes(handle(r), name, first_pointer(buf), UInt64(length(buf)), out_len)
+    end
+    check(rc)
+    return Int(out_len[])
+end
+
+"""
+    read_bytes(reader, fqn) -> Vector{UInt8}
+
+Reads blob `fqn` into a new vector.
+"""
+function read_bytes(r::Reader, fqn::AbstractString)
+    e = entry(r, fqn)
+    # At least one byte, so even an empty blob gets a real (non-NULL) buffer.
+    buf = Vector{UInt8}(undef, max(e.nbytes, 1))
+    n = read_bytes!(r, fqn, buf)
+    return resize!(buf, n)
+end

@@ -1,0 +1,169 @@
+# Saving.
+
+"""
+    Save(dir; comm=nothing, overwrite=false, fsync=false, compression=0, io_threads=0,
+         alignment=0, checkpoint_id=nothing)
+    Save(f, dir; kwargs...)
+
+A save of a checkpoint into directory `dir`: offer what this rank holds with `add_tensor!` /
+`add_bytes!` / `set_metadata!`, then `commit!` (collective over `comm`). Nothing is written before
+`commit!`. `compression` is the zlib level (0 stores raw bytes).
+
+The arrays given to `add_tensor!` / `add_bytes!` are read during `commit!`, in place: the `Save`
+keeps them referenced until then, and they must not be modified or resized before it returns.
+
+The do-block form runs `f(save)`, commits and closes. Otherwise call `close(save)` when done (a
+finalizer does it if you forget; an uncommitted save writes nothing).
+"""
+mutable struct Save
+    ptr::Ptr{L.shardpoint_save}
+    comm::Union{Nothing,Comm}
+    keep::Vector{Any}  # memory the library reads during commit
+    committed::Bool
+
+    function Save(ptr::Ptr{L.shardpoint_save}, comm::Union{Nothing,Comm})
+        s = new(ptr, comm, Any[], false)
+        return finalizer(close, s)
+    end
+end
+
+function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite::Bool=false,
+              fsync::Bool=false, compression::Integer=0, io_threads::Integer=0,
+              alignment::Integer=0, checkpoint_id::Union{Nothing,AbstractString}=nothing)
+    options = Ref{L.shardpoint_save_options}()
+    check(L.shardpoint_save_options_init(options, L.SHARDPOINT_SAVE_OPTIONS_VERSION))
+    flags = options[].flags
+    overwrite && (flags |= L.SHARDPOINT_SAVE_OVERWRITE)
+    fsync && (flags |= L.SHARDPOINT_SAVE_FSYNC)
+    id = checkpoint_id === nothing ? nothing : String(checkpoint_id)
+    path = String(dir)
+    level = Int32(compression)
+    threads = UInt32(io_threads)
+    align = UInt64(alignment)
+    out = Ref{Ptr{L.shardpoint_save}}(C_NULL)
+    cptr = borrow(comm)  # nothing may throw between here and the check below
+    rc = GC.@preserve id begin
+        # The options struct points into `id`; the library copies it during the call.
+        idptr = id === nothing ? Ptr{UInt8}(C_NULL) : pointer(id)
+        options[] = L.shardpoint_save_options(options[].version, flags, level, threads, align, idptr)
+        L.shardpoint_save_new(out, path, cptr, options)
+    end
+    if rc != 0
+        err = last_error(rc)
+        giveback(comm)
+        throw(err)
+    end
+    return Save(out[], comm)
+end
+
+function Save(f::Function, dir::AbstractString; kwargs...)
+    s = Save(dir; kwargs...)
+    try
+        f(s)
+        commit!(s)
+    finally
+        close(s)
+    end
+    return nothing
+end
+
+Base.isopen(s::Save) = s.ptr != C_NULL
+
+function Base.close(s::Save)
+    p = s.ptr
+    if p != C_NULL
+        s.ptr = C_NULL
+        L.shardpoint_save_free(p)
+        empty!(s.keep)
+        giveback(s.comm)
+    end
+    return nothing
+end
+
+function handle(s::Save)
+    s.ptr == C_NULL && throw(ArgumentError("the save is closed"))
+    return s.ptr
+end
+
+"""
+    add_tensor!(save, fqn, A; offsets=zeros, global_shape=size(A), dtype=nothing) -> save
+
+Offers `A` as the chunk of tensor `fqn` (global shape `global_shape`) that starts at the 0-based
+element `offsets`. `A` may be any strided array (views, steps, PermutedDimsArray); a `Number` is
+saved as a 0-dimensional tensor. The dtype follows from `eltype(A)`; for bf16 and f8 pass raw bits
+(`UInt16` / `UInt8` arrays) and `dtype=:bf16`, `:f8_e4m3fn` or `:f8_e5m2`.
+"""
+function add_tensor!(s::Save, fqn::AbstractString, A::AbstractArray{T};
+                     offsets=nothing, global_shape=nothing, dtype=nothing) where {T}
+    code = element_dtype(T, dtype)
+    nd = ndims(A)
+    strides_ = element_strides(A)
+    offs = u64_vector(offsets === nothing ? zeros(Int, nd) : offsets, nd, "offsets")
+    shape = u64_vector(global_shape === nothing ? size(A) : global_shape, nd, "global_shape")
+    sizes = UInt64[d for d in size(A)]
+    name = String(fqn)
+    rc = GC.@preserve s A begin
+        L.shardpoint_save_add_tensor(handle(s), name, code, UInt32(nd), shape, offs, sizes,
+                                     first_pointer(A), strides_)
+    end
+    check(rc)
+    push!(s.keep, A)
+    return s
+end
+
+add_tensor!(s::Save, fqn::AbstractString, x::Number; dtype=nothing) =
+    add_tensor!(s, fqn, fill(x); dtype=dtype)
+
+"""
+    add_bytes!(save, fqn, data) -> save
+
+Offers an opaque blob: a contiguous `AbstractVector{UInt8}` (read in place during `commit!`) or a
+string (copied).
+"""
+function add_bytes!(s::Save, fqn::AbstractString, data::AbstractVector{UInt8})
+    require_strided(data)
+    stride(data, 1) == 1 || throw(ArgumentError("blob data must be contiguous"))
+    name = String(fqn)
+    rc = GC.@preserve s data begin
+        L.shardpoint_save_add_bytes(handle(s), name, first_pointer(data), UInt64(length(data)))
+    end
+    check(rc)
+    push!(s.keep, data)
+    return s
+end
+
+add_bytes!(s::Save, fqn::AbstractString, data::AbstractString) =
+    add_bytes!(s, fqn, Vector{UInt8}(codeunits(String(data))))
+
+"""
+    set_metadata!(save, key, value) -> save
+
+Records a user key/value pair (both strings) in the checkpoint's metadata.
+"""
+function set_metadata!(s::Save, key::AbstractString, value::AbstractString)
+    k = String(key)
+    v = String(value)
+    rc = GC.@preserve s L.shardpoint_save_set_metadata(handle(s), k, v)
+    check(rc)
+    return s
+end
+
+"""
+    commit!(save) -> save
+
+Collective. Plans, writes every rank's data and commits the metadata atomically; on failure
+nothing is committed and a checkpoint that was at the path before is intact.
+"""
+function commit!(s::Save)
+    clear_callback_error(s.comm)
+    keep = s.keep
+    rc = GC.@preserve s keep L.shardpoint_save_commit(handle(s))
+    if rc != 0
+        err = last_error(rc)
+        empty!(keep)
+        throw(with_callback_error(err, s.comm))
+    end
+    empty!(keep)  # the library is done with the borrowed memory
+    s.committed = true
+    return s
+end

@@ -1,0 +1,658 @@
+# Tests of the Julia binding against the real library, on real files in temporary directories.
+#
+#   SHARDPOINT_LIBRARY=/prefix/lib/libshardpoint.so julia --project=bindings/julia -e 'using Pkg; Pkg.test()'
+#
+# Optional: SHARDPOINT_GOLDEN_DIR (one or more checkpoint directories separated by ':') are checked
+# against the golden model (tests/golden/README.md), as are the committed tests/golden/v1-*
+# checkpoints of this repository when they exist.
+
+using Test
+using Shardpoint
+
+const SP = Shardpoint
+
+include("golden.jl")
+
+# The code of the ShardpointError that f() throws, or nothing when it throws none.
+function error_code(f)
+    try
+        f()
+    catch err
+        err isa ShardpointError && return err.code
+        rethrow()
+    end
+    return nothing
+end
+
+# The ShardpointError that f() throws, or nothing.
+function sp_error(f)
+    try
+        f()
+    catch err
+        err isa ShardpointError && return err
+        rethrow()
+    end
+    return nothing
+end
+
+# Deterministic sample data of every element type, with negative and large values where the type has them.
+sample_value(::Type{Bool}, i::Int) = isodd(i + i ÷ 3)
+sample_value(::Type{T}, i::Int) where {T<:Unsigned} = T(i) * (typemax(T) ÷ T(3))
+sample_value(::Type{T}, i::Int) where {T<:Signed} = T(i) * (typemax(T) ÷ T(7))
+sample_value(::Type{T}, i::Int) where {T<:AbstractFloat} = T(i / 8 - 1.5)
+sample_value(::Type{Complex{T}}, i::Int) where {T} = Complex{T}(i / 4, -i / 8)
+sample(::Type{T}, dims::Int...) where {T} = reshape([sample_value(T, i) for i in 1:prod(dims; init=1)], dims)
+
+const JULIA_TYPES = [Bool, UInt8, Int8, Int16, Int32, Int64, UInt16, UInt32, UInt64,
+                     Float16, Float32, Float64, ComplexF32, ComplexF64]
+
+# The stored bytes of a chunk, read straight from its data file (uncompressed chunks only).
+function stored_bytes(dir::AbstractString, c::ChunkInfo)
+    return open(joinpath(dir, c.file)) do io
+        seek(io, c.file_offset)
+        read(io, c.raw_length)
+    end
+end
+
+# A communicator of one rank implemented in Julia.
+mutable struct SoloComm
+    calls::Int
+end
+function SP.gather!(c::SoloComm, send, recv)
+    c.calls += 1
+    copyto!(recv, send)
+    return nothing
+end
+SP.bcast!(c::SoloComm, buf) = (c.calls += 1; nothing)
+
+# Rank 1 of a local group whose gather fails.
+struct FailingRank
+    inner::SP.LocalRank
+end
+function SP.gather!(f::FailingRank, send, recv)
+    SP.abort!(f.inner.group, "injected")
+    error("injected gather failure")
+end
+SP.bcast!(f::FailingRank, buf) = SP.bcast!(f.inner, buf)
+
+@testset "Shardpoint" begin
+
+@testset "library and dtypes" begin
+    @test SP.version() == VersionNumber(SP.L.SHARDPOINT_VERSION_STRING)
+    for T in JULIA_TYPES
+        code = SP.dtype_code(T)
+        @test SP.julia_type(code) == T
+        @test SP.dtype_size(code) == sizeof(T)
+        @test SP.dtype_code(SP.dtype_name(code)) == code
+    end
+    @test SP.dtype_name(SP.dtype_code(Float32)) == :f32
+    @test SP.dtype_name(SP.dtype_code(ComplexF64)) == :complex128
+    @test SP.julia_type(:bf16) == UInt16
+    @test SP.julia_type("f8_e4m3fn") == UInt8
+    @test SP.dtype_size(:f8_e5m2) == 1
+    @test error_code(() -> SP.dtype_code(:f33)) == SP.EINVAL
+    @test SP.error_name(SP.ECHECKSUM) == "SHARDPOINT_ECHECKSUM"
+    @test SP.error_name(12345) == "SHARDPOINT_UNKNOWN"
+    @test_throws ArgumentError SP.dtype_code(String)
+end
+
+@testset "round trip of every Julia element type" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        Save(ckpt) do s
+            for T in JULIA_TYPES
+                add_tensor!(s, "t." * string(SP.dtype_name(SP.dtype_code(T))), sample(T, 3, 4))
+            end
+            # dtypes without a Julia type travel as raw bits
+            add_tensor!(s, "raw.bf16", UInt16[0x3f80, 0x4000, 0xbf80, 0x0000]; dtype=:bf16)
+            add_tensor!(s, "raw.e4m3", reshape(UInt8.(1:6), 2, 3); dtype=:f8_e4m3fn)
+            add_tensor!(s, "raw.e5m2", reshape(UInt8.(250:255), 3, 2); dtype="f8_e5m2")
+        end
+        Reader(ckpt) do r
+            for T in JULIA_TYPES
+                name = "t." * string(SP.dtype_name(SP.dtype_code(T)))
+                e = entry(r, name)
+                @test e.kind === :tensor
+                @test e.dtype === SP.dtype_name(SP.dtype_code(T))
+                @test e.shape == [3, 4]
+                @test e.nbytes == 12 * sizeof(T)
+                got = read_tensor(r, name)
+                @test got isa Matrix{T}
+                @test got == sample(T, 3, 4)
+            end
+            @test entry(r, "raw.bf16").dtype === :bf16
+            @test read_tensor(r, "raw.bf16") == UInt16[0x3f80, 0x4000, 0xbf80, 0x0000]
+            @test read_tensor(r, "raw.e4m3") == reshape(UInt8.(1:6), 2, 3)
+            @test entry(r, "raw.e5m2").dtype === :f8_e5m2
+            @test read_tensor(r, "raw.e5m2") == reshape(UInt8.(250:255), 3, 2)
+            # a raw dtype read into another type of the same size
+            @test read_tensor(r, "raw.bf16"; element_type=Int16) == Int16[0x3f80, 0x4000, reinterpret(Int16, 0xbf80), 0]
+        end
+    end
+    mktempdir() do dir
+        s = Save(joinpath(dir, "x"))
+        @test_throws ArgumentError add_tensor!(s, "wrong.size", Float32[1, 2]; dtype=:bf16)
+        @test_throws ArgumentError add_tensor!(s, "no.dtype", ["a", "b"])
+        @test_throws ArgumentError add_tensor!(s, "bits", trues(4))       # BitArray: not strided
+        @test_throws ArgumentError add_tensor!(s, "range", 1:4)          # lazy range: no memory
+        close(s)
+    end
+end
+
+@testset "Julia arrays are tensors with the same indices (strides, not copies)" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        M = reshape(collect(Float64, 1:12), 3, 4)          # M[i, j] = i + 3(j - 1)
+        big = reshape(collect(Int32, 1:60), 6, 10)
+        stepped = view(big, 1:2:5, 2:3:10)                 # 3×3, strides (2, 18)
+        v = collect(Int16, 1:10)
+        reversed = view(v, 10:-1:1)                        # stride -1
+        permuted = PermutedDimsArray(M, (2, 1))            # 4×3 over M's memory
+        Save(ckpt) do s
+            add_tensor!(s, "m", M)
+            add_tensor!(s, "stepped", stepped)
+            add_tensor!(s, "reversed", reversed)
+            add_tensor!(s, "permuted", permuted)
+            add_tensor!(s, "scalar", 42)
+            add_tensor!(s, "empty", zeros(Float32, 0, 4))
+        end
+        Reader(ckpt) do r
+            @test entry(r, "m").shape == [3, 4]
+            @test read_tensor(r, "m") == M
+            # On disk the tensor is C order: element [i-1, j-1] at (i-1)*4 + (j-1).
+            c = only(chunks(r, "m"))
+            @test c.transform === :none
+            @test reinterpret(Float64, stored_bytes(ckpt, c)) == vec(permutedims(M))
+            # A C-order destination (row-major buffer) receives the same C-order image.
+            buf = zeros(Float64, 4, 3)
+            read_tensor!(r, "m", PermutedDimsArray(buf, (2, 1)))
+            @test vec(buf) == vec(permutedims(M))
+            # boxes are Julia index ranges
+            @test read_tensor(r, "m", 2:3, 2:4) == M[2:3, 2:4]
+            @test read_tensor(r, "m", 2, :) == M[2:2, :]
+            @test read_tensor!(r, "m", zeros(2, 2); offsets=(1, 2)) == M[2:3, 3:4]
+
+            @test entry(r, "stepped").shape == [3, 3]
+            @test read_tensor(r, "stepped") == collect(stepped)
+            @test read_tensor(r, "reversed") == Int16.(10:-1:1)
+            @test entry(r, "permuted").shape == [4, 3]
+            @test read_tensor(r, "permuted") == permutedims(M)
+
+            scalar = read_tensor(r, "scalar")
+            @test scalar isa Array{Int64,0}
+            @test scalar[] == 42
+            @test entry(r, "scalar").shape == Int[]
+            @test size(read_tensor(r, "empty")) == (0, 4)
+
+            # strided destinations are written in place, the rest untouched
+            D = fill(-1.0, 7, 4)
+            read_tensor!(r, "m", view(D, 2:2:6, :))
+            @test D[2:2:6, :] == M
+            @test all(==(-1.0), D[1:2:7, :])
+            d = zeros(Int16, 10)
+            read_tensor!(r, "reversed", view(d, 10:-1:1))
+            @test d == Int16.(1:10)
+        end
+    end
+end
+
+@testset "bytes entries and user metadata" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        blob = collect(UInt8, 0:255)
+        Save(ckpt) do s
+            add_bytes!(s, "blob", blob)
+            add_bytes!(s, "text", "héllo")
+            add_bytes!(s, "empty", UInt8[])
+            add_bytes!(s, "slice", view(blob, 11:20))
+            set_metadata!(s, "step", "1234")
+            set_metadata!(s, "k", "first")
+            set_metadata!(s, "k", "last")
+        end
+        Reader(ckpt) do r
+            e = entry(r, "blob")
+            @test e.kind === :bytes
+            @test e.dtype === nothing
+            @test e.nbytes == 256
+            @test read_bytes(r, "blob") == blob
+            @test String(read_bytes(r, "text")) == "héllo"
+            @test read_bytes(r, "empty") == UInt8[]
+            @test read_bytes(r, "slice") == blob[11:20]
+            buf = zeros(UInt8, 300)
+            @test read_bytes!(r, "blob", buf) == 256
+            @test buf[1:256] == blob
+            @test error_code(() -> read_bytes!(r, "blob", zeros(UInt8, 10))) == SP.ERANGE
+            @test error_code(() -> read_tensor(r, "blob")) == SP.EKIND
+            @test error_code(() -> read_tensor!(r, "blob", zeros(UInt8, 256))) == SP.EKIND
+            @test metadata(r) == Dict("step" => "1234", "k" => "last")
+            @test metadata(r, "step") == "1234"
+            @test error_code(() -> metadata(r, "missing")) == SP.ENOTFOUND
+        end
+    end
+end
+
+@testset "box reads spanning chunks, loads with several requests" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        W = reshape(collect(Float32, 1:60), 10, 6)
+        Save(ckpt) do s
+            # one rank offering three chunks of rows (views: read in place at commit)
+            for rows in (1:3, 4:7, 8:10)
+                add_tensor!(s, "w", view(W, rows, :); offsets=(first(rows) - 1, 0), global_shape=size(W))
+            end
+            add_tensor!(s, "half", W[1:3, :]; global_shape=(10, 6))   # rows 4:10 never saved
+            add_bytes!(s, "blob", collect(UInt8, 1:50))
+        end
+        Reader(ckpt) do r
+            cs = chunks(r, "w")
+            @test length(cs) == 3
+            @test sort([c.offsets for c in cs]) == [[0, 0], [3, 0], [7, 0]]
+            @test sort([c.sizes for c in cs]) == [[3, 6], [3, 6], [4, 6]]
+            @test all(c -> c.writer_rank == 0, cs)
+            @test entry(r, "w").covered_numel == 60
+            @test entry(r, "w").chunk_count == 3
+            @test read_tensor(r, "w") == W
+            @test read_tensor(r, "w", 3:8, 2:5) == W[3:8, 2:5]
+
+            @test entry(r, "half").covered_numel == 18
+            @test read_tensor(r, "half", 1:3, :) == W[1:3, :]
+            @test error_code(() -> read_tensor(r, "half")) == SP.EUNCOVERED
+
+            top = zeros(Float32, 5, 6)
+            D = zeros(Float32, 6, 12)
+            blob = zeros(UInt8, 64)
+            Load(r) do ld
+                add_tensor!(ld, "w", top)                              # rows 1:5
+                add_tensor!(ld, "w", view(D, :, 1:2:12); offsets=(4, 0))  # rows 5:10, strided dest
+                add_bytes!(ld, "blob", blob)
+                @test skipped_count(ld) == 0
+            end
+            @test top == W[1:5, :]
+            @test D[:, 1:2:12] == W[5:10, :]
+            @test all(iszero, D[:, 2:2:12])
+            @test blob[1:50] == collect(UInt8, 1:50)
+        end
+        Reader(ckpt; allow_partial=true) do r
+            x = zeros(Float32, 2)
+            y = zeros(Float32, 10, 6)
+            ld = Load(r)
+            add_tensor!(ld, "not.there", x)
+            add_tensor!(ld, "w", y)
+            execute!(ld)
+            @test skipped_count(ld) == 1
+            close(ld)
+            @test y == W
+            @test x == zeros(Float32, 2)
+        end
+    end
+end
+
+@testset "inspect and storage info" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        Save(ckpt; checkpoint_id="run-7", alignment=8192, io_threads=2) do s
+            add_tensor!(s, "b.second", ones(Float32, 5))
+            add_tensor!(s, "a.first", zeros(Int64, 2, 2))
+            add_bytes!(s, "c.blob", UInt8[1, 2, 3])
+        end
+        Reader(ckpt) do r
+            info = storage_info(r)
+            @test info.checkpoint_id == "run-7"
+            @test info.world_size == 1
+            @test info.format_major == SP.L.SHARDPOINT_FORMAT_MAJOR
+            @test info.alignment == 8192
+            @test info.file_count >= 1
+            @test info.library_version == string(SP.version())
+            @test !isempty(info.save_id)
+            @test info.created_unix_ns > 0
+            names = [e.fqn for e in entries(r)]
+            @test names == ["a.first", "b.second", "c.blob"]
+            @test entry(r, 2).fqn == "b.second"
+            @test entry(r, "a.first").numel == 4
+            @test error_code(() -> entry(r, "nope")) == SP.ENOTFOUND
+            for e in entries(r)
+                for c in chunks(r, e.fqn)
+                    @test c.file_offset % 8192 == 0
+                    @test c.raw_length == (e.kind === :bytes ? e.nbytes : prod(c.sizes) * SP.dtype_size(e.dtype))
+                    @test isfile(joinpath(ckpt, c.file))
+                end
+            end
+            @test only(chunks(r, "c.blob")).sizes == Int[]
+            fs = files(r)
+            @test length(fs) == info.file_count
+            for f in fs
+                @test f.rank == 0
+                @test filesize(joinpath(ckpt, f.name)) == f.size
+            end
+            @test Set(c.file for e in entries(r) for c in chunks(r, e.fqn)) ⊆ Set(f.name for f in fs)
+            @test verify(r) === nothing
+        end
+    end
+end
+
+@testset "verify and corrupted data" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        x = collect(Float64, 1:100)
+        Save(ckpt) do s
+            add_tensor!(s, "x", x)
+        end
+        c = Reader(r -> only(chunks(r, "x")), ckpt)
+        path = joinpath(ckpt, c.file)
+        open(path, "r+") do io          # flip the first data byte
+            seek(io, c.file_offset)
+            b = read(io, UInt8)
+            seek(io, c.file_offset)
+            write(io, b ⊻ 0xff)
+        end
+        Reader(ckpt) do r                # the metadata is intact: opening works
+            err = sp_error(() -> verify(r))
+            @test err isa ShardpointError
+            @test err.code == SP.ECHECKSUM
+            @test err.name == "SHARDPOINT_ECHECKSUM"
+            @test !isempty(err.message)
+            @test error_code(() -> read_tensor(r, "x")) == SP.ECHECKSUM
+        end
+        Reader(ckpt; checksums=false) do r
+            y = read_tensor(r, "x")
+            @test count(y .!= x) == 1
+            @test y[2:end] == x[2:end]
+            @test error_code(() -> verify(r)) == SP.ECHECKSUM   # verify checks regardless
+        end
+    end
+end
+
+@testset "options: fsync, compression, overwrite" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        z = zeros(Float64, 4096)
+        Save(ckpt; fsync=true, compression=6) do s
+            add_tensor!(s, "z", z)
+            add_tensor!(s, "v", collect(1:10))
+        end
+        first_id = Reader(ckpt) do r
+            c = only(chunks(r, "z"))
+            @test c.transform === :deflate
+            @test c.stored_length < c.raw_length
+            @test c.raw_length == 4096 * 8
+            @test entry(r, "z").stored_bytes < entry(r, "z").nbytes
+            @test read_tensor(r, "z") == z
+            @test read_tensor(r, "v") == collect(1:10)
+            @test verify(r) === nothing
+            storage_info(r).save_id
+        end
+
+        # an existing checkpoint is kept unless overwrite is asked for
+        err = sp_error(() -> Save(ckpt) do s
+            add_tensor!(s, "v", collect(11:20))
+        end)
+        @test err isa ShardpointError
+        @test err.code == SP.EEXISTS
+        @test occursin("SHARDPOINT_EEXISTS", sprint(showerror, err))
+        Reader(ckpt) do r
+            @test read_tensor(r, "v") == collect(1:10)
+            @test storage_info(r).save_id == first_id
+        end
+
+        Save(ckpt; overwrite=true) do s
+            add_tensor!(s, "v", collect(11:20))
+        end
+        Reader(ckpt) do r
+            @test [e.fqn for e in entries(r)] == ["v"]
+            @test read_tensor(r, "v") == collect(11:20)
+            @test storage_info(r).save_id != first_id
+        end
+    end
+end
+
+@testset "errors carry the library's code, name and message" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        Save(ckpt) do s
+            add_tensor!(s, "m", ones(Float32, 3, 4))
+        end
+        Reader(ckpt) do r
+            err = sp_error(() -> read_tensor!(r, "m", zeros(Float64, 3, 4)))
+            @test err isa ShardpointError
+            @test err.code == SP.EDTYPE
+            @test err.name == "SHARDPOINT_EDTYPE"
+            @test !isempty(err.message)
+            @test error_code(() -> read_tensor!(r, "m", zeros(Float32, 3, 4); offsets=(1, 0))) == SP.ESHAPE
+            @test error_code(() -> read_tensor!(r, "m", zeros(Float32, 12))) == SP.ESHAPE
+            @test error_code(() -> read_tensor!(r, "missing", zeros(Float32, 3, 4))) == SP.ENOTFOUND
+            ld = Load(r)
+            @test error_code(() -> add_tensor!(ld, "m", zeros(Int32, 3, 4))) == SP.EDTYPE
+            close(ld)
+        end
+        @test error_code(() -> Reader(joinpath(dir, "nothing-here"))) == SP.ENOTFOUND
+
+        s = Save(joinpath(dir, "other"))
+        add_tensor!(s, "a", ones(4, 4))
+        @test error_code(() -> add_tensor!(s, "a", ones(2, 4); offsets=(1, 0), global_shape=(4, 4))) == SP.ECONFLICT
+        @test error_code(() -> add_tensor!(s, "big", ones(3); global_shape=(2,))) == SP.ESHAPE
+        commit!(s)
+        @test s.committed
+        @test error_code(() -> commit!(s)) == SP.ESTATE
+        @test error_code(() -> add_bytes!(s, "late", UInt8[1])) == SP.ESTATE
+        close(s)
+        close(s)                                          # close is idempotent
+        @test !isopen(s)
+        @test_throws ArgumentError commit!(s)              # a closed handle is not passed to C
+    end
+end
+
+@testset "lifetimes: borrowed memory, finalizers, close order" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        # The save alone references this array until commit.
+        s = Save(ckpt)
+        add_tensor!(s, "gc", collect(Float64, 1:10_000))
+        add_bytes!(s, "gcb", collect(UInt8, 1:200))
+        GC.gc(true)
+        commit!(s)
+        close(s)
+        Reader(ckpt) do r
+            @test read_tensor(r, "gc") == collect(Float64, 1:10_000)
+            @test read_bytes(r, "gcb") == collect(UInt8, 1:200)
+        end
+
+        # A reader closed while a load uses it is freed when the load is closed.
+        r = Reader(ckpt)
+        ld = Load(r)
+        close(r)
+        @test !isopen(r)
+        @test_throws ArgumentError entries(r)
+        dest = zeros(Float64, 10_000)
+        add_tensor!(ld, "gc", dest)
+        execute!(ld)
+        @test ld.executed
+        @test dest == collect(Float64, 1:10_000)
+        @test error_code(() -> execute!(ld)) == SP.ESTATE
+        close(ld)
+        @test r.freed[]
+
+        # Handles left to the finalizers: an uncommitted save writes nothing.
+        uncommitted = joinpath(dir, "uncommitted")
+        let s2 = Save(uncommitted)
+            add_tensor!(s2, "x", ones(3))
+        end
+        let r2 = Reader(ckpt), ld2 = Load(r2)
+            add_tensor!(ld2, "gc", zeros(Float64, 10_000))
+        end
+        GC.gc(true)
+        GC.gc(true)
+        @test error_code(() -> Reader(uncommitted)) == SP.ENOTFOUND
+
+        # A communicator closed while a save borrows it stays usable by that save.
+        comm = Comm()
+        s3 = Save(joinpath(dir, "with-comm"); comm=comm)
+        close(comm)
+        @test !isopen(comm)
+        @test !comm.freed[]
+        @test_throws ArgumentError Save(joinpath(dir, "x"); comm=comm)
+        add_tensor!(s3, "x", ones(2))
+        commit!(s3)
+        close(s3)
+        @test comm.freed[]
+        @test Reader(r -> read_tensor(r, "x"), joinpath(dir, "with-comm")) == ones(2)
+    end
+end
+
+@testset "communicators" begin
+    mktempdir() do dir
+        single = Comm()
+        @test SP.rank(single) == 0
+        @test SP.nranks(single) == 1
+        Save(joinpath(dir, "single"); comm=single) do s
+            add_tensor!(s, "x", [1, 2, 3])
+        end
+        close(single)
+
+        solo = SoloComm(0)
+        comm = Comm(solo, 0, 1)
+        @test SP.rank(comm) == 0
+        @test SP.nranks(comm) == 1
+        Save(joinpath(dir, "solo"); comm=comm) do s
+            add_tensor!(s, "x", [4, 5, 6])
+        end
+        @test solo.calls > 0      # collectives call the communicator even with one rank
+        Reader(joinpath(dir, "solo")) do r
+            Load(r; comm=comm) do ld
+                y = zeros(Int, 3)
+                add_tensor!(ld, "x", y)
+                execute!(ld)
+                @test y == [4, 5, 6]
+            end
+        end
+        close(comm)
+        @test error_code(() -> Comm(solo, 1, 1)) == SP.EINVAL     # rank outside 0:size-1
+
+        # A callback that throws fails the collective with ECOMM on every rank, and the
+        # exception's message is part of the error. Nothing is committed.
+        failed = joinpath(dir, "failed")
+        group = SP.LocalGroup(2)
+        tasks = map(0:1) do r
+            @async begin
+                impl = r == 1 ? FailingRank(SP.LocalRank(group, r)) : SP.LocalRank(group, r)
+                c = Comm(impl, r, 2)
+                try
+                    sp_error(() -> Save(failed; comm=c) do s
+                        add_tensor!(s, "x", fill(Float32(r), 2); offsets=(2r,), global_shape=(4,))
+                    end)
+                finally
+                    close(c)
+                end
+            end
+        end
+        errs = fetch.(tasks)
+        @test errs[2] isa ShardpointError
+        @test errs[2].code == SP.ECOMM
+        @test occursin("injected gather failure", errs[2].message)
+        @test errs[1] isa ShardpointError
+        @test errs[1].code in (SP.ECOMM, SP.ERANK)
+        @test error_code(() -> Reader(failed)) == SP.ENOTFOUND
+    end
+end
+
+@testset "3 ranks save, 2 ranks load resharded (local group)" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        W = reshape(collect(Float32, 1:9*5), 9, 5)
+        C = reshape(collect(Int64, 1:4*7), 4, 7)
+        bias = collect(Float64, 1:7)
+        results = run_local(3) do r, comm
+            lo, hi = part(9, r, 3)
+            cl, ch = part(7, r, 3)
+            Save(ckpt; comm=comm) do s
+                add_tensor!(s, "w", W[lo+1:hi, :]; offsets=(lo, 0), global_shape=size(W))   # rows
+                add_tensor!(s, "c", view(C, :, cl+1:ch); offsets=(0, cl), global_shape=size(C))  # cols, in place
+                add_tensor!(s, "bias", bias)                                                 # replicated
+                r == 0 && add_bytes!(s, "blob", collect(UInt8, 0:99))                        # rank 0 only
+                set_metadata!(s, "ranks", "3")
+            end
+            (SP.rank(comm), SP.nranks(comm))
+        end
+        @test results == [(0, 3), (1, 3), (2, 3)]
+
+        Reader(ckpt) do r
+            @test storage_info(r).world_size == 3
+            @test sort(unique([f.rank for f in files(r)])) == [0, 1, 2]   # every rank wrote data
+            ws = chunks(r, "w")
+            @test length(ws) == 3
+            @test sort([c.writer_rank for c in ws]) == [0, 1, 2]
+            @test length(chunks(r, "c")) == 3
+            @test length(chunks(r, "bias")) == 1                  # written once
+            @test read_tensor(r, "w") == W
+            @test read_tensor(r, "c") == C
+            @test read_tensor(r, "bias") == bias
+            @test read_bytes(r, "blob") == collect(UInt8, 0:99)
+            @test metadata(r) == Dict("ranks" => "3")
+            @test verify(r) === nothing
+        end
+
+        # Two ranks, each loading a half of the rows: 0:4 and 4:9 cross the saved 0:3, 3:6, 6:9.
+        loaded = run_local(2) do r, comm
+            lo, hi = part(9, r, 2)
+            w = zeros(Float32, hi - lo, 5)
+            c = zeros(Int64, 4, 7)
+            b = zeros(Float64, 7)
+            Reader(ckpt) do rd
+                Load(rd; comm=comm) do ld
+                    add_tensor!(ld, "w", w; offsets=(lo, 0))
+                    add_tensor!(ld, "c", c)
+                    add_tensor!(ld, "bias", b)
+                end
+            end
+            (lo, hi, w, c, b)
+        end
+        for (lo, hi, w, c, b) in loaded
+            @test w == W[lo+1:hi, :]
+            @test c == C
+            @test b == bias
+        end
+
+        # Every rank sees the same error.
+        codes = run_local(3) do r, comm
+            error_code(() -> Save(ckpt; comm=comm) do s
+                add_tensor!(s, "w", ones(Float32, 1))
+            end)
+        end
+        @test codes == fill(SP.EEXISTS, 3)
+    end
+end
+
+@testset "golden model" begin
+    model_path = golden_model_path()
+    if !isfile(model_path)
+        @warn "golden model not found at $model_path; set SHARDPOINT_GOLDEN_MODEL"
+        @test_skip isfile(model_path)
+    else
+        # Written by Julia with 3 ranks, read back by the golden reader.
+        mktempdir() do dir
+            ckpt = joinpath(dir, "golden")
+            golden_write(ckpt, 3)
+            failures = golden_check(ckpt)
+            foreach(println, failures)
+            @test isempty(failures)
+            Reader(ckpt) do r
+                @test storage_info(r).world_size == 3
+            end
+        end
+        # Checkpoints written by other languages, and the committed ones.
+        dirs = String[]
+        for d in split(get(ENV, "SHARDPOINT_GOLDEN_DIR", ""), ':'; keepempty=false)
+            push!(dirs, String(d))
+        end
+        golden_root = dirname(model_path)
+        for d in readdir(golden_root; join=true)
+            isdir(d) && startswith(basename(d), "v1-") && push!(dirs, d)
+        end
+        for d in dirs
+            failures = golden_check(d)
+            foreach(println, failures)
+            @test isempty(failures)
+        end
+    end
+end
+
+end # @testset "Shardpoint"
