@@ -33,9 +33,9 @@ public:
     explicit WireReader(std::string bytes) : bytes_(std::move(bytes)), p_(bytes_.data()), end_(bytes_.data() + bytes_.size()) {}
     WireReader(const WireReader &) = delete;
     WireReader &operator=(const WireReader &) = delete;
-    uint32_t u32() { uint32_t v; raw(&v, sizeof v); return v; }
-    uint64_t u64() { uint64_t v; raw(&v, sizeof v); return v; }
-    int64_t i64() { int64_t v; raw(&v, sizeof v); return v; }
+    uint32_t u32() { uint32_t v = 0; raw(&v, sizeof v); return v; }
+    uint64_t u64() { uint64_t v = 0; raw(&v, sizeof v); return v; }
+    int64_t i64() { int64_t v = 0; raw(&v, sizeof v); return v; }
     std::string str() {
         uint64_t n = u64();
         need(n);
