@@ -38,18 +38,6 @@ int32_t dtype_from_name(const std::string &name) {
     return -1;
 }
 
-uint32_t crc32_of(const void *data, size_t len, uint32_t crc) {
-    auto p = static_cast<const Bytef *>(data);
-    // zlib takes uInt lengths: feed very large buffers in pieces.
-    while (len > 0) {
-        uInt n = len > (1u << 30) ? (1u << 30) : uInt(len);
-        crc = uint32_t(::crc32(crc, p, n));
-        p += n;
-        len -= n;
-    }
-    return crc;
-}
-
 uint32_t crc32_combine_of(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
     return uint32_t(::crc32_combine(crc_a, crc_b, z_off_t(len_b)));
 }
