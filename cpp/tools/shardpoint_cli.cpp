@@ -159,8 +159,8 @@ int verify(const char *dir) {
             std::printf("note: '%s' is only partly saved (%" PRIu64 " of %" PRIu64 " elements)\n", e.fqn, e.covered_numel, e.numel);
         }
     }
-    std::printf("ok: %" PRIu64 " entries, %s in %" PRIu64 " files, every checksum matches%s\n", n,
-                human_bytes(double(info.total_stored_bytes)).c_str(), info.file_count,
+    std::printf("ok: %" PRIu64 " entries, %s in %" PRIu64 " file%s, every checksum matches%s\n", n,
+                human_bytes(double(info.total_stored_bytes)).c_str(), info.file_count, info.file_count == 1 ? "" : "s",
                 partial ? " (some entries partly saved)" : "");
     shardpoint_reader_free(r);
     return 0;
