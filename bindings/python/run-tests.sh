@@ -5,8 +5,9 @@
 #
 # PREFIX is the install prefix of the library (PREFIX/lib/libshardpoint.so.0). The script makes a
 # venv under build/python/ of the repository (override with SHARDPOINT_PY_BUILD_DIR), installs
-# numpy and pytest from PyPI plus this package, runs pytest, then a golden round trip (write with
-# 3 ranks, read back). Idempotent; exits non-zero on any failure.
+# numpy and pytest from PyPI plus this package (and mpi4py, built against the system MPI, when
+# mpicc and mpirun exist), runs pytest, then a golden round trip (write with 3 ranks, read back).
+# Idempotent; exits non-zero on any failure.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -51,6 +52,22 @@ else
     export PIP_BREAK_SYSTEM_PACKAGES=1
 fi
 "${PIP[@]}" "numpy>=1.22" "pytest>=7" "setuptools>=64" wheel
+
+# mpi4py for the multi-process tests (tests/test_mpi.py), where an MPI is installed (mpicc and
+# mpirun): built from its PyPI source against that MPI, once; skipped while it imports (pip also
+# keeps the built wheel in its cache). SHARDPOINT_PY_MPI=0 skips MPI; otherwise the MPI tests
+# must run (SHARDPOINT_REQUIRE_MPI=1 turns their skip into a failure).
+if [ "${SHARDPOINT_PY_MPI:-1}" != 0 ] && command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then
+    mpi4py_imports() {
+        "$PY" -c "import mpi4py; mpi4py.rc(initialize=False, finalize=False); from mpi4py import MPI" >/dev/null 2>&1
+    }
+    if ! mpi4py_imports; then
+        echo "run-tests.sh: building mpi4py against $(command -v mpicc) (minutes, the first time)" >&2
+        MPICC=$(command -v mpicc) "${PIP[@]}" --no-binary mpi4py "mpi4py>=3.1"
+        mpi4py_imports || { echo "run-tests.sh: mpi4py installed but does not import" >&2; exit 1; }
+    fi
+    export SHARDPOINT_REQUIRE_MPI=1
+fi
 
 # Build from a copy so the source tree stays free of build/ and *.egg-info.
 STAGE=$BUILD_DIR/stage
