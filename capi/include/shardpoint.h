@@ -251,7 +251,10 @@ SHARDPOINT_API int shardpoint_save_set_metadata(shardpoint_save *save, const cha
 /* Collective. Plans globally (deduplicates replicated chunks, rejects conflicts before any byte is
  * written), writes every rank's data in parallel, then commits the metadata atomically. On any
  * failure nothing is committed, this save's files are removed, and a checkpoint that was at `dir`
- * before is still intact and loadable. A save handle can be committed once.
+ * before is still intact and loadable. (One exception: when the communicator itself fails after a
+ * rank other than 0 wrote its data, that rank cannot know whether rank 0 committed, so it keeps its
+ * data file; a data file no metadata names is garbage and may be deleted.) A save handle can be
+ * committed once.
  * Errors: SHARDPOINT_EEXISTS, SHARDPOINT_ECONFLICT, SHARDPOINT_EIO, SHARDPOINT_ERANK (another rank
  * failed: the message names the rank and the step), SHARDPOINT_ECOMM, SHARDPOINT_ESTATE,
  * SHARDPOINT_ENOMEM. */

@@ -65,6 +65,21 @@ std::vector<unsigned char> deflate_bytes(const void *data, size_t len, int level
 }
 
 void inflate_bytes(const void *stored, size_t stored_len, void *out, size_t raw_len) {
+    // zlib refuses a null output buffer, even for an empty stream: give it a byte it must not use.
+    unsigned char spare;
+    if (raw_len == 0) {
+        z_stream zs{};
+        if (inflateInit(&zs) != Z_OK) throw Error(Code::out_of_memory, "zlib inflateInit failed");
+        zs.next_in = static_cast<Bytef *>(const_cast<void *>(stored));
+        zs.avail_in = uInt(stored_len > (1u << 30) ? (1u << 30) : stored_len);
+        zs.next_out = &spare;
+        zs.avail_out = 1;
+        int rc = ::inflate(&zs, Z_FINISH);
+        bool ok = rc == Z_STREAM_END && zs.total_out == 0 && zs.total_in == stored_len;
+        inflateEnd(&zs);
+        if (!ok) throw Error(Code::format, "compressed extent does not inflate to its recorded length");
+        return;
+    }
     z_stream zs{};
     if (inflateInit(&zs) != Z_OK) throw Error(Code::out_of_memory, "zlib inflateInit failed");
     zs.next_in = static_cast<Bytef *>(const_cast<void *>(stored));

@@ -69,6 +69,7 @@ struct Outcome {
     int rank = -1;
     std::string step;
     std::string message;
+    bool committed = false;  // the metadata is in place despite the error: keep every data file
 };
 
 std::string encode_outcome(const Outcome &o) {
@@ -77,6 +78,7 @@ std::string encode_outcome(const Outcome &o) {
     w.u32(uint32_t(o.rank));
     w.str(o.step);
     w.str(o.message);
+    w.u32(o.committed ? 1 : 0);
     return w.take();
 }
 
@@ -86,6 +88,7 @@ Outcome decode_outcome(WireReader &r) {
     o.rank = int(r.u32());
     o.step = r.str();
     o.message = r.str();
+    o.committed = r.u32() != 0;
     return o;
 }
 
@@ -257,7 +260,22 @@ void SaveSession::commit() {
         rw.u32(uint32_t(e.transform));
         rw.u32s(e.block_crc32);
     }
-    gathered = gather_strings(comm, rw.take());
+    // A communicator failure from here on: rank 0 knows whether it committed and cleans up if it
+    // did not; other ranks cannot know, so they keep their data file rather than risk deleting
+    // part of a committed checkpoint (an unreferenced data file is harmless garbage).
+    auto comm_failed = [&](const Error &e) -> Error {
+        if (rank == 0) {
+            writer.abort(mine);
+            return Error(e.code(), std::string(e.what()) + (writer.committed() ? " (after the checkpoint was committed)" : ""));
+        }
+        return Error(e.code(), std::string(e.what()) +
+                                   " (after this rank wrote its data: whether rank 0 committed is unknown here, so its data file was kept)");
+    };
+    try {
+        gathered = gather_strings(comm, rw.take());
+    } catch (const Error &e) {
+        throw comm_failed(e);
+    }
 
     // 3. The coordinator builds the metadata and commits it.
     std::string final_outcome;
@@ -325,17 +343,22 @@ void SaveSession::commit() {
                 writer.finish(md);
             } catch (const Error &e) {
                 outcome = Outcome{int(e.code()), 0, "commit", e.what()};
+                outcome.committed = writer.committed();
             } catch (const std::bad_alloc &) {
                 outcome = Outcome{int(Code::out_of_memory), 0, "commit", "out of memory while committing"};
             }
         }
         final_outcome = encode_outcome(outcome);
     }
-    final_outcome = broadcast_string(comm, final_outcome);
+    try {
+        final_outcome = broadcast_string(comm, final_outcome);
+    } catch (const Error &e) {
+        throw comm_failed(e);
+    }
     WireReader fr(final_outcome);
     Outcome done = decode_outcome(fr);
     if (done.code != 0) {
-        writer.abort(mine);  // nothing was committed: remove this save's files
+        if (!done.committed) writer.abort(mine);  // nothing was committed: remove this save's files
         raise(done, rank);
     }
 }

@@ -319,14 +319,16 @@ void FileSystemWriter::finish(const Metadata &metadata) {
         ::unlink(tmp_path.c_str());
         throw_errno(Code::io, "rename metadata into place in '" + dir_ + "'", err);
     }
-    if (options_.fsync) fsync_directory(dir_);
-
+    committed_ = true;
     for (auto &f : metadata.files) old_files.erase(f.name);
     for (auto &name : old_files)
         if (is_plain_file_name(name)) ::unlink(join(dir_, name).c_str());
+    // The checkpoint is committed; a failure here only means it may not yet be durable.
+    if (options_.fsync) fsync_directory(dir_);
 }
 
 void FileSystemWriter::abort(const SavePlan &plan) {
+    if (committed_) return;
     if (!plan.file_name.empty()) ::unlink(join(dir_, plan.file_name).c_str());
     ::unlink(join(dir_, std::string(metadata_file_name) + ".tmp-" + save_id_).c_str());
 }

@@ -74,6 +74,9 @@ public:
     // the data files of the checkpoint it replaced.
     void finish(const Metadata &metadata) override;
     void abort(const SavePlan &plan) override;
+    // True once finish() has put the new metadata in place: from then on the data files belong
+    // to a committed checkpoint and must never be removed by abort().
+    bool committed() const { return committed_; }
 
 private:
     std::vector<WriteResult> write_raw(int fd, const SavePlan &plan, uint64_t &file_size);
@@ -83,6 +86,7 @@ private:
     SaveOptions options_;
     std::string save_id_;
     int rank_ = 0;
+    bool committed_ = false;
 };
 
 class FileSystemReader final : public StorageReader {

@@ -23,7 +23,9 @@ public:
     std::string take() { return std::move(out_); }
 
 private:
-    void raw(const void *p, size_t n) { out_.append(static_cast<const char *>(p), n); }
+    void raw(const void *p, size_t n) {
+        if (n) out_.append(static_cast<const char *>(p), n);
+    }
     std::string out_;
 };
 
@@ -65,7 +67,7 @@ private:
     }
     void raw(void *dst, size_t n) {
         need(n);
-        std::memcpy(dst, p_, n);
+        if (n) std::memcpy(dst, p_, n);  // an empty vector's data() may be null
         p_ += n;
     }
     std::string bytes_;

@@ -1,0 +1,99 @@
+// make_bad_metadata DIR VARIANT: rewrites DIR/shardpoint.meta, a valid checkpoint's metadata, into
+// an invalid variant that is still well-formed Cap'n Proto with correct CRCs, so that the reader's
+// validation (not the checksum) has to catch it. Uses the core's own decoder and encoder.
+//
+// Variants:
+//   path_parent     a data file named "../x"
+//   path_absolute   a data file named "/etc/passwd"
+//   offset_beyond   the first tensor chunk's extent starts past the end of its data file
+//   file_index      the first tensor chunk's extent names a data file that does not exist
+//   chunk_outside   the first tensor chunk is moved outside the tensor's shape
+//   overlap         the second chunk of the first tensor with two chunks overlaps the first
+//   too_many_dims   the first tensor gets 33 dimensions
+//   unknown_dtype   the first tensor gets dtype 40
+//   duplicate       the first entry appears twice
+//   major2          a valid message under format major version 2
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "shardpoint/codec.hpp"
+#include "shardpoint/error.hpp"
+#include "shardpoint/metadata_codec.hpp"
+
+using namespace shardpoint;
+
+namespace {
+
+EntryMeta *first_tensor(Metadata &md, size_t min_chunks) {
+    for (auto &e : md.entries)
+        if (e.kind == EntryKind::tensor && !e.shape.empty() && e.chunks.size() >= min_chunks) return &e;
+    throw std::runtime_error("the checkpoint has no tensor with " + std::to_string(min_chunks) + " chunks");
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        std::fprintf(stderr, "usage: make_bad_metadata DIR VARIANT\n");
+        return 2;
+    }
+    const std::string path = std::string(argv[1]) + "/" + metadata_file_name;
+    const std::string variant = argv[2];
+    try {
+        std::ifstream in(path, std::ios::binary);
+        std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        Metadata md = decode_metadata(bytes.data(), bytes.size());
+
+        if (variant == "path_parent") {
+            md.files.at(0).name = "../x";
+        } else if (variant == "path_absolute") {
+            md.files.at(0).name = "/etc/passwd";
+        } else if (variant == "offset_beyond") {
+            Extent &e = first_tensor(md, 1)->chunks[0].extent;
+            e.offset = md.files.at(e.file).size + 4096;
+        } else if (variant == "file_index") {
+            first_tensor(md, 1)->chunks[0].extent.file = 99;
+        } else if (variant == "chunk_outside") {
+            EntryMeta *t = first_tensor(md, 1);
+            t->chunks[0].box.offsets[0] += t->shape[0];
+        } else if (variant == "overlap") {
+            EntryMeta *t = first_tensor(md, 2);
+            // Same sizes (so lengths stay consistent), shifted halfway into the first chunk.
+            t->chunks[1].box.offsets = t->chunks[0].box.offsets;
+            t->chunks[1].box.offsets[0] += t->chunks[0].box.sizes[0] / 2;
+        } else if (variant == "too_many_dims") {
+            EntryMeta *t = first_tensor(md, 1);
+            t->shape.resize(33, 1);
+            for (auto &c : t->chunks) {
+                c.box.offsets.resize(33, 0);
+                c.box.sizes.resize(33, 1);
+            }
+        } else if (variant == "unknown_dtype") {
+            first_tensor(md, 1)->dtype = DType(40);
+        } else if (variant == "duplicate") {
+            md.entries.insert(md.entries.begin(), md.entries.at(0));
+        } else if (variant != "major2") {
+            std::fprintf(stderr, "make_bad_metadata: unknown variant '%s'\n", variant.c_str());
+            return 2;
+        }
+
+        std::vector<unsigned char> out = encode_metadata(md);
+        if (variant == "major2") {
+            const uint16_t major = 2;
+            std::memcpy(out.data() + 8, &major, 2);
+            const uint32_t crc = crc32_of(out.data(), 28);
+            std::memcpy(out.data() + 28, &crc, 4);
+        }
+        std::ofstream o(path, std::ios::binary | std::ios::trunc);
+        o.write(reinterpret_cast<const char *>(out.data()), std::streamsize(out.size()));
+        if (!o) throw std::runtime_error("cannot write " + path);
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "make_bad_metadata: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
