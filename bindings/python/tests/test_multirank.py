@@ -1,5 +1,7 @@
 """Several ranks in one process (LocalGroup): sharded saves, resharded loads, failures."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -101,10 +103,84 @@ def test_conflict_between_ranks_is_reported_everywhere(ckpt):
             s.add_tensor("x", np.full((3, 2), rank), offsets=(2 * rank, 0), global_shape=(7, 2))
 
     outcomes = run_ranks(3, rank_main, return_exceptions=True)
-    assert all(isinstance(o, sp.ShardpointError) for o in outcomes), outcomes
-    assert any(isinstance(o, sp.ConflictError) for o in outcomes), outcomes
+    # The coordinator finds the conflict in the global plan and broadcasts it: the library fails
+    # the commit on every rank with that same error (no rank may see a CommError echo instead).
+    assert all(isinstance(o, sp.ConflictError) for o in outcomes), outcomes
     with pytest.raises(sp.NotFoundError):
         sp.Reader(ckpt)
+
+
+def test_dtype_conflict_is_the_error_of_every_rank(tmp_path):
+    # Regression: run() aborted the group as soon as the first rank raised the library's
+    # ConflictError, which failed the final broadcast of ranks still leaving it (CommError).
+    # The race hit most runs; several rounds make a regression show up reliably.
+    world = 4
+    full = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
+    for attempt in range(3):
+        for bad in range(world):
+            path = tmp_path / f"bad{bad}-{attempt}"
+
+            def rank_main(rank, comm):
+                lo, hi = part(8, rank, world)
+                mine = full[lo:hi].view(np.int32) if rank == bad else full[lo:hi]  # same bytes
+                with sp.Save(path, comm) as s:
+                    s.add_tensor("x", mine, offsets=(lo, 0), global_shape=full.shape)
+
+            outcomes = run_ranks(world, rank_main, return_exceptions=True)
+            names = [type(o).__name__ for o in outcomes]
+            assert names == ["ConflictError"] * world, f"rank {bad} offering i32: {outcomes}"
+            assert all("x" in o.message for o in outcomes)
+            with pytest.raises(sp.NotFoundError):
+                sp.Reader(path)
+
+
+def test_abort_spares_a_round_that_completed():
+    # Rank 0 finishes a broadcast and leaves (abort) at once; rank 1, released by that same round
+    # but maybe not yet awake, must still get the data rather than a broken barrier.
+    from shardpoint.comm import _LocalRank
+
+    for _ in range(100):
+        group = sp.LocalGroup(2, timeout=30)
+        root, other = _LocalRank(group, 0), _LocalRank(group, 1)
+        got = []
+
+        def rank1():
+            buf = bytearray(2)
+            try:
+                other.broadcast(memoryview(buf))
+                got.append(bytes(buf))
+            except BaseException as exc:
+                got.append(exc)
+
+        thread = threading.Thread(target=rank1)
+        thread.start()
+        root.broadcast(memoryview(bytearray(b"hi")))
+        group.abort("rank 0 left")
+        thread.join()
+        assert got == [b"hi"]
+
+
+def test_abort_fails_a_rank_waiting_for_one_that_left():
+    from shardpoint.comm import _LocalRank
+
+    group = sp.LocalGroup(2, timeout=30)
+    got = []
+
+    def rank1():
+        try:
+            _LocalRank(group, 1).broadcast(memoryview(bytearray(2)))
+            got.append(None)
+        except threading.BrokenBarrierError as exc:
+            got.append(exc)
+
+    thread = threading.Thread(target=rank1)
+    thread.start()
+    group.abort("rank 0 left")  # before, or while, rank 1 waits: it can never be served
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert isinstance(got[0], threading.BrokenBarrierError) and "rank 0 left" in str(got[0])
+    with pytest.raises(threading.BrokenBarrierError):  # and so does every later collective
+        _LocalRank(group, 0).broadcast(memoryview(bytearray(2)))
 
 
 def test_existing_checkpoint_fails_every_rank(ckpt):

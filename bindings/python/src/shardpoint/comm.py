@@ -7,6 +7,7 @@
 - Comm.mpi(comm): mpi4py's Gather/Bcast (mpi4py is optional and imported only here).
 """
 
+import contextlib
 import ctypes
 import threading
 
@@ -174,6 +175,60 @@ class MPICollectives(Collectives):
         self._comm.Bcast([buf, self._byte], root=0)
 
 
+class _Rendezvous:
+    """A reusable barrier for the ranks of a LocalGroup, with an abort that only fails the waits
+    that can no longer complete.
+
+    Arrivals are counted per round (generation). The last rank to arrive closes the round and
+    wakes the others; a waiter that wakes up checks first whether its round was closed, and if so
+    it succeeds, even if the group was aborted in the meantime. threading.Barrier does not do
+    that: its abort also fails the threads that the last arrival has released but that have not
+    yet reacquired the lock, so a rank that left right after a round completed (e.g. because the
+    library failed the collective on every rank) made the others' finished round fail.
+
+    abort() is called for a rank that has left the group for good (or by the user). Such a rank
+    is in no round, so the round still open cannot complete: its waiters fail, and so does every
+    later arrival. Rounds that already completed are not affected. A wait that times out breaks
+    the group the same way.
+    """
+
+    def __init__(self, parties, timeout):
+        self._parties = parties
+        self._timeout = timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._arrived = 0
+        self._generation = 0
+        self._failure = None  # why the group was broken, once it is
+
+    def wait(self):
+        with self._cond:
+            if self._failure is not None:
+                raise threading.BrokenBarrierError(self._failure)
+            generation = self._generation
+            self._arrived += 1
+            if self._arrived == self._parties:
+                self._arrived = 0
+                self._generation += 1
+                self._cond.notify_all()
+                return
+            closed = self._cond.wait_for(
+                lambda: self._generation != generation or self._failure is not None, self._timeout)
+            if self._generation != generation:
+                return  # the round completed: its result stands, whatever happened since
+            if not closed:
+                self._break(f"a collective waited more than {self._timeout} s for the other ranks")
+            raise threading.BrokenBarrierError(self._failure)
+
+    def abort(self, reason):
+        with self._cond:
+            self._break(reason)
+
+    def _break(self, reason):
+        if self._failure is None:
+            self._failure = reason
+        self._cond.notify_all()
+
+
 class LocalGroup:
     """`size` ranks as threads of one process, exchanging bytes through shared memory and a barrier.
 
@@ -181,14 +236,17 @@ class LocalGroup:
         results = LocalGroup(3).run(lambda rank, comm: do_rank_work(rank, comm))
 
     A rank that fails outside a collective would leave the others waiting in one; run() aborts the
-    barrier when a rank raises, and every wait has a timeout, so the others fail with CommError.
+    group when a rank raises, and every wait has a timeout, so the others fail with CommError. An
+    abort only fails the collective rounds that have not completed (they never can, since the
+    rank that raised takes no further part): a rank that has finished its part of a round is not
+    disturbed, so when the library fails a collective on every rank, every rank sees that error.
     """
 
     def __init__(self, size, timeout=120.0):
         if size < 1:
             raise ValueError("a group needs at least one rank")
         self.size = int(size)
-        self._barrier = threading.Barrier(self.size, timeout=timeout)
+        self._barrier = _Rendezvous(self.size, timeout)
         self._slots = [None] * self.size
         self._shared = None
 
@@ -198,9 +256,10 @@ class LocalGroup:
             raise ValueError(f"rank {rank} outside a group of {self.size}")
         return Comm.from_callbacks(_LocalRank(self, rank), rank, self.size)
 
-    def abort(self):
-        """Makes every pending and future collective of the group fail."""
-        self._barrier.abort()
+    def abort(self, reason="the local group was aborted"):
+        """Makes every pending collective round of the group that has not completed, and every
+        future one, fail. Call it for a rank that will take no further part."""
+        self._barrier.abort(reason)
 
     def run(self, fn, *args, return_exceptions=False):
         """Runs fn(rank, comm, *args) on one thread per rank; returns the results in rank order.
@@ -220,7 +279,8 @@ class LocalGroup:
             except BaseException as exc:
                 results[rank] = exc
                 failed[rank] = True
-                self.abort()
+                # This rank takes no further part: fail the rounds that wait for it.
+                self.abort(f"rank {rank} left the local group: {type(exc).__name__}: {exc}")
 
         threads = [threading.Thread(target=body, args=(r,), name=f"shardpoint-rank-{r}") for r in range(self.size)]
         for thread in threads:
@@ -236,6 +296,20 @@ class LocalGroup:
     def _wait(self):
         self._barrier.wait()
 
+    @contextlib.contextmanager
+    def _second_wait(self):
+        """Runs the body of a collective, then its closing wait, even when the body failed (the
+        other ranks still finish the round); the body's error takes precedence."""
+        try:
+            yield
+        except BaseException:
+            try:
+                self._wait()
+            except threading.BrokenBarrierError:
+                pass
+            raise
+        self._wait()
+
 
 class _LocalRank(Collectives):
     def __init__(self, group, rank):
@@ -247,17 +321,22 @@ class _LocalRank(Collectives):
         group = self._group
         group._slots[self.rank] = bytes(send)
         group._wait()
-        if recv is not None:
-            step = len(send)
-            for r, data in enumerate(group._slots):
-                recv[r * step:(r + 1) * step] = data
-        group._wait()  # nobody reuses the slots before rank 0 has read them
+        with group._second_wait():  # nobody reuses the slots before rank 0 has read them
+            if recv is not None:
+                step = len(send)
+                for r, data in enumerate(group._slots):
+                    if len(data) != step:
+                        raise ValueError(f"gather: rank {r} sent {len(data)} bytes, rank 0 sent {step}")
+                    recv[r * step:(r + 1) * step] = data
 
     def broadcast(self, buf):
         group = self._group
         if self.rank == 0:
             group._shared = bytes(buf)
         group._wait()
-        if self.rank != 0:
-            buf[:] = group._shared
-        group._wait()
+        with group._second_wait():  # rank 0 replaces _shared only after everyone has read it
+            if self.rank != 0:
+                if len(group._shared) != len(buf):
+                    raise ValueError(f"broadcast: rank 0 sent {len(group._shared)} bytes, "
+                                     f"rank {self.rank} expects {len(buf)}")
+                buf[:] = group._shared
