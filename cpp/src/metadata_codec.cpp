@@ -75,6 +75,11 @@ Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::stri
         if (blocks.size() != want) bad("entry '" + fqn + "' has " + std::to_string(blocks.size()) + " block checksums, expected " + std::to_string(want));
     } else if (blocks.size() != 0) {
         bad("entry '" + fqn + "' has block checksums on a compressed extent");
+    } else if (e.raw_length / 1032 > e.stored_length + 1) {
+        // Deflate cannot expand more than about 1032:1; a larger claim would only make readers
+        // allocate memory for bytes that cannot be there.
+        bad("entry '" + fqn + "' claims " + std::to_string(e.raw_length) + " raw bytes from " +
+            std::to_string(e.stored_length) + " compressed ones");
     }
     e.block_crc32.resize(blocks.size());
     for (unsigned i = 0; i < blocks.size(); ++i) e.block_crc32[i] = blocks[i];
@@ -219,7 +224,12 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
             entry.dtype = DType(dt);
             entry.shape = read_dims(t.getShape());
             if (entry.shape.size() > max_ndim) throw Error(Code::shape, "entry '" + entry.fqn + "' has more than 32 dimensions");
-            uint64_t numel = product(entry.shape);
+            uint64_t numel = 0;
+            try {
+                numel = product(entry.shape);
+            } catch (const Error &) {
+                throw Error(Code::shape, "entry '" + entry.fqn + "' has a shape whose size overflows 64 bits");
+            }
             if (numel > (UINT64_MAX >> 5)) throw Error(Code::shape, "entry '" + entry.fqn + "' is too large");
             uint64_t itemsize = dtype_size(dt);
             for (auto c : t.getChunks()) {

@@ -345,7 +345,8 @@ FileSystemReader::~FileSystemReader() {
 
 Metadata FileSystemReader::read_metadata() {
     std::string path = join(dir_, metadata_file_name);
-    FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    // O_NONBLOCK: opening a FIFO planted in place of the file must not hang; it fails S_ISREG.
+    FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (fd.get() < 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             throw Error(Code::not_found, "no checkpoint at '" + dir_ + "' (" + metadata_file_name + " is missing)");
@@ -375,7 +376,7 @@ const FileSystemReader::OpenFile &FileSystemReader::open_for(const Extent &exten
         auto &slot = files_[extent.file];
         if (!slot) {
             std::string path = join(dir_, meta.name);
-            int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
             if (fd < 0) {
                 if (errno == ENOENT)
                     throw Error(Code::not_found, "data file '" + meta.name + "' of entry '" + entry.fqn + "' is missing");
@@ -389,6 +390,10 @@ const FileSystemReader::OpenFile &FileSystemReader::open_for(const Extent &exten
             if (::fstat(fd, &st) != 0) {
                 ::close(fd);
                 throw_errno(Code::io, "stat data file '" + path + "'", errno);
+            }
+            if (!S_ISREG(st.st_mode)) {
+                ::close(fd);
+                throw Error(Code::format, "data file '" + meta.name + "' of entry '" + entry.fqn + "' is not a regular file");
             }
             opened->size = uint64_t(st.st_size);
             slot = std::move(opened);

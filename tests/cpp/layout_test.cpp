@@ -1,0 +1,154 @@
+// Moving elements between strided memory and C order, against naive element-by-element
+// references on random shapes and strides (negative and zero included).
+#include <random>
+
+#include "shardpoint/layout.hpp"
+#include "test_util.hpp"
+
+using namespace shardpoint;
+
+namespace {
+
+// A strided array inside a larger buffer: `origin` is where element [0,...,0] lives.
+struct StridedArray {
+    Dims sizes;
+    Strides strides;
+    size_t itemsize;
+    std::vector<unsigned char> buffer;
+    int64_t origin = 0;  // in elements
+
+    unsigned char *at(const std::vector<uint64_t> &idx) {
+        int64_t off = origin;
+        for (size_t d = 0; d < idx.size(); ++d) off += int64_t(idx[d]) * strides[d];
+        return buffer.data() + off * int64_t(itemsize);
+    }
+    unsigned char *base() { return buffer.data() + origin * int64_t(itemsize); }
+};
+
+// Random strides: a random order of dimensions, random padding, random signs; zero strides
+// (broadcast) only when `allow_zero`, since a destination must not alias itself.
+StridedArray random_array(std::mt19937_64 &rng, const Dims &sizes, size_t itemsize, bool allow_zero) {
+    StridedArray a;
+    a.sizes = sizes;
+    a.itemsize = itemsize;
+    size_t ndim = sizes.size();
+    std::vector<size_t> order(ndim);
+    for (size_t d = 0; d < ndim; ++d) order[d] = d;
+    std::shuffle(order.begin(), order.end(), rng);
+    a.strides.assign(ndim, 0);
+    int64_t acc = 1 + int64_t(rng() % 2);  // sometimes every element is spaced out
+    for (size_t k = ndim; k-- > 0;) {
+        size_t d = order[k];
+        a.strides[d] = acc;
+        acc *= int64_t(sizes[d] + rng() % 3);
+    }
+    for (size_t d = 0; d < ndim; ++d) {
+        if (rng() % 3 == 0) a.strides[d] = -a.strides[d];
+        if (allow_zero && rng() % 6 == 0) a.strides[d] = 0;
+    }
+    int64_t lo = 0, hi = 0;
+    for (size_t d = 0; d < ndim; ++d) {
+        int64_t span = int64_t(sizes[d] ? sizes[d] - 1 : 0) * a.strides[d];
+        (span < 0 ? lo : hi) += span;
+    }
+    a.origin = -lo + 3;  // a little slack before and after to catch stray writes
+    a.buffer.resize(size_t(hi - lo + 7) * itemsize);
+    for (size_t k = 0; k < a.buffer.size(); ++k) a.buffer[k] = uint8_t(rng());
+    return a;
+}
+
+std::vector<uint64_t> unravel(uint64_t k, const Dims &sizes) {
+    std::vector<uint64_t> idx(sizes.size());
+    for (size_t d = sizes.size(); d-- > 0;) {
+        idx[d] = k % sizes[d];
+        k /= sizes[d];
+    }
+    return idx;
+}
+
+Dims random_sizes(std::mt19937_64 &rng, bool allow_zero) {
+    Dims sizes(rng() % 5);
+    for (auto &n : sizes) n = (allow_zero && rng() % 10 == 0) ? 0 : 1 + rng() % 6;
+    return sizes;
+}
+
+const size_t kItemsizes[] = {1, 2, 4, 8, 16};
+
+}  // namespace
+
+TEST(Layout, CStrides) {
+    EXPECT_EQ(c_strides({}), Strides{});
+    EXPECT_EQ(c_strides({5}), (Strides{1}));
+    EXPECT_EQ(c_strides({2, 3, 4}), (Strides{12, 4, 1}));
+    EXPECT_EQ(c_strides({2, 0, 4}), (Strides{4, 4, 1}));
+}
+
+TEST(Layout, IsCContiguous) {
+    EXPECT_TRUE(is_c_contiguous({2, 3}, {}));
+    EXPECT_TRUE(is_c_contiguous({2, 3}, {3, 1}));
+    EXPECT_FALSE(is_c_contiguous({2, 3}, {1, 2}));
+    EXPECT_FALSE(is_c_contiguous({2, 3}, {-3, 1}));
+    EXPECT_FALSE(is_c_contiguous({2, 3}, {4, 1}));
+    EXPECT_TRUE(is_c_contiguous({1, 3}, {99, 1}));  // a size-1 dimension's stride is irrelevant
+    EXPECT_TRUE(is_c_contiguous({2, 0}, {7, 7}));   // no element at all
+    EXPECT_FALSE(is_c_contiguous({4}, {0}));
+}
+
+TEST(Layout, GatherElementsMatchesNaiveReference) {
+    std::mt19937_64 rng(99);
+    for (int trial = 0; trial < 3000; ++trial) {
+        Dims sizes = random_sizes(rng, true);
+        size_t itemsize = kItemsizes[rng() % 5];
+        StridedArray src = random_array(rng, sizes, itemsize, true);
+        uint64_t numel = product(sizes);
+        uint64_t first = numel ? rng() % numel : 0;
+        uint64_t count = numel ? rng() % (numel - first + 1) : 0;
+        if (trial % 4 == 0) first = 0, count = numel;  // the whole array, often
+
+        std::vector<unsigned char> want(count * itemsize + 16, 0xAB), got = want;
+        for (uint64_t k = 0; k < count; ++k)
+            std::memcpy(want.data() + k * itemsize, src.at(unravel(first + k, sizes)), itemsize);
+        gather_elements(src.base(), sizes, src.strides, itemsize, first, count, got.data());
+        ASSERT_EQ(got, want) << "trial " << trial << " ndim " << sizes.size() << " first " << first << " count " << count;
+    }
+}
+
+TEST(Layout, GatherElementsOfScalar) {
+    const uint64_t value = 0x0123456789abcdefull;
+    uint64_t out = 0;
+    gather_elements(reinterpret_cast<const unsigned char *>(&value), {}, {}, 8, 0, 1, reinterpret_cast<unsigned char *>(&out));
+    EXPECT_EQ(out, value);
+}
+
+TEST(Layout, CopyBoxMatchesNaiveReference) {
+    std::mt19937_64 rng(1234);
+    for (int trial = 0; trial < 3000; ++trial) {
+        Dims lengths = random_sizes(rng, true);
+        size_t itemsize = kItemsizes[rng() % 5];
+        StridedArray src = random_array(rng, lengths, itemsize, true);
+        StridedArray dst = random_array(rng, lengths, itemsize, false);
+        StridedArray want = dst;
+        uint64_t n = product(lengths);
+        for (uint64_t k = 0; k < n; ++k) {
+            auto idx = unravel(k, lengths);
+            std::memcpy(want.at(idx), src.at(idx), itemsize);
+        }
+        copy_box(src.base(), src.strides.data(), dst.base(), dst.strides.data(), lengths, itemsize);
+        // The whole destination buffer, padding included: nothing outside the box changes.
+        ASSERT_EQ(dst.buffer, want.buffer) << "trial " << trial << " ndim " << lengths.size();
+    }
+}
+
+TEST(Layout, CopyBoxBetweenSubBoxesOfLargerArrays) {
+    // A 3x4 box at (1,2) of a 5x7 C-order source into a 3x4 box at (0,1) of a Fortran-order 4x6.
+    std::vector<int32_t> src(5 * 7), dst(4 * 6, -1);
+    for (size_t k = 0; k < src.size(); ++k) src[k] = int32_t(k);
+    const int64_t ss[] = {7, 1}, ds[] = {1, 4};
+    copy_box(reinterpret_cast<const unsigned char *>(&src[1 * 7 + 2]), ss, reinterpret_cast<unsigned char *>(&dst[0 + 1 * 4]), ds,
+             {3, 4}, 4);
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 6; ++j) {
+            int32_t want = (i < 3 && j >= 1 && j < 5) ? int32_t((1 + i) * 7 + 2 + (j - 1)) : -1;
+            EXPECT_EQ(dst[size_t(i + j * 4)], want) << i << "," << j;
+        }
+}

@@ -1,0 +1,608 @@
+// The filesystem storage layer, driven directly: FileSystemWriter writes items and commits the
+// metadata, FileSystemReader reads boxes back (direct, bounce, merged, strided, compressed) and
+// detects damage.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <map>
+#include <random>
+
+#include "shardpoint/codec.hpp"
+#include "shardpoint/layout.hpp"
+#include "shardpoint/metadata_codec.hpp"
+#include "shardpoint/planner.hpp"
+#include "shardpoint/storage.hpp"
+#include "test_util.hpp"
+
+using namespace shardpoint;
+using sptest::contains;
+using sptest::TempDir;
+using sptest::Tensor;
+
+namespace {
+
+constexpr uint32_t kBlock = 4096;  // small blocks: partial-block reads with small tensors
+
+WriteItem blob_item(const std::string &fqn, const std::vector<unsigned char> &bytes) {
+    WriteItem w;
+    w.index = MetadataIndex{fqn, {0}};
+    w.kind = EntryKind::bytes;
+    w.dtype = DType::u8;
+    w.global_shape = {bytes.size()};
+    w.sizes = {bytes.size()};
+    w.data = bytes.data();
+    return w;
+}
+
+SaveOptions small_block_options(int compression = 0) {
+    SaveOptions o;
+    o.block_size = kBlock;
+    o.alignment = 4096;
+    o.compression_level = compression;
+    o.io_threads = 2;
+    return o;
+}
+
+// The single-process save flow on FileSystemWriter; returns the committed metadata.
+Metadata save_items(const std::string &dir, const std::vector<WriteItem> &items, SaveOptions options,
+                    uint64_t *file_size_out = nullptr) {
+    FileSystemWriter writer(dir, options);
+    std::string save_id = new_save_id();
+    writer.reset(save_id);
+    writer.set_up_storage_writer(true, 0, 1);
+    SavePlan local;
+    local.items = items;
+    local = writer.prepare_local_plan(local);
+    std::vector<SavePlan> global = writer.prepare_global_plan({local});
+    EXPECT_EQ(global[0].file_name, data_file_name(save_id, 0));
+    uint64_t file_size = 0;
+    std::vector<WriteResult> results = writer.write_data(global[0], file_size);
+    if (file_size_out) *file_size_out = file_size;
+    EXPECT_EQ(results.size(), items.size());
+
+    Metadata md;
+    md.storage.save_id = save_id;
+    md.storage.checkpoint_id = "storage-test";
+    md.storage.alignment = options.alignment;
+    md.storage.block_size = options.block_size;
+    md.storage.library_version = "test";
+    md.files.push_back(DataFileMeta{global[0].file_name, file_size, 0});
+    std::map<std::string, EntryMeta> entries;
+    for (size_t i = 0; i < items.size(); ++i) {
+        EXPECT_EQ(results[i].index.fqn, items[i].index.fqn);
+        EntryMeta &e = entries[items[i].index.fqn];
+        e.fqn = items[i].index.fqn;
+        e.kind = items[i].kind;
+        e.dtype = items[i].dtype;
+        e.shape = items[i].global_shape;
+        e.chunks.push_back(ChunkMeta{items[i].box(), results[i].extent});
+    }
+    for (auto &kv : entries) {
+        std::sort(kv.second.chunks.begin(), kv.second.chunks.end(),
+                  [](const ChunkMeta &a, const ChunkMeta &b) { return a.box.offsets < b.box.offsets; });
+        md.entries.push_back(kv.second);
+    }
+    writer.finish(md);
+    return md;
+}
+
+// An opened checkpoint and the means to run load plans against it.
+class Opened {
+public:
+    explicit Opened(const std::string &dir, LoadOptions options = LoadOptions{}) : reader_(dir, options) {
+        md_ = reader_.read_metadata();
+        reader_.set_up_storage_reader(md_);
+        for (auto &e : md_.entries) indexes_.emplace(&e, std::make_unique<ChunkIndex>(e));
+    }
+    const Metadata &metadata() const { return md_; }
+    FileSystemReader &reader() { return reader_; }
+    const EntryMeta &entry(const std::string &fqn) const {
+        const EntryMeta *e = md_.find(fqn);
+        if (!e) throw std::runtime_error("no entry " + fqn);
+        return *e;
+    }
+    void read(std::vector<ReadRequest> requests) {
+        LoadPlan plan;
+        plan.requests = std::move(requests);
+        create_local_load_plan(plan, [&](const EntryMeta *e) -> const ChunkIndex & { return *indexes_.at(e); });
+        reader_.read_data(plan);
+    }
+    // Reads `box` of `fqn` into a fresh C-order buffer.
+    std::vector<unsigned char> read_box(const std::string &fqn, const Box &box) {
+        const EntryMeta &e = entry(fqn);
+        std::vector<unsigned char> out(product(box.sizes) * dtype_size(int32_t(e.dtype)), 0xCD);
+        read({ReadRequest{&e, box, out.data(), {}}});
+        return out;
+    }
+
+private:
+    FileSystemReader reader_;
+    Metadata md_;
+    std::map<const EntryMeta *, std::unique_ptr<ChunkIndex>> indexes_;
+};
+
+Box random_box(std::mt19937_64 &rng, const Dims &shape) {
+    Box b;
+    for (uint64_t n : shape) {
+        uint64_t lo = rng() % n, len = 1 + rng() % (n - lo);
+        b.offsets.push_back(lo);
+        b.sizes.push_back(len);
+    }
+    return b;
+}
+
+std::string data_path(const std::string &dir, const Metadata &md, const EntryMeta &e, size_t chunk = 0) {
+    return dir + "/" + md.files[e.chunks[chunk].extent.file].name;
+}
+
+}  // namespace
+
+TEST(Storage, RoundTripOfContiguousStridedBytesAndScalarItems) {
+    TempDir tmp;
+    Tensor rows("model.rows", DType::f32, {64, 50}, 1);
+    Tensor cols("model.cols", DType::i16, {30, 40}, 2);
+    Tensor scalar("model.step", DType::f64, {}, 3);
+    Tensor empty("model.empty", DType::bf16, {0, 5}, 4);
+    std::vector<unsigned char> blob = sptest::pattern(5, 10000);
+    std::vector<WriteItem> items = {
+        rows.item(Box{{0, 0}, {20, 50}}),   // contiguous rows
+        rows.item(Box{{20, 0}, {44, 50}}),
+        cols.item(Box{{0, 0}, {30, 15}}),   // strided columns
+        cols.item(Box{{0, 15}, {30, 25}}),
+        scalar.item(scalar.whole()),
+        empty.item(empty.whole()),
+        blob_item("optim.state", blob),
+    };
+    uint64_t file_size = 0;
+    Metadata md = save_items(tmp.path(), items, small_block_options(), &file_size);
+
+    // The data file: every extent aligned, CRCs right, the file exactly as long as recorded.
+    const std::string file = tmp.path() + "/" + md.files[0].name;
+    auto bytes = sptest::read_file(file);
+    EXPECT_EQ(bytes.size(), file_size);
+    for (auto &e : md.entries)
+        for (auto &c : e.chunks) {
+            const Extent &x = c.extent;
+            if (x.stored_length) {
+                EXPECT_EQ(x.offset % 4096, 0u) << e.fqn;
+            }
+            ASSERT_LE(x.offset + x.stored_length, bytes.size());
+            EXPECT_EQ(x.crc32, crc32_of(bytes.data() + x.offset, x.stored_length)) << e.fqn;
+            ASSERT_EQ(x.block_crc32.size(), (x.stored_length + kBlock - 1) / kBlock) << e.fqn;
+            for (size_t k = 0; k < x.block_crc32.size(); ++k) {
+                uint64_t n = std::min<uint64_t>(kBlock, x.stored_length - k * kBlock);
+                EXPECT_EQ(x.block_crc32[k], crc32_of(bytes.data() + x.offset + k * kBlock, n)) << e.fqn << " block " << k;
+            }
+        }
+    // No temporary metadata left behind; the metadata decodes to what was committed.
+    EXPECT_EQ(sptest::list_dir(tmp.path()), (std::vector<std::string>{md.files[0].name, "shardpoint.meta"}));
+
+    Opened ck(tmp.path());
+    EXPECT_EQ(ck.metadata().entries.size(), 5u);
+    for (const Tensor *t : {&rows, &cols, &scalar, &empty})
+        EXPECT_EQ(ck.read_box(t->fqn, t->whole()), t->expected(t->whole())) << t->fqn;
+    EXPECT_EQ(ck.read_box("optim.state", Box{{0}, {blob.size()}}), blob);
+    ck.reader().verify_all();
+}
+
+TEST(Storage, ReadsThatStartAndEndMidBlock) {
+    TempDir tmp;
+    Tensor flat("flat", DType::u8, {100000}, 11);         // 25 blocks, the last one short
+    Tensor grid("grid", DType::u16, {200, 300}, 12);      // rows of 600 bytes across blocks
+    save_items(tmp.path(), {flat.item(flat.whole()), grid.item(grid.whole())}, small_block_options());
+    for (bool verify : {true, false}) {
+        LoadOptions lo;
+        lo.verify = verify;
+        lo.io_threads = 2;
+        Opened ck(tmp.path(), lo);
+        std::mt19937_64 rng(verify ? 1 : 2);
+        for (int q = 0; q < 150; ++q) {
+            Box b = random_box(rng, flat.shape);
+            ASSERT_EQ(ck.read_box("flat", b), flat.expected(b)) << "verify " << verify << " [" << b.offsets[0] << "+" << b.sizes[0];
+        }
+        for (uint64_t a : {0ull, 1ull, 4095ull, 4096ull, 4097ull, 98303ull, 98304ull, 99999ull}) {
+            Box b{{a}, {100000 - a}};
+            ASSERT_EQ(ck.read_box("flat", b), flat.expected(b)) << a;
+            Box c{{0}, {a + 1}};
+            ASSERT_EQ(ck.read_box("flat", c), flat.expected(c)) << a;
+        }
+        for (int q = 0; q < 100; ++q) {
+            Box b = random_box(rng, grid.shape);
+            ASSERT_EQ(ck.read_box("grid", b), grid.expected(b)) << "verify " << verify;
+        }
+    }
+}
+
+TEST(Storage, StridedAndReversedDestinations) {
+    TempDir tmp;
+    Tensor grid("grid", DType::f32, {37, 53}, 21);
+    save_items(tmp.path(), {grid.item(Box{{0, 0}, {20, 53}}), grid.item(Box{{20, 0}, {17, 53}})}, small_block_options());
+    Opened ck(tmp.path());
+    const EntryMeta &e = ck.entry("grid");
+    Box box{{5, 7}, {25, 40}};
+    auto want = grid.expected(box);  // C order, 25 x 40 floats
+
+    // Fortran order into a padded buffer.
+    std::vector<float> fortran(26 * 40, -1.0f);
+    ck.read({ReadRequest{&e, box, fortran.data(), {1, 26}}});
+    // Rows reversed: the box's first row lands in the buffer's last row.
+    std::vector<float> reversed(25 * 40, -1.0f);
+    ck.read({ReadRequest{&e, box, reversed.data() + 24 * 40, {-40, 1}}});
+    for (int i = 0; i < 25; ++i)
+        for (int j = 0; j < 40; ++j) {
+            float w;
+            std::memcpy(&w, want.data() + size_t(i * 40 + j) * 4, 4);
+            ASSERT_EQ(std::memcmp(&fortran[size_t(i + j * 26)], &w, 4), 0) << i << "," << j;
+            ASSERT_EQ(std::memcmp(&reversed[size_t((24 - i) * 40 + j)], &w, 4), 0) << i << "," << j;
+        }
+    for (int j = 0; j < 40; ++j) EXPECT_EQ(fortran[size_t(25 + j * 26)], -1.0f) << "padding row written";
+}
+
+TEST(Storage, MergedReadsOfManySmallItems) {
+    TempDir tmp;
+    std::vector<Tensor> tensors;
+    tensors.reserve(300);
+    std::mt19937_64 rng(31);
+    for (int k = 0; k < 300; ++k) {
+        char name[32];
+        std::snprintf(name, sizeof name, "small.%03d", k);
+        tensors.emplace_back(name, k % 2 ? DType::u8 : DType::i32, Dims{1 + rng() % 9, 1 + rng() % 11}, 100 + k);
+    }
+    std::vector<WriteItem> items;
+    for (auto &t : tensors) items.push_back(t.item(t.whole()));
+    save_items(tmp.path(), items, small_block_options());
+
+    Opened ck(tmp.path());
+    // One plan with every tensor whole plus a partial box of each: hundreds of small reads
+    // a few KiB apart, which the reader merges into large ones.
+    std::vector<std::vector<unsigned char>> whole(tensors.size()), part(tensors.size());
+    std::vector<Box> boxes;
+    std::vector<ReadRequest> requests;
+    for (size_t k = 0; k < tensors.size(); ++k) {
+        const Tensor &t = tensors[k];
+        boxes.push_back(random_box(rng, t.shape));
+        whole[k].assign(t.image.size(), 0xEE);
+        part[k].assign(product(boxes[k].sizes) * t.itemsize(), 0xEE);
+        requests.push_back(ReadRequest{&ck.entry(t.fqn), t.whole(), whole[k].data(), {}});
+        requests.push_back(ReadRequest{&ck.entry(t.fqn), boxes[k], part[k].data(), {}});
+    }
+    ck.read(requests);
+    for (size_t k = 0; k < tensors.size(); ++k) {
+        ASSERT_EQ(whole[k], tensors[k].image) << tensors[k].fqn;
+        ASSERT_EQ(part[k], tensors[k].expected(boxes[k])) << tensors[k].fqn;
+    }
+}
+
+TEST(Storage, ColumnReadsOfAWideTensor) {
+    TempDir tmp;
+    Tensor wide("wide", DType::f64, {300, 700}, 41);  // 1.6 MiB: rows span blocks
+    save_items(tmp.path(), {wide.item(wide.whole())}, small_block_options());
+    Opened ck(tmp.path());
+    std::vector<std::vector<unsigned char>> cols(7);
+    std::vector<ReadRequest> requests;
+    for (uint64_t c = 0; c < 7; ++c) {
+        cols[c].assign(300 * 100 * 8, 0);
+        requests.push_back(ReadRequest{&ck.entry("wide"), Box{{0, c * 100}, {300, 100}}, cols[c].data(), {}});
+    }
+    ck.read(requests);
+    for (uint64_t c = 0; c < 7; ++c) ASSERT_EQ(cols[c], wide.expected(Box{{0, c * 100}, {300, 100}})) << "column block " << c;
+}
+
+TEST(Storage, CompressedExtents) {
+    TempDir tmp;
+    Tensor noisy("noisy", DType::u16, {40, 60}, 51);
+    Tensor zeros("zeros", DType::f32, {128, 256}, 52);
+    std::fill(zeros.image.begin(), zeros.image.end(), 0);
+    std::vector<unsigned char> blob(50000, 'z');
+    std::vector<WriteItem> items = {noisy.item(Box{{0, 0}, {40, 25}}), noisy.item(Box{{0, 25}, {40, 35}}),  // strided
+                                    zeros.item(zeros.whole()), blob_item("blob", blob)};
+    save_items(tmp.path(), items, small_block_options(6));
+
+    Opened ck(tmp.path());
+    for (auto &e : ck.metadata().entries)
+        for (auto &c : e.chunks) {
+            EXPECT_EQ(c.extent.transform, Transform::deflate) << e.fqn;
+            EXPECT_TRUE(c.extent.block_crc32.empty()) << e.fqn;
+            if (c.extent.stored_length) {
+                EXPECT_EQ(c.extent.offset % 4096, 0u) << e.fqn;
+            }
+        }
+    EXPECT_LT(ck.entry("zeros").chunks[0].extent.stored_length, 1000u);
+    EXPECT_EQ(ck.read_box("noisy", noisy.whole()), noisy.image);
+    EXPECT_EQ(ck.read_box("zeros", zeros.whole()), zeros.image);
+    EXPECT_EQ(ck.read_box("blob", Box{{0}, {blob.size()}}), blob);
+    std::mt19937_64 rng(5);
+    for (int q = 0; q < 40; ++q) {
+        Box b = random_box(rng, noisy.shape);
+        ASSERT_EQ(ck.read_box("noisy", b), noisy.expected(b));
+    }
+    // A transposed destination of a compressed chunk.
+    std::vector<uint16_t> t(60 * 40);
+    ck.read({ReadRequest{&ck.entry("noisy"), noisy.whole(), t.data(), {1, 40}}});
+    for (int i = 0; i < 40; ++i)
+        for (int j = 0; j < 60; ++j)
+            ASSERT_EQ(std::memcmp(&t[size_t(i + j * 40)], noisy.image.data() + size_t(i * 60 + j) * 2, 2), 0);
+    ck.reader().verify_all();
+}
+
+TEST(StorageError, FlippedDataByteIsDetected) {
+    TempDir tmp;
+    Tensor t("layers.0.w", DType::u8, {10 * kBlock}, 61);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options());
+    const EntryMeta &e = md.entries[0];
+    // Damage one byte in block 6.
+    const uint64_t victim = 6 * kBlock + 100;
+    sptest::flip_byte(data_path(tmp.path(), md, e), e.chunks[0].extent.offset + victim);
+
+    {
+        Opened ck(tmp.path());
+        EXPECT_SP_ERROR(ck.read_box(t.fqn, Box{{victim}, {1}}), Code::checksum, "'layers.0.w'", md.files[0].name);
+        EXPECT_SP_ERROR(ck.read_box(t.fqn, t.whole()), Code::checksum, "'layers.0.w'");
+        // Blocks without damage still read: verification is per block.
+        Box clean{{kBlock}, {3 * kBlock + 10}};
+        EXPECT_EQ(ck.read_box(t.fqn, clean), t.expected(clean));
+        EXPECT_SP_ERROR(ck.reader().verify_all(), Code::checksum, "'layers.0.w'");
+    }
+    // Without verification the damaged byte comes through: proof the CRC is what caught it.
+    LoadOptions no_verify;
+    no_verify.verify = false;
+    Opened ck(tmp.path(), no_verify);
+    auto got = ck.read_box(t.fqn, Box{{victim}, {1}});
+    EXPECT_EQ(got[0], uint8_t(t.image[victim] ^ 0xff));
+}
+
+TEST(StorageError, FlippedByteInStridedReadIsDetected) {
+    TempDir tmp;
+    Tensor t("grid", DType::u8, {100, 100}, 62);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options());
+    sptest::flip_byte(data_path(tmp.path(), md, md.entries[0]), md.entries[0].chunks[0].extent.offset + 50 * 100 + 50);
+    Opened ck(tmp.path());
+    EXPECT_SP_ERROR(ck.read_box("grid", Box{{40, 45}, {20, 10}}), Code::checksum, "'grid'");
+}
+
+TEST(StorageError, FlippedCompressedByteIsDetected) {
+    TempDir tmp;
+    Tensor t("z", DType::u8, {20000}, 63);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options(1));
+    const Extent &x = md.entries[0].chunks[0].extent;
+    sptest::flip_byte(data_path(tmp.path(), md, md.entries[0]), x.offset + x.stored_length / 2);
+    Opened ck(tmp.path());
+    EXPECT_SP_ERROR(ck.read_box("z", Box{{10}, {5}}), Code::checksum, "'z'", "compressed");
+    EXPECT_SP_ERROR(ck.reader().verify_all(), Code::checksum, "'z'");
+}
+
+TEST(StorageError, TruncatedDataFile) {
+    TempDir tmp;
+    Tensor t("w", DType::f32, {5000}, 64);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options());
+    std::string path = data_path(tmp.path(), md, md.entries[0]);
+    ASSERT_EQ(::truncate(path.c_str(), 10000), 0);
+    Opened ck(tmp.path());
+    EXPECT_SP_ERROR(ck.read_box("w", Box{{0}, {10}}), Code::truncated, md.files[0].name, "'w'");
+    EXPECT_SP_ERROR(ck.reader().verify_all(), Code::truncated, md.files[0].name);
+}
+
+TEST(StorageError, MissingDataFile) {
+    TempDir tmp;
+    Tensor t("w", DType::f32, {100}, 65);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options());
+    ASSERT_EQ(::unlink(data_path(tmp.path(), md, md.entries[0]).c_str()), 0);
+    Opened ck(tmp.path());
+    EXPECT_SP_ERROR(ck.read_box("w", Box{{0}, {10}}), Code::not_found, md.files[0].name, "missing");
+    EXPECT_SP_ERROR(ck.reader().verify_all(), Code::not_found, md.files[0].name);
+}
+
+TEST(StorageError, DataFileReplacedBySymlink) {
+    TempDir tmp, elsewhere;
+    Tensor t("w", DType::f32, {100}, 66);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options());
+    std::string path = data_path(tmp.path(), md, md.entries[0]);
+    std::string target = elsewhere.sub("outside.bin");
+    ASSERT_EQ(::rename(path.c_str(), target.c_str()), 0);
+    ASSERT_EQ(::symlink(target.c_str(), path.c_str()), 0);
+    Opened ck(tmp.path());
+    EXPECT_SP_ERROR(ck.read_box("w", Box{{0}, {10}}), Code::path, "symbolic link");
+}
+
+TEST(StorageError, NoCheckpoint) {
+    TempDir tmp;
+    FileSystemReader reader(tmp.path(), LoadOptions{});
+    EXPECT_SP_ERROR(reader.read_metadata(), Code::not_found, tmp.path(), "shardpoint.meta");
+    FileSystemReader missing(tmp.sub("does/not/exist"), LoadOptions{});
+    EXPECT_SP_ERROR(missing.read_metadata(), Code::not_found);
+}
+
+TEST(StorageError, MetadataIsADirectory) {
+    TempDir tmp;
+    ASSERT_EQ(::mkdir(tmp.sub("shardpoint.meta").c_str(), 0755), 0);
+    FileSystemReader reader(tmp.path(), LoadOptions{});
+    EXPECT_SP_ERROR(reader.read_metadata(), Code::format, "not a regular file");
+}
+
+TEST(StorageError, ExistingCheckpointNeedsOverwrite) {
+    TempDir tmp;
+    Tensor t("w", DType::u8, {10}, 67);
+    save_items(tmp.path(), {t.item(t.whole())}, small_block_options());
+    FileSystemWriter writer(tmp.path(), small_block_options());
+    writer.reset(new_save_id());
+    writer.set_up_storage_writer(true, 0, 1);
+    EXPECT_SP_ERROR(writer.prepare_global_plan({SavePlan{}}), Code::exists, tmp.path(), "overwrite");
+}
+
+TEST(Storage, OverwriteReplacesTheOldFiles) {
+    TempDir tmp;
+    Tensor a("a", DType::u8, {1000}, 68), b("b", DType::u8, {2000}, 69);
+    Metadata first = save_items(tmp.path(), {a.item(a.whole())}, small_block_options());
+    SaveOptions o = small_block_options();
+    o.overwrite = true;
+    o.fsync = true;
+    Metadata second = save_items(tmp.path(), {b.item(b.whole())}, o);
+    EXPECT_NE(first.files[0].name, second.files[0].name);
+    EXPECT_EQ(sptest::list_dir(tmp.path()), (std::vector<std::string>{second.files[0].name, "shardpoint.meta"}));
+    Opened ck(tmp.path());
+    EXPECT_EQ(ck.metadata().entries.size(), 1u);
+    EXPECT_EQ(ck.read_box("b", b.whole()), b.image);
+}
+
+TEST(Storage, AbortRemovesTheDataFile) {
+    TempDir tmp;
+    Tensor t("w", DType::u8, {10000}, 70);
+    FileSystemWriter writer(tmp.path(), small_block_options());
+    writer.reset(new_save_id());
+    writer.set_up_storage_writer(true, 0, 1);
+    SavePlan plan;
+    plan.items = {t.item(t.whole())};
+    plan = writer.prepare_global_plan({plan})[0];
+    uint64_t size = 0;
+    writer.write_data(plan, size);
+    EXPECT_EQ(sptest::list_dir(tmp.path()), std::vector<std::string>{plan.file_name});
+    writer.abort(plan);
+    EXPECT_TRUE(sptest::list_dir(tmp.path()).empty());
+}
+
+TEST(Storage, RankWithNothingToWriteCreatesNoFile) {
+    TempDir tmp;
+    FileSystemWriter writer(tmp.path(), small_block_options());
+    writer.reset(new_save_id());
+    writer.set_up_storage_writer(false, 3, 4);
+    SavePlan plan;
+    plan.file_name = data_file_name("x", 3);
+    uint64_t size = 99;
+    EXPECT_TRUE(writer.write_data(plan, size).empty());
+    EXPECT_EQ(size, 0u);
+    EXPECT_TRUE(sptest::list_dir(tmp.path()).empty());
+}
+
+TEST(Storage, DataFileNames) {
+    EXPECT_EQ(data_file_name("abc", 7), "data-abc-r00007.bin");
+    EXPECT_EQ(data_file_name("abc", 123456), "data-abc-r123456.bin");
+    std::string id = new_save_id();
+    EXPECT_EQ(id.size(), 32u);
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_NE(id, new_save_id());
+}
+
+TEST(Storage, AlignmentOptions) {
+    for (uint32_t alignment : {1u, 512u, 65536u}) {
+        TempDir tmp;
+        Tensor a("a", DType::u8, {1001}, 80), b("b", DType::i16, {7, 9}, 81);
+        std::vector<unsigned char> blob = sptest::pattern(82, 333);
+        SaveOptions o = small_block_options();
+        o.alignment = alignment;
+        Metadata md = save_items(tmp.path(), {a.item(a.whole()), b.item(b.whole()), blob_item("c", blob)}, o);
+        for (auto &e : md.entries) EXPECT_EQ(e.chunks[0].extent.offset % alignment, 0u) << e.fqn << " alignment " << alignment;
+        Opened ck(tmp.path());
+        EXPECT_EQ(ck.read_box("a", a.whole()), a.image);
+        EXPECT_EQ(ck.read_box("b", b.whole()), b.image);
+        EXPECT_EQ(ck.read_box("c", Box{{0}, {blob.size()}}), blob);
+        ck.reader().verify_all();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A crafted checkpoint directory must not hang or exhaust the reader.
+
+namespace {
+
+// Runs `body` on its own thread. If it is still running after `seconds`, calls `unblock`
+// (which must make it return) and reports the hang.
+bool finishes_within(double seconds, const std::function<void()> &body, const std::function<void()> &unblock) {
+    auto done = std::async(std::launch::async, body);
+    if (done.wait_for(std::chrono::duration<double>(seconds)) == std::future_status::ready) {
+        done.get();
+        return true;
+    }
+    unblock();
+    done.get();
+    return false;
+}
+
+// Opening the write end lets a reader blocked in open(2) on the FIFO go on (and see EOF).
+void release_fifo(const std::string &path) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) ::close(fd);
+}
+
+}  // namespace
+
+TEST(StorageError, MetadataFileIsAFifo) {
+    TempDir tmp;
+    const std::string meta = tmp.sub("shardpoint.meta");
+    ASSERT_EQ(::mkfifo(meta.c_str(), 0644), 0);
+    bool threw = false;
+    bool in_time = finishes_within(
+        3.0,
+        [&] {
+            try {
+                FileSystemReader reader(tmp.path(), LoadOptions{});
+                reader.read_metadata();
+            } catch (const Error &e) {
+                threw = true;
+                EXPECT_EQ(e.code(), Code::format) << e.what();
+            }
+        },
+        [&] { release_fifo(meta); });
+    EXPECT_TRUE(in_time) << "opening a checkpoint whose metadata file is a FIFO hangs in open(2)";
+    EXPECT_TRUE(threw);
+}
+
+TEST(StorageError, DataFileIsAFifo) {
+    TempDir tmp;
+    Tensor t("w", DType::f32, {100}, 83);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options());
+    const std::string data = data_path(tmp.path(), md, md.entries[0]);
+    ASSERT_EQ(::unlink(data.c_str()), 0);
+    ASSERT_EQ(::mkfifo(data.c_str(), 0644), 0);
+    bool threw = false;
+    bool in_time = finishes_within(
+        3.0,
+        [&] {
+            try {
+                Opened ck(tmp.path());
+                ck.read_box("w", t.whole());
+            } catch (const Error &e) {
+                threw = true;
+                EXPECT_TRUE(contains(e.what(), md.files[0].name)) << e.what();
+            }
+        },
+        [&] { release_fifo(data); });
+    EXPECT_TRUE(in_time) << "reading a tensor whose data file is a FIFO hangs in open(2)";
+    EXPECT_TRUE(threw);
+}
+
+// A compressed extent whose metadata claims an absurd raw length (1 TiB from 100 stored bytes;
+// zlib cannot expand beyond ~1032:1) must be refused as corrupt, not allocated.
+TEST(StorageError, CompressedExtentWithAbsurdRawLength) {
+    TempDir tmp;
+    Tensor t("z", DType::u8, {5000}, 84);
+    Metadata md = save_items(tmp.path(), {t.item(t.whole())}, small_block_options(6));
+    const uint64_t huge = 1ull << 40;
+    md.entries[0].shape = {huge};
+    md.entries[0].chunks[0].box = Box{{0}, {huge}};
+    md.entries[0].chunks[0].extent.raw_length = huge;
+    auto bytes = encode_metadata(md);
+    sptest::write_file(tmp.sub("shardpoint.meta"), bytes);
+
+    auto expect_format_error = [&](const char *what, const std::function<void()> &body) {
+        try {
+            body();
+            ADD_FAILURE() << what << ": no error";
+        } catch (const Error &e) {
+            EXPECT_EQ(e.code(), Code::format) << what << ": " << e.what();
+            EXPECT_TRUE(contains(e.what(), "'z'")) << what << ": " << e.what();
+        } catch (const std::bad_alloc &) {
+            ADD_FAILURE() << what << ": tried to allocate the claimed raw length (std::bad_alloc)";
+        }
+    };
+    expect_format_error("open + verify_all", [&] {
+        Opened ck(tmp.path());
+        ck.reader().verify_all();
+    });
+    expect_format_error("open + read 10 bytes", [&] {
+        Opened ck(tmp.path());
+        ck.read_box("z", Box{{0}, {10}});
+    });
+}
