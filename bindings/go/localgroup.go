@@ -44,7 +44,11 @@ func (g *LocalGroup) Member(rank int) Collectives {
 	return &localMember{g: g, rank: rank}
 }
 
-// Abort makes every waiting and every later collective of the group fail with err.
+// Abort makes every waiting and every later collective of the group fail with err. A barrier
+// round that completed before the abort still succeeds for every rank, including ranks that it
+// released but that have not woken up yet: Abort is meant for a rank that takes no further part,
+// so only the rounds that rank has not joined (which can never complete) fail. That keeps an
+// error the library reports on every rank (after its final broadcast) the error of every rank.
 func (g *LocalGroup) Abort(err error) {
 	g.mu.Lock()
 	if g.err == nil {

@@ -3,6 +3,7 @@ package shardpoint
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,6 +240,76 @@ func TestMultiRankConflictFailsEveryRank(t *testing.T) {
 	}
 	_, err := OpenReader(dir, nil)
 	wantCode(t, err, ErrNotFound) // nothing was committed
+}
+
+// When the library fails a collective on every rank (here the coordinator's global plan finds
+// a dtype conflict and broadcasts it), every rank must return that error, although Run aborts
+// the group as soon as the first rank returns: the abort must not fail ranks that are still
+// leaving the final broadcast (a completed round). Several rounds make a regression show up.
+func TestMultiRankDtypeConflictIsEveryRanksError(t *testing.T) {
+	const w = 4
+	shape := []uint64{8, 3}
+	full := fill(24, func(i int) float32 { return float32(i) + 0.5 })
+	asInt := fill(24, func(i int) int32 { return int32(math.Float32bits(full[i])) }) // same bytes
+	for attempt := 0; attempt < 5; attempt++ {
+		for bad := 0; bad < w; bad++ {
+			dir := ckpt(t)
+			errs := runGroup(t, w, func(comm *Comm) error {
+				r := comm.Rank()
+				s, err := NewSave(dir, comm, nil)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				lo, hi := part(shape[0], r, w)
+				if r == bad {
+					err = SaveTensor(s, "x", shape, Rows(shape, lo, hi), asInt[lo*3:hi*3])
+				} else {
+					err = SaveTensor(s, "x", shape, Rows(shape, lo, hi), full[lo*3:hi*3])
+				}
+				if err != nil {
+					return err
+				}
+				return s.Commit()
+			})
+			for r, err := range errs {
+				if !errors.Is(err, ErrConflict) {
+					t.Fatalf("rank %d offering i32, attempt %d: rank %d got %v, want %s", bad, attempt, r, err, ErrConflict.Name())
+				}
+			}
+			_, err := OpenReader(dir, nil)
+			wantCode(t, err, ErrNotFound)
+		}
+	}
+}
+
+// An abort right after a round completed (a rank finished its collective and left) must not
+// fail the ranks that round released but that have not woken up yet.
+func TestLocalGroupAbortSparesACompletedRound(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		g := NewLocalGroup(2)
+		buf := make([]byte, 2)
+		done := make(chan error, 1)
+		go func() { done <- g.Member(1).Broadcast(buf) }()
+		must(t, g.Member(0).Broadcast([]byte("hi")))
+		g.Abort(errors.New("rank 0 left"))
+		if err := <-done; err != nil || string(buf) != "hi" {
+			t.Fatalf("iteration %d: rank 1 got %q, %v after a completed broadcast", i, buf, err)
+		}
+	}
+	// The round that rank 0 never joins fails instead of hanging.
+	g := NewLocalGroup(2)
+	done := make(chan error, 1)
+	go func() { done <- g.Member(1).Broadcast(make([]byte, 1)) }()
+	g.Abort(errors.New("rank 0 left"))
+	select {
+	case err := <-done:
+		if err == nil || err.Error() != "rank 0 left" {
+			t.Fatalf("rank 1 waiting for a rank that left: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("rank 1 still waits for a rank that left")
+	}
 }
 
 func TestMultiRankFailureDoesNotHang(t *testing.T) {

@@ -213,7 +213,10 @@ end
 """
     abort!(group, reason)
 
-Marks the group failed: ranks waiting in a collective, and later collectives, throw.
+Marks the group failed: ranks waiting in a collective, and later collectives, throw. A barrier
+round that completed before the abort still succeeds on every rank, even on one that has not woken
+up yet: the abort is for a rank that takes no further part, so only rounds it never joins fail.
+(An error the library reports on every rank after its final broadcast thus stays every rank's.)
 """
 function abort!(g::LocalGroup, reason::AbstractString)
     lock(g.cond)

@@ -621,6 +621,51 @@ end
     end
 end
 
+@testset "local group: an error of every rank reaches every rank" begin
+    # The coordinator finds a dtype conflict in the global plan and broadcasts it: the library
+    # fails the commit on every rank. run_local aborts the group as soon as the first rank
+    # throws; that must not fail the others' final broadcast, which has completed.
+    mktempdir() do dir
+        for bad in 0:3
+            path = joinpath(dir, "bad$bad")
+            codes = zeros(Int, 4)
+            try
+                run_local(4) do r, comm
+                    T = r == bad ? Int32 : Float32     # the same element size, another dtype
+                    try
+                        Save(path; comm=comm) do s
+                            add_tensor!(s, "x", fill(T(r), 2); offsets=(2r,), global_shape=(8,))
+                        end
+                    catch err
+                        codes[r+1] = err isa ShardpointError ? err.code : typemin(Int)
+                        rethrow()
+                    end
+                end
+            catch
+            end
+            @test codes == fill(SP.ECONFLICT, 4)
+            @test error_code(() -> Reader(path)) == SP.ENOTFOUND
+        end
+    end
+
+    # On the transport itself: rank 0 completes a broadcast and leaves (abort!) before rank 1's
+    # task has run again; rank 1 still gets the data of the round that completed.
+    for _ in 1:20
+        g = SP.LocalGroup(2)
+        buf = zeros(UInt8, 2)
+        t = @async SP.bcast!(SP.LocalRank(g, 1), buf)
+        SP.bcast!(SP.LocalRank(g, 0), UInt8[4, 2])
+        SP.abort!(g, "rank 0 left")
+        wait(t)
+        @test buf == UInt8[4, 2]
+    end
+    # A round that the rank that left never joins fails instead of waiting forever.
+    g = SP.LocalGroup(2)
+    t = @async SP.bcast!(SP.LocalRank(g, 1), zeros(UInt8, 1))
+    SP.abort!(g, "rank 0 left")
+    @test_throws TaskFailedException wait(t)
+end
+
 @testset "golden model" begin
     model_path = golden_model_path()
     if !isfile(model_path)

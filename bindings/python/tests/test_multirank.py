@@ -140,7 +140,7 @@ def test_abort_spares_a_round_that_completed():
     from shardpoint.comm import _LocalRank
 
     for _ in range(100):
-        group = sp.LocalGroup(2, timeout=30)
+        group = sp.LocalGroup(2, timeout=10)
         root, other = _LocalRank(group, 0), _LocalRank(group, 1)
         got = []
 
@@ -155,7 +155,7 @@ def test_abort_spares_a_round_that_completed():
         thread = threading.Thread(target=rank1)
         thread.start()
         root.broadcast(memoryview(bytearray(b"hi")))
-        group.abort("rank 0 left")
+        group.abort()
         thread.join()
         assert got == [b"hi"]
 
@@ -163,7 +163,7 @@ def test_abort_spares_a_round_that_completed():
 def test_abort_fails_a_rank_waiting_for_one_that_left():
     from shardpoint.comm import _LocalRank
 
-    group = sp.LocalGroup(2, timeout=30)
+    group = sp.LocalGroup(2, timeout=10)
     got = []
 
     def rank1():
@@ -175,10 +175,10 @@ def test_abort_fails_a_rank_waiting_for_one_that_left():
 
     thread = threading.Thread(target=rank1)
     thread.start()
-    group.abort("rank 0 left")  # before, or while, rank 1 waits: it can never be served
+    group.abort()  # before, or while, rank 1 waits: it can never be served
     thread.join(timeout=10)
     assert not thread.is_alive()
-    assert isinstance(got[0], threading.BrokenBarrierError) and "rank 0 left" in str(got[0])
+    assert isinstance(got[0], threading.BrokenBarrierError), got
     with pytest.raises(threading.BrokenBarrierError):  # and so does every later collective
         _LocalRank(group, 0).broadcast(memoryview(bytearray(2)))
 

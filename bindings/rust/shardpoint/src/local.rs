@@ -234,6 +234,24 @@ mod tests {
     }
 
     #[test]
+    fn a_rank_leaving_after_a_completed_round_spares_the_others() {
+        // Rank 0 finishes a broadcast and leaves at once; rank 1, released by that same round but
+        // maybe not awake yet, must still get the data.
+        for i in 0..200 {
+            let mut ranks = LocalGroup::ranks(2);
+            let mut r0 = ranks.remove(0);
+            let mut r1 = ranks.remove(0);
+            let h = std::thread::spawn(move || {
+                let mut b = [0u8; 2];
+                r1.broadcast(&mut b).map(|()| b)
+            });
+            r0.broadcast(&mut [4, 2]).unwrap();
+            drop(r0);
+            assert_eq!(h.join().unwrap().unwrap(), [4, 2], "iteration {i}");
+        }
+    }
+
+    #[test]
     fn mismatched_gather_lengths_are_an_error() {
         let ranks = LocalGroup::ranks(2);
         let res: Vec<CollectiveResult> = std::thread::scope(|s| {
