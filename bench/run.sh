@@ -56,6 +56,11 @@ bin="$build/bin"
 out="$build/results-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out" "$dir"
 echo "== results go to $out"
+# Everything the benchmarks write goes into one folder that is removed however the run ends.
+work="$(mktemp -d "$dir/shardpoint-run-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+dir="$work"
 
 if [[ $io == 1 ]]; then
     echo "== shardpoint_bench --size $size --reps $reps --load-reps $load_reps --dir $dir"
@@ -83,10 +88,10 @@ if [[ $peers == 1 ]]; then
         py="$build/venv/bin/python"
     fi
     if [[ $peers == 1 ]]; then
-        sp_json=()
-        [[ -f "$out/io.json" ]] && sp_json=(--shardpoint-json "$out/io.json")
+        # shardpoint's side is re-measured rep by rep between the peers' reps (not taken from
+        # io.json): on a shared machine only measurements taken side by side compare.
         "$py" "$here/peers.py" --bench "$bin/shardpoint_bench" --size "$size" --reps "$reps" --dir "$dir" \
-            --json "$out/peers.json" "${sp_json[@]}" | tee "$out/peers.txt"
+            --json "$out/peers.json" | tee "$out/peers.txt"
     fi
 fi
 

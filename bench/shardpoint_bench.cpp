@@ -7,6 +7,7 @@
 // See bench/README.md for what each line means and how to read the ratios.
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -902,6 +903,8 @@ int main(int argc, char **argv) {
     if (!::mkdtemp(tbuf.data())) die("mkdtemp in '" + o.parent + "': " + std::strerror(errno));
     work_dir = tbuf.data();
     if (!o.keep) std::atexit([] { remove_tree(work_dir); });
+    // A closed pipe (`| head`) must not kill us before the work directory is removed.
+    ::signal(SIGPIPE, SIG_IGN);
 
     size_t matrices = 0, vectors = 0, blobs = 0;
     for (auto &t : s.spec) (t.blob() ? blobs : t.shape.size() == 2 ? matrices : vectors)++;

@@ -29,6 +29,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lang", action="append", required=True, help="NAME=COMMAND")
     parser.add_argument("--world", type=int, default=3, help="ranks each writer uses")
+    parser.add_argument("--report", help="also write the matrix to this file")
     opts = parser.parse_args()
     langs = []
     for spec in opts.lang:
@@ -68,12 +69,11 @@ def main():
                     print(f"READ FAILED   {name} reading {label}: {out[-2000:]}")
             rows.append(label.ljust(width) + "".join(c.ljust(8) for c in cells))
 
+    table = "\n".join([header, *rows, "", f"matrix: {passed} passed, {failures} failed"])
     print()
-    print(header)
-    for row in rows:
-        print(row)
-    print()
-    print(f"matrix: {passed} passed, {failures} failed")
+    print(table)
+    if opts.report:
+        pathlib.Path(opts.report).write_text(table + "\n")
     return 1 if failures else 0
 
 

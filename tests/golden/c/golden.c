@@ -252,6 +252,9 @@ static void *write_rank(void *arg) {
     shardpoint_save *save = NULL;
     shardpoint_save_options options = SHARDPOINT_SAVE_OPTIONS_INIT;
     options.flags = SHARDPOINT_SAVE_OVERWRITE;
+    /* Only used to make the committed compressed golden checkpoint (tests/golden/README.md). */
+    const char *level = getenv("SHARDPOINT_GOLDEN_COMPRESSION");
+    if (level) options.compression_level = atoi(level);
     unsigned char **keep = calloc(job->m->count + 1, sizeof *keep);
     const char *step = "comm_new_callbacks";
     int rc = shardpoint_comm_new_callbacks(&comm, &cb);
