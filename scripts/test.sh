@@ -31,7 +31,13 @@ run_ctest() {  # build dir, extra ctest args...
 echo "=== build (RelWithDebInfo) ==="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build build -j "$jobs" || exit 1
 echo "=== tests ==="
+rm -f build/golden-matrix.txt
 run_ctest build
+
+if [ -f build/golden-matrix.txt ]; then
+  echo "=== cross-language matrix (writer x reader) ==="
+  cat build/golden-matrix.txt
+fi
 
 echo "=== build (ASan + UBSan) ==="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSHARDPOINT_SANITIZE=ON -DSHARDPOINT_BUILD_BENCH=OFF \
