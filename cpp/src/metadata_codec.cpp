@@ -244,8 +244,9 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
                         ", expected " + std::to_string(product(chunk.box.sizes) * itemsize));
                 entry.chunks.push_back(std::move(chunk));
             }
-            std::vector<const Box *> boxes;
-            for (auto &c : entry.chunks) boxes.push_back(&c.box);
+            std::vector<BoxRef> boxes;
+            boxes.reserve(entry.chunks.size());
+            for (auto &c : entry.chunks) boxes.push_back(ref(c.box));
             if (find_overlap(boxes).first >= 0) bad("entry '" + entry.fqn + "' has overlapping chunks");
             md.entries.push_back(std::move(entry));
         }

@@ -14,6 +14,7 @@ struct Offer {
     uint32_t rank;
     uint32_t item;
     const WriteItem *w;
+    uint64_t nbytes;
 };
 
 std::string describe(const WriteItem &w) {
@@ -42,7 +43,7 @@ GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans) {
             const WriteItem &w = plans[r].items[i];
             auto [it, inserted] = group_of.emplace(std::string_view(w.index.fqn), groups.size());
             if (inserted) groups.emplace_back();
-            groups[it->second].push_back(Offer{r, i, &w});
+            groups[it->second].push_back(Offer{r, i, &w, w.nbytes()});
         }
     }
 
@@ -58,47 +59,49 @@ GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans) {
                 throw Error(Code::conflict, "ranks " + std::to_string(offers[0].rank) + " and " + std::to_string(o.rank) +
                                                 " offer '" + first.index.fqn + "' as " + describe(first) + " and " + describe(*o.w));
         }
-        std::sort(offers.begin(), offers.end(), box_less);
-        std::vector<std::vector<Offer>> unique;
-        for (const Offer &o : offers) {
-            if (!unique.empty() && same_box(*unique.back()[0].w, *o.w)) unique.back().push_back(o);
-            else unique.push_back({o});
+        // Ranks usually offer their chunks in box order already (rows, columns, grids).
+        if (!std::is_sorted(offers.begin(), offers.end(), box_less)) std::sort(offers.begin(), offers.end(), box_less);
+        // Runs of identical boxes: [begin, end) index ranges into `offers`.
+        std::vector<std::pair<size_t, size_t>> unique;
+        for (size_t k = 0; k < offers.size(); ++k) {
+            if (!unique.empty() && same_box(*offers[unique.back().first].w, *offers[k].w)) unique.back().second = k + 1;
+            else unique.emplace_back(k, k + 1);
         }
-        std::vector<const Box *> boxes;
-        std::vector<Box> storage;
-        storage.reserve(unique.size());
-        for (auto &u : unique) storage.push_back(u[0].w->box());
-        for (auto &b : storage) boxes.push_back(&b);
+        std::vector<BoxRef> boxes;
+        boxes.reserve(unique.size());
+        for (auto &u : unique) boxes.push_back(offers[u.first].w->box_ref());
         auto [a, b] = find_overlap(boxes);
         if (a >= 0)
-            throw Error(Code::conflict, "ranks " + std::to_string(unique[a][0].rank) + " and " + std::to_string(unique[b][0].rank) +
+            throw Error(Code::conflict, "ranks " + std::to_string(offers[unique[a].first].rank) + " and " +
+                                            std::to_string(offers[unique[b].first].rank) +
                                             " offer partially overlapping chunks of '" + first.index.fqn + "'");
         for (auto &u : unique) {
-            if (u.size() == 1) {
-                global.writes[u[0].rank].push_back(u[0].item);
-                load[u[0].rank] += u[0].w->nbytes();
+            const Offer &o = offers[u.first];
+            if (u.second - u.first == 1) {
+                global.writes[o.rank].push_back(o.item);
+                load[o.rank] += o.nbytes;
             } else {
-                replicated.push_back(std::move(u));
+                replicated.emplace_back(offers.begin() + long(u.first), offers.begin() + long(u.second));
             }
         }
     }
     // Largest first, each to the least loaded of its offering ranks.
-    std::sort(replicated.begin(), replicated.end(),
-              [](const auto &x, const auto &y) { return x[0].w->nbytes() > y[0].w->nbytes(); });
+    std::sort(replicated.begin(), replicated.end(), [](const auto &x, const auto &y) { return x[0].nbytes > y[0].nbytes; });
     for (auto &u : replicated) {
         const Offer *best = &u[0];
         for (const Offer &o : u)
             if (load[o.rank] < load[best->rank]) best = &o;
         global.writes[best->rank].push_back(best->item);
-        load[best->rank] += best->w->nbytes();
+        load[best->rank] += best->nbytes;
     }
     for (auto &w : global.writes) std::sort(w.begin(), w.end());
     return global;
 }
 
 ChunkIndex::ChunkIndex(const EntryMeta &entry) : entry_(entry) {
-    std::vector<const Box *> boxes;
-    for (auto &c : entry.chunks) boxes.push_back(&c.box);
+    std::vector<BoxRef> boxes;
+    boxes.reserve(entry.chunks.size());
+    for (auto &c : entry.chunks) boxes.push_back(ref(c.box));
     size_t ndim = entry.shape.size();
     dim_ = ndim ? best_split_dim(boxes, ndim) : 0;
     order_.resize(entry.chunks.size());

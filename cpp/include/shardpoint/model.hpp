@@ -29,13 +29,21 @@ struct Box {
     Dims sizes;
 };
 
+// A box by reference: lets planning look at offsets and sizes where they already live.
+struct BoxRef {
+    const Dims *offsets;
+    const Dims *sizes;
+};
+inline BoxRef ref(const Box &b) { return BoxRef{&b.offsets, &b.sizes}; }
+
 uint64_t product(const Dims &dims);  // 1 for an empty list; throws Code::shape on overflow
 bool box_inside(const Box &box, const Dims &shape);
-bool boxes_overlap(const Box &a, const Box &b);  // true when they share at least one element
+bool boxes_overlap(BoxRef a, BoxRef b);  // true when they share at least one element
+inline bool boxes_overlap(const Box &a, const Box &b) { return boxes_overlap(ref(a), ref(b)); }
 // Indices of two overlapping boxes, or {-1, -1} when all are pairwise disjoint.
-std::pair<long, long> find_overlap(const std::vector<const Box *> &boxes);
+std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes);
 // The dimension along which boxes are best indexed: the one with the most distinct offsets.
-size_t best_split_dim(const std::vector<const Box *> &boxes, size_t ndim);
+size_t best_split_dim(const std::vector<BoxRef> &boxes, size_t ndim);
 
 // One chunk (or blob) a rank offers to save. `data` and `strides` are local to the offering rank
 // and never leave it.
@@ -50,6 +58,7 @@ struct WriteItem {
 
     uint64_t nbytes() const;
     Box box() const { return Box{index.offsets, sizes}; }
+    BoxRef box_ref() const { return BoxRef{&index.offsets, &sizes}; }
 };
 
 // A rank's items. In the global plan only the items the rank must write are kept.
