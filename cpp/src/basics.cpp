@@ -42,62 +42,108 @@ uint32_t crc32_combine_of(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
     return uint32_t(::crc32_combine(crc_a, crc_b, z_off_t(len_b)));
 }
 
+namespace {
+constexpr size_t deflate_out_piece = 1u << 20;
+constexpr size_t zlib_max = 1u << 30;  // zlib counts in uInt
+[[noreturn]] void bad_stream() { throw Error(Code::format, "compressed extent does not inflate to its recorded length"); }
+}  // namespace
+
+Deflater::Deflater(int level, Sink sink) : sink_(std::move(sink)), out_(deflate_out_piece) {
+    if (deflateInit(&zs_, level) != Z_OK) throw Error(Code::out_of_memory, "zlib deflateInit failed");
+}
+
+Deflater::~Deflater() { deflateEnd(&zs_); }
+
+uint64_t Deflater::bound(uint64_t raw_len) { return deflateBound(&zs_, uLong(raw_len)); }
+
+void Deflater::drain(int flush) {
+    // Runs deflate until it has consumed the input (and, when finishing, ended the stream).
+    for (;;) {
+        zs_.next_out = out_.data();
+        zs_.avail_out = uInt(out_.size());
+        int rc = ::deflate(&zs_, flush);
+        if (rc == Z_STREAM_ERROR) throw Error(Code::internal, "zlib deflate failed");
+        size_t produced = out_.size() - zs_.avail_out;
+        if (produced) sink_(out_.data(), produced);
+        if (flush == Z_FINISH ? rc == Z_STREAM_END : (zs_.avail_in == 0 && zs_.avail_out != 0)) return;
+    }
+}
+
+void Deflater::write(const void *data, size_t len) {
+    auto p = static_cast<const Bytef *>(data);
+    while (len > 0) {
+        size_t n = len > zlib_max ? zlib_max : len;
+        zs_.next_in = const_cast<Bytef *>(p);
+        zs_.avail_in = uInt(n);
+        drain(Z_NO_FLUSH);
+        p += n;
+        len -= n;
+    }
+}
+
+void Deflater::finish() {
+    zs_.next_in = nullptr;
+    zs_.avail_in = 0;
+    drain(Z_FINISH);
+}
+
 std::vector<unsigned char> deflate_bytes(const void *data, size_t len, int level) {
-    z_stream zs{};
-    if (deflateInit(&zs, level) != Z_OK) throw Error(Code::out_of_memory, "zlib deflateInit failed");
-    std::vector<unsigned char> out(deflateBound(&zs, uLong(len)));
-    zs.next_in = static_cast<Bytef *>(const_cast<void *>(data));
-    zs.next_out = out.data();
-    size_t in_left = len, out_left = out.size();
-    int rc;
-    do {
-        zs.avail_in = uInt(in_left > (1u << 30) ? (1u << 30) : in_left);
-        zs.avail_out = uInt(out_left > (1u << 30) ? (1u << 30) : out_left);
-        uInt before_in = zs.avail_in, before_out = zs.avail_out;
-        rc = ::deflate(&zs, in_left == zs.avail_in ? Z_FINISH : Z_NO_FLUSH);
-        in_left -= before_in - zs.avail_in;
-        out_left -= before_out - zs.avail_out;
-    } while (rc == Z_OK || (rc == Z_BUF_ERROR && out_left > 0));
-    deflateEnd(&zs);
-    if (rc != Z_STREAM_END) throw Error(Code::internal, "zlib deflate failed");
-    out.resize(zs.total_out);
+    std::vector<unsigned char> out;
+    Deflater z(level, [&](const unsigned char *p, size_t n) { out.insert(out.end(), p, p + n); });
+    z.write(data, len);
+    z.finish();
     return out;
 }
 
-void inflate_bytes(const void *stored, size_t stored_len, void *out, size_t raw_len) {
-    // zlib refuses a null output buffer, even for an empty stream: give it a byte it must not use.
-    unsigned char spare;
-    if (raw_len == 0) {
-        z_stream zs{};
-        if (inflateInit(&zs) != Z_OK) throw Error(Code::out_of_memory, "zlib inflateInit failed");
-        zs.next_in = static_cast<Bytef *>(const_cast<void *>(stored));
-        zs.avail_in = uInt(stored_len > (1u << 30) ? (1u << 30) : stored_len);
-        zs.next_out = &spare;
-        zs.avail_out = 1;
-        int rc = ::inflate(&zs, Z_FINISH);
-        bool ok = rc == Z_STREAM_END && zs.total_out == 0 && zs.total_in == stored_len;
-        inflateEnd(&zs);
-        if (!ok) throw Error(Code::format, "compressed extent does not inflate to its recorded length");
-        return;
+Inflater::Inflater(void *out, size_t out_len) : out_(static_cast<unsigned char *>(out)), out_len_(out_len) {
+    if (inflateInit(&zs_) != Z_OK) throw Error(Code::out_of_memory, "zlib inflateInit failed");
+}
+
+Inflater::~Inflater() { inflateEnd(&zs_); }
+
+void Inflater::write(const void *stored, size_t len) {
+    auto p = static_cast<const Bytef *>(stored);
+    while (len > 0) {
+        if (ended_) bad_stream();  // bytes after the end of the stream
+        size_t n = len > zlib_max ? zlib_max : len;
+        zs_.next_in = const_cast<Bytef *>(p);
+        zs_.avail_in = uInt(n);
+        while (zs_.avail_in > 0 && !ended_) {
+            size_t done = zs_.total_out;
+            size_t room = out_len_ - done;
+            // A full output (the stream's trailer may still follow) gets one spare byte:
+            // producing anything into it is an overflow.
+            if (room == 0) {
+                zs_.next_out = &spare_;
+                zs_.avail_out = 1;
+            } else if (out_ == nullptr) {
+                if (window_.empty()) window_.resize(deflate_out_piece);
+                zs_.next_out = window_.data();
+                zs_.avail_out = uInt(room > window_.size() ? window_.size() : room);
+            } else {
+                zs_.next_out = out_ + done;
+                zs_.avail_out = uInt(room > zlib_max ? zlib_max : room);
+            }
+            int rc = ::inflate(&zs_, Z_NO_FLUSH);
+            if (zs_.total_out > out_len_) bad_stream();
+            if (rc == Z_STREAM_END) ended_ = true;
+            else if (rc != Z_OK && rc != Z_BUF_ERROR) bad_stream();
+            else if (rc == Z_BUF_ERROR && zs_.avail_out == 0) bad_stream();
+        }
+        if (zs_.avail_in > 0) bad_stream();
+        p += n;
+        len -= n;
     }
-    z_stream zs{};
-    if (inflateInit(&zs) != Z_OK) throw Error(Code::out_of_memory, "zlib inflateInit failed");
-    zs.next_in = static_cast<Bytef *>(const_cast<void *>(stored));
-    zs.next_out = static_cast<Bytef *>(out);
-    size_t in_left = stored_len, out_left = raw_len;
-    int rc;
-    do {
-        zs.avail_in = uInt(in_left > (1u << 30) ? (1u << 30) : in_left);
-        zs.avail_out = uInt(out_left > (1u << 30) ? (1u << 30) : out_left);
-        uInt before_in = zs.avail_in, before_out = zs.avail_out;
-        rc = ::inflate(&zs, Z_NO_FLUSH);
-        in_left -= before_in - zs.avail_in;
-        out_left -= before_out - zs.avail_out;
-        if (rc == Z_BUF_ERROR && (in_left == 0 || out_left == 0)) break;
-    } while (rc == Z_OK || rc == Z_BUF_ERROR);
-    inflateEnd(&zs);
-    if (rc != Z_STREAM_END || out_left != 0 || in_left != 0)
-        throw Error(Code::format, "compressed extent does not inflate to its recorded length");
+}
+
+void Inflater::finish() {
+    if (!ended_ || zs_.total_out != out_len_) bad_stream();
+}
+
+void inflate_bytes(const void *stored, size_t stored_len, void *out, size_t raw_len) {
+    Inflater z(out, raw_len);
+    z.write(stored, stored_len);
+    z.finish();
 }
 
 }  // namespace shardpoint

@@ -256,31 +256,61 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(int fd, const SavePl
     std::vector<WriteResult> results(plan.items.size());
     std::mutex cursor_mutex;
     uint64_t cursor = 0;
-    parallel_for(plan.items.size(), options_.io_threads, [&](size_t i, unsigned) {
+    auto reserve = [&](uint64_t len) {
+        std::lock_guard<std::mutex> lock(cursor_mutex);
+        uint64_t offset = align_up(cursor, options_.alignment);
+        cursor = offset + len;
+        return offset;
+    };
+    ScratchBuffers scratch(plan.items.size(), options_.io_threads);
+    parallel_for(plan.items.size(), options_.io_threads, [&](size_t i, unsigned worker) {
         const WriteItem &w = plan.items[i];
-        uint64_t nb = w.nbytes();
-        const unsigned char *src = static_cast<const unsigned char *>(w.data);
-        std::vector<unsigned char> gathered;
-        if (!is_contiguous(w)) {
-            gathered.resize(nb);
-            gather_elements(src, w.sizes, w.strides, dtype_size(int32_t(w.dtype)), 0, product(w.sizes), gathered.data());
-            src = gathered.data();
-        }
-        std::vector<unsigned char> stored = deflate_bytes(src, nb, options_.compression_level);
+        const uint64_t nb = w.nbytes();
+        const uint32_t itemsize = dtype_size(int32_t(w.dtype));
         Extent &e = results[i].extent;
         results[i].index = w.index;
         e.writer_rank = uint32_t(rank_);
         e.transform = Transform::deflate;
         e.raw_length = nb;
-        e.stored_length = stored.size();
-        e.crc32 = crc32_of(stored.data(), stored.size());
-        {
-            std::lock_guard<std::mutex> lock(cursor_mutex);
-            e.offset = align_up(cursor, options_.alignment);
-            cursor = e.offset + stored.size();
+
+        // Small chunks are compressed into memory, then placed exactly. Large ones get the most
+        // space their stream can take and are streamed into it through bounded buffers (the
+        // unused end of the reservation stays a hole in the file): memory stays bounded.
+        const bool stream = nb > write_piece_bytes;
+        std::vector<unsigned char> small;
+        uint64_t written = 0;
+        uint32_t crc = 0;
+        Deflater z(options_.compression_level, [&](const unsigned char *p, size_t n) {
+            crc = crc32_of(p, n, crc);
+            if (!stream) {
+                small.insert(small.end(), p, p + n);
+                return;
+            }
+            pwrite_full(fd, p, n, e.offset + written, plan.file_name);
+            if (options_.fsync) start_writeback(fd, e.offset + written, n);
+            written += n;
+        });
+        if (stream) e.offset = reserve(z.bound(nb));
+        const unsigned char *src = static_cast<const unsigned char *>(w.data);
+        for (uint64_t at = 0; at < nb; at += write_piece_bytes) {
+            uint64_t len = std::min(write_piece_bytes, nb - at);
+            if (is_contiguous(w)) {
+                z.write(src + at, len);
+            } else {
+                unsigned char *buffer = scratch.get(worker, len);
+                gather_elements(src, w.sizes, w.strides, itemsize, at / itemsize, len / itemsize, buffer);
+                z.write(buffer, len);
+            }
         }
-        pwrite_full(fd, stored.data(), stored.size(), e.offset, plan.file_name);
-        if (options_.fsync) start_writeback(fd, e.offset, stored.size());
+        z.finish();
+        if (!stream) {
+            e.offset = reserve(small.size());
+            pwrite_full(fd, small.data(), small.size(), e.offset, plan.file_name);
+            if (options_.fsync) start_writeback(fd, e.offset, small.size());
+            written = small.size();
+        }
+        e.stored_length = written;
+        e.crc32 = crc;
     });
     file_size = cursor;
     return results;
@@ -420,6 +450,30 @@ void check_blocks(const EntryMeta &entry, const Extent &e, const std::string &fi
             throw Error(Code::checksum, "checksum mismatch in entry '" + entry.fqn + "': data file '" + file + "', bytes " +
                                             std::to_string(e.offset + start) + ".." + std::to_string(e.offset + start + len));
     }
+}
+
+// Streams a compressed extent through `buffer` (read_piece_bytes long) into `out` (raw_length
+// bytes; null: only check), verifying its CRC-32 when asked.
+void inflate_extent(int fd, const EntryMeta &entry, const Extent &e, const std::string &file, bool verify,
+                    unsigned char *out, unsigned char *buffer) {
+    Inflater z(out, e.raw_length);
+    uint32_t crc = 0;
+    try {
+        for (uint64_t at = 0; at < e.stored_length; at += read_piece_bytes) {
+            uint64_t n = std::min(read_piece_bytes, e.stored_length - at);
+            pread_full(fd, buffer, n, e.offset + at, file);
+            if (verify) crc = crc32_of(buffer, n, crc);
+            z.write(buffer, n);
+        }
+        z.finish();
+    } catch (const Error &err) {
+        // A corrupt stream is most likely corrupt bytes: say so when the CRC disagrees.
+        if (err.code() != Code::format || !verify) throw;
+        if (crc == e.crc32) throw Error(Code::format, "entry '" + entry.fqn + "' in data file '" + file + "': " + err.what());
+    }
+    if (verify && crc != e.crc32)
+        throw Error(Code::checksum, "checksum mismatch in entry '" + entry.fqn + "': data file '" + file + "', compressed bytes " +
+                                        std::to_string(e.offset) + ".." + std::to_string(e.offset + e.stored_length));
 }
 
 // A part of a ReadItem, resolved to stored bytes [a, b) of one extent.
@@ -584,18 +638,25 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         }
         const InflateTask &task = inflates[t - n_direct - n_batches];
         const Extent &e = *task.extent;
-        std::vector<unsigned char> stored(e.stored_length), raw(e.raw_length);
-        pread_full(task.fd, stored.data(), stored.size(), e.offset, file_name(&e));
-        if (verify && crc32_of(stored.data(), stored.size()) != e.crc32)
-            throw Error(Code::checksum, "checksum mismatch in entry '" + task.entry->fqn + "': data file '" + file_name(&e) +
-                                            "', compressed bytes " + std::to_string(e.offset) + ".." +
-                                            std::to_string(e.offset + e.stored_length));
-        try {
-            inflate_bytes(stored.data(), stored.size(), raw.data(), raw.size());
-        } catch (const Error &err) {
-            throw Error(Code::format, "entry '" + task.entry->fqn + "' in data file '" + file_name(&e) + "': " + err.what());
-        }
         const uint64_t isz = dtype_size(int32_t(task.entry->dtype));
+        // One request for the whole chunk into C-order memory: inflate straight into it.
+        const ReadItem &first = plan.items[task.items[0]];
+        const ReadRequest &first_req = plan.requests[first.request];
+        const Box &chunk_box = task.entry->chunks[first.chunk].box;
+        const bool direct_out = task.items.size() == 1 && first.lengths == chunk_box.sizes &&
+                                is_c_contiguous(first.lengths, dst_strides[task.items[0]]);
+        std::vector<unsigned char> raw;
+        unsigned char *out;
+        if (direct_out) {
+            int64_t dst_elem = 0;
+            for (size_t d = 0; d < first.lengths.size(); ++d) dst_elem += int64_t(first.dest_offsets[d]) * dst_strides[task.items[0]][d];
+            out = static_cast<unsigned char *>(first_req.dst) + dst_elem * int64_t(isz);
+        } else {
+            raw.resize(e.raw_length);
+            out = raw.data();
+        }
+        inflate_extent(task.fd, *task.entry, e, file_name(&e), verify, out, scratch.get(worker, read_piece_bytes));
+        if (direct_out) return;
         for (size_t i : task.items) {
             const ReadItem &item = plan.items[i];
             const ReadRequest &req = plan.requests[item.request];
@@ -635,25 +696,20 @@ void FileSystemReader::verify_all() {
             for (uint64_t a = 0; a < e.stored_length; a += piece) tasks.push_back(Task{&entry, &e, a, std::min(e.stored_length, a + piece)});
         }
     }
-    parallel_for(tasks.size(), options_.io_threads, [&](size_t t, unsigned) {
+    ScratchBuffers scratch(tasks.size(), options_.io_threads);
+    parallel_for(tasks.size(), options_.io_threads, [&](size_t t, unsigned worker) {
         const Task &task = tasks[t];
         const Extent &e = *task.extent;
         const std::string &name = metadata_->files[e.file].name;
         const int fd = open_for(e, *task.entry).fd;
-        std::vector<unsigned char> buffer(task.b - task.a);
-        pread_full(fd, buffer.data(), buffer.size(), e.offset + task.a, name);
-        if (e.transform == Transform::none) {
-            check_blocks(*task.entry, e, name, bs, task.a, task.b, buffer.data());
+        if (e.transform == Transform::deflate) {
+            // Checks the CRC and that the stream inflates to its raw length, keeping nothing.
+            inflate_extent(fd, *task.entry, e, name, true, nullptr, scratch.get(worker, read_piece_bytes));
             return;
         }
-        if (crc32_of(buffer.data(), buffer.size()) != e.crc32)
-            throw Error(Code::checksum, "checksum mismatch in entry '" + task.entry->fqn + "': data file '" + name + "'");
-        std::vector<unsigned char> raw(e.raw_length);
-        try {
-            inflate_bytes(buffer.data(), buffer.size(), raw.data(), raw.size());
-        } catch (const Error &err) {
-            throw Error(Code::format, "entry '" + task.entry->fqn + "' in data file '" + name + "': " + err.what());
-        }
+        unsigned char *buffer = scratch.get(worker, task.b - task.a);
+        pread_full(fd, buffer, task.b - task.a, e.offset + task.a, name);
+        check_blocks(*task.entry, e, name, bs, task.a, task.b, buffer);
     });
 }
 

@@ -124,3 +124,64 @@ TEST(DeflateError, TrailingBytesAfterStream) {
     std::vector<unsigned char> out(in.size());
     EXPECT_SP_ERROR(inflate_bytes(z.data(), z.size(), out.data(), out.size()), Code::format);
 }
+
+// The fast (carry-less multiplication) CRC must equal zlib's at every length, alignment and seed.
+TEST(Crc32, EqualsZlibAtEveryLengthAndOffset) {
+    std::mt19937_64 rng(99);
+    auto data = sptest::pattern(3, 1 << 16);
+    for (int trial = 0; trial < 5000; ++trial) {
+        size_t offset = rng() % 64;
+        size_t len = trial < 2000 ? size_t(trial % 300) : size_t(rng() % (data.size() - offset));
+        uint32_t seed = trial % 3 ? uint32_t(rng()) : 0;
+        uint32_t want = uint32_t(::crc32(seed, data.data() + offset, uInt(len)));
+        ASSERT_EQ(crc32_of(data.data() + offset, len, seed), want) << "len " << len << " offset " << offset;
+    }
+}
+
+// Streaming: any split of the input and of the stored bytes gives the same result, and a
+// stream fed one byte at a time (its trailer arriving after the last output) still ends right.
+TEST(Deflate, StreamingInAnyPieces) {
+    std::mt19937_64 rng(5);
+    for (size_t size : {size_t(0), size_t(1), size_t(1000), size_t(3u << 20)}) {
+        std::vector<unsigned char> in = sptest::pattern(7, size);
+        for (size_t i = 0; i < in.size(); i += 3) in[i] = 0;  // partly compressible
+        std::vector<unsigned char> stored;
+        size_t pieces_out = 0;
+        Deflater z(6, [&](const unsigned char *p, size_t n) {
+            EXPECT_LE(n, size_t(1) << 20);  // output comes in bounded pieces
+            stored.insert(stored.end(), p, p + n);
+            ++pieces_out;
+        });
+        EXPECT_GE(z.bound(size), size);
+        for (size_t at = 0; at < in.size();) {
+            size_t n = std::min<size_t>(in.size() - at, 1 + rng() % 200000);
+            z.write(in.data() + at, n);
+            at += n;
+        }
+        z.finish();
+        EXPECT_LE(stored.size(), z.bound(size));
+        for (size_t step : {size_t(1), size_t(7), size_t(65536), stored.size() + 1}) {
+            if (step == 1 && stored.size() > 100000) continue;
+            std::vector<unsigned char> out(size);
+            Inflater inf(out.data(), out.size());
+            for (size_t at = 0; at < stored.size(); at += step) inf.write(stored.data() + at, std::min(step, stored.size() - at));
+            inf.finish();
+            ASSERT_EQ(out, in) << "size " << size << " step " << step;
+        }
+    }
+}
+
+TEST(DeflateError, StreamingDetectsOverflowAndShortStreams) {
+    std::vector<unsigned char> in = sptest::pattern(8, 5000);
+    auto z = deflate_bytes(in.data(), in.size(), 6);
+    std::vector<unsigned char> out(in.size());
+    {
+        Inflater small(out.data(), in.size() - 1);
+        EXPECT_SP_ERROR((small.write(z.data(), z.size()), small.finish()), Code::format, "recorded length");
+    }
+    {
+        Inflater half(out.data(), out.size());
+        half.write(z.data(), z.size() / 2);
+        EXPECT_SP_ERROR(half.finish(), Code::format);
+    }
+}

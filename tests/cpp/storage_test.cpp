@@ -328,6 +328,31 @@ TEST(Storage, CompressedExtents) {
     ck.reader().verify_all();
 }
 
+// Chunks larger than the 8 MiB streaming threshold are deflated through bounded buffers into a
+// reservation of the stream's worst-case size; contiguous and strided sources, whole and box reads.
+TEST(Storage, LargeCompressedExtentsAreStreamed) {
+    TempDir tmp;
+    Tensor big("big", DType::f32, {2048, 2048}, 61);  // 16 MiB
+    for (size_t i = 0; i < big.image.size(); i += 4) big.image[i] = 0;  // partly compressible
+    std::vector<WriteItem> items = {big.item(Box{{0, 0}, {2048, 1200}}),   // strided source, 9.4 MiB: streamed
+                                    big.item(Box{{0, 1200}, {2048, 848}})}; // strided, 6.6 MiB: in memory
+    Tensor flat("flat", DType::u8, {20u << 20}, 62);                        // contiguous, 20 MiB
+    for (size_t i = 0; i < flat.image.size(); i += 2) flat.image[i] = 7;
+    items.push_back(flat.item(flat.whole()));
+    uint64_t file_size = 0;
+    save_items(tmp.path(), items, small_block_options(1), &file_size);
+
+    Opened ck(tmp.path());
+    const Extent &e = ck.entry("flat").chunks[0].extent;
+    EXPECT_EQ(e.transform, Transform::deflate);
+    EXPECT_LT(e.stored_length, e.raw_length);
+    EXPECT_EQ(ck.read_box("flat", flat.whole()), flat.image);
+    EXPECT_EQ(ck.read_box("big", big.whole()), big.image);
+    Box rows{{100, 0}, {900, 2048}};
+    EXPECT_EQ(ck.read_box("big", rows), big.expected(rows));
+    ck.reader().verify_all();
+}
+
 TEST(StorageError, FlippedDataByteIsDetected) {
     TempDir tmp;
     Tensor t("layers.0.w", DType::u8, {10 * kBlock}, 61);
