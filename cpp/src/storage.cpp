@@ -7,10 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/uio.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <deque>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -477,6 +481,60 @@ void inflate_extent(int fd, const EntryMeta &entry, const Extent &e, const std::
 }
 
 // A part of a ReadItem, resolved to stored bytes [a, b) of one extent.
+// A contiguous range of an extent, starting at byte `a`, whose bytes land in the destination in
+// runs of `run_bytes`, the runs placed by an odometer over `outer` with byte steps `step`.
+// A contiguous destination is a single run.
+struct Scatter {
+    uint64_t a = 0;
+    uint64_t run_bytes = 0;
+    unsigned char *dst0 = nullptr;
+    Dims outer;
+    std::vector<int64_t> step;
+
+    unsigned char *run_dst(uint64_t run) const {
+        int64_t off = 0;
+        for (size_t d = outer.size(); d-- > 0;) {
+            off += int64_t(run % outer[d]) * step[d];
+            run /= outer[d];
+        }
+        return dst0 + off;
+    }
+    // Calls f(dst, extent byte position, length) over the bytes [x, y), in order.
+    template <class F>
+    void each(uint64_t x, uint64_t y, F &&f) const {
+        for (uint64_t p = x; p < y;) {
+            uint64_t run = (p - a) / run_bytes, within = (p - a) % run_bytes;
+            uint64_t n = std::min(run_bytes - within, y - p);
+            f(run_dst(run) + within, p, n);
+            p += n;
+        }
+    }
+};
+
+// preadv until every byte of `iov` is filled; a short file is Code::truncated.
+void preadv_full(int fd, std::vector<struct iovec> &iov, uint64_t offset, const std::string &file) {
+    size_t first = 0;
+    while (first < iov.size()) {
+        int count = int(std::min<size_t>(iov.size() - first, IOV_MAX));
+        ssize_t n = ::preadv(fd, iov.data() + first, count, off_t(offset));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno(Code::io, "read from '" + file + "'", errno);
+        }
+        if (n == 0) throw Error(Code::truncated, "data file '" + file + "' ends early at byte " + std::to_string(offset));
+        offset += uint64_t(n);
+        for (uint64_t left = uint64_t(n); left > 0;) {
+            struct iovec &v = iov[first];
+            uint64_t take = std::min<uint64_t>(left, v.iov_len);
+            v.iov_base = static_cast<char *>(v.iov_base) + take;
+            v.iov_len -= take;
+            left -= take;
+            if (v.iov_len == 0) ++first;
+        }
+        while (first < iov.size() && iov[first].iov_len == 0) ++first;
+    }
+}
+
 struct Piece {
     enum Kind { direct, linear, strided } kind;
     const EntryMeta *entry;
@@ -484,7 +542,8 @@ struct Piece {
     int fd;
     uint64_t a, b;           // needed bytes, relative to the extent
     uint64_t read_a, read_b; // bytes to read (block-expanded when verifying)
-    unsigned char *dst;
+    const Scatter *scatter;  // direct and linear: where the bytes go
+    unsigned char *dst;      // strided: the slab's first element
     Dims lengths;            // strided only
     const int64_t *src_strides = nullptr;
     const int64_t *dst_strides = nullptr;
@@ -498,6 +557,7 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
     // Per-item strides must outlive the pieces that point at them.
     std::vector<Strides> src_strides(plan.items.size()), dst_strides(plan.items.size());
     std::vector<Piece> direct, bounce;
+    std::deque<Scatter> scatters;  // stable addresses: pieces point at them
     struct InflateTask {
         const EntryMeta *entry;
         const Extent *extent;
@@ -536,14 +596,33 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         for (size_t d = d0 + 1; d < ndim; ++d) src_linear = src_linear && item.lengths[d] == chunk.box.sizes[d];
         bool dst_linear = is_c_contiguous(item.lengths, Strides(ds.begin(), ds.end()));
 
-        if (src_linear && dst_linear) {
-            uint64_t a = uint64_t(src_elem) * isz, end = a + product(item.lengths) * isz;
-            for (; a < end; a += read_piece_bytes) {
+        // The destination's contiguous innermost part: dims [k, ndim) are in C order there.
+        size_t k = ndim;
+        for (int64_t acc = 1; k > 0; --k) {
+            size_t d = k - 1;
+            if (item.lengths[d] != 1 && ds[d] != acc) break;
+            acc *= int64_t(item.lengths[d]);
+        }
+        uint64_t run_elems = 1;
+        for (size_t d = k; d < ndim; ++d) run_elems *= item.lengths[d];
+        // Contiguous saved bytes go straight into the destination: in one piece when it is
+        // contiguous too, else in runs (preadv) when the runs are long enough to be worth it.
+        if (src_linear && (k == 0 || run_elems * isz >= 512)) {
+            const uint64_t begin = uint64_t(src_elem) * isz, end = begin + product(item.lengths) * isz;
+            scatters.emplace_back();
+            Scatter &sc = scatters.back();
+            sc.a = begin;
+            sc.dst0 = dst0;
+            sc.run_bytes = k == 0 ? end - begin : run_elems * isz;
+            for (size_t d = 0; d < k; ++d) {
+                sc.outer.push_back(item.lengths[d]);
+                sc.step.push_back(ds[d] * int64_t(isz));
+            }
+            for (uint64_t a = begin; a < end; a += read_piece_bytes) {
                 uint64_t b = std::min(end, a + read_piece_bytes);
-                unsigned char *dst = dst0 + (a - uint64_t(src_elem) * isz);
                 auto add = [&](Piece::Kind kind, uint64_t x, uint64_t y) {
                     if (x >= y) return;
-                    Piece p{kind, item.entry, &e, fd, x, y, x, y, dst + (x - a), {}, nullptr, nullptr};
+                    Piece p{kind, item.entry, &e, fd, x, y, x, y, &sc, nullptr, {}, nullptr, nullptr};
                     if (verify && kind == Piece::linear) {
                         p.read_a = x / bs * bs;
                         p.read_b = std::min<uint64_t>(align_up(y, bs), e.stored_length);
@@ -574,7 +653,7 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             uint64_t last = first;
             for (size_t d = 0; d < ndim; ++d) last += (lengths[d] - 1) * uint64_t(ss[d]);
             Piece p{Piece::strided, item.entry, &e, fd, first * isz, (last + 1) * isz, first * isz, (last + 1) * isz,
-                    dst0 + int64_t(j) * ds[d0] * int64_t(isz), lengths, ss.data(), ds.data()};
+                    nullptr, dst0 + int64_t(j) * ds[d0] * int64_t(isz), lengths, ss.data(), ds.data()};
             if (verify) {
                 p.read_a = p.a / bs * bs;
                 p.read_b = std::min<uint64_t>(align_up(p.b, bs), e.stored_length);
@@ -614,8 +693,26 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
     parallel_for(n_tasks, options_.io_threads, [&](size_t t, unsigned worker) {
         if (t < n_direct) {
             const Piece &p = direct[t];
-            pread_full(p.fd, p.dst, p.b - p.a, p.extent->offset + p.a, file_name(p.extent));
-            if (verify) check_blocks(*p.entry, *p.extent, file_name(p.extent), bs, p.a, p.b, p.dst);
+            const Scatter &sc = *p.scatter;
+            const std::string &name = file_name(p.extent);
+            if (sc.outer.empty()) {  // one contiguous destination
+                unsigned char *dst = sc.dst0 + (p.a - sc.a);
+                pread_full(p.fd, dst, p.b - p.a, p.extent->offset + p.a, name);
+                if (verify) check_blocks(*p.entry, *p.extent, name, bs, p.a, p.b, dst);
+                return;
+            }
+            std::vector<struct iovec> iov;
+            sc.each(p.a, p.b, [&](unsigned char *dst, uint64_t, uint64_t n) { iov.push_back({dst, size_t(n)}); });
+            preadv_full(p.fd, iov, p.extent->offset + p.a, name);
+            for (uint64_t at = p.a; verify && at < p.b; at += bs) {  // [p.a, p.b) is whole blocks
+                uint64_t to = std::min<uint64_t>(at + bs, p.b);
+                uint32_t crc = 0;
+                sc.each(at, to, [&](unsigned char *dst, uint64_t, uint64_t n) { crc = crc32_of(dst, n, crc); });
+                if (crc != p.extent->block_crc32[at / bs])
+                    throw Error(Code::checksum, "checksum mismatch in entry '" + p.entry->fqn + "': data file '" + name +
+                                                    "', bytes " + std::to_string(p.extent->offset + at) + ".." +
+                                                    std::to_string(p.extent->offset + to));
+            }
             return;
         }
         if (t < n_direct + n_batches) {
@@ -631,7 +728,8 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
                     uint64_t to = std::min<uint64_t>(at + bs, p.extent->stored_length);
                     check_blocks(*p.entry, *p.extent, file_name(p.extent), bs, at, to, base + at);
                 }
-                if (p.kind == Piece::linear) std::memcpy(p.dst, base + p.a, p.b - p.a);
+                if (p.kind == Piece::linear)
+                    p.scatter->each(p.a, p.b, [&](unsigned char *dst, uint64_t at, uint64_t n) { std::memcpy(dst, base + at, n); });
                 else copy_box(base + p.a, p.src_strides, p.dst, p.dst_strides, p.lengths, dtype_size(int32_t(p.entry->dtype)));
             }
             return;
