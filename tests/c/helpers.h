@@ -112,15 +112,7 @@ int save_whole(const char *dir, const tdesc *ts, size_t count, const shardpoint_
  * with the code in *rc when rc is not NULL). */
 uint64_t load_whole_mismatches(shardpoint_reader *reader, const tdesc *t, int *rc);
 
-/* --- ranks as threads ------------------------------------------------------------------------ */
-
-/* A group of `size` threads of this process acting as ranks, talking through the callback
- * communicator (gather to rank 0 / broadcast from rank 0 over a mutex and condition variable). */
-typedef struct sp_group sp_group;
-sp_group *group_new(int size);
-void group_free(sp_group *group);
-/* Rank `rank`'s communicator (shardpoint_comm_free it; the group must outlive it). */
-int group_comm(sp_group *group, int rank, shardpoint_comm **out);
+#include "thread_group.h"
 
 /* What one rank observed; filled by the rank's thread, asserted by the main thread. */
 typedef struct rank_result {

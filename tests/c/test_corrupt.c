@@ -332,7 +332,7 @@ static void test_flipped_blob_byte(void **state) {
     free(data);
 }
 
-/* Checksums are per 1 MiB block: damage in one block fails the reads that touch it, only those. */
+/* Checksums are per block (64 KiB): damage in one block fails the reads that touch it, only those. */
 static void test_damage_is_confined_to_its_block(void **state) {
     fixture *f = *state;
     char *dir = path_join(f->tmp, "blocks");

@@ -445,7 +445,7 @@ static void test_box_spanning_chunks(void **state) {
     free(dir);
 }
 
-/* Chunks larger than one 1 MiB CRC block, read in boxes that start and end inside blocks. */
+/* Chunks larger than many 64 KiB CRC blocks, read in boxes that start and end inside blocks. */
 static void test_boxes_across_crc_blocks(void **state) {
     char *dir = ckpt_path(state);
     tdesc t = {"big", SHARDPOINT_DTYPE_F32, 2, {1024, 1000}, 31}; /* 4 000 000 bytes */

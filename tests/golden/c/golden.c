@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "shardpoint.h"
+#include "thread_group.h"
 
 #ifndef SP_GOLDEN_MODEL
 #define SP_GOLDEN_MODEL "tests/golden/model.txt"
@@ -151,62 +152,13 @@ static unsigned char *generate(const record *r) {
 
 static uint64_t part_lo(uint64_t n, int r, int w) { return n * (uint64_t)r / (uint64_t)w; }
 
-/* --- ranks as threads: gather / broadcast over a mutex and a condition variable ---------------- */
-
-typedef struct group {
-    int size;
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    int arrived;
-    uint64_t round;
-    void **slots;
-} group;
-
-typedef struct member {
-    group *g;
-    int rank;
-} member;
-
-/* One collective round: every rank deposits its buffer; rank 0 copies once all have arrived and
- * then releases them, so every buffer stays valid while it is used. */
-static void exchange(member *m, const void *send, void *buf, uint64_t len, int is_gather) {
-    group *g = m->g;
-    pthread_mutex_lock(&g->mutex);
-    const uint64_t round = g->round;
-    g->slots[m->rank] = is_gather ? (void *)send : buf;
-    if (++g->arrived == g->size) pthread_cond_broadcast(&g->cond);
-    if (m->rank == 0) {
-        while (g->arrived != g->size) pthread_cond_wait(&g->cond, &g->mutex);
-        for (int r = 0; r < g->size; ++r) {
-            if (is_gather) memcpy((unsigned char *)buf + (uint64_t)r * len, g->slots[r], len);
-            else if (r != 0) memcpy(g->slots[r], buf, len);
-        }
-        g->arrived = 0;
-        ++g->round;
-        pthread_cond_broadcast(&g->cond);
-    } else {
-        while (g->round == round) pthread_cond_wait(&g->cond, &g->mutex);
-    }
-    pthread_mutex_unlock(&g->mutex);
-}
-
-static int cb_gather(void *user, const void *send, uint64_t len, void *recv) {
-    exchange(user, send, recv, len, 1);
-    return 0;
-}
-
-static int cb_broadcast(void *user, void *buf, uint64_t len) {
-    exchange(user, NULL, buf, len, 0);
-    return 0;
-}
-
 /* --- write ------------------------------------------------------------------------------------ */
 
 typedef struct rank_job {
     const model *m;
     const char *dir;
     int rank, world;
-    member self;
+    shardpoint_comm *comm; /* this rank's communicator in the thread group */
     int rc;
     char message[1024];
 } rank_job;
@@ -242,13 +194,6 @@ static int offer(shardpoint_save *s, const record *r, int rank, int world, unsig
 
 static void *write_rank(void *arg) {
     rank_job *job = arg;
-    shardpoint_comm_callbacks cb = SHARDPOINT_COMM_CALLBACKS_INIT;
-    cb.rank = job->rank;
-    cb.size = job->world;
-    cb.user = &job->self;
-    cb.gather = cb_gather;
-    cb.broadcast = cb_broadcast;
-    shardpoint_comm *comm = NULL;
     shardpoint_save *save = NULL;
     shardpoint_save_options options = SHARDPOINT_SAVE_OPTIONS_INIT;
     options.flags = SHARDPOINT_SAVE_OVERWRITE;
@@ -256,15 +201,10 @@ static void *write_rank(void *arg) {
     const char *level = getenv("SHARDPOINT_GOLDEN_COMPRESSION");
     if (level) options.compression_level = atoi(level);
     unsigned char **keep = calloc(job->m->count + 1, sizeof *keep);
-    const char *step = "comm_new_callbacks";
-    int rc = shardpoint_comm_new_callbacks(&comm, &cb);
-    if (rc == 0) {
-        step = "save_new";
-        rc = shardpoint_save_new(&save, job->dir, comm, &options);
-    }
+    int rc = shardpoint_save_new(&save, job->dir, job->comm, &options);
     if (rc != 0) {
         /* Cannot happen with valid arguments; the other ranks would wait forever, so stop here. */
-        fprintf(stderr, "golden: rank %d: %s: %s\n", job->rank, step, shardpoint_last_error());
+        fprintf(stderr, "golden: rank %d: save_new: %s\n", job->rank, shardpoint_last_error());
         exit(1);
     }
     for (size_t i = 0; i < job->m->count && rc == 0; ++i) {
@@ -278,18 +218,23 @@ static void *write_rank(void *arg) {
     }
     job->rc = rc;
     shardpoint_save_free(save);
-    shardpoint_comm_free(comm);
     for (size_t i = 0; i < job->m->count; ++i) free(keep[i]);
     free(keep);
     return NULL;
 }
 
 static int write_checkpoint(const model *m, const char *dir, int world) {
-    group g = {world, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, calloc((size_t)world, sizeof(void *))};
+    sp_group *g = group_new(world);
     rank_job *jobs = calloc((size_t)world, sizeof *jobs);
     pthread_t *threads = calloc((size_t)world, sizeof *threads);
     for (int r = 0; r < world; ++r) {
-        jobs[r] = (rank_job){m, dir, r, world, {&g, r}, 0, ""};
+        jobs[r] = (rank_job){m, dir, r, world, NULL, 0, ""};
+        if (!g || group_comm(g, r, &jobs[r].comm) != 0) {
+            fprintf(stderr, "golden: cannot make the communicator of rank %d\n", r);
+            exit(1);
+        }
+    }
+    for (int r = 0; r < world; ++r) {
         if (pthread_create(&threads[r], NULL, write_rank, &jobs[r]) != 0) {
             fprintf(stderr, "golden: cannot start rank %d\n", r);
             exit(1);
@@ -304,7 +249,9 @@ static int write_checkpoint(const model *m, const char *dir, int world) {
             failed = 1;
         }
     }
-    free(threads), free(jobs), free(g.slots);
+    for (int r = 0; r < world; ++r) shardpoint_comm_free(jobs[r].comm);
+    group_free(g);
+    free(threads), free(jobs);
     if (!failed) printf("golden write %s: %d ranks ok\n", dir, world);
     return failed;
 }
