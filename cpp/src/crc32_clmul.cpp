@@ -1,6 +1,7 @@
 // CRC-32 (zlib's polynomial) with carry-less multiplication: fold 64 bytes at a time with
-// PCLMULQDQ, then let zlib finish the last 16-byte remainder and the tail. Several times faster
-// than zlib's table-driven code, and it produces identical values (tests/cpp compare them).
+// PCLMULQDQ, reduce the last 128 bits with a Barrett reduction, and let zlib do the tail of fewer
+// than 16 bytes. Several times faster than zlib's table-driven code, with identical values
+// (tests/cpp compare them at every length, offset and seed).
 #include <zlib.h>
 
 #include <cstddef>
@@ -28,8 +29,8 @@ uint32_t zlib_crc32(uint32_t crc, const unsigned char *p, size_t len) {
 }
 
 #ifdef SHARDPOINT_HAVE_CLMUL
-// Constants for folding across 512 bits (k1, k2) and 128 bits (k3, k4): powers of x modulo the
-// bit-reflected CRC-32 polynomial, as in Intel's "Fast CRC Computation Using PCLMULQDQ".
+// Constants for folding across 512 bits (k1, k2), 128 bits (k3, k4) and 64 bits (k5): powers of x
+// modulo the bit-reflected CRC-32 polynomial, as in Intel's "Fast CRC Computation Using PCLMULQDQ".
 __attribute__((target("pclmul,sse4.1"))) inline __m128i fold(__m128i x, __m128i k, __m128i next) {
     __m128i lo = _mm_clmulepi64_si128(x, k, 0x00);
     __m128i hi = _mm_clmulepi64_si128(x, k, 0x11);
@@ -57,10 +58,19 @@ __attribute__((target("pclmul,sse4.1"))) uint32_t crc32_clmul(uint32_t crc, cons
     x1 = fold(x1, k3k4, x3);
     x1 = fold(x1, k3k4, x4);
     for (; len >= 16; p += 16, len -= 16) x1 = fold(x1, k3k4, _mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-    // The folded value has the same CRC (from a zero state) as everything folded into it.
-    unsigned char remainder[16];
-    _mm_storeu_si128(reinterpret_cast<__m128i *>(remainder), x1);
-    return uint32_t(::crc32(0xFFFFFFFFu, remainder, 16));
+    // Fold the last 128 bits to 64, then Barrett-reduce to the 32-bit remainder.
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641, 0x01db710641);  // P(x) and its Barrett quotient
+    const __m128i mask32 = _mm_setr_epi32(~0, 0, ~0, 0);
+    __m128i t = _mm_clmulepi64_si128(x1, k3k4, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), t);
+    t = _mm_srli_si128(x1, 4);
+    x1 = _mm_clmulepi64_si128(_mm_and_si128(x1, mask32), k5k0, 0x00);
+    x1 = _mm_xor_si128(x1, t);
+    t = _mm_clmulepi64_si128(_mm_and_si128(x1, mask32), poly, 0x10);
+    t = _mm_clmulepi64_si128(_mm_and_si128(t, mask32), poly, 0x00);
+    x1 = _mm_xor_si128(x1, t);
+    return ~uint32_t(_mm_extract_epi32(x1, 1));
 }
 
 bool have_clmul() {
