@@ -132,6 +132,18 @@ func (v View) place(sizes []uint64, n int) (start int, empty bool, err error) {
 
 // elementPointer checks the view against buf (elements of esize bytes) and returns the address of
 // the box's first element, or nil when the box is empty.
+// destination resolves a read request's box and checks that its elements, placed by v, lie
+// inside dst; it returns the box and the pointer to hand to the C ABI.
+func destination(box Box, dst []byte, esize int, v View) (offsets, sizes []uint64, p unsafe.Pointer, err error) {
+	if offsets, sizes, err = box.resolve(nil, false); err != nil {
+		return nil, nil, nil, err
+	}
+	if p, err = elementPointer(dst, esize, sizes, v); err != nil {
+		return nil, nil, nil, err
+	}
+	return offsets, sizes, p, nil
+}
+
 func elementPointer(buf []byte, esize int, sizes []uint64, v View) (unsafe.Pointer, error) {
 	if esize <= 0 {
 		return nil, newError(ErrInvalid, "unknown dtype")

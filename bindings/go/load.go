@@ -70,11 +70,7 @@ func (l *Load) AddTensorRaw(fqn string, dtype DType, box Box, dst []byte, v View
 }
 
 func (l *Load) addTensor(fqn string, dtype DType, box Box, dst []byte, esize int, v View) error {
-	offsets, sizes, err := box.resolve(nil, false)
-	if err != nil {
-		return err
-	}
-	p, err := elementPointer(dst, esize, sizes, v)
+	offsets, sizes, p, err := destination(box, dst, esize, v)
 	if err != nil {
 		return err
 	}

@@ -358,11 +358,7 @@ func (r *Reader) ReadTensorRaw(fqn string, dtype DType, box Box, dst []byte, v V
 }
 
 func (r *Reader) readTensor(fqn string, dtype DType, box Box, dst []byte, esize int, v View) error {
-	offsets, sizes, err := box.resolve(nil, false)
-	if err != nil {
-		return err
-	}
-	p, err := elementPointer(dst, esize, sizes, v)
+	offsets, sizes, p, err := destination(box, dst, esize, v)
 	if err != nil {
 		return err
 	}
