@@ -1,0 +1,70 @@
+// Shared by the C ABI's translation units: the handle structs, the exception firewall
+// (`guarded`) and argument helpers. No logic lives in the C ABI beyond argument checking and
+// handle bookkeeping.
+#pragma once
+
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "shardpoint.h"
+#include "shardpoint/checkpoint.hpp"
+#include "shardpoint/error.hpp"
+
+struct shardpoint_comm {
+    std::unique_ptr<shardpoint::Comm> impl;
+};
+struct shardpoint_save {
+    std::unique_ptr<shardpoint::SaveSession> impl;
+};
+struct shardpoint_reader {
+    std::unique_ptr<shardpoint::Reader> impl;
+};
+struct shardpoint_load {
+    std::unique_ptr<shardpoint::LoadSession> impl;
+};
+
+namespace shardpoint {
+namespace capi {
+
+// Records a failure as the calling thread's last error; returns `code`.
+int fail(int code, const char *message) noexcept;
+
+// Runs `body`, mapping any exception to an error code and the thread's last error.
+template <class Body>
+int guarded(Body &&body) noexcept {
+    try {
+        body();
+        return SHARDPOINT_OK;
+    } catch (const Error &e) {
+        return fail(int(e.code()), e.what());
+    } catch (const std::bad_alloc &) {
+        return fail(SHARDPOINT_ENOMEM, "out of memory");
+    } catch (const std::exception &e) {
+        return fail(SHARDPOINT_EINTERNAL, e.what());
+    } catch (...) {
+        return fail(SHARDPOINT_EINTERNAL, "unknown exception");
+    }
+}
+
+inline void need(const void *p, const char *what) {
+    if (p == nullptr) throw Error(Code::invalid_argument, std::string(what) + " is NULL");
+}
+
+inline std::string text(const char *s, const char *what) {
+    need(s, what);
+    return std::string(s);
+}
+
+inline Dims dims(const uint64_t *p, uint32_t n, const char *what) {
+    if (n > SHARDPOINT_MAX_NDIM) throw Error(Code::shape, "more than 32 dimensions");
+    if (n == 0) return {};
+    need(p, what);
+    return Dims(p, p + n);
+}
+
+inline Strides strides_of(const int64_t *p, uint32_t n) { return p && n ? Strides(p, p + n) : Strides{}; }
+
+}  // namespace capi
+}  // namespace shardpoint

@@ -1,0 +1,251 @@
+// The C ABI: opening checkpoints, reading metadata, verifying and loading.
+#include "internal.hpp"
+
+using namespace shardpoint;
+using namespace shardpoint::capi;
+
+namespace {
+
+LoadOptions load_options_of(const shardpoint_load_options *o) {
+    LoadOptions out;
+    if (!o) return out;
+    if (o->version != SHARDPOINT_LOAD_OPTIONS_VERSION) throw Error(Code::invalid_argument, "unsupported load options version");
+    if (o->flags & ~uint32_t(SHARDPOINT_LOAD_NO_VERIFY | SHARDPOINT_LOAD_ALLOW_PARTIAL))
+        throw Error(Code::invalid_argument, "unknown load flags");
+    out.verify = !(o->flags & SHARDPOINT_LOAD_NO_VERIFY);
+    out.allow_partial = o->flags & SHARDPOINT_LOAD_ALLOW_PARTIAL;
+    out.io_threads = o->io_threads;
+    return out;
+}
+
+}  // namespace
+
+extern "C" {
+
+int shardpoint_load_options_init(shardpoint_load_options *options, uint32_t version) {
+    return guarded([&] {
+        need(options, "options");
+        if (version != SHARDPOINT_LOAD_OPTIONS_VERSION) throw Error(Code::invalid_argument, "unsupported load options version");
+        *options = shardpoint_load_options SHARDPOINT_LOAD_OPTIONS_INIT;
+    });
+}
+
+int shardpoint_reader_open(shardpoint_reader **out, const char *dir, const shardpoint_load_options *options) {
+    return guarded([&] {
+        need(out, "out");
+        auto impl = std::make_unique<Reader>(text(dir, "dir"), load_options_of(options));
+        *out = new shardpoint_reader{std::move(impl)};
+    });
+}
+
+void shardpoint_reader_free(shardpoint_reader *reader) { delete reader; }
+
+int shardpoint_reader_storage_info(const shardpoint_reader *reader, shardpoint_storage_info *out) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out, "out");
+        const Metadata &md = reader->impl->metadata();
+        shardpoint_storage_info info{};
+        info.checkpoint_id = md.storage.checkpoint_id.c_str();
+        info.save_id = md.storage.save_id.c_str();
+        info.library_version = md.storage.library_version.c_str();
+        info.created_unix_ns = md.storage.created_unix_ns;
+        info.world_size = int32_t(md.storage.world_size);
+        info.format_major = md.storage.format_major;
+        info.format_minor = md.storage.format_minor;
+        info.alignment = md.storage.alignment;
+        info.file_count = md.files.size();
+        info.total_stored_bytes = reader->impl->total_stored_bytes();
+        *out = info;
+    });
+}
+
+int shardpoint_reader_file_info(const shardpoint_reader *reader, uint64_t index, shardpoint_file_info *out) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out, "out");
+        const auto &files = reader->impl->metadata().files;
+        if (index >= files.size()) throw Error(Code::range, "file index " + std::to_string(index) + " out of range");
+        shardpoint_file_info info{};
+        info.name = files[index].name.c_str();
+        info.size = files[index].size;
+        info.rank = int32_t(files[index].rank);
+        *out = info;
+    });
+}
+
+int shardpoint_reader_entry_count(const shardpoint_reader *reader, uint64_t *out_count) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_count, "out_count");
+        *out_count = reader->impl->metadata().entries.size();
+    });
+}
+
+int shardpoint_reader_entry_info(const shardpoint_reader *reader, uint64_t index, shardpoint_entry_info *out) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out, "out");
+        const auto &entries = reader->impl->metadata().entries;
+        if (index >= entries.size()) throw Error(Code::range, "entry index " + std::to_string(index) + " out of range");
+        const EntryMeta &e = entries[index];
+        shardpoint_entry_info info{};
+        info.fqn = e.fqn.c_str();
+        bool tensor = e.kind == EntryKind::tensor;
+        info.kind = tensor ? SHARDPOINT_ENTRY_TENSOR : SHARDPOINT_ENTRY_BYTES;
+        info.dtype = tensor ? int32_t(e.dtype) : -1;
+        info.ndim = tensor ? uint32_t(e.shape.size()) : 0;
+        info.shape = tensor && !e.shape.empty() ? e.shape.data() : nullptr;
+        info.chunk_count = e.chunks.size();
+        info.numel = e.numel();
+        info.nbytes = e.nbytes();
+        info.stored_bytes = reader->impl->stored_bytes(index);
+        info.covered_numel = reader->impl->covered_numel(index);
+        *out = info;
+    });
+}
+
+int shardpoint_reader_find(const shardpoint_reader *reader, const char *fqn, uint64_t *out_index) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_index, "out_index");
+        const Metadata &md = reader->impl->metadata();
+        const EntryMeta *e = md.find(text(fqn, "fqn"));
+        if (!e) throw Error(Code::not_found, std::string("no entry '") + fqn + "' in the checkpoint");
+        *out_index = uint64_t(e - md.entries.data());
+    });
+}
+
+int shardpoint_reader_chunk_info(const shardpoint_reader *reader, uint64_t index, uint64_t chunk, shardpoint_chunk_info *out) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out, "out");
+        const Metadata &md = reader->impl->metadata();
+        if (index >= md.entries.size()) throw Error(Code::range, "entry index " + std::to_string(index) + " out of range");
+        const EntryMeta &e = md.entries[index];
+        if (chunk >= e.chunks.size()) throw Error(Code::range, "chunk index " + std::to_string(chunk) + " out of range");
+        const ChunkMeta &c = e.chunks[chunk];
+        bool tensor = e.kind == EntryKind::tensor && !e.shape.empty();
+        shardpoint_chunk_info info{};
+        info.offsets = tensor ? c.box.offsets.data() : nullptr;
+        info.sizes = tensor ? c.box.sizes.data() : nullptr;
+        info.file = md.files[c.extent.file].name.c_str();
+        info.file_offset = c.extent.offset;
+        info.stored_length = c.extent.stored_length;
+        info.raw_length = c.extent.raw_length;
+        info.crc32 = c.extent.crc32;
+        info.transform = c.extent.transform == Transform::deflate ? SHARDPOINT_TRANSFORM_DEFLATE : SHARDPOINT_TRANSFORM_NONE;
+        info.writer_rank = int32_t(c.extent.writer_rank);
+        *out = info;
+    });
+}
+
+int shardpoint_reader_metadata_count(const shardpoint_reader *reader, uint64_t *out_count) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_count, "out_count");
+        *out_count = reader->impl->metadata().user.size();
+    });
+}
+
+int shardpoint_reader_metadata_at(const shardpoint_reader *reader, uint64_t index, const char **out_key, const char **out_value) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_key, "out_key");
+        need(out_value, "out_value");
+        const auto &user = reader->impl->metadata().user;
+        if (index >= user.size()) throw Error(Code::range, "metadata index " + std::to_string(index) + " out of range");
+        *out_key = user[index].first.c_str();
+        *out_value = user[index].second.c_str();
+    });
+}
+
+int shardpoint_reader_metadata_get(const shardpoint_reader *reader, const char *key, const char **out_value) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_value, "out_value");
+        std::string k = text(key, "key");
+        for (const auto &kv : reader->impl->metadata().user)
+            if (kv.first == k) {
+                *out_value = kv.second.c_str();
+                return;
+            }
+        throw Error(Code::not_found, "no user metadata key '" + k + "'");
+    });
+}
+
+int shardpoint_reader_verify(shardpoint_reader *reader) {
+    return guarded([&] {
+        need(reader, "reader");
+        reader->impl->storage().verify_all();
+    });
+}
+
+// --- load ------------------------------------------------------------------------------------
+
+int shardpoint_load_new(shardpoint_load **out, shardpoint_reader *reader, shardpoint_comm *comm) {
+    return guarded([&] {
+        need(out, "out");
+        need(reader, "reader");
+        *out = new shardpoint_load{std::make_unique<LoadSession>(*reader->impl, comm ? comm->impl.get() : nullptr)};
+    });
+}
+
+int shardpoint_load_add_tensor(shardpoint_load *load, const char *fqn, int32_t dtype, uint32_t ndim, const uint64_t *box_offsets,
+                               const uint64_t *box_sizes, void *dst, const int64_t *strides) {
+    return guarded([&] {
+        need(load, "load");
+        load->impl->add_tensor(text(fqn, "fqn"), DType(dtype), ndim, dims(box_offsets, ndim, "box_offsets"),
+                               dims(box_sizes, ndim, "box_sizes"), dst, strides_of(strides, ndim));
+    });
+}
+
+int shardpoint_load_add_bytes(shardpoint_load *load, const char *fqn, void *dst, uint64_t capacity) {
+    return guarded([&] {
+        need(load, "load");
+        load->impl->add_bytes(text(fqn, "fqn"), dst, capacity);
+    });
+}
+
+int shardpoint_load_skipped_count(const shardpoint_load *load, uint64_t *out_count) {
+    return guarded([&] {
+        need(load, "load");
+        need(out_count, "out_count");
+        *out_count = load->impl->skipped();
+    });
+}
+
+int shardpoint_load_execute(shardpoint_load *load) {
+    return guarded([&] {
+        need(load, "load");
+        load->impl->execute();
+    });
+}
+
+void shardpoint_load_free(shardpoint_load *load) { delete load; }
+
+int shardpoint_reader_read_tensor(shardpoint_reader *reader, const char *fqn, int32_t dtype, uint32_t ndim,
+                                  const uint64_t *box_offsets, const uint64_t *box_sizes, void *dst, const int64_t *strides) {
+    return guarded([&] {
+        need(reader, "reader");
+        LoadSession load(*reader->impl, nullptr);
+        load.add_tensor(text(fqn, "fqn"), DType(dtype), ndim, dims(box_offsets, ndim, "box_offsets"),
+                        dims(box_sizes, ndim, "box_sizes"), dst, strides_of(strides, ndim));
+        load.execute();
+    });
+}
+
+int shardpoint_reader_read_bytes(shardpoint_reader *reader, const char *fqn, void *dst, uint64_t capacity, uint64_t *out_len) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_len, "out_len");
+        std::string name = text(fqn, "fqn");
+        const EntryMeta *e = reader->impl->metadata().find(name);
+        LoadSession load(*reader->impl, nullptr);
+        load.add_bytes(name, dst, capacity);
+        load.execute();
+        *out_len = e ? e->shape[0] : 0;
+    });
+}
+
+}  // extern "C"

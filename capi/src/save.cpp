@@ -1,0 +1,84 @@
+// The C ABI: saving.
+#include "internal.hpp"
+
+using namespace shardpoint;
+using namespace shardpoint::capi;
+
+namespace {
+
+SaveOptions save_options_of(const shardpoint_save_options *o, const char *dir) {
+    SaveOptions out;
+    std::string d(dir);
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    out.checkpoint_id = d.substr(d.find_last_of('/') == std::string::npos ? 0 : d.find_last_of('/') + 1);
+    if (!o) return out;
+    if (o->version != SHARDPOINT_SAVE_OPTIONS_VERSION) throw Error(Code::invalid_argument, "unsupported save options version");
+    if (o->flags & ~uint32_t(SHARDPOINT_SAVE_OVERWRITE | SHARDPOINT_SAVE_FSYNC))
+        throw Error(Code::invalid_argument, "unknown save flags");
+    if (o->alignment > (1u << 30)) throw Error(Code::invalid_argument, "alignment larger than 1 GiB");
+    out.overwrite = o->flags & SHARDPOINT_SAVE_OVERWRITE;
+    out.fsync = o->flags & SHARDPOINT_SAVE_FSYNC;
+    out.compression_level = o->compression_level;
+    out.io_threads = o->io_threads;
+    if (o->alignment) out.alignment = uint32_t(o->alignment);
+    if (o->checkpoint_id) out.checkpoint_id = o->checkpoint_id;
+    return out;
+}
+
+}  // namespace
+
+extern "C" {
+
+int shardpoint_save_options_init(shardpoint_save_options *options, uint32_t version) {
+    return guarded([&] {
+        need(options, "options");
+        if (version != SHARDPOINT_SAVE_OPTIONS_VERSION) throw Error(Code::invalid_argument, "unsupported save options version");
+        *options = shardpoint_save_options SHARDPOINT_SAVE_OPTIONS_INIT;
+    });
+}
+
+int shardpoint_save_new(shardpoint_save **out, const char *dir, shardpoint_comm *comm, const shardpoint_save_options *options) {
+    return guarded([&] {
+        need(out, "out");
+        std::string d = text(dir, "dir");
+        auto impl = std::make_unique<SaveSession>(d, comm ? comm->impl.get() : nullptr, save_options_of(options, dir));
+        *out = new shardpoint_save{std::move(impl)};
+    });
+}
+
+int shardpoint_save_add_tensor(shardpoint_save *save, const char *fqn, int32_t dtype, uint32_t ndim,
+                               const uint64_t *global_shape, const uint64_t *chunk_offsets, const uint64_t *chunk_sizes,
+                               const void *data, const int64_t *strides) {
+    return guarded([&] {
+        need(save, "save");
+        if (!dtype_valid(dtype)) throw Error(Code::invalid_argument, "unknown dtype " + std::to_string(dtype));
+        save->impl->add_tensor(text(fqn, "fqn"), DType(dtype), dims(global_shape, ndim, "global_shape"),
+                               dims(chunk_offsets, ndim, "chunk_offsets"), dims(chunk_sizes, ndim, "chunk_sizes"), data,
+                               strides_of(strides, ndim));
+    });
+}
+
+int shardpoint_save_add_bytes(shardpoint_save *save, const char *fqn, const void *data, uint64_t len) {
+    return guarded([&] {
+        need(save, "save");
+        save->impl->add_bytes(text(fqn, "fqn"), data, len);
+    });
+}
+
+int shardpoint_save_set_metadata(shardpoint_save *save, const char *key, const char *value) {
+    return guarded([&] {
+        need(save, "save");
+        save->impl->set_metadata(text(key, "key"), text(value, "value"));
+    });
+}
+
+int shardpoint_save_commit(shardpoint_save *save) {
+    return guarded([&] {
+        need(save, "save");
+        save->impl->commit();
+    });
+}
+
+void shardpoint_save_free(shardpoint_save *save) { delete save; }
+
+}  // extern "C"

@@ -1,0 +1,66 @@
+// Internal to the filesystem storage layer (storage_writer.cpp, storage_reader.cpp, gc.cpp):
+// file descriptors, full reads and writes, fsync helpers, per-worker scratch buffers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shardpoint/parallel.hpp"
+
+namespace shardpoint {
+namespace io {
+
+constexpr uint64_t write_piece_bytes = 8ull << 20;   // unit of parallel writing
+constexpr uint64_t read_piece_bytes = 16ull << 20;   // largest single read or staged slab
+constexpr uint64_t merge_gap_bytes = 64ull << 10;    // nearby reads closer than this are merged
+constexpr uint64_t merge_limit_bytes = 16ull << 20;  // ... into reads of at most this size
+
+// Owns a file descriptor; closes it unless released.
+class FileDescriptor {
+public:
+    explicit FileDescriptor(int fd = -1) : fd_(fd) {}
+    ~FileDescriptor();
+    FileDescriptor(const FileDescriptor &) = delete;
+    FileDescriptor &operator=(const FileDescriptor &) = delete;
+    int get() const { return fd_; }
+    int release() {
+        int fd = fd_;
+        fd_ = -1;
+        return fd;
+    }
+
+private:
+    int fd_;
+};
+
+std::string join(const std::string &dir, const std::string &name);
+inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+// Writes exactly len bytes (Code::io, or Code::no_space when the disk is full).
+void pwrite_full(int fd, const void *data, uint64_t len, uint64_t offset, const std::string &file);
+// Reads exactly len bytes; a short file is Code::truncated.
+void pread_full(int fd, void *data, uint64_t len, uint64_t offset, const std::string &file);
+void fsync_or_throw(int fd, const std::string &what);
+void fsync_directory(const std::string &dir);
+// Asks the kernel to begin writing a range back to disk without waiting for it (a hint: errors
+// surface at the final fsync).
+void start_writeback(int fd, uint64_t offset, uint64_t len);
+
+// One reusable staging buffer per worker, freed when the operation ends (so no thread keeps
+// large buffers alive between saves or loads).
+class ScratchBuffers {
+public:
+    ScratchBuffers(size_t tasks, unsigned threads) : buffers_(worker_count(tasks, threads)) {}
+    unsigned char *get(unsigned worker, size_t len) {
+        auto &b = buffers_[worker];
+        if (b.size() < len) b.resize(len);
+        return b.data();
+    }
+
+private:
+    std::vector<std::vector<unsigned char>> buffers_;
+};
+
+}  // namespace io
+}  // namespace shardpoint

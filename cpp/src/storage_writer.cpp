@@ -1,0 +1,276 @@
+// The filesystem storage writer: data files written with pwrite from many threads, CRC-32
+// computed while the bytes are hot, metadata committed atomically (FORMAT.md section 5).
+#include "shardpoint/storage.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <deque>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include "shardpoint/codec.hpp"
+#include "shardpoint/error.hpp"
+#include "shardpoint/layout.hpp"
+#include "shardpoint/metadata_codec.hpp"
+#include "shardpoint/parallel.hpp"
+#include "storage_io.hpp"
+
+namespace shardpoint {
+
+using namespace io;
+
+namespace {
+
+bool is_contiguous(const WriteItem &w) { return w.strides.empty() || is_c_contiguous(w.sizes, w.strides); }
+
+}  // namespace
+
+std::string data_file_name(const std::string &save_id, int rank) {
+    char r[16];
+    std::snprintf(r, sizeof r, "%05d", rank);
+    return "data-" + save_id + "-r" + r + ".bin";
+}
+
+std::string new_save_id() {
+    std::random_device rd;
+    static const char hex[] = "0123456789abcdef";
+    std::string id;
+    for (int i = 0; i < 4; ++i) {
+        uint32_t v = rd();
+        for (int k = 0; k < 4; ++k) {
+            id += hex[(v >> (8 * k + 4)) & 15];
+            id += hex[(v >> (8 * k)) & 15];
+        }
+    }
+    return id;
+}
+
+void make_directories(const std::string &dir) {
+    if (dir.empty()) throw Error(Code::invalid_argument, "empty checkpoint path");
+    std::string partial;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = dir.find('/', pos + 1);
+        partial = dir.substr(0, pos);
+        if (partial.empty()) continue;
+        if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+            throw_errno(Code::io, "create directory '" + partial + "'", errno);
+    }
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        throw Error(Code::io, "'" + dir + "' exists and is not a directory");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+FileSystemWriter::FileSystemWriter(std::string dir, SaveOptions options) : dir_(std::move(dir)), options_(std::move(options)) {}
+
+void FileSystemWriter::reset(const std::string &save_id) { save_id_ = save_id; }
+
+void FileSystemWriter::set_up_storage_writer(bool, int rank, int) {
+    rank_ = rank;
+    make_directories(dir_);
+}
+
+SavePlan FileSystemWriter::prepare_local_plan(SavePlan plan) { return plan; }
+
+std::vector<SavePlan> FileSystemWriter::prepare_global_plan(std::vector<SavePlan> plans) {
+    struct stat st;
+    if (!options_.overwrite && ::stat(join(dir_, metadata_file_name).c_str(), &st) == 0)
+        throw Error(Code::exists, "a checkpoint already exists at '" + dir_ + "' (ask for overwrite to replace it)");
+    for (size_t r = 0; r < plans.size(); ++r) plans[r].file_name = data_file_name(save_id_, int(r));
+    return plans;
+}
+
+std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan &plan, uint64_t &file_size) {
+    file_size = 0;
+    if (plan.items.empty()) return {};
+    std::string path = join(dir_, plan.file_name);
+    FileDescriptor fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd.get() < 0) throw_errno(Code::io, "create data file '" + path + "'", errno);
+    auto results = options_.compression_level > 0 ? write_compressed(fd.get(), plan, file_size)
+                                                  : write_raw(fd.get(), plan, file_size);
+    if (::ftruncate(fd.get(), off_t(file_size)) != 0) throw_errno(Code::io, "size data file '" + path + "'", errno);
+    if (options_.fsync) fsync_or_throw(fd.get(), "data file '" + path + "'");
+    if (::close(fd.release()) != 0) throw_errno(Code::io, "close data file '" + path + "'", errno);
+    return results;
+}
+
+std::vector<WriteResult> FileSystemWriter::write_raw(int fd, const SavePlan &plan, uint64_t &file_size) {
+    const uint64_t bs = options_.block_size;
+    const uint64_t piece = std::max<uint64_t>(write_piece_bytes / bs, 1) * bs;
+    std::vector<WriteResult> results(plan.items.size());
+    struct Piece {
+        size_t item;
+        uint64_t begin, len;
+    };
+    std::vector<Piece> pieces;
+    uint64_t cursor = 0;
+    for (size_t i = 0; i < plan.items.size(); ++i) {
+        const WriteItem &w = plan.items[i];
+        uint64_t nb = w.nbytes();
+        Extent &e = results[i].extent;
+        results[i].index = w.index;
+        e.writer_rank = uint32_t(rank_);
+        e.stored_length = e.raw_length = nb;
+        if (nb > 0) cursor = align_up(cursor, options_.alignment);
+        e.offset = cursor;
+        e.block_crc32.assign((nb + bs - 1) / bs, 0);
+        cursor += nb;
+        for (uint64_t b = 0; b < nb; b += piece) pieces.push_back(Piece{i, b, std::min(piece, nb - b)});
+    }
+    ScratchBuffers scratch(pieces.size(), options_.io_threads);
+    parallel_for(pieces.size(), options_.io_threads, [&](size_t k, unsigned worker) {
+        const Piece &p = pieces[k];
+        const WriteItem &w = plan.items[p.item];
+        Extent &e = results[p.item].extent;
+        const uint32_t itemsize = dtype_size(int32_t(w.dtype));
+        const unsigned char *src;
+        if (is_contiguous(w)) {
+            src = static_cast<const unsigned char *>(w.data) + p.begin;
+        } else {
+            unsigned char *buffer = scratch.get(worker, p.len);
+            gather_elements(static_cast<const unsigned char *>(w.data), w.sizes, w.strides, itemsize,
+                            p.begin / itemsize, p.len / itemsize, buffer);
+            src = buffer;
+        }
+        for (uint64_t b = 0; b < p.len; b += bs)
+            e.block_crc32[(p.begin + b) / bs] = crc32_of(src + b, std::min(bs, p.len - b));
+        pwrite_full(fd, src, p.len, e.offset + p.begin, plan.file_name);
+        // With fsync asked for, start writeback now so the disk works while we compute and
+        // write the next pieces; the final fsync then has little left to wait for.
+        if (options_.fsync) start_writeback(fd, e.offset + p.begin, p.len);
+    });
+    for (auto &r : results) {
+        Extent &e = r.extent;
+        uint32_t crc = 0;
+        for (size_t k = 0; k < e.block_crc32.size(); ++k)
+            crc = crc32_combine_of(crc, e.block_crc32[k], std::min(bs, e.stored_length - k * bs));
+        e.crc32 = crc;
+    }
+    file_size = cursor;
+    return results;
+}
+
+std::vector<WriteResult> FileSystemWriter::write_compressed(int fd, const SavePlan &plan, uint64_t &file_size) {
+    std::vector<WriteResult> results(plan.items.size());
+    std::mutex cursor_mutex;
+    uint64_t cursor = 0;
+    auto reserve = [&](uint64_t len) {
+        std::lock_guard<std::mutex> lock(cursor_mutex);
+        uint64_t offset = align_up(cursor, options_.alignment);
+        cursor = offset + len;
+        return offset;
+    };
+    ScratchBuffers scratch(plan.items.size(), options_.io_threads);
+    parallel_for(plan.items.size(), options_.io_threads, [&](size_t i, unsigned worker) {
+        const WriteItem &w = plan.items[i];
+        const uint64_t nb = w.nbytes();
+        const uint32_t itemsize = dtype_size(int32_t(w.dtype));
+        Extent &e = results[i].extent;
+        results[i].index = w.index;
+        e.writer_rank = uint32_t(rank_);
+        e.transform = Transform::deflate;
+        e.raw_length = nb;
+
+        // Small chunks are compressed into memory, then placed exactly. Large ones get the most
+        // space their stream can take and are streamed into it through bounded buffers (the
+        // unused end of the reservation stays a hole in the file): memory stays bounded.
+        const bool stream = nb > write_piece_bytes;
+        std::vector<unsigned char> small;
+        uint64_t written = 0;
+        uint32_t crc = 0;
+        Deflater z(options_.compression_level, [&](const unsigned char *p, size_t n) {
+            crc = crc32_of(p, n, crc);
+            if (!stream) {
+                small.insert(small.end(), p, p + n);
+                return;
+            }
+            pwrite_full(fd, p, n, e.offset + written, plan.file_name);
+            if (options_.fsync) start_writeback(fd, e.offset + written, n);
+            written += n;
+        });
+        if (stream) e.offset = reserve(z.bound(nb));
+        const unsigned char *src = static_cast<const unsigned char *>(w.data);
+        for (uint64_t at = 0; at < nb; at += write_piece_bytes) {
+            uint64_t len = std::min(write_piece_bytes, nb - at);
+            if (is_contiguous(w)) {
+                z.write(src + at, len);
+            } else {
+                unsigned char *buffer = scratch.get(worker, len);
+                gather_elements(src, w.sizes, w.strides, itemsize, at / itemsize, len / itemsize, buffer);
+                z.write(buffer, len);
+            }
+        }
+        z.finish();
+        if (!stream) {
+            e.offset = reserve(small.size());
+            pwrite_full(fd, small.data(), small.size(), e.offset, plan.file_name);
+            if (options_.fsync) start_writeback(fd, e.offset, small.size());
+            written = small.size();
+        }
+        e.stored_length = written;
+        e.crc32 = crc;
+    });
+    file_size = cursor;
+    return results;
+}
+
+void FileSystemWriter::finish(const Metadata &metadata) {
+    std::vector<unsigned char> bytes = encode_metadata(metadata);
+    std::string final_path = join(dir_, metadata_file_name);
+
+    // The files of the checkpoint being replaced, to remove once the new one is committed.
+    std::set<std::string> old_files;
+    if (options_.overwrite) {
+        try {
+            FileSystemReader old(dir_, LoadOptions{});
+            for (auto &f : old.read_metadata().files) old_files.insert(f.name);
+        } catch (const Error &) {
+            // No readable previous checkpoint: nothing of it to clean up.
+        }
+    }
+
+    std::string tmp_path = join(dir_, std::string(metadata_file_name) + ".tmp-" + save_id_);
+    {
+        FileDescriptor fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (fd.get() < 0) throw_errno(Code::io, "create '" + tmp_path + "'", errno);
+        try {
+            pwrite_full(fd.get(), bytes.data(), bytes.size(), 0, tmp_path);
+            if (options_.fsync) fsync_or_throw(fd.get(), "'" + tmp_path + "'");
+            if (::close(fd.release()) != 0) throw_errno(Code::io, "close '" + tmp_path + "'", errno);
+        } catch (...) {
+            ::unlink(tmp_path.c_str());
+            throw;
+        }
+    }
+    if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+        int err = errno;
+        ::unlink(tmp_path.c_str());
+        throw_errno(Code::io, "rename metadata into place in '" + dir_ + "'", err);
+    }
+    committed_ = true;
+    for (auto &f : metadata.files) old_files.erase(f.name);
+    for (auto &name : old_files)
+        if (is_plain_file_name(name)) ::unlink(join(dir_, name).c_str());
+    // The checkpoint is committed; a failure here only means it may not yet be durable.
+    if (options_.fsync) fsync_directory(dir_);
+}
+
+void FileSystemWriter::abort(const SavePlan &plan) {
+    if (committed_) return;
+    if (!plan.file_name.empty()) ::unlink(join(dir_, plan.file_name).c_str());
+    ::unlink(join(dir_, std::string(metadata_file_name) + ".tmp-" + save_id_).c_str());
+}
+
+}  // namespace shardpoint
