@@ -91,6 +91,12 @@ typedef enum shardpoint_error {
     SHARDPOINT_ESTATE = -17,     /* the handle is not in a state that allows this call */
     SHARDPOINT_EKIND = -18,      /* tensor call on a bytes entry, or the reverse */
     SHARDPOINT_ERANGE = -19,     /* a caller buffer is too small */
+    SHARDPOINT_ENOSPC = -20,     /* no space left on the device, or a disk quota is exhausted */
+    SHARDPOINT_ENOTDURABLE = -21,/* the save WAS committed (the new checkpoint is in place and
+                                    loads), but a step after the commit point failed (the
+                                    directory fsync): it may not survive a power loss. The
+                                    previous checkpoint's files were kept (shardpoint_gc or the
+                                    next save removes them). */
     SHARDPOINT_EINTERNAL = -99   /* a bug in shardpoint; please report it */
 } shardpoint_error;
 
@@ -192,9 +198,18 @@ SHARDPOINT_API void shardpoint_comm_free(shardpoint_comm *comm);
  * Saving
  * ------------------------------------------------------------------------------------------- */
 
-/* Save flags. */
+/* Save flags. Saves are durable by default: data files, the metadata, the checkpoint directory
+ * (and its parent when the directory was created) are fsynced before the save returns success,
+ * and the previous checkpoint's files are removed only after that. */
 #define SHARDPOINT_SAVE_OVERWRITE 0x1u /* replace a checkpoint already at the path */
-#define SHARDPOINT_SAVE_FSYNC 0x2u     /* fsync data files, metadata and the directory */
+#define SHARDPOINT_SAVE_FSYNC 0x2u     /* accepted for compatibility: durability is the default */
+/* Skip every fsync. Faster, and safe against a crash of the process, but NOT against a power
+ * loss or a kernel crash: after one, the new checkpoint, and with OVERWRITE the previous one
+ * too, may be lost or unreadable. Use only for checkpoints you can afford to lose. */
+#define SHARDPOINT_SAVE_NO_FSYNC 0x4u
+/* Accept tensors whose saved chunks (from all ranks together) leave part of the global shape
+ * uncovered. Without it such a save fails with SHARDPOINT_EUNCOVERED before any byte is written. */
+#define SHARDPOINT_SAVE_ALLOW_PARTIAL 0x8u
 
 #define SHARDPOINT_SAVE_OPTIONS_VERSION 1
 
@@ -248,16 +263,23 @@ SHARDPOINT_API int shardpoint_save_add_bytes(shardpoint_save *save, const char *
  * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ESTATE. */
 SHARDPOINT_API int shardpoint_save_set_metadata(shardpoint_save *save, const char *key, const char *value);
 
-/* Collective. Plans globally (deduplicates replicated chunks, rejects conflicts before any byte is
- * written), writes every rank's data in parallel, then commits the metadata atomically. On any
- * failure nothing is committed, this save's files are removed, and a checkpoint that was at `dir`
- * before is still intact and loadable. (One exception: when the communicator itself fails after a
- * rank other than 0 wrote its data, that rank cannot know whether rank 0 committed, so it keeps its
- * data file; a data file no metadata names is garbage and may be deleted.) A save handle can be
- * committed once.
- * Errors: SHARDPOINT_EEXISTS, SHARDPOINT_ECONFLICT, SHARDPOINT_EIO, SHARDPOINT_ERANK (another rank
- * failed: the message names the rank and the step), SHARDPOINT_ECOMM, SHARDPOINT_ESTATE,
- * SHARDPOINT_ENOMEM. */
+/* Collective. Plans globally (deduplicates replicated chunks, rejects conflicts and, unless
+ * ALLOW_PARTIAL, uncovered tensors before any byte is written), writes every rank's data in
+ * parallel, then commits the metadata atomically (FORMAT.md section 5). Saves into one directory
+ * are serialized by a lock file (`shardpoint.lock`); without OVERWRITE exactly one of several
+ * concurrent saves into the same new directory succeeds and the others fail with
+ * SHARDPOINT_EEXISTS, leaving nothing behind. A successful save removes the files of the
+ * checkpoint it replaced and the debris of earlier killed saves (files with shardpoint's own
+ * name patterns that no committed metadata names; see shardpoint_gc).
+ * On any failure before the commit point nothing is committed, this save's files are removed, and
+ * a checkpoint that was at `dir` before is still intact and loadable. (One exception: when the
+ * communicator itself fails after a rank other than 0 wrote its data, that rank cannot know whether
+ * rank 0 committed, so it keeps its data file; the next save or shardpoint_gc removes it.)
+ * SHARDPOINT_ENOTDURABLE is the one failure after the commit point: the new checkpoint exists.
+ * A save handle can be committed once.
+ * Errors: SHARDPOINT_EEXISTS, SHARDPOINT_ECONFLICT, SHARDPOINT_EUNCOVERED, SHARDPOINT_EIO,
+ * SHARDPOINT_ENOSPC, SHARDPOINT_ENOTDURABLE, SHARDPOINT_ERANK (another rank failed: the message
+ * names the rank and the step), SHARDPOINT_ECOMM, SHARDPOINT_ESTATE, SHARDPOINT_ENOMEM. */
 SHARDPOINT_API int shardpoint_save_commit(shardpoint_save *save);
 
 /* Frees a save handle (committed or not; an uncommitted save writes nothing). Accepts NULL. */
@@ -391,6 +413,54 @@ SHARDPOINT_API int shardpoint_reader_metadata_get(const shardpoint_reader *reade
  * SHARDPOINT_EFORMAT (an extent does not inflate to its raw length), SHARDPOINT_EIO;
  * the message names the entry and the file. */
 SHARDPOINT_API int shardpoint_reader_verify(shardpoint_reader *reader);
+
+/* One problem found by shardpoint_reader_verify_each. Strings are valid during the callback. */
+typedef struct shardpoint_verify_problem {
+    const char *fqn;      /* the entry whose bytes are bad */
+    uint64_t chunk;       /* the chunk of that entry (0 for a bytes entry) */
+    const char *file;     /* the data file holding it */
+    uint64_t file_offset; /* the first bad byte range found in this extent: its start ... */
+    uint64_t length;      /* ... and length, in the data file */
+    int32_t code;         /* SHARDPOINT_ECHECKSUM, _ETRUNCATED, _ENOTFOUND, _EFORMAT or _EIO */
+    uint32_t reserved;
+    const char *message;  /* what is wrong, with the numbers */
+} shardpoint_verify_problem;
+
+/* Return 0 to continue, anything else to stop verifying. */
+typedef int (*shardpoint_verify_callback)(void *user, const shardpoint_verify_problem *problem);
+
+/* Like shardpoint_reader_verify, but checks every extent and reports each bad one (one report per
+ * bad extent) to `callback` (may be NULL), in metadata order, on the calling thread.
+ * *out_problems (may be NULL) receives how many were found. Returns 0 when every extent checks,
+ * else the code of the first problem (the last error then summarizes them all).
+ * Errors: as shardpoint_reader_verify, SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_reader_verify_each(shardpoint_reader *reader, shardpoint_verify_callback callback,
+                                                 void *user, uint64_t *out_problems);
+
+/* The number of bytes each block CRC-32 covers (FORMAT.md section 4). Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_reader_block_size(const shardpoint_reader *reader, uint32_t *out_block_size);
+
+/* ---------------------------------------------------------------------------------------------
+ * Garbage collection
+ * ------------------------------------------------------------------------------------------- */
+
+#define SHARDPOINT_GC_DRY_RUN 0x1u /* only report what would be removed */
+
+/* Called once per unreferenced file (its name inside the directory and its size). Return 0 to
+ * continue, anything else to stop. */
+typedef int (*shardpoint_gc_callback)(void *user, const char *name, uint64_t size);
+
+/* Removes the debris of unfinished saves from checkpoint directory `dir`: files named with
+ * shardpoint's own patterns (`data-<32 hex>-r<rank>.bin`, `shardpoint.meta.tmp-<32 hex>`) that the
+ * committed metadata does not name. Nothing else is ever touched. Waits for a save into `dir` in
+ * progress (the lock file) so that its files are never taken for debris; with DRY_RUN it takes no
+ * lock, so files of a save in progress are reported too. `callback` may be NULL; `out_files` and
+ * `out_bytes` (may be NULL) receive the count and total size of the files removed (or reported).
+ * When `dir` holds metadata that fails validation nothing is removed.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOTFOUND (no such directory), SHARDPOINT_EIO, and the
+ * errors of shardpoint_reader_open for damaged metadata. */
+SHARDPOINT_API int shardpoint_gc(const char *dir, uint32_t flags, shardpoint_gc_callback callback, void *user,
+                                 uint64_t *out_files, uint64_t *out_bytes);
 
 /* ---------------------------------------------------------------------------------------------
  * Loading

@@ -54,6 +54,8 @@ const char *shardpoint_error_name(int code) {
         case SHARDPOINT_ESTATE: return "SHARDPOINT_ESTATE";
         case SHARDPOINT_EKIND: return "SHARDPOINT_EKIND";
         case SHARDPOINT_ERANGE: return "SHARDPOINT_ERANGE";
+        case SHARDPOINT_ENOSPC: return "SHARDPOINT_ENOSPC";
+        case SHARDPOINT_ENOTDURABLE: return "SHARDPOINT_ENOTDURABLE";
         case SHARDPOINT_EINTERNAL: return "SHARDPOINT_EINTERNAL";
         default: return "SHARDPOINT_UNKNOWN";
     }

@@ -174,6 +174,14 @@ int shardpoint_reader_metadata_get(const shardpoint_reader *reader, const char *
     });
 }
 
+int shardpoint_reader_block_size(const shardpoint_reader *reader, uint32_t *out_block_size) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_block_size, "out_block_size");
+        *out_block_size = reader->impl->metadata().storage.block_size;
+    });
+}
+
 int shardpoint_reader_verify(shardpoint_reader *reader) {
     return guarded([&] {
         need(reader, "reader");

@@ -13,11 +13,14 @@ SaveOptions save_options_of(const shardpoint_save_options *o, const char *dir) {
     out.checkpoint_id = d.substr(d.find_last_of('/') == std::string::npos ? 0 : d.find_last_of('/') + 1);
     if (!o) return out;
     if (o->version != SHARDPOINT_SAVE_OPTIONS_VERSION) throw Error(Code::invalid_argument, "unsupported save options version");
-    if (o->flags & ~uint32_t(SHARDPOINT_SAVE_OVERWRITE | SHARDPOINT_SAVE_FSYNC))
-        throw Error(Code::invalid_argument, "unknown save flags");
+    const uint32_t known = SHARDPOINT_SAVE_OVERWRITE | SHARDPOINT_SAVE_FSYNC | SHARDPOINT_SAVE_NO_FSYNC | SHARDPOINT_SAVE_ALLOW_PARTIAL;
+    if (o->flags & ~known) throw Error(Code::invalid_argument, "unknown save flags");
+    if ((o->flags & SHARDPOINT_SAVE_FSYNC) && (o->flags & SHARDPOINT_SAVE_NO_FSYNC))
+        throw Error(Code::invalid_argument, "SHARDPOINT_SAVE_FSYNC and SHARDPOINT_SAVE_NO_FSYNC contradict each other");
     if (o->alignment > (1u << 30)) throw Error(Code::invalid_argument, "alignment larger than 1 GiB");
     out.overwrite = o->flags & SHARDPOINT_SAVE_OVERWRITE;
-    out.fsync = o->flags & SHARDPOINT_SAVE_FSYNC;
+    out.fsync = !(o->flags & SHARDPOINT_SAVE_NO_FSYNC);
+    out.allow_partial = o->flags & SHARDPOINT_SAVE_ALLOW_PARTIAL;
     out.compression_level = o->compression_level;
     out.io_threads = o->io_threads;
     if (o->alignment) out.alignment = uint32_t(o->alignment);

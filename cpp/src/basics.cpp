@@ -13,6 +13,7 @@ namespace shardpoint {
 
 void throw_errno(Code code, const std::string &what, int err) {
     if (err == ENOMEM) code = Code::out_of_memory;
+    if (err == ENOSPC || err == EDQUOT) code = Code::no_space;  // whatever the step: callers must see it
     throw Error(code, what + ": " + std::strerror(err));
 }
 

@@ -27,6 +27,8 @@ enum class Code : int {
     state = -17,
     kind = -18,
     range = -19,
+    no_space = -20,
+    not_durable = -21,
     internal = -99,
 };
 

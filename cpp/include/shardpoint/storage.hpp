@@ -14,7 +14,8 @@ namespace shardpoint {
 
 struct SaveOptions {
     bool overwrite = false;
-    bool fsync = false;
+    bool fsync = true;           // durable by default (FORMAT.md section 5)
+    bool allow_partial = false;  // accept tensors whose chunks leave part of the shape uncovered
     int compression_level = 0;  // 0: raw; 1..9: deflate
     unsigned io_threads = 0;    // 0: one per core
     uint32_t alignment = 4096;
