@@ -266,7 +266,7 @@ SHARDPOINT_API int shardpoint_save_set_metadata(shardpoint_save *save, const cha
 /* Collective. Plans globally (deduplicates replicated chunks, rejects conflicts and, unless
  * ALLOW_PARTIAL, uncovered tensors before any byte is written), writes every rank's data in
  * parallel, then commits the metadata atomically (FORMAT.md section 5). Saves into one directory
- * are serialized by a lock file (`shardpoint.lock`); without OVERWRITE exactly one of several
+ * are serialized by an exclusive flock(2) on the directory; without OVERWRITE exactly one of several
  * concurrent saves into the same new directory succeeds and the others fail with
  * SHARDPOINT_EEXISTS, leaving nothing behind. A successful save removes the files of the
  * checkpoint it replaced and the debris of earlier killed saves (files with shardpoint's own
@@ -446,14 +446,14 @@ SHARDPOINT_API int shardpoint_reader_block_size(const shardpoint_reader *reader,
 
 #define SHARDPOINT_GC_DRY_RUN 0x1u /* only report what would be removed */
 
-/* Called once per unreferenced file (its name inside the directory and its size). Return 0 to
- * continue, anything else to stop. */
+/* Called once per unreferenced file (its name inside the directory and its size), before it is
+ * removed. Return 0 to continue (remove it), anything else to stop (it and the rest are kept). */
 typedef int (*shardpoint_gc_callback)(void *user, const char *name, uint64_t size);
 
 /* Removes the debris of unfinished saves from checkpoint directory `dir`: files named with
  * shardpoint's own patterns (`data-<32 hex>-r<rank>.bin`, `shardpoint.meta.tmp-<32 hex>`) that the
  * committed metadata does not name. Nothing else is ever touched. Waits for a save into `dir` in
- * progress (the lock file) so that its files are never taken for debris; with DRY_RUN it takes no
+ * progress (its flock on the directory) so that its files are never taken for debris; with DRY_RUN it takes no
  * lock, so files of a save in progress are reported too. `callback` may be NULL; `out_files` and
  * `out_bytes` (may be NULL) receive the count and total size of the files removed (or reported).
  * When `dir` holds metadata that fails validation nothing is removed.

@@ -21,6 +21,14 @@ namespace {
 
 constexpr uint32_t max_ndim = 32;
 
+// "[6, 8]"; and a box as "offsets [0, 2] sizes [6, 4]": messages show the offending numbers.
+std::string describe(const Dims &dims) {
+    std::string s = "[";
+    for (size_t d = 0; d < dims.size(); ++d) s += (d ? ", " : "") + std::to_string(dims[d]);
+    return s + "]";
+}
+std::string describe(const Box &box) { return "offsets " + describe(box.offsets) + " sizes " + describe(box.sizes); }
+
 void check_fqn(const std::string &fqn) {
     require(!fqn.empty(), Code::invalid_argument, "entry names must not be empty");
     require(fqn.size() <= 4096, Code::invalid_argument, "entry name longer than 4096 bytes");
@@ -135,7 +143,8 @@ void SaveSession::add_tensor(const std::string &fqn, DType dtype, Dims shape, Di
     require(dtype_valid(int32_t(dtype)), Code::invalid_argument, "unknown dtype " + std::to_string(int32_t(dtype)));
     require(shape.size() <= max_ndim, Code::shape, "'" + fqn + "': more than 32 dimensions");
     Box box{std::move(offsets), std::move(sizes)};
-    require(box_inside(box, shape), Code::shape, "'" + fqn + "': the chunk lies outside the tensor's global shape");
+    require(box_inside(box, shape), Code::shape,
+            "'" + fqn + "': the chunk " + describe(box) + " lies outside the global shape " + describe(shape));
     uint64_t numel = product(box.sizes);
     require(numel <= (UINT64_MAX >> 5), Code::shape, "'" + fqn + "' is too large");
     require(numel == 0 || data != nullptr, Code::invalid_argument, "'" + fqn + "': data is NULL");
@@ -202,7 +211,7 @@ void SaveSession::commit() {
             for (int r = 0; r < world && outcome.code == 0; ++r)
                 if (statuses[r].code != 0) outcome = Outcome{statuses[r].code, r, "planning", statuses[r].message};
             if (outcome.code == 0) {
-                global = create_global_save_plan(plans);
+                global = create_global_save_plan(plans, options_.allow_partial);
                 writer.reset(save_id);
                 plans = writer.prepare_global_plan(std::move(plans));
             }
@@ -342,7 +351,10 @@ void SaveSession::commit() {
                 md.user = user_;
                 writer.finish(md);
             } catch (const Error &e) {
-                outcome = Outcome{int(e.code()), 0, "commit", e.what()};
+                // Every rank must learn these two as they are: the checkpoint exists (not durable)
+                // or another save won (exists); others are rank 0's failure.
+                const bool shared = e.code() == Code::not_durable || e.code() == Code::exists;
+                outcome = Outcome{int(e.code()), shared ? -1 : 0, "commit", e.what()};
                 outcome.committed = writer.committed();
             } catch (const std::bad_alloc &) {
                 outcome = Outcome{int(Code::out_of_memory), 0, "commit", "out of memory while committing"};
@@ -425,7 +437,8 @@ void LoadSession::add_tensor(const std::string &fqn, DType dtype, uint32_t ndim,
     require(ndim == entry->shape.size(), Code::shape,
             "'" + fqn + "' has " + std::to_string(entry->shape.size()) + " dimensions, not " + std::to_string(ndim));
     Box box{std::move(offsets), std::move(sizes)};
-    require(box_inside(box, entry->shape), Code::shape, "'" + fqn + "': the requested box lies outside the tensor");
+    require(box_inside(box, entry->shape), Code::shape,
+            "'" + fqn + "': the requested box " + describe(box) + " lies outside the tensor's shape " + describe(entry->shape));
     require(product(box.sizes) == 0 || dst != nullptr, Code::invalid_argument, "'" + fqn + "': destination is NULL");
     add_request(ReadRequest{entry, std::move(box), dst, std::move(strides)});
 }

@@ -34,7 +34,7 @@ bool box_less(const Offer &a, const Offer &b) {
 
 }  // namespace
 
-GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans) {
+GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans, bool allow_partial) {
     // Group offers by name.
     std::unordered_map<std::string_view, size_t> group_of;
     std::vector<std::vector<Offer>> groups;
@@ -75,6 +75,17 @@ GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans) {
             throw Error(Code::conflict, "ranks " + std::to_string(offers[unique[a].first].rank) + " and " +
                                             std::to_string(offers[unique[b].first].rank) +
                                             " offer partially overlapping chunks of '" + first.index.fqn + "'");
+        if (!allow_partial && first.kind == EntryKind::tensor) {
+            // The boxes are pairwise disjoint now, so their volumes add up to what they cover.
+            uint64_t covered = 0;
+            for (auto &u : unique) covered += product(offers[u.first].w->sizes);
+            const uint64_t numel = product(first.global_shape);
+            if (covered != numel)
+                throw Error(Code::uncovered, "'" + first.index.fqn + "': the chunks offered by all ranks cover " +
+                                                 std::to_string(covered) + " of its " + std::to_string(numel) +
+                                                 " elements (" + describe(first) +
+                                                 "); save the rest too, or allow partial tensors (SHARDPOINT_SAVE_ALLOW_PARTIAL)");
+        }
         for (auto &u : unique) {
             const Offer &o = offers[u.first];
             if (u.second - u.first == 1) {

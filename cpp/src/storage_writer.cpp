@@ -54,7 +54,9 @@ std::string new_save_id() {
     return id;
 }
 
-void make_directories(const std::string &dir) {
+std::string metadata_temp_name(const std::string &save_id) { return std::string(metadata_file_name) + ".tmp-" + save_id; }
+
+void make_directories(const std::string &dir, bool durable) {
     if (dir.empty()) throw Error(Code::invalid_argument, "empty checkpoint path");
     std::string partial;
     size_t pos = 0;
@@ -62,8 +64,15 @@ void make_directories(const std::string &dir) {
         pos = dir.find('/', pos + 1);
         partial = dir.substr(0, pos);
         if (partial.empty()) continue;
-        if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+        if (::mkdir(partial.c_str(), 0755) == 0) {
+            // A new directory entry is durable only once its parent is fsynced.
+            if (durable) {
+                size_t slash = partial.find_last_of('/');
+                fsync_directory(slash == std::string::npos ? "." : slash == 0 ? "/" : partial.substr(0, slash));
+            }
+        } else if (errno != EEXIST) {
             throw_errno(Code::io, "create directory '" + partial + "'", errno);
+        }
     }
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -79,15 +88,19 @@ void FileSystemWriter::reset(const std::string &save_id) { save_id_ = save_id; }
 
 void FileSystemWriter::set_up_storage_writer(bool, int rank, int) {
     rank_ = rank;
-    make_directories(dir_);
+    make_directories(dir_, options_.fsync);
 }
 
 SavePlan FileSystemWriter::prepare_local_plan(SavePlan plan) { return plan; }
 
 std::vector<SavePlan> FileSystemWriter::prepare_global_plan(std::vector<SavePlan> plans) {
-    struct stat st;
-    if (!options_.overwrite && ::stat(join(dir_, metadata_file_name).c_str(), &st) == 0)
+    // Held until this writer is destroyed: concurrent saves into one directory run one after the
+    // other, and none ever sees another's files as debris.
+    lock_ = DirectoryLock(dir_);
+    MetadataState state = metadata_state(dir_);
+    if (state == MetadataState::checkpoint && !options_.overwrite)
         throw Error(Code::exists, "a checkpoint already exists at '" + dir_ + "' (ask for overwrite to replace it)");
+    replace_metadata_ = options_.overwrite || state == MetadataState::not_a_checkpoint;
     for (size_t r = 0; r < plans.size(); ++r) plans[r].file_name = data_file_name(save_id_, int(r));
     return plans;
 }
@@ -228,22 +241,25 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(int fd, const SavePl
 
 void FileSystemWriter::finish(const Metadata &metadata) {
     std::vector<unsigned char> bytes = encode_metadata(metadata);
-    std::string final_path = join(dir_, metadata_file_name);
+    const std::string final_path = join(dir_, metadata_file_name);
+    const std::string tmp_path = join(dir_, metadata_temp_name(save_id_));
 
-    // The files of the checkpoint being replaced, to remove once the new one is committed.
-    std::set<std::string> old_files;
+    // The files of the checkpoint being replaced, removed only once the new one is durable.
+    std::vector<std::string> replaced;
     if (options_.overwrite) {
         try {
             FileSystemReader old(dir_, LoadOptions{});
-            for (auto &f : old.read_metadata().files) old_files.insert(f.name);
+            for (auto &f : old.read_metadata().files) replaced.push_back(f.name);
         } catch (const Error &) {
             // No readable previous checkpoint: nothing of it to clean up.
         }
     }
 
-    std::string tmp_path = join(dir_, std::string(metadata_file_name) + ".tmp-" + save_id_);
+    // Every rank's data file is fsynced; fsyncing the directory makes their names durable too,
+    // before any metadata can name them.
+    if (options_.fsync) fsync_directory(dir_);
     {
-        FileDescriptor fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        FileDescriptor fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
         if (fd.get() < 0) throw_errno(Code::io, "create '" + tmp_path + "'", errno);
         try {
             pwrite_full(fd.get(), bytes.data(), bytes.size(), 0, tmp_path);
@@ -254,23 +270,66 @@ void FileSystemWriter::finish(const Metadata &metadata) {
             throw;
         }
     }
-    if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-        int err = errno;
-        ::unlink(tmp_path.c_str());
-        throw_errno(Code::io, "rename metadata into place in '" + dir_ + "'", err);
-    }
+    publish(tmp_path, final_path);
     committed_ = true;
-    for (auto &f : metadata.files) old_files.erase(f.name);
-    for (auto &name : old_files)
-        if (is_plain_file_name(name)) ::unlink(join(dir_, name).c_str());
-    // The checkpoint is committed; a failure here only means it may not yet be durable.
-    if (options_.fsync) fsync_directory(dir_);
+
+    if (options_.fsync) {
+        try {
+            fsync_directory(dir_);
+        } catch (const Error &e) {
+            throw Error(Code::not_durable, "the checkpoint at '" + dir_ + "' was committed, but making it durable failed (" +
+                                               e.what() + "); the previous checkpoint's files were kept");
+        }
+    }
+    // Only now is it safe to delete what the new checkpoint does not name. Failures here leave
+    // debris, which the next save or shardpoint_gc removes.
+    std::vector<std::string> keep;
+    for (auto &f : metadata.files) keep.push_back(f.name);
+    for (auto &name : replaced)
+        if (std::find(keep.begin(), keep.end(), name) == keep.end() && is_plain_file_name(name)) ::unlink(join(dir_, name).c_str());
+    if (lock_.held()) {
+        try {
+            for (const GarbageFile &g : find_garbage(dir_, keep)) ::unlink(join(dir_, g.name).c_str());
+        } catch (const Error &) {
+            // Listing failed: the debris stays for the next save or shardpoint_gc.
+        }
+    }
+}
+
+void FileSystemWriter::publish(const std::string &tmp_path, const std::string &final_path) {
+    auto refuse = [&] {
+        ::unlink(tmp_path.c_str());
+        throw Error(Code::exists, "another save committed a checkpoint at '" + dir_ + "' first (ask for overwrite to replace it)");
+    };
+    auto failed = [&](const char *what, int err) {
+        ::unlink(tmp_path.c_str());
+        throw_errno(Code::io, std::string(what) + " metadata into place in '" + dir_ + "'", err);
+    };
+    if (replace_metadata_) {
+        if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) failed("rename", errno);
+        return;
+    }
+    // Never replace a checkpoint another process committed meanwhile (e.g. on a filesystem where
+    // the lock does not work): rename only if the name is free.
+    if (::renameat2(AT_FDCWD, tmp_path.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) == 0) return;
+    if (errno == EEXIST) refuse();
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) failed("rename", errno);
+    // No RENAME_NOREPLACE on this filesystem: link() fails if the name is taken.
+    if (::link(tmp_path.c_str(), final_path.c_str()) == 0) {
+        ::unlink(tmp_path.c_str());  // if this fails the temporary file is debris, the commit stands
+        return;
+    }
+    if (errno == EEXIST) refuse();
+    if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP) failed("link", errno);
+    // No hard links either: check, then rename; exclusive only as far as the save lock is.
+    if (metadata_state(dir_) == MetadataState::checkpoint) refuse();
+    if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) failed("rename", errno);
 }
 
 void FileSystemWriter::abort(const SavePlan &plan) {
     if (committed_) return;
     if (!plan.file_name.empty()) ::unlink(join(dir_, plan.file_name).c_str());
-    ::unlink(join(dir_, std::string(metadata_file_name) + ".tmp-" + save_id_).c_str());
+    ::unlink(join(dir_, metadata_temp_name(save_id_)).c_str());
 }
 
 }  // namespace shardpoint

@@ -28,7 +28,9 @@ static int setup(void **state) {
     const uint64_t half_shape[1] = {10}, half_size[1] = {5};
     int32_t half[5] = {1, 2, 3, 4, 5};
     shardpoint_save *s = NULL;
-    int rc = shardpoint_save_new(&s, f->dir, NULL, NULL);
+    shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+    o.flags = SHARDPOINT_SAVE_ALLOW_PARTIAL; /* "half" is saved half on purpose */
+    int rc = shardpoint_save_new(&s, f->dir, NULL, &o);
     if (!rc) rc = shardpoint_save_add_tensor(s, T1.fqn, T1.dtype, 2, T1.shape, ZEROS, T1.shape, t, NULL);
     if (!rc) rc = shardpoint_save_add_tensor(s, "half", SHARDPOINT_DTYPE_I32, 1, half_shape, ZEROS, half_size, half, NULL);
     if (!rc) rc = shardpoint_save_add_bytes(s, "blob", "0123456789", 10);
@@ -263,7 +265,9 @@ static void test_refused_offers_do_not_spoil_the_save(void **state) {
     fixture *f = *state;
     char *dir = path_join(f->tmp, "offers");
     shardpoint_save *s = NULL;
-    SP_OK(shardpoint_save_new(&s, dir, NULL, NULL));
+    shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+    o.flags = SHARDPOINT_SAVE_ALLOW_PARTIAL; /* only the top of x is offered */
+    SP_OK(shardpoint_save_new(&s, dir, NULL, &o));
     SP_OK(shardpoint_save_add_tensor(s, "x", SHARDPOINT_DTYPE_F32, 2, SHAPE, ZEROS, TOP, DATA, NULL));
     SP_FAILS(shardpoint_save_add_tensor(s, "x", SHARDPOINT_DTYPE_F32, 2, SHAPE, MID, TOP, DATA, NULL),
              SHARDPOINT_ECONFLICT, "overlaps");

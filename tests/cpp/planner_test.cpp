@@ -424,3 +424,33 @@ TEST(LoadPlan, EmptyRequestNeedsNoChunk) {
     create_local_load_plan(plan, [&](const EntryMeta *) -> const ChunkIndex & { return index; });
     EXPECT_TRUE(plan.items.empty());
 }
+
+TEST(GlobalSavePlanCoverage, GapLeftByAllRanksIsRefusedBeforeWriting) {
+    std::vector<SavePlan> plans(3);
+    plans[0].items.push_back(tensor_item("w", DType::f32, {8, 4}, {0, 0}, {3, 4}));
+    plans[2].items.push_back(tensor_item("w", DType::f32, {8, 4}, {4, 0}, {4, 4}));  // row 3 missing
+    EXPECT_SP_ERROR(create_global_save_plan(plans), Code::uncovered, "'w'", "28 of its 32", "ALLOW_PARTIAL");
+    GlobalSavePlan g = create_global_save_plan(plans, /*allow_partial=*/true);
+    expect_each_chunk_written_once(g, plans);
+}
+
+TEST(GlobalSavePlanCoverage, ReplicatedAndBlockCoverageIsComplete) {
+    std::vector<SavePlan> plans(4);
+    for (int r = 0; r < 4; ++r) {
+        // Every rank holds the whole bias; the weight is a 2x2 grid of blocks.
+        plans[r].items.push_back(tensor_item("b", DType::f32, {6}, {0}, {6}));
+        plans[r].items.push_back(tensor_item("w", DType::f32, {4, 6}, {uint64_t(r / 2) * 2, uint64_t(r % 2) * 3}, {2, 3}));
+    }
+    plans[1].items.push_back(tensor_item("empty", DType::i8, {0, 5}, {0, 0}, {0, 5}));
+    plans[2].items.push_back(tensor_item("scalar", DType::f64, {}, {}, {}));
+    plans[3].items.push_back(bytes_item("blob", 3));
+    GlobalSavePlan g = create_global_save_plan(plans);
+    expect_each_chunk_written_once(g, plans);
+}
+
+TEST(GlobalSavePlanCoverage, EmptyChunksCoverNothing) {
+    std::vector<SavePlan> plans(2);
+    plans[0].items.push_back(tensor_item("v", DType::u8, {5}, {0}, {0}));
+    plans[1].items.push_back(tensor_item("v", DType::u8, {5}, {5}, {0}));
+    EXPECT_SP_ERROR(create_global_save_plan(plans), Code::uncovered, "'v'", "0 of its 5");
+}

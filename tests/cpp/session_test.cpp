@@ -641,6 +641,7 @@ TEST(SaveErrors, LocalMistakesAreCaughtWhenAdded) {
     EXPECT_SP_ERROR(s.add_tensor("t", DType::f32, {8, 8}, {2, 0}, {4, 8}, data.data(), {}), Code::conflict, "'t'", "overlaps");
     EXPECT_SP_ERROR(s.add_tensor("t", DType::f64, {8, 8}, {4, 0}, {4, 8}, data.data(), {}), Code::conflict, "'t'");
     EXPECT_SP_ERROR(s.add_bytes("t", data.data(), 4), Code::conflict, "'t'");
+    s.add_tensor("t", DType::f32, {8, 8}, {4, 0}, {4, 8}, data.data(), {});
     s.commit();
     EXPECT_SP_ERROR(s.commit(), Code::state, "already");
     EXPECT_SP_ERROR(s.add_bytes("late", data.data(), 4), Code::state, "already");

@@ -18,8 +18,9 @@ struct GlobalSavePlan {
 };
 
 // Throws Code::conflict, naming the fqn and the ranks, when ranks offer the same name with
-// different kinds, dtypes or shapes, or chunks that partially overlap.
-GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &local_plans);
+// different kinds, dtypes or shapes, or chunks that partially overlap; and, unless
+// `allow_partial`, Code::uncovered when the chunks of all ranks leave part of a tensor unsaved.
+GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &local_plans, bool allow_partial = false);
 
 // An interval index over the saved chunks of one entry: finds the chunks overlapping a box
 // without comparing against every chunk.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,10 +58,53 @@ public:
 
 // The name of the data file rank `rank` writes during save `save_id`.
 std::string data_file_name(const std::string &save_id, int rank);
+// The temporary name the metadata is written under before it is published.
+std::string metadata_temp_name(const std::string &save_id);
 // 32 random lowercase hex digits.
 std::string new_save_id();
-// Creates `dir` and its parents.
-void make_directories(const std::string &dir);
+// Creates `dir` and its parents. With `durable`, fsyncs the parent of every directory it created
+// so that the new directory entries survive a power loss.
+void make_directories(const std::string &dir, bool durable);
+
+// True for the names only shardpoint's own saves create and may therefore delete as debris:
+// `data-<32 hex>-r<digits>.bin` and `shardpoint.meta.tmp-<32 hex>`.
+bool is_own_file_name(const std::string &name);
+
+// What `DIR/shardpoint.meta` is. A file that is empty, shorter than the header or whose header
+// fails its magic or CRC (what a power cut can leave of an unsynced write) is not a checkpoint and
+// never blocks a save; one with a valid header is a checkpoint, even if its body is damaged.
+enum class MetadataState { absent, not_a_checkpoint, checkpoint };
+MetadataState metadata_state(const std::string &dir);
+
+// The save lock of a checkpoint directory: an exclusive flock on the directory itself, held by
+// the coordinator for a whole save and by garbage collection, so that neither ever mistakes the
+// files of a save in progress for debris. Filesystems without flock give no lock (held() false).
+class DirectoryLock {
+public:
+    DirectoryLock() = default;
+    explicit DirectoryLock(const std::string &dir);  // blocks until the lock is free
+    ~DirectoryLock();
+    DirectoryLock(DirectoryLock &&other) noexcept;
+    DirectoryLock &operator=(DirectoryLock &&other) noexcept;
+    bool held() const { return held_; }
+
+private:
+    int fd_ = -1;
+    bool held_ = false;
+};
+
+struct GarbageFile {
+    std::string name;
+    uint64_t size = 0;
+};
+// The files of `dir` with shardpoint's own names that `referenced` does not contain.
+std::vector<GarbageFile> find_garbage(const std::string &dir, const std::vector<std::string> &referenced);
+// shardpoint_gc: finds (and unless dry_run, removes under the save lock) the garbage of `dir`
+// relative to its committed metadata, calling `each` for every file before it is removed; `each`
+// returns false to stop. Returns the files handled. Throws the reader's error when the metadata
+// is damaged (then nothing is removed).
+std::vector<GarbageFile> collect_garbage(const std::string &dir, bool dry_run,
+                                         const std::function<bool(const GarbageFile &)> &each);
 
 class FileSystemWriter final : public StorageWriter {
 public:
@@ -68,11 +112,14 @@ public:
     void reset(const std::string &save_id) override;
     void set_up_storage_writer(bool is_coordinator, int rank, int world_size) override;
     SavePlan prepare_local_plan(SavePlan plan) override;
-    // Refuses (Code::exists) when a checkpoint is present and overwrite is off; names files.
+    // Takes the directory's save lock, refuses (Code::exists) when a checkpoint is present and
+    // overwrite is off, names files.
     std::vector<SavePlan> prepare_global_plan(std::vector<SavePlan> plans) override;
     std::vector<WriteResult> write_data(const SavePlan &plan, uint64_t &file_size) override;
-    // Commit: metadata through a temporary name, fsync, rename, directory fsync; then removes
-    // the data files of the checkpoint it replaced.
+    // Commit (FORMAT.md section 5): directory fsync (data file names), metadata through a
+    // temporary name, fsync, publish (the commit point; never replaces a concurrent winner unless
+    // overwriting), directory fsync (Code::not_durable if it fails), then removes the replaced
+    // checkpoint's files and the debris of killed saves.
     void finish(const Metadata &metadata) override;
     void abort(const SavePlan &plan) override;
     // True once finish() has put the new metadata in place: from then on the data files belong
@@ -83,11 +130,16 @@ private:
     std::vector<WriteResult> write_raw(int fd, const SavePlan &plan, uint64_t &file_size);
     std::vector<WriteResult> write_compressed(int fd, const SavePlan &plan, uint64_t &file_size);
 
+    // Publishes the temporary metadata file as shardpoint.meta: the commit point.
+    void publish(const std::string &tmp_path, const std::string &final_path);
+
     std::string dir_;
     SaveOptions options_;
     std::string save_id_;
     int rank_ = 0;
     bool committed_ = false;
+    DirectoryLock lock_;          // coordinator only, from prepare_global_plan to destruction
+    bool replace_metadata_ = false;  // overwrite asked, or the existing file is not a checkpoint
 };
 
 class FileSystemReader final : public StorageReader {
