@@ -566,7 +566,7 @@ double run_dd(const std::string &path, uint64_t mib, bool fsync) {
 // Saving and loading through the C ABI
 
 struct SaveConfig {
-    uint32_t flags = 0;
+    uint32_t flags = SHARDPOINT_SAVE_NO_FSYNC;  // the "no fsync" rows; saves are durable by default
     int level = 0;
     uint32_t threads = 0;
 };
