@@ -1,0 +1,397 @@
+/* The fault harness's program under test: saves, checks and describes one small deterministic
+ * checkpoint through the C ABI only.
+ *
+ *   fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N]
+ *       prints {"codes":[...],"names":[...],"message":"..."}; exit 0 when every rank succeeded
+ *   fault_driver check DIR SEED
+ *       exit 0 when DIR holds the checkpoint of SEED with every byte exact, 1 otherwise
+ *   fault_driver state DIR
+ *       prints {"open":"<code name>","seed":N|null,"exact":bool,"meta_size":N|null,
+ *               "files":[...],"referenced":[...],"debris":[...]}
+ *   fault_driver gc DIR [dry]
+ *       prints {"code":"<name>","removed":[...],"files":N,"bytes":N}; exit 0 on success
+ *
+ * The checkpoint of SEED (on 1 or more ranks): "layers.0.w" f32 [12, 20] split by rows across
+ * ranks, "layers.0.b" i64 [30] replicated on every rank (written once), "layers.1.t" f64 [6, 10]
+ * given through transposing strides by the last rank, "optim.state" a 300-byte blob from rank 0,
+ * and the user metadata "seed". Values come from a small generator seeded with SEED and the
+ * entry, so any two seeds differ in every entry. */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "shardpoint.h"
+
+#define W_ROWS 12
+#define W_COLS 20
+#define B_LEN 30
+#define T_ROWS 6
+#define T_COLS 10
+#define BLOB_LEN 300
+#define MAX_RANKS 8
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+static uint64_t value_bits(uint64_t seed, uint64_t entry, uint64_t i) { return mix(seed * 1000003u + entry * 7919u + mix(i)); }
+
+typedef struct model {
+    float w[W_ROWS][W_COLS];
+    int64_t b[B_LEN];
+    double t[T_ROWS][T_COLS];  /* the logical tensor */
+    double t_storage[T_COLS][T_ROWS]; /* the same values, stored transposed (as the saver hands them) */
+    unsigned char blob[BLOB_LEN];
+} model;
+
+static void make_model(model *m, uint64_t seed) {
+    for (int r = 0; r < W_ROWS; ++r)
+        for (int c = 0; c < W_COLS; ++c) m->w[r][c] = (float)(int32_t)(value_bits(seed, 1, (uint64_t)(r * W_COLS + c)) >> 40) / 1024.0f;
+    for (int i = 0; i < B_LEN; ++i) m->b[i] = (int64_t)value_bits(seed, 2, (uint64_t)i);
+    for (int r = 0; r < T_ROWS; ++r)
+        for (int c = 0; c < T_COLS; ++c) {
+            m->t[r][c] = (double)(int64_t)value_bits(seed, 3, (uint64_t)(r * T_COLS + c)) / 3.0;
+            m->t_storage[c][r] = m->t[r][c];
+        }
+    for (int i = 0; i < BLOB_LEN; ++i) m->blob[i] = (unsigned char)value_bits(seed, 4, (uint64_t)i);
+}
+
+/* ---- ranks as threads: a callback communicator over a mutex and a condition variable ------- */
+
+typedef struct group {
+    int size;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int arrived;
+    uint64_t round;
+    void *slots[MAX_RANKS];
+} group;
+
+typedef struct member {
+    group *g;
+    int rank;
+} member;
+
+/* One collective round: everyone deposits a pointer; rank 0 copies once all have arrived and
+ * opens the next round; the others wait for that, so their buffers stay valid meanwhile. */
+static void exchange(member *m, const void *send, void *buf, uint64_t len, int is_gather) {
+    group *g = m->g;
+    pthread_mutex_lock(&g->mutex);
+    uint64_t round = g->round;
+    g->slots[m->rank] = is_gather ? (void *)send : buf;
+    if (++g->arrived == g->size) pthread_cond_broadcast(&g->cond);
+    if (m->rank == 0) {
+        while (g->arrived != g->size) pthread_cond_wait(&g->cond, &g->mutex);
+        for (int r = 0; r < g->size; ++r) {
+            if (is_gather) memcpy((unsigned char *)buf + (uint64_t)r * len, g->slots[r], len);
+            else if (r != 0) memcpy(g->slots[r], buf, len);
+        }
+        g->arrived = 0;
+        ++g->round;
+        pthread_cond_broadcast(&g->cond);
+    } else {
+        while (g->round == round) pthread_cond_wait(&g->cond, &g->mutex);
+    }
+    pthread_mutex_unlock(&g->mutex);
+}
+static int cb_gather(void *user, const void *send, uint64_t len, void *recv) {
+    exchange(user, send, recv, len, 1);
+    return 0;
+}
+static int cb_broadcast(void *user, void *buf, uint64_t len) {
+    exchange(user, NULL, buf, len, 0);
+    return 0;
+}
+
+/* ---- save ----------------------------------------------------------------------------------- */
+
+typedef struct save_job {
+    const char *dir;
+    const model *m;
+    uint64_t seed;
+    uint32_t flags;
+    int compression;
+    int rank, ranks;
+    group *g;
+    int code;
+    char message[1024];
+} save_job;
+
+static int add_entries(shardpoint_save *s, const save_job *j) {
+    const model *m = j->m;
+    const uint64_t w_shape[2] = {W_ROWS, W_COLS};
+    const uint64_t row0 = (uint64_t)(W_ROWS * j->rank / j->ranks), row1 = (uint64_t)(W_ROWS * (j->rank + 1) / j->ranks);
+    const uint64_t w_offs[2] = {row0, 0}, w_sizes[2] = {row1 - row0, W_COLS};
+    int rc = shardpoint_save_add_tensor(s, "layers.0.w", SHARDPOINT_DTYPE_F32, 2, w_shape, w_offs, w_sizes, m->w[row0], NULL);
+    const uint64_t b_shape[1] = {B_LEN}, b_offs[1] = {0};
+    if (rc == 0) rc = shardpoint_save_add_tensor(s, "layers.0.b", SHARDPOINT_DTYPE_I64, 1, b_shape, b_offs, b_shape, m->b, NULL);
+    if (rc == 0 && j->rank == j->ranks - 1) {
+        const uint64_t t_shape[2] = {T_ROWS, T_COLS}, t_offs[2] = {0, 0};
+        const int64_t t_strides[2] = {1, T_ROWS}; /* element (r, c) is at t_storage[c][r] */
+        rc = shardpoint_save_add_tensor(s, "layers.1.t", SHARDPOINT_DTYPE_F64, 2, t_shape, t_offs, t_shape,
+                                        m->t_storage, t_strides);
+    }
+    if (rc == 0 && j->rank == 0) rc = shardpoint_save_add_bytes(s, "optim.state", m->blob, BLOB_LEN);
+    char seed_text[32];
+    snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)j->seed);
+    if (rc == 0) rc = shardpoint_save_set_metadata(s, "seed", seed_text);
+    return rc;
+}
+
+static void *run_save(void *arg) {
+    save_job *j = arg;
+    shardpoint_comm *comm = NULL;
+    shardpoint_save *s = NULL;
+    member me = {j->g, j->rank};
+    int rc = 0;
+    if (j->ranks > 1) {
+        shardpoint_comm_callbacks cb = SHARDPOINT_COMM_CALLBACKS_INIT;
+        cb.rank = j->rank;
+        cb.size = j->ranks;
+        cb.user = &me;
+        cb.gather = cb_gather;
+        cb.broadcast = cb_broadcast;
+        rc = shardpoint_comm_new_callbacks(&comm, &cb);
+    }
+    shardpoint_save_options opts = SHARDPOINT_SAVE_OPTIONS_INIT;
+    opts.flags = j->flags;
+    opts.compression_level = j->compression;
+    opts.io_threads = 1; /* one I/O thread per rank: the order of calls is the same on every run */
+    if (rc == 0) rc = shardpoint_save_new(&s, j->dir, comm, &opts);
+    if (rc == 0) rc = add_entries(s, j);
+    if (rc == 0) rc = shardpoint_save_commit(s);
+    j->code = rc;
+    if (rc != 0) snprintf(j->message, sizeof j->message, "%s", shardpoint_last_error());
+    shardpoint_save_free(s);
+    shardpoint_comm_free(comm);
+    return NULL;
+}
+
+static void print_json_string(const char *s) {
+    putchar('"');
+    for (; *s; ++s) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+static int cmd_save(const char *dir, uint64_t seed, int argc, char **argv) {
+    uint32_t flags = 0;
+    int compression = 0, ranks = 1;
+    for (int k = 0; k < argc; ++k) {
+        if (strcmp(argv[k], "overwrite") == 0) flags |= SHARDPOINT_SAVE_OVERWRITE;
+        else if (strcmp(argv[k], "nofsync") == 0) flags |= SHARDPOINT_SAVE_NO_FSYNC;
+        else if (strcmp(argv[k], "deflate") == 0) compression = 1;
+        else if (strncmp(argv[k], "ranks=", 6) == 0) ranks = atoi(argv[k] + 6);
+        else {
+            fprintf(stderr, "unknown save option '%s'\n", argv[k]);
+            return 2;
+        }
+    }
+    if (ranks < 1 || ranks > MAX_RANKS) return 2;
+    static model m;
+    make_model(&m, seed);
+    group g;
+    memset(&g, 0, sizeof g);
+    g.size = ranks;
+    pthread_mutex_init(&g.mutex, NULL);
+    pthread_cond_init(&g.cond, NULL);
+    save_job jobs[MAX_RANKS];
+    pthread_t threads[MAX_RANKS];
+    for (int r = 0; r < ranks; ++r) {
+        jobs[r] = (save_job){dir, &m, seed, flags, compression, r, ranks, &g, 0, ""};
+        if (ranks > 1) pthread_create(&threads[r], NULL, run_save, &jobs[r]);
+    }
+    if (ranks == 1) run_save(&jobs[0]);
+    else
+        for (int r = 0; r < ranks; ++r) pthread_join(threads[r], NULL);
+    int failed = 0;
+    printf("{\"codes\":[");
+    for (int r = 0; r < ranks; ++r) printf("%s%d", r ? "," : "", jobs[r].code);
+    printf("],\"names\":[");
+    for (int r = 0; r < ranks; ++r) printf("%s\"%s\"", r ? "," : "", shardpoint_error_name(jobs[r].code));
+    printf("],\"messages\":[");
+    for (int r = 0; r < ranks; ++r) {
+        if (r) putchar(',');
+        print_json_string(jobs[r].message);
+        failed |= jobs[r].code != 0;
+    }
+    printf("]}\n");
+    return failed ? 1 : 0;
+}
+
+/* ---- check ---------------------------------------------------------------------------------- */
+
+/* 0: exact; otherwise the code that failed (or SHARDPOINT_EINTERNAL for a value mismatch). */
+static int verify_exact(shardpoint_reader *r, uint64_t seed) {
+    static model want;
+    make_model(&want, seed);
+    static float w[W_ROWS][W_COLS];
+    static int64_t b[B_LEN];
+    static double t[T_ROWS][T_COLS];
+    static unsigned char blob[BLOB_LEN + 16];
+    uint64_t count = 0, len = 0;
+    int rc = shardpoint_reader_entry_count(r, &count);
+    if (rc == 0 && count != 4) return SHARDPOINT_EINTERNAL;
+    const uint64_t zero[2] = {0, 0}, w_shape[2] = {W_ROWS, W_COLS}, b_shape[1] = {B_LEN}, t_shape[2] = {T_ROWS, T_COLS};
+    if (rc == 0) rc = shardpoint_reader_read_tensor(r, "layers.0.w", SHARDPOINT_DTYPE_F32, 2, zero, w_shape, w, NULL);
+    if (rc == 0) rc = shardpoint_reader_read_tensor(r, "layers.0.b", SHARDPOINT_DTYPE_I64, 1, zero, b_shape, b, NULL);
+    if (rc == 0) rc = shardpoint_reader_read_tensor(r, "layers.1.t", SHARDPOINT_DTYPE_F64, 2, zero, t_shape, t, NULL);
+    if (rc == 0) rc = shardpoint_reader_read_bytes(r, "optim.state", blob, sizeof blob, &len);
+    if (rc == 0) rc = shardpoint_reader_verify(r);
+    if (rc != 0) return rc;
+    if (len != BLOB_LEN || memcmp(blob, want.blob, BLOB_LEN) != 0 || memcmp(w, want.w, sizeof w) != 0 ||
+        memcmp(b, want.b, sizeof b) != 0 || memcmp(t, want.t, sizeof t) != 0)
+        return SHARDPOINT_EINTERNAL;
+    return 0;
+}
+
+static int read_seed(shardpoint_reader *r, uint64_t *seed) {
+    const char *text = NULL;
+    int rc = shardpoint_reader_metadata_get(r, "seed", &text);
+    if (rc != 0) return rc;
+    *seed = strtoull(text, NULL, 10);
+    return 0;
+}
+
+static int cmd_check(const char *dir, uint64_t seed) {
+    shardpoint_reader *r = NULL;
+    uint64_t saved = 0;
+    int rc = shardpoint_reader_open(&r, dir, NULL);
+    if (rc == 0) rc = read_seed(r, &saved);
+    if (rc == 0 && saved != seed) rc = SHARDPOINT_EINTERNAL;
+    if (rc == 0) rc = verify_exact(r, seed);
+    if (rc != 0) fprintf(stderr, "check %s seed %llu: %s %s\n", dir, (unsigned long long)seed, shardpoint_error_name(rc),
+                         rc == SHARDPOINT_EINTERNAL ? "(values differ)" : shardpoint_last_error());
+    shardpoint_reader_free(r);
+    return rc == 0 ? 0 : 1;
+}
+
+/* ---- state ---------------------------------------------------------------------------------- */
+
+static int is_hex32(const char *s) {
+    for (int i = 0; i < 32; ++i)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+/* shardpoint's own names: data-<32 hex>-r<digits>.bin and shardpoint.meta.tmp-<32 hex>. */
+static int own_name(const char *n) {
+    size_t len = strlen(n);
+    if (strncmp(n, "shardpoint.meta.tmp-", 20) == 0) return len == 52 && is_hex32(n + 20);
+    if (strncmp(n, "data-", 5) != 0 || len < 5 + 32 + 2 + 1 + 4 || !is_hex32(n + 5) || strncmp(n + 37, "-r", 2) != 0) return 0;
+    if (strcmp(n + len - 4, ".bin") != 0) return 0;
+    for (size_t i = 39; i < len - 4; ++i)
+        if (n[i] < '0' || n[i] > '9') return 0;
+    return 1;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int cmd_state(const char *dir) {
+    char *names[4096];
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) && n < 4096)
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) names[n++] = strdup(e->d_name);
+        closedir(d);
+    }
+    qsort(names, n, sizeof names[0], by_name);
+    shardpoint_reader *r = NULL;
+    int rc = shardpoint_reader_open(&r, dir, NULL);
+    uint64_t seed = 0;
+    int have_seed = rc == 0 && read_seed(r, &seed) == 0;
+    int exact = have_seed && verify_exact(r, seed) == 0;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/shardpoint.meta", dir);
+    long long meta_size = stat(path, &st) == 0 ? (long long)st.st_size : -1;
+    printf("{\"open\":\"%s\",\"seed\":", shardpoint_error_name(rc));
+    if (have_seed) printf("%llu", (unsigned long long)seed);
+    else printf("null");
+    printf(",\"exact\":%s,\"meta_size\":", exact ? "true" : "false");
+    if (meta_size >= 0) printf("%lld", meta_size);
+    else printf("null");
+    printf(",\"files\":[");
+    for (size_t i = 0; i < n; ++i) {
+        if (i) putchar(',');
+        print_json_string(names[i]);
+    }
+    printf("],\"referenced\":[");
+    uint64_t files = 0;
+    shardpoint_storage_info info;
+    if (rc == 0 && shardpoint_reader_storage_info(r, &info) == 0) files = info.file_count;
+    for (uint64_t i = 0; i < files; ++i) {
+        shardpoint_file_info f;
+        if (shardpoint_reader_file_info(r, i, &f) != 0) continue;
+        if (i) putchar(',');
+        print_json_string(f.name);
+    }
+    /* Debris: shardpoint's own names that no loadable metadata references. */
+    printf("],\"debris\":[");
+    int first = 1;
+    for (size_t i = 0; i < n; ++i) {
+        if (!own_name(names[i])) continue;
+        int referenced = 0;
+        for (uint64_t k = 0; k < files && !referenced; ++k) {
+            shardpoint_file_info f;
+            referenced = shardpoint_reader_file_info(r, k, &f) == 0 && strcmp(f.name, names[i]) == 0;
+        }
+        if (referenced) continue;
+        if (!first) putchar(',');
+        first = 0;
+        print_json_string(names[i]);
+    }
+    printf("]}\n");
+    shardpoint_reader_free(r);
+    for (size_t i = 0; i < n; ++i) free(names[i]);
+    return 0;
+}
+
+/* ---- gc ------------------------------------------------------------------------------------- */
+
+typedef struct gc_list {
+    int count;
+} gc_list;
+
+static int on_garbage(void *user, const char *name, uint64_t size) {
+    gc_list *l = user;
+    (void)size;
+    if (l->count++) putchar(',');
+    print_json_string(name);
+    return 0;
+}
+
+static int cmd_gc(const char *dir, int dry) {
+    gc_list l = {0};
+    uint64_t files = 0, bytes = 0;
+    printf("{\"removed\":[");
+    int rc = shardpoint_gc(dir, dry ? SHARDPOINT_GC_DRY_RUN : 0, on_garbage, &l, &files, &bytes);
+    printf("],\"code\":\"%s\",\"files\":%llu,\"bytes\":%llu,\"message\":", shardpoint_error_name(rc),
+           (unsigned long long)files, (unsigned long long)bytes);
+    print_json_string(rc ? shardpoint_last_error() : "");
+    printf("}\n");
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && strcmp(argv[1], "save") == 0) return cmd_save(argv[2], strtoull(argv[3], NULL, 10), argc - 4, argv + 4);
+    if (argc == 4 && strcmp(argv[1], "check") == 0) return cmd_check(argv[2], strtoull(argv[3], NULL, 10));
+    if (argc == 3 && strcmp(argv[1], "state") == 0) return cmd_state(argv[2]);
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "gc") == 0) return cmd_gc(argv[2], argc == 4 && strcmp(argv[3], "dry") == 0);
+    fprintf(stderr,
+            "usage: fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N]\n"
+            "       fault_driver check DIR SEED | state DIR | gc DIR [dry]\n");
+    return 2;
+}
