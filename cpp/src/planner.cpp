@@ -109,43 +109,76 @@ GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans, bool 
     return global;
 }
 
+namespace {
+
+// The largest number of half-open intervals [start, end) that share one coordinate.
+size_t max_depth(std::vector<std::pair<uint64_t, int>> &events) {
+    // Ends sort before starts at the same coordinate: touching intervals do not overlap.
+    std::sort(events.begin(), events.end());
+    size_t depth = 0, best = 0;
+    for (auto &e : events) {
+        if (e.second > 0) best = std::max(best, ++depth);
+        else --depth;
+    }
+    return best;
+}
+
+}  // namespace
+
 ChunkIndex::ChunkIndex(const EntryMeta &entry) : entry_(entry) {
-    std::vector<BoxRef> boxes;
-    boxes.reserve(entry.chunks.size());
-    for (auto &c : entry.chunks) boxes.push_back(ref(c.box));
-    size_t ndim = entry.shape.size();
-    dim_ = ndim ? best_split_dim(boxes, ndim) : 0;
-    order_.resize(entry.chunks.size());
-    for (size_t i = 0; i < order_.size(); ++i) order_[i] = i;
-    if (ndim == 0) return;
+    const size_t ndim = entry.shape.size();
+    for (size_t i = 0; i < entry.chunks.size(); ++i)
+        if (product(entry.chunks[i].box.sizes) > 0) order_.push_back(i);  // empty chunks overlap nothing
+    if (ndim == 0 || order_.empty()) return;
+    size_t best_depth = SIZE_MAX;
+    std::vector<std::pair<uint64_t, int>> events;
+    for (size_t d = 0; d < ndim && best_depth > 1; ++d) {
+        events.clear();
+        for (size_t i : order_) {
+            const Box &b = entry.chunks[i].box;
+            events.emplace_back(b.offsets[d], 1);
+            events.emplace_back(b.offsets[d] + b.sizes[d], -1);
+        }
+        size_t depth = max_depth(events);
+        if (depth < best_depth) best_depth = depth, dim_ = d;
+    }
     std::sort(order_.begin(), order_.end(), [&](size_t a, size_t b) {
         return entry.chunks[a].box.offsets[dim_] < entry.chunks[b].box.offsets[dim_];
     });
-    uint64_t running = 0;
-    for (size_t i : order_) {
-        const Box &b = entry.chunks[i].box;
+    leaves_ = 1;
+    while (leaves_ < order_.size()) leaves_ *= 2;
+    max_end_.assign(2 * leaves_, 0);
+    for (size_t k = 0; k < order_.size(); ++k) {
+        const Box &b = entry.chunks[order_[k]].box;
         starts_.push_back(b.offsets[dim_]);
-        running = std::max(running, b.offsets[dim_] + b.sizes[dim_]);
-        max_end_.push_back(running);
+        max_end_[leaves_ + k] = b.offsets[dim_] + b.sizes[dim_];
     }
+    for (size_t node = leaves_ - 1; node >= 1; --node) max_end_[node] = std::max(max_end_[2 * node], max_end_[2 * node + 1]);
+}
+
+void ChunkIndex::collect(size_t node, size_t lo_pos, size_t hi_pos, size_t limit, uint64_t lo, const Box &box,
+                         std::vector<size_t> &out) const {
+    // Positions [lo_pos, hi_pos) under `node`; only [0, limit) start before the box ends.
+    if (lo_pos >= limit || max_end_[node] <= lo) return;
+    if (hi_pos - lo_pos == 1) {
+        size_t chunk = order_[lo_pos];
+        if (boxes_overlap(entry_.chunks[chunk].box, box)) out.push_back(chunk);
+        return;
+    }
+    size_t mid = (lo_pos + hi_pos) / 2;
+    collect(2 * node, lo_pos, mid, limit, lo, box, out);
+    collect(2 * node + 1, mid, hi_pos, limit, lo, box, out);
 }
 
 void ChunkIndex::overlapping(const Box &box, std::vector<size_t> &out) const {
     if (entry_.shape.empty()) {
-        for (size_t i : order_)
-            if (product(entry_.chunks[i].box.sizes) > 0) out.push_back(i);
+        for (size_t i : order_) out.push_back(i);
         return;
     }
+    if (order_.empty() || product(box.sizes) == 0) return;
     uint64_t lo = box.offsets[dim_], hi = lo + box.sizes[dim_];
-    // Candidates start before `hi`; walk back while some earlier chunk can still reach `lo`.
-    size_t n = size_t(std::lower_bound(starts_.begin(), starts_.end(), hi) - starts_.begin());
-    size_t first_out = out.size();
-    for (size_t k = n; k-- > 0;) {
-        if (max_end_[k] <= lo) break;
-        const Box &c = entry_.chunks[order_[k]].box;
-        if (boxes_overlap(c, box)) out.push_back(order_[k]);
-    }
-    std::reverse(out.begin() + long(first_out), out.end());
+    size_t limit = size_t(std::lower_bound(starts_.begin(), starts_.end(), hi) - starts_.begin());
+    collect(1, 0, leaves_, limit, lo, box, out);
 }
 
 ReadItem make_read_item(size_t request_index, const ReadRequest &r, size_t c) {

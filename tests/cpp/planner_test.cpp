@@ -1,4 +1,5 @@
 // The save planner (dedup, balance, conflicts), the chunk index and the load planner.
+#include <chrono>
 #include <map>
 #include <random>
 #include <set>
@@ -318,6 +319,47 @@ TEST(ChunkIndex, GridPartitions) {
             ASSERT_EQ(got, want) << "trial " << trial;
         }
     }
+}
+
+// Seconds to find, for every chunk, the chunks overlapping its own box (each finds itself).
+double time_self_queries(const EntryMeta &e) {
+    ChunkIndex index(e);
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<size_t> got;
+    for (size_t c = 0; c < e.chunks.size(); ++c) {
+        got.clear();
+        index.overlapping(e.chunks[c].box, got);
+        EXPECT_EQ(got, std::vector<size_t>{c});
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A staircase (chunk i: rows [i, i + n), column i) overlaps along rows everywhere; the index
+// must pick columns and stay as fast as for a plain row layout of as many chunks (a ratio, not a
+// wall-clock budget: the machine may be slow or busy).
+TEST(ChunkIndex, StaircaseCostsNoMoreThanRows) {
+    const uint64_t n = 20000;
+    std::vector<Box> stairs, rows;
+    for (uint64_t i = 0; i < n; ++i) {
+        stairs.push_back(Box{{i, i}, {n, 1}});
+        rows.push_back(Box{{i, 0}, {1, n}});
+    }
+    EntryMeta staircase = entry_with({2 * n, n}, stairs), plain = entry_with({n, n}, rows);
+    double t_plain = time_self_queries(plain), t_stairs = time_self_queries(staircase);
+    EXPECT_LT(t_stairs, 5 * t_plain + 0.05) << "staircase " << t_stairs << " s, rows " << t_plain << " s";
+}
+
+// Chunks that are long along every dimension somewhere (a pinwheel of four arms) still answer in
+// output-sensitive time.
+TEST(ChunkIndex, PinwheelArmsAreFoundExactly) {
+    const uint64_t n = 3000;
+    std::vector<Box> arms;
+    for (uint64_t i = 0; i < n; ++i) {
+        arms.push_back(Box{{i, n + 1 + i}, {1, n}});          // long along columns (top right)
+        arms.push_back(Box{{n + 1 + i, 2 * n + 1 + i}, {n, 1}});  // long along rows (bottom right)
+    }
+    EntryMeta e = entry_with({3 * n + 2, 3 * n + 2}, arms);
+    EXPECT_LT(time_self_queries(e), 2.0);
 }
 
 TEST(ChunkIndex, ScalarEntry) {

@@ -23,19 +23,27 @@ struct GlobalSavePlan {
 GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &local_plans, bool allow_partial = false);
 
 // An interval index over the saved chunks of one entry: finds the chunks overlapping a box
-// without comparing against every chunk.
+// without comparing against every chunk. Chunks are indexed along the dimension where they
+// overlap each other least (the smallest maximum number of chunk intervals covering one
+// coordinate), and a tree of maximum ends finds the candidates in O((k + 1) log n) for k
+// candidates, however long some intervals are (a "staircase" of chunks does not make it scan).
 class ChunkIndex {
 public:
     explicit ChunkIndex(const EntryMeta &entry);
-    // Appends the indices of the chunks that share at least one element with `box`.
+    // Appends the indices of the chunks that share at least one element with `box`, in order of
+    // their start along the indexed dimension.
     void overlapping(const Box &box, std::vector<size_t> &out) const;
 
 private:
+    void collect(size_t node, size_t lo_pos, size_t hi_pos, size_t limit, uint64_t lo, const Box &box,
+                 std::vector<size_t> &out) const;
+
     const EntryMeta &entry_;
     size_t dim_ = 0;
-    std::vector<size_t> order_;       // chunk indices sorted by start along dim_
+    std::vector<size_t> order_;       // non-empty chunk indices sorted by start along dim_
     std::vector<uint64_t> starts_;    // their starts along dim_
-    std::vector<uint64_t> max_end_;   // running maximum of their ends along dim_
+    std::vector<uint64_t> max_end_;   // segment tree over positions: the largest end below a node
+    size_t leaves_ = 0;               // positions covered by the tree (a power of two)
 };
 
 // Fills plan.items with ReadItems covering exactly each request's box. `index_of(entry)`
