@@ -8,6 +8,7 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"syscall"
 )
 
 // Code is a stable shardpoint error code (a negative shardpoint_error value). Codes are errors
@@ -34,13 +35,25 @@ const (
 	ErrState     Code = C.SHARDPOINT_ESTATE
 	ErrKind      Code = C.SHARDPOINT_EKIND
 	ErrRange     Code = C.SHARDPOINT_ERANGE
-	ErrInternal  Code = C.SHARDPOINT_EINTERNAL
+	// ErrNoSpace: no space left on the device, or a disk quota is exhausted. errors.Is also
+	// matches it against syscall.ENOSPC.
+	ErrNoSpace Code = C.SHARDPOINT_ENOSPC
+	// ErrNotDurable: the save WAS committed (the new checkpoint is in place and loads), but a
+	// step after the commit point (the directory fsync) failed, so it may not survive a power
+	// loss. The previous checkpoint's files were kept (the next save or a gc removes them).
+	ErrNotDurable Code = C.SHARDPOINT_ENOTDURABLE
+	ErrInternal   Code = C.SHARDPOINT_EINTERNAL
 )
 
 // Name returns the library's stable name for the code ("SHARDPOINT_ECHECKSUM").
 func (c Code) Name() string { return C.GoString(C.shardpoint_error_name(C.int(c))) }
 
 func (c Code) Error() string { return c.Name() }
+
+// Is lets errors.Is(err, syscall.ENOSPC) find ErrNoSpace.
+func (c Code) Is(target error) bool {
+	return c == ErrNoSpace && target == syscall.ENOSPC
+}
 
 // Error is a failure reported by the library (or by the binding's own argument checks, which use
 // the same codes). Match it with errors.Is(err, shardpoint.ErrDType) or errors.As.
@@ -64,7 +77,8 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// Is reports whether target is this error's Code (or an *Error with the same Code).
+// Is reports whether target is this error's Code (or an *Error with the same Code), or
+// syscall.ENOSPC for ErrNoSpace.
 func (e *Error) Is(target error) bool {
 	switch t := target.(type) {
 	case Code:
@@ -72,7 +86,7 @@ func (e *Error) Is(target error) bool {
 	case *Error:
 		return e.Code == t.Code
 	}
-	return false
+	return e.Code.Is(target)
 }
 
 func (e *Error) Unwrap() error { return e.Cause }

@@ -3,22 +3,32 @@ package shardpoint
 import (
 	"math"
 	"math/bits"
+	"slices"
 	"unsafe"
 )
 
 // Box is a box of a tensor: it starts at Offsets[d] and spans Sizes[d] elements along dimension
 // d. Offsets may be nil (all zeros). A 0-d (scalar) tensor has the empty box, Box{}.
+//
+// A Box written out (Box{Offsets, Sizes}) is an explicit request for that box. Whole and Rows
+// also remember the tensor shape they were given: a load or save with such a box fails with
+// ErrShape when the tensor's actual shape differs, so a destination sized for another shape is
+// never filled in part.
 type Box struct {
 	Offsets []uint64
 	Sizes   []uint64
+	of      []uint64 // the tensor shape Whole or Rows was given; nil for a box written out
 }
 
-// Whole returns the box that covers a whole tensor of the given shape.
+// Whole returns the box that covers a whole tensor of the given shape. Loading it from a tensor
+// of another shape fails with ErrShape, naming both shapes.
 func Whole(shape []uint64) Box {
-	return Box{Offsets: make([]uint64, len(shape)), Sizes: append([]uint64(nil), shape...)}
+	return Box{Offsets: make([]uint64, len(shape)), Sizes: append([]uint64(nil), shape...),
+		of: append([]uint64{}, shape...)}
 }
 
 // Rows returns the box of rows [lo, hi) of a tensor of the given shape (other dimensions whole).
+// Like Whole, it fails with ErrShape on a tensor of another shape.
 func Rows(shape []uint64, lo, hi uint64) Box {
 	b := Whole(shape)
 	b.Offsets[0], b.Sizes[0] = lo, hi-lo
@@ -130,13 +140,25 @@ func (v View) place(sizes []uint64, n int) (start int, empty bool, err error) {
 	return v.Start, false, nil
 }
 
-// elementPointer checks the view against buf (elements of esize bytes) and returns the address of
-// the box's first element, or nil when the box is empty.
-// destination resolves a read request's box and checks that its elements, placed by v, lie
-// inside dst; it returns the box and the pointer to hand to the C ABI.
-func destination(box Box, dst []byte, esize int, v View) (offsets, sizes []uint64, p unsafe.Pointer, err error) {
+// destination resolves a read request's box and checks dst against it: with the zero View (C
+// order from element 0) dst must hold exactly the box's elements, no more and no fewer
+// (ErrShape); with an explicit View every element the box places must lie inside dst
+// (ErrRange). It returns the box and the pointer to hand to the C ABI.
+func destination(fqn string, box Box, dst []byte, esize int, v View) (offsets, sizes []uint64, p unsafe.Pointer, err error) {
 	if offsets, sizes, err = box.resolve(nil, false); err != nil {
 		return nil, nil, nil, err
+	}
+	if v.Start == 0 && v.Strides == nil && esize > 0 && len(dst)%esize == 0 {
+		numel, ok := uint64(1), true
+		for _, s := range sizes {
+			h, l := bits.Mul64(numel, s)
+			ok = ok && h == 0
+			numel = l
+		}
+		if !ok || numel != uint64(len(dst)/esize) {
+			return nil, nil, nil, newError(ErrShape, "destination holds %d elements but the box %v+%v of %q has %d",
+				len(dst)/esize, offsets, sizes, fqn, numel)
+		}
 	}
 	if p, err = elementPointer(dst, esize, sizes, v); err != nil {
 		return nil, nil, nil, err
@@ -144,6 +166,33 @@ func destination(box Box, dst []byte, esize int, v View) (offsets, sizes []uint6
 	return offsets, sizes, p, nil
 }
 
+// checkShape fails with ErrShape when box was made by Whole or Rows for a shape other than the
+// one tensor fqn has in r. A missing entry or a bytes entry is left to the library (ErrNotFound,
+// a skip under AllowPartial, or ErrKind).
+func (r *Reader) checkShape(fqn string, box Box) error {
+	if box.of == nil {
+		return nil
+	}
+	e, err := r.Find(fqn)
+	if err != nil || e.Kind != KindTensor || slices.Equal(e.Shape, box.of) {
+		return nil
+	}
+	if slices.Equal(box.Sizes, box.of) && !slices.ContainsFunc(box.Offsets, func(o uint64) bool { return o != 0 }) {
+		return newError(ErrShape, "destination has shape %v but %q is %v", box.of, fqn, shapeOf(e.Shape))
+	}
+	return newError(ErrShape, "the box %v+%v was made for shape %v but %q is %v", box.Offsets, box.Sizes, box.of, fqn, shapeOf(e.Shape))
+}
+
+// shapeOf prints a scalar's shape as [] (EntryInfo.Shape is nil then).
+func shapeOf(shape []uint64) []uint64 {
+	if shape == nil {
+		return []uint64{}
+	}
+	return shape
+}
+
+// elementPointer checks the view against buf (elements of esize bytes) and returns the address of
+// the box's first element, or nil when the box is empty.
 func elementPointer(buf []byte, esize int, sizes []uint64, v View) (unsafe.Pointer, error) {
 	if esize <= 0 {
 		return nil, newError(ErrInvalid, "unknown dtype")

@@ -50,8 +50,10 @@ func (r *Reader) NewLoad(comm *Comm) (*Load, error) {
 	return l, nil
 }
 
-// LoadTensor requests box `box` of tensor fqn into dst in C order. The dtype follows from T and
-// must be the stored one; the box's rank must be the tensor's (Box{} for a scalar; see Whole).
+// LoadTensor requests box `box` of tensor fqn into dst in C order. dst must hold exactly the
+// box's elements, and a box from Whole or Rows must have been made for the tensor's shape
+// (ErrShape otherwise). The dtype follows from T and must be the stored one; the box's rank must
+// be the tensor's (Box{} for a scalar; see Whole).
 func LoadTensor[T Element](l *Load, fqn string, box Box, dst []T) error {
 	return LoadTensorView(l, fqn, box, dst, View{})
 }
@@ -70,7 +72,16 @@ func (l *Load) AddTensorRaw(fqn string, dtype DType, box Box, dst []byte, v View
 }
 
 func (l *Load) addTensor(fqn string, dtype DType, box Box, dst []byte, esize int, v View) error {
-	offsets, sizes, p, err := destination(box, dst, esize, v)
+	l.mu.Lock()
+	reader := l.reader
+	l.mu.Unlock()
+	if reader == nil {
+		return errClosed("load")
+	}
+	if err := reader.checkShape(fqn, box); err != nil {
+		return err
+	}
+	offsets, sizes, p, err := destination(fqn, box, dst, esize, v)
 	if err != nil {
 		return err
 	}

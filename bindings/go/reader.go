@@ -339,8 +339,10 @@ func (r *Reader) Verify() error {
 	})
 }
 
-// ReadTensor reads box `box` of tensor fqn into dst in C order. The dtype follows from T and
-// must be the stored one (nothing is converted). Not collective.
+// ReadTensor reads box `box` of tensor fqn into dst in C order: dst must hold exactly the box's
+// elements (ErrShape otherwise), and a box from Whole or Rows must have been made for the
+// tensor's shape (ErrShape). The dtype follows from T and must be the stored one (ErrDType;
+// nothing is converted). Not collective.
 func ReadTensor[T Element](r *Reader, fqn string, box Box, dst []T) error {
 	return ReadTensorView(r, fqn, box, dst, View{})
 }
@@ -358,7 +360,10 @@ func (r *Reader) ReadTensorRaw(fqn string, dtype DType, box Box, dst []byte, v V
 }
 
 func (r *Reader) readTensor(fqn string, dtype DType, box Box, dst []byte, esize int, v View) error {
-	offsets, sizes, p, err := destination(box, dst, esize, v)
+	if err := r.checkShape(fqn, box); err != nil {
+		return err
+	}
+	offsets, sizes, p, err := destination(fqn, box, dst, esize, v)
 	if err != nil {
 		return err
 	}

@@ -9,18 +9,56 @@ import "C"
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"unsafe"
 )
 
 // SaveOptions are the options of a save. The zero value (or a nil pointer) means the defaults.
+// Saves are durable by default: data files, metadata and the directory are fsynced before Commit
+// returns.
 type SaveOptions struct {
-	Overwrite        bool   // replace a checkpoint already at the path (else ErrExists)
-	Fsync            bool   // fsync data files, metadata and the directory
+	Overwrite bool // replace a checkpoint already at the path (else ErrExists)
+	// Deprecated: saves are durable by default and Fsync has no effect (false does not opt out;
+	// that is NoFsync).
+	Fsync bool
+	// NoFsync skips every fsync (SHARDPOINT_SAVE_NO_FSYNC). Faster, and safe against a crash of
+	// the process, but NOT against a power loss or a kernel crash: after one, the new checkpoint
+	// (and with Overwrite the previous one too) may be lost or unreadable.
+	NoFsync bool
+	// AllowPartial accepts tensors that the ranks together leave partly uncovered
+	// (SHARDPOINT_SAVE_ALLOW_PARTIAL); without it such a save fails with ErrUncovered and
+	// writes nothing.
+	AllowPartial     bool
 	CompressionLevel int    // 0: store raw; 1..9: zlib deflate at that level
 	IOThreads        int    // worker threads for I/O and checksums; 0: one per core
 	Alignment        uint64 // extent alignment in bytes, a power of two; 0: 4096
 	CheckpointID     string // recorded in the metadata; "": the directory's name
+}
+
+const (
+	flagOverwrite    = C.SHARDPOINT_SAVE_OVERWRITE
+	flagNoFsync      = C.SHARDPOINT_SAVE_NO_FSYNC
+	flagAllowPartial = C.SHARDPOINT_SAVE_ALLOW_PARTIAL
+)
+
+// saveFlags returns the SHARDPOINT_SAVE_* flags of opts (nil: the defaults). The deprecated
+// Fsync never sets SHARDPOINT_SAVE_FSYNC, which would contradict NoFsync.
+func saveFlags(opts *SaveOptions) uint32 {
+	var flags uint32
+	if opts == nil {
+		return 0
+	}
+	if opts.Overwrite {
+		flags |= flagOverwrite
+	}
+	if opts.NoFsync {
+		flags |= flagNoFsync
+	}
+	if opts.AllowPartial {
+		flags |= flagAllowPartial
+	}
+	return flags
 }
 
 // Save is a save in progress: add what this rank holds, then Commit (collective). Not safe for
@@ -45,13 +83,8 @@ func NewSave(dir string, comm *Comm, opts *SaveOptions) (*Save, error) {
 		return nil, err
 	}
 	var cid *C.char
+	copts.flags = C.uint32_t(saveFlags(opts))
 	if opts != nil {
-		if opts.Overwrite {
-			copts.flags |= C.SHARDPOINT_SAVE_OVERWRITE
-		}
-		if opts.Fsync {
-			copts.flags |= C.SHARDPOINT_SAVE_FSYNC
-		}
 		if opts.CompressionLevel < math.MinInt32 || opts.CompressionLevel > math.MaxInt32 ||
 			opts.IOThreads < 0 || uint64(opts.IOThreads) > math.MaxUint32 {
 			return nil, newError(ErrInvalid, "compression level or I/O thread count out of range")
@@ -103,6 +136,10 @@ func (s *Save) AddTensorRaw(fqn string, dtype DType, shape []uint64, box Box, da
 }
 
 func (s *Save) addTensor(fqn string, dtype DType, shape []uint64, box Box, data []byte, esize int, v View) error {
+	if box.of != nil && !slices.Equal(box.of, shape) {
+		return newError(ErrShape, "the box %v+%v of %q was made for shape %v but the tensor is %v",
+			box.Offsets, box.Sizes, fqn, box.of, shape)
+	}
 	offsets, sizes, err := box.resolve(shape, true)
 	if err != nil {
 		return err
@@ -166,7 +203,9 @@ func (s *Save) SetMetadata(key, value string) error {
 
 // Commit plans, writes and commits the checkpoint. Collective: every rank of the communicator
 // must call it; every rank gets the same outcome. On failure nothing is committed and a
-// checkpoint that was at the path before is intact. A Save can be committed once.
+// checkpoint that was at the path before is intact, with one exception: ErrNotDurable means the
+// checkpoint was committed but may not survive a power loss. Tensors the ranks leave partly
+// uncovered fail with ErrUncovered unless SaveOptions.AllowPartial. A Save can be committed once.
 func (s *Save) Commit() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
