@@ -24,14 +24,13 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 OWN_NAME = re.compile(r"^(data-[0-9a-f]{32}-r[0-9]+\.bin|shardpoint\.meta\.tmp-[0-9a-f]{32})$")
 META = "shardpoint.meta"
 LOCK = "shardpoint.lock"  # a lock file, if the library uses one, is neither debris nor data
-RANKS = 2
 SEED_A, SEED_B, SEED_C = 101, 202, 303
 
-# Calls whose failure the library may ignore (a writeback hint; closing a directory or the lock
-# after use; taking the lock on a filesystem without locks): either outcome is right, provided it
-# is consistent (success with the new checkpoint, or failure with the old one).
+# Calls whose failure the library may ignore (a writeback hint; closing a directory after its
+# fsync or after the lock was used): either outcome is right, provided it is consistent (success
+# with the new checkpoint, or failure with the old one).
 def advisory(step):
-    if step["op"] in ("sync_file_range", "flock"):
+    if step["op"] == "sync_file_range":
         return True
     return step["op"] == "close" and step["is_dir"]
 
@@ -61,6 +60,7 @@ class Harness:
     def __init__(self, driver, shim, work):
         self.driver, self.shim, self.work = driver, shim, work
         self.runs = 0
+        self.save_opts = ["ranks=2"]  # added to every save: what the checkpoints look like
 
     def fresh_dir(self, name):
         path = os.path.join(self.work, name)
@@ -88,7 +88,7 @@ class Harness:
 
     def save(self, d, seed, *opts, fault=None, trace=None, data=False):
         """The save's outcome: 'KILLED', or one code name agreed by the ranks (see outcome())."""
-        p = self.run(["save", d, seed, "ranks=%d" % RANKS] + list(opts), fault=fault, trace=trace, data=data)
+        p = self.run(["save", d, seed] + self.save_opts + list(opts), fault=fault, trace=trace, data=data)
         if p.returncode == -9:
             return {"outcome": "KILLED", "names": [], "messages": []}
         expect(p.returncode in (0, 1), "save exited with %d: %s %s" % (p.returncode, p.stdout, p.stderr))
@@ -311,27 +311,62 @@ def scenario_inject(h, fresh):
             shutil.rmtree(base)
     print("%s: %d injections at %d steps (publish at step %d, durable at step %d); outcomes %s" %
           (name, n, len(trace), publish, durable, sorted(seen_codes)))
-    if fresh:
-        scenario_rename_fallback(h)
 
 
-def scenario_rename_fallback(h):
-    """Without overwrite the publish must never replace a concurrent winner: renameat2 with
-    RENAME_NOREPLACE, or link + unlink where the filesystem lacks it (EINVAL, ENOSYS)."""
-    for err in ("EINVAL", "ENOSYS"):
-        base, ckpt = prepare(h, "fallback-" + err, True)
+def scenario_publish(h):
+    """The publish without overwrite never replaces a concurrent winner: renameat2 with
+    RENAME_NOREPLACE, link + unlink where the filesystem lacks it (EINVAL, ENOSYS), a plain rename
+    under the lock where it lacks both (link: EPERM). A winner found at the publish (EEXIST) makes
+    the save fail with SHARDPOINT_EEXISTS, leaving nothing of it behind. Without flock (ENOLCK) the
+    save works but deletes no debris."""
+    meta_glob = "*/" + META + "*"
+    cases = [
+        ("renameat2-EINVAL", "rename:%s:1:EINVAL" % meta_glob, "SHARDPOINT_OK", "link"),
+        ("renameat2-ENOSYS", "rename:%s:1:ENOSYS" % meta_glob, "SHARDPOINT_OK", "link"),
+        ("no-rename2-no-link", "rename:%s:1:EINVAL,link:%s:1:EPERM" % (meta_glob, meta_glob), "SHARDPOINT_OK", "rename"),
+        ("winner-at-rename", "rename:%s:1:EEXIST" % meta_glob, "SHARDPOINT_EEXISTS", None),
+        ("winner-at-link", "rename:%s:1:EINVAL,link:%s:1:EEXIST" % (meta_glob, meta_glob), "SHARDPOINT_EEXISTS", None),
+    ]
+    for label, fault, want, publish_op in cases:
+        base, ckpt = prepare(h, "publish-" + label, True)
         tpath = os.path.join(base, "run.trace")
-        r = h.save(ckpt, SEED_B, fault="rename:*" + META + "*:1:" + err, trace=tpath)
-        what = "publish with renameat2 failing %s" % err
+        r = h.save(ckpt, SEED_B, fault=fault, trace=tpath)
+        what = "publish (%s)" % label
+        log("%-20s %-70s -> %s" % (label, fault, r["outcome"]))
         t = parse_trace(tpath)
-        renames = [s for s in t if s["op"] == "rename" and s["path2"] == os.path.join(ckpt, META)]
-        expect(renames and "injected" in renames[0]["flags"], what + ": the publish was not a rename to inject into")
-        expect(r["outcome"] == "SHARDPOINT_OK", "%s: %s" % (what, r))
-        expect_clean(h, ckpt, SEED_B, what)
-        links = [s for s in t if s["op"] == "link" and s["path2"] == os.path.join(ckpt, META) and s["ret"] == 0]
-        expect(links, what + ": no link() fallback in the trace")
+        expect(len(injected(tpath)) == fault.count(",") + 1, what + ": not every fault was injected")
+        expect(r["outcome"] == want, "%s: %s, expected %s" % (what, r, want))
+        if want == "SHARDPOINT_OK":
+            expect_clean(h, ckpt, SEED_B, what)
+            final = [s for s in t if s["op"] == publish_op and s["path2"] == os.path.join(ckpt, META) and s["ret"] == 0]
+            expect(final, what + ": not published by %s" % publish_op)
+        else:
+            st = h.state(ckpt)
+            expect(st["open"] == "SHARDPOINT_ENOTFOUND" and not extras(st),
+                   "%s: a save that lost the publish leaves %s" % (what, json.dumps(st)))
         shutil.rmtree(base)
-    print("rename fallback: link + unlink publishes when renameat2 fails with EINVAL or ENOSYS")
+    # No flock on this filesystem: the save works but must not delete debris (it cannot know that
+    # no other save is in progress); the next save with a lock removes it.
+    base, ckpt = prepare(h, "publish-no-flock", False)
+    planted = "data-%s-r00000.bin" % ("ab" * 16)
+    with open(os.path.join(ckpt, planted), "w") as f:
+        f.write("a concurrent save's data file, or debris\n")
+    r = h.save(ckpt, SEED_B, "overwrite", fault="flock:*:1:ENOLCK")
+    expect(r["outcome"] == "SHARDPOINT_OK", "save without flock: %s" % r)
+    st = expect_exact(h, ckpt, SEED_B, "save without flock")
+    expect(planted in st["files"], "a save without the lock deleted a file that may belong to another save")
+    expect(all(OWN_NAME.match(x) for x in extras(st)), "save without flock leaves %s" % extras(st))
+    r = h.save(ckpt, SEED_C, "overwrite")
+    expect(r["outcome"] == "SHARDPOINT_OK", "save after one without flock: %s" % r)
+    expect_clean(h, ckpt, SEED_C, "save after one without flock")
+    shutil.rmtree(base)
+    print("publish: %d fallback and winner cases, and a filesystem without flock" % len(cases))
+
+
+def scenario_inject_deflate(h):
+    """The same per-step injection for a one-rank save with deflate (the compressed writer)."""
+    h.save_opts = ["ranks=1", "deflate"]
+    scenario_inject(h, False)
 
 
 def plant(ckpt):
@@ -624,6 +659,60 @@ def is_checkpoint_header(content):
         struct.unpack("<I", content[28:32])[0] == zlib.crc32(content[:28])
 
 
+def crash_states(base, before, trace):
+    """{state key: (tree, [crash points])}: every state a power cut may leave after the first p
+    steps of the trace, for every p."""
+    model = Model(base, before)
+    states = {}
+    for p in range(len(trace) + 1):
+        if p > 0:
+            model.apply(trace[p - 1])
+        for t in model.crash_states():
+            states.setdefault(state_key(t), (t, []))[1].append(p)
+    return model, states
+
+
+class Verdicts:
+    """What the driver finds in a materialized crash state, cached by state."""
+
+    def __init__(self, h, name, rel_ckpt):
+        self.h, self.name, self.rel_ckpt = h, name, rel_ckpt
+        self.cache = {}
+
+    def materialize(self, key, tree):
+        root = os.path.join(self.h.work, "%s-state-%d" % (self.name, len(self.cache)))
+        if os.path.exists(root):
+            shutil.rmtree(root)
+        materialize(tree, root)
+        return root, os.path.join(root, self.rel_ckpt)
+
+    def of(self, key, tree, keep=False):
+        if key not in self.cache or keep:
+            root, d = self.materialize(key, tree)
+            st = self.h.state(d)
+            self.cache[key] = {
+                "st": st,
+                "A": st["open"] == "SHARDPOINT_OK" and st["seed"] == SEED_A and st["exact"],
+                "B": st["open"] == "SHARDPOINT_OK" and st["seed"] == SEED_B and st["exact"],
+                "none": st["open"] == "SHARDPOINT_ENOTFOUND",
+            }
+            if keep:
+                return self.cache[key], root, d
+            shutil.rmtree(root)
+        return self.cache[key], None, None
+
+
+def judge(v, p, publish, durable, fresh):
+    """Whether verdict v is allowed for a power cut after p steps: before the publish the old
+    state (A, or no checkpoint in a new directory), until the durable point the old or B, after it B."""
+    old = "none" if fresh else "A"
+    if p <= publish:
+        return v[old], old
+    if p <= durable:
+        return v[old] or v["B"], old + " or B"
+    return v["B"], "B"
+
+
 def scenario_powerloss(h, durable_mode):
     opts = [] if durable_mode else ["nofsync"]
     label = "durable" if durable_mode else "nofsync"
@@ -639,16 +728,9 @@ def scenario_powerloss(h, durable_mode):
                    "a save with SHARDPOINT_SAVE_NO_FSYNC called fsync: %s" %
                    [s["path"] for s in trace if s["op"] in ("fsync", "fdatasync")])
             durable = len(trace)  # never durable
-        model = Model(base, before)
+        model, states = crash_states(base, before, trace)
         # The model, replayed to the end, must describe the directory as it really is.
-        states = {}
-        for p in range(len(trace) + 1):
-            if p > 0:
-                model.apply(trace[p - 1])
-            for t in model.crash_states():
-                states.setdefault(state_key(t), (t, []))[1].append(p)
-        final = {k: v for k, v in snapshot_tree(base).items() if not k.endswith(".trace")}
-        now = {r: (None if v is None else bytes(v)) for r, v in final.items()}
+        now = snapshot_tree(base)
         modelled = {}
         for d, st in model.dirs.items():
             for n, e in st["current"].items():
@@ -656,36 +738,21 @@ def scenario_powerloss(h, durable_mode):
                 modelled[rel] = None if e[0] == "dir" else bytes(model.files[e[1]]["current"])
         expect(modelled == now, "%s: the model's final state differs from the disk: %s vs %s" %
                (name, sorted(modelled), sorted(now)))
-        lost, torn_meta, checked = 0, 0, 0
         rel_ckpt = os.path.relpath(ckpt, base)
-        for n, (tree, points) in enumerate(states.values()):
-            root = os.path.join(h.work, "%s-state-%d" % (name, n))
-            if os.path.exists(root):
-                shutil.rmtree(root)
-            materialize(tree, root)
-            d = os.path.join(root, rel_ckpt)
-            st = h.state(d)
-            checked += 1
-            has_a = st["open"] == "SHARDPOINT_OK" and st["seed"] == SEED_A and st["exact"]
-            has_b = st["open"] == "SHARDPOINT_OK" and st["seed"] == SEED_B and st["exact"]
-            none = st["open"] == "SHARDPOINT_ENOTFOUND"
+        verdicts = Verdicts(h, name, rel_ckpt)
+        lost, torn_meta = 0, 0
+        for key, (tree, points) in states.items():
+            v, root, d = verdicts.of(key, tree, keep=True)
+            st = v["st"]
             what = "%s: power cut after steps %s" % (name, points[:6])
             meta = tree.get(os.path.join(rel_ckpt, META))
-            ok_state = (has_a or has_b) if not fresh else (none or has_b)
-            if not ok_state:
+            if not (v["B"] or v["none" if fresh else "A"]):
                 lost += 1
             if meta is not None and not is_checkpoint_header(meta):
                 torn_meta += 1
             if durable_mode:
                 for p in points:
-                    if p <= publish:
-                        want = "A" if not fresh else "none"
-                        good = has_a if not fresh else none
-                    elif p <= durable:
-                        want = "A or B" if not fresh else "none or B"
-                        good = ok_state
-                    else:
-                        want, good = "B", has_b
+                    good, want = judge(v, p, publish, durable, fresh)
                     expect(good, "%s: expected %s, found %s (files %s)" % (what, want, json.dumps(st), sorted(tree)))
             # A retry works from any state: without overwrite in a new directory (a torn
             # metadata file must not block it), with overwrite over a checkpoint.
@@ -700,15 +767,89 @@ def scenario_powerloss(h, durable_mode):
                 expect(r["outcome"] == "SHARDPOINT_OK", "%s: retry with overwrite: %s" % (what, r))
             expect_clean(h, d, SEED_C, what + ", then a retry")
             shutil.rmtree(root)
-        totals[name] = (checked, lost, torn_meta)
+        totals[name] = (len(states), lost, torn_meta)
         print("%s: %d steps, %d distinct crash states checked, %d lose the checkpoint, %d with a torn metadata file" %
-              (name, len(trace), checked, lost, torn_meta))
+              (name, len(trace), len(states), lost, torn_meta))
+        if durable_mode:
+            check_fsyncs_matter(h, name, base, before, trace, publish, ckpt, fresh, verdicts)
         shutil.rmtree(base)
     if not durable_mode:
         # The opt-out's documented risk, shown by the model: states that keep neither checkpoint.
         expect(totals["powerloss-nofsync-overwrite"][1] > 0,
                "the model found no state that loses the checkpoint without fsync: the model cannot fail")
         expect(totals["powerloss-nofsync-fresh"][2] > 0, "the model found no torn metadata file without fsync")
+
+
+def check_fsyncs_matter(h, name, base, before, trace, publish, ckpt, fresh, verdicts):
+    """Mutation test of the model: drop one fsync from the clean trace (a library that forgot it)
+    and the model must find a state that breaks the promise (after success: B; before the publish:
+    the old state). Every fsync must matter, except the directory fsync before the publish, which
+    this model (namespace operations of a directory persist in order) cannot tell apart."""
+    needed, not_needed = [], []
+    for j, s in enumerate(trace):
+        if s["op"] not in ("fsync", "fdatasync"):
+            continue
+        mutated = trace[:j] + trace[j + 1:]
+        pub = publish - (1 if j < publish else 0)
+        end = len(mutated)
+        _, states = crash_states(base, before, mutated)
+        broken = 0
+        for key, (tree, points) in states.items():
+            v, _, _ = verdicts.of(key, tree)
+            for p in points:
+                # The mutated save still returned success at its end: B must be durable then.
+                good, _ = judge(v, p, pub, end - 1, fresh)
+                broken += not good
+        what = "%s %s%s" % (s["op"], glob_of(os.path.relpath(s["path"], base)),
+                            " before the publish" if j < publish else " after the publish" if s["is_dir"] else "")
+        (needed if broken else not_needed).append(what)
+        log("without step %d (%s): %d broken crash states" % (j, what, broken))
+        pre_commit_dir = s["is_dir"] and s["path"] == ckpt and j < publish
+        if not pre_commit_dir:
+            expect(broken, "%s: without step %d (%s) the model finds nothing broken: it cannot fail there" %
+                   (name, j, what))
+    print("%s: each fsync dropped in turn: %d matter (%s); not needed under this model: %s" %
+          (name, len(needed), ", ".join(needed), ", ".join(not_needed) or "none"))
+
+
+def scenario_kill_powerloss(h):
+    """A kill, a successful retry, then a power cut: the retry returned success, so its checkpoint
+    must survive, whatever the killed save left unsynced (a directory it created but had not yet
+    made durable, say). Checked with the power-loss model over the two traces in sequence, at the
+    end of the retry (and, with overwrite, that nothing else changed)."""
+    bad = []
+    for fresh in (True, False):
+        name = "kill-powerloss-%s" % ("fresh" if fresh else "overwrite")
+        _, tckpt, trace, _ = clean_trace(h, name, fresh)
+        tbase = os.path.dirname(os.path.dirname(tckpt)) if fresh else os.path.dirname(tckpt)
+        specs = fault_specs(trace)
+        for i, spec in enumerate(specs):
+            base, ckpt = prepare(h, "%s-%d" % (name, i), fresh)
+            before = snapshot_tree(base)
+            t1, t2 = os.path.join(h.work, "killed.trace"), os.path.join(h.work, "retry.trace")
+            r = h.save(ckpt, SEED_B, *([] if fresh else ["overwrite"]), fault=spec.replace(tbase, base) + ":KILL",
+                       trace=t1, data=True)
+            expect(r["outcome"] == "KILLED", "%s: not killed at step %d" % (name, i))
+            st = h.state(ckpt)
+            r = h.save(ckpt, SEED_C, *([] if fresh and st["open"] != "SHARDPOINT_OK" else ["overwrite"]), trace=t2, data=True)
+            expect(r["outcome"] == "SHARDPOINT_OK", "%s: retry after a kill at step %d: %s" % (name, i, r))
+            # Only the power cuts after the retry returned: the states of the model at the end.
+            model = Model(base, before)
+            for s in parse_trace(t1) + parse_trace(t2):
+                model.apply(s)
+            verdicts = Verdicts(h, "%s-%d" % (name, i), os.path.relpath(ckpt, base))
+            for tree in model.crash_states():
+                v, _, _ = verdicts.of(state_key(tree), tree)
+                st = v["st"]
+                if not (st["open"] == "SHARDPOINT_OK" and st["seed"] == SEED_C and st["exact"]):
+                    bad.append("%s: kill before step %d (%s), a retry that succeeded, a power cut: %s" %
+                               (name, i, spec.replace(tbase, "DIR"), json.dumps({k: st[k] for k in ("open", "seed", "files")})))
+                    log(bad[-1])
+                    break
+            shutil.rmtree(base)
+        print("%s: a kill at each of %d steps, a retry, a power cut at its end" % (name, len(trace)))
+    expect(not bad, "a successful save after a killed one is not durable in %d cases, e.g.\n  %s" %
+           (len(bad), "\n  ".join(bad[:4])))
 
 
 def scenario_selftest(h):
@@ -751,6 +892,9 @@ SCENARIOS = {
     "kill-overwrite": lambda h: scenario_kill(h, False),
     "kill-fresh": lambda h: scenario_kill(h, True),
     "torn-meta": scenario_torn_meta,
+    "publish": scenario_publish,
+    "kill-powerloss": scenario_kill_powerloss,
+    "inject-deflate": scenario_inject_deflate,
     "powerloss-durable": lambda h: scenario_powerloss(h, True),
     "powerloss-nofsync": lambda h: scenario_powerloss(h, False),
 }

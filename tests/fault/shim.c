@@ -55,6 +55,11 @@ typedef struct fd_info {
 } fd_info;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Held across the call and its trace line for every call but writes, flock and writeback hints,
+ * so that the trace orders them as the kernel did, even between threads: an open that gets a
+ * descriptor number another thread's close just released, or a mkdir that finds the directory
+ * another thread just created, comes after that call in the trace. */
+static pthread_mutex_t fd_order = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static fd_info fds[MAX_FDS];
 static fault_spec specs[MAX_SPECS];
@@ -362,16 +367,19 @@ static int do_open(int dirfd, const char *path, int flags, mode_t mode, const ch
         errno = err;
         return -1;
     }
+    pthread_mutex_lock(&fd_order);
+    const int existed_now = path_exists(abs); /* under the lock: "created" is exact */
     int fd = real(dirfd, path, flags, mode);
     int saved = errno;
     if (fd >= 0) remember_fd(fd, abs, flags);
     if (traced) {
         char extra[128];
-        snprintf(extra, sizeof extra, "%s%s%s%s", name, (flags & O_CREAT) && !existed && fd >= 0 ? ",created" : "",
+        snprintf(extra, sizeof extra, "%s%s%s%s", name, (flags & O_CREAT) && !existed_now && fd >= 0 ? ",created" : "",
                  (flags & O_TRUNC) ? ",trunc" : "", (flags & O_EXCL) ? ",excl" : "");
         trace("open", abs, NULL, fd, fd >= 0 ? fd_is_dir(fd) : dir_hint, 0, 0, fd, fd < 0 ? saved : 0, 0, extra, NULL,
               0);
     }
+    pthread_mutex_unlock(&fd_order);
     free(abs);
     errno = saved;
     return fd;
@@ -520,9 +528,12 @@ static int do_fd_call(const char *op, int fd, long long off, long long len, cons
         errno = err;
         return -1;
     }
+    const int ordered = strcmp(op, "flock") != 0 && strcmp(op, "sync_file_range") != 0;
+    if (ordered) pthread_mutex_lock(&fd_order);
     int r = perform(fd, a, b, c);
     int saved = errno;
     trace(op, path, NULL, fd, is_dir, off, len, r, r < 0 ? saved : 0, 0, name, NULL, 0);
+    if (ordered) pthread_mutex_unlock(&fd_order);
     free(path);
     errno = saved;
     return r;
@@ -582,11 +593,13 @@ int close(int fd) {
     int is_dir = fd_is_dir(fd);
     int traced = fds[fd].writable || is_dir;
     int err = traced ? decide("close", path, NULL, is_dir, fd) : 0;
+    pthread_mutex_lock(&fd_order);
     if (err) {
         /* Linux frees the descriptor even when close reports an error: do the same. */
         forget_fd(fd);
         real_close(fd);
         trace("close", path, NULL, fd, is_dir, 0, 0, -1, err, 1, "close", NULL, 0);
+        pthread_mutex_unlock(&fd_order);
         free(path);
         errno = err;
         return -1;
@@ -595,6 +608,7 @@ int close(int fd) {
     int r = real_close(fd);
     int saved = errno;
     if (traced) trace("close", path, NULL, fd, is_dir, 0, 0, r, r < 0 ? saved : 0, 0, "close", NULL, 0);
+    pthread_mutex_unlock(&fd_order);
     free(path);
     errno = saved;
     return r;
@@ -620,9 +634,11 @@ static int do_path2(const char *op, const char *name, int d1, const char *a, int
         errno = err;
         return -1;
     }
+    pthread_mutex_lock(&fd_order);
     int r = perform(d1, a, d2, b, flags);
     int saved = errno;
     trace(op, p1, p2, -1, is_dir, 0, 0, r, r < 0 ? saved : 0, 0, extra, NULL, 0);
+    pthread_mutex_unlock(&fd_order);
     free(p1), free(p2);
     errno = saved;
     return r;
@@ -670,7 +686,6 @@ static int do_path1(const char *op, const char *name, int dirfd, const char *pat
     char *abs = absolute(dirfd, path);
     int is_dir = path_is_dir(abs);
     if (strcmp(op, "mkdir") == 0) is_dir = 1;
-    const int existed = path_exists(abs);
     int err = decide(op, abs, NULL, is_dir, -1);
     if (err) {
         trace(op, abs, NULL, -1, is_dir, 0, 0, -1, err, 1, name, NULL, 0);
@@ -678,11 +693,13 @@ static int do_path1(const char *op, const char *name, int dirfd, const char *pat
         errno = err;
         return -1;
     }
+    pthread_mutex_lock(&fd_order);
     int r = perform(dirfd, path, arg);
     int saved = errno;
     char extra[64];
-    snprintf(extra, sizeof extra, "%s%s", name, strcmp(op, "mkdir") == 0 && r == 0 && !existed ? ",created" : "");
+    snprintf(extra, sizeof extra, "%s%s", name, strcmp(op, "mkdir") == 0 && r == 0 ? ",created" : "");
     trace(op, abs, NULL, -1, is_dir, 0, 0, r, r < 0 ? saved : 0, 0, extra, NULL, 0);
+    pthread_mutex_unlock(&fd_order);
     free(abs);
     errno = saved;
     return r;
