@@ -89,3 +89,46 @@ struct KeyValue {
   key @0 :Text;
   value @1 :Text;
 }
+
+# --- Messages of the storage-layer phases (FORMAT.md section 7) -------------------------------
+# The ranks of one save exchange these through the host framework's own collectives (or
+# shardpoint's communicator). They are never stored in a checkpoint.
+
+enum EntryKind {
+  tensor @0;
+  bytes @1;
+}
+
+# A WriteItem without its data: what a rank offers to save.
+struct PlannedItem {
+  fqn @0 :Text;
+  kind @1 :EntryKind;
+  dtype @2 :DType;                # bytes entries: u8
+  shape @3 :List(UInt64);         # the global shape; bytes entries: [length]
+  offsets @4 :List(UInt64);       # the chunk's box; bytes entries: [0]
+  sizes @5 :List(UInt64);         # bytes entries: [length]
+}
+
+# A rank's local plan (items, no decision yet) or its final plan (the coordinator's decision).
+struct SavePlanMessage {
+  rank @0 :UInt32;
+  items @1 :List(PlannedItem);    # local plan: everything the rank offers; final plan: empty
+  final @2 :Bool;                 # false: a local plan; true: a final plan
+  saveId @3 :Text;                # final plan: the save's id (32 lowercase hex digits)
+  fileName @4 :Text;              # final plan: the data file this rank writes
+  writes @5 :List(UInt32);        # final plan: indices into the rank's local plan items to write
+}
+
+# What one rank wrote: returned by the write phase, gathered for the finish phase.
+struct WriteResultsMessage {
+  rank @0 :UInt32;
+  saveId @1 :Text;
+  fileName @2 :Text;
+  fileSize @3 :UInt64;            # the data file's size after writing
+  results @4 :List(WriteResultEntry);
+}
+
+struct WriteResultEntry {
+  item @0 :PlannedItem;
+  extent @1 :Extent;              # `file` is ignored: the extent is in the message's file
+}

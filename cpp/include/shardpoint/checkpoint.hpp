@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "shardpoint/checkpoint_writer.hpp"
 #include "shardpoint/comm.hpp"
 #include "shardpoint/model.hpp"
 #include "shardpoint/planner.hpp"
@@ -17,7 +18,8 @@ namespace shardpoint {
 
 std::string library_version();
 
-// One save: each rank adds what it holds, then every rank calls commit().
+// One save: each rank adds what it holds, then every rank calls commit(), which runs the
+// CheckpointWriter phases over the communicator.
 class SaveSession {
 public:
     // `comm` may be null (single process); it is borrowed.
@@ -32,15 +34,9 @@ public:
     void commit();
 
 private:
-    void add_item(WriteItem item);
-
-    std::string dir_;
     Comm *comm_;
     SingleComm single_;
-    SaveOptions options_;
-    SavePlan local_;
-    std::unordered_map<std::string, std::vector<size_t>> items_by_fqn_;
-    std::vector<std::pair<std::string, std::string>> user_;
+    CheckpointWriter writer_;
     bool committed_ = false;
 };
 

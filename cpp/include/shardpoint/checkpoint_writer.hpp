@@ -1,0 +1,65 @@
+// The StorageWriter contract as phases a host framework drives with its own planner and
+// collectives (DCP's call sequence): set up, local plan, global plan (coordinator), write, finish
+// (coordinator), abort. Plans and write results cross between ranks as Cap'n Proto messages of the
+// format's schema (FORMAT.md section 7). SaveSession runs the same phases over a Comm.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "shardpoint/model.hpp"
+#include "shardpoint/storage.hpp"
+
+namespace shardpoint {
+
+class CheckpointWriter {
+public:
+    // reset(): a new save of the checkpoint in directory `dir`.
+    CheckpointWriter(std::string dir, SaveOptions options);
+
+    // This process's place in the save; rank 0 is the coordinator. Creates the directory.
+    void set_up(int rank, int world_size);
+    int rank() const { return rank_; }
+
+    // What this rank holds. The memory is read during write() and must stay valid until then.
+    void add_tensor(const std::string &fqn, DType dtype, Dims global_shape, Dims offsets, Dims sizes, const void *data,
+                    Strides strides);
+    void add_bytes(const std::string &fqn, const void *data, uint64_t len);
+    // Kept from the coordinator only.
+    void set_metadata(const std::string &key, const std::string &value);
+
+    // This rank's local plan (a SavePlanMessage). Ends the adding of items.
+    std::string local_plan();
+    // Coordinator: every rank's local plan, in rank order, to every rank's final plan. Deduplicates
+    // replicated chunks, refuses conflicts and (unless allowed) uncovered tensors, takes the
+    // directory's save lock, refuses an existing checkpoint unless overwriting, names the files.
+    std::vector<std::string> global_plan(const std::vector<std::string> &local_plans);
+    // Writes what this rank's final plan assigns it; returns a WriteResultsMessage.
+    std::string write(const std::string &final_plan);
+    // Coordinator: builds the metadata from every rank's write results and commits it.
+    void finish(const std::vector<std::string> &write_results);
+    // Removes this save's files of this rank (nothing once committed).
+    void abort();
+    // True once finish() has published the metadata (even if a later step failed).
+    bool committed() const { return storage_.committed(); }
+
+private:
+    enum class Phase { adding, planned, written, finished };
+    void require_phase(Phase phase, const char *call) const;
+    void add_item(WriteItem item);
+
+    std::string dir_;
+    SaveOptions options_;
+    FileSystemWriter storage_;
+    int rank_ = 0, world_size_ = 1;
+    bool set_up_ = false;
+    Phase phase_ = Phase::adding;
+    SavePlan local_;
+    std::unordered_map<std::string, std::vector<size_t>> items_by_fqn_;
+    std::vector<std::pair<std::string, std::string>> user_;
+    SavePlan mine_;  // what write() was asked to write: abort() removes its file
+};
+
+}  // namespace shardpoint

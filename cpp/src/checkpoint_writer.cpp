@@ -1,0 +1,375 @@
+#include "shardpoint/checkpoint_writer.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+
+#include "describe.hpp"
+#include "shardpoint.capnp.h"
+#include "shardpoint/checkpoint.hpp"
+#include "shardpoint/error.hpp"
+#include "shardpoint/layout.hpp"
+#include "shardpoint/planner.hpp"
+
+namespace shardpoint {
+
+namespace {
+
+constexpr uint32_t max_ndim = 32;
+
+void check_fqn(const std::string &fqn) {
+    require(!fqn.empty(), Code::invalid_argument, "entry names must not be empty");
+    require(fqn.size() <= 4096, Code::invalid_argument, "entry name longer than 4096 bytes");
+    require(fqn.find('\0') == std::string::npos, Code::invalid_argument, "entry name contains NUL");
+}
+
+// --- Cap'n Proto messages of the phases ------------------------------------------------------
+
+std::string to_bytes(capnp::MessageBuilder &message) {
+    kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+    auto bytes = words.asBytes();
+    return std::string(reinterpret_cast<const char *>(bytes.begin()), bytes.size());
+}
+
+// Reads a message from bytes that crossed between processes: copied into aligned words and read
+// with traversal limits, like the metadata; anything malformed is the caller's invalid argument.
+class MessageIn {
+public:
+    MessageIn(const std::string &bytes, const char *what) : what_(what) {
+        if (bytes.empty() || bytes.size() % 8 != 0) bad("its length is not a positive multiple of 8");
+        words_.resize(bytes.size() / 8);
+        std::memcpy(words_.data(), bytes.data(), bytes.size());
+        try {
+            capnp::ReaderOptions options;
+            options.traversalLimitInWords = words_.size() * 4 + 1024;
+            options.nestingLimit = 16;
+            reader_ = std::make_unique<capnp::FlatArrayMessageReader>(kj::ArrayPtr<const capnp::word>(words_.data(), words_.size()), options);
+        } catch (const kj::Exception &e) {
+            bad(e.getDescription().cStr());
+        }
+    }
+    template <class T>
+    typename T::Reader root() {
+        try {
+            return reader_->getRoot<T>();
+        } catch (const kj::Exception &e) {
+            bad(e.getDescription().cStr());
+        }
+    }
+    [[noreturn]] void bad(const std::string &why) const {
+        throw Error(Code::invalid_argument, std::string("not a valid ") + what_ + ": " + why);
+    }
+
+private:
+    const char *what_;
+    std::vector<capnp::word> words_;
+    std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
+};
+
+std::string text(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
+
+Dims dims_of(capnp::List<uint64_t>::Reader list) {
+    Dims d(list.size());
+    for (unsigned i = 0; i < list.size(); ++i) d[i] = list[i];
+    return d;
+}
+
+void set_dims(capnp::List<uint64_t>::Builder list, const Dims &dims) {
+    for (size_t i = 0; i < dims.size(); ++i) list.set(unsigned(i), dims[i]);
+}
+
+void build_item(schema::PlannedItem::Builder b, const WriteItem &w) {
+    b.setFqn(w.index.fqn);
+    b.setKind(w.kind == EntryKind::bytes ? schema::EntryKind::BYTES : schema::EntryKind::TENSOR);
+    b.setDtype(static_cast<schema::DType>(int32_t(w.dtype)));
+    set_dims(b.initShape(unsigned(w.global_shape.size())), w.global_shape);
+    set_dims(b.initOffsets(unsigned(w.index.offsets.size())), w.index.offsets);
+    set_dims(b.initSizes(unsigned(w.sizes.size())), w.sizes);
+}
+
+// A planned item from another rank, validated as add_tensor / add_bytes validate local ones.
+WriteItem read_item(schema::PlannedItem::Reader r, const MessageIn &in) {
+    WriteItem w;
+    w.index.fqn = text(r.getFqn());
+    w.kind = r.getKind() == schema::EntryKind::BYTES ? EntryKind::bytes : EntryKind::tensor;
+    if (r.getKind() != schema::EntryKind::BYTES && r.getKind() != schema::EntryKind::TENSOR) in.bad("unknown entry kind");
+    int32_t dtype = int32_t(r.getDtype());
+    if (!dtype_valid(dtype)) in.bad("unknown dtype " + std::to_string(dtype));
+    w.dtype = DType(dtype);
+    w.global_shape = dims_of(r.getShape());
+    w.index.offsets = dims_of(r.getOffsets());
+    w.sizes = dims_of(r.getSizes());
+    try {
+        check_fqn(w.index.fqn);
+    } catch (const Error &e) {
+        in.bad(e.what());
+    }
+    if (w.global_shape.size() > max_ndim) in.bad("'" + w.index.fqn + "' has more than 32 dimensions");
+    if (!box_inside(w.box(), w.global_shape)) in.bad("'" + w.index.fqn + "': chunk outside its shape");
+    if (w.kind == EntryKind::bytes && (w.global_shape.size() != 1 || w.sizes != w.global_shape || w.dtype != DType::u8))
+        in.bad("'" + w.index.fqn + "' is a malformed bytes item");
+    if (product(w.sizes) > (UINT64_MAX >> 5)) in.bad("'" + w.index.fqn + "' is too large");
+    return w;
+}
+
+void build_extent(schema::Extent::Builder b, const Extent &e) {
+    b.setOffset(e.offset);
+    b.setStoredLength(e.stored_length);
+    b.setRawLength(e.raw_length);
+    b.setCrc32(e.crc32);
+    b.setTransform(e.transform == Transform::deflate ? schema::Transform::DEFLATE : schema::Transform::NONE);
+    auto blocks = b.initBlockCrc32(unsigned(e.block_crc32.size()));
+    for (size_t i = 0; i < e.block_crc32.size(); ++i) blocks.set(unsigned(i), e.block_crc32[i]);
+    b.setWriterRank(e.writer_rank);
+}
+
+Extent read_extent(schema::Extent::Reader r) {
+    Extent e;
+    e.offset = r.getOffset();
+    e.stored_length = r.getStoredLength();
+    e.raw_length = r.getRawLength();
+    e.crc32 = r.getCrc32();
+    e.transform = r.getTransform() == schema::Transform::DEFLATE ? Transform::deflate : Transform::none;
+    auto blocks = r.getBlockCrc32();
+    e.block_crc32.resize(blocks.size());
+    for (unsigned i = 0; i < blocks.size(); ++i) e.block_crc32[i] = blocks[i];
+    e.writer_rank = r.getWriterRank();
+    return e;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+CheckpointWriter::CheckpointWriter(std::string dir, SaveOptions options)
+    : dir_(std::move(dir)), options_(std::move(options)), storage_(dir_, options_) {
+    require(!dir_.empty(), Code::invalid_argument, "empty checkpoint path");
+    require(options_.alignment >= 1 && (options_.alignment & (options_.alignment - 1)) == 0, Code::invalid_argument,
+            "alignment must be a power of two");
+    require(options_.compression_level >= 0 && options_.compression_level <= 9, Code::invalid_argument,
+            "compression level must be 0 (none) to 9");
+}
+
+void CheckpointWriter::require_phase(Phase phase, const char *call) const {
+    static const char *names[] = {"adding items", "planned", "written", "finished"};
+    if (phase_ != phase)
+        throw Error(Code::state, std::string(call) + " is not allowed now: this save is " + names[int(phase_)] +
+                                     (phase_ != Phase::adding ? " (each phase runs once, in order)" : ""));
+}
+
+void CheckpointWriter::set_up(int rank, int world_size) {
+    require_phase(Phase::adding, "set up");
+    require(world_size >= 1 && rank >= 0 && rank < world_size, Code::invalid_argument,
+            "rank " + std::to_string(rank) + " is not in a job of " + std::to_string(world_size));
+    rank_ = rank;
+    world_size_ = world_size;
+    storage_.set_up_storage_writer(rank == 0, rank, world_size);
+    set_up_ = true;
+}
+
+void CheckpointWriter::add_item(WriteItem item) {
+    require(phase_ == Phase::adding, Code::state, "this save was already planned or committed");
+    auto &same = items_by_fqn_[item.index.fqn];
+    for (size_t k : same) {
+        const WriteItem &other = local_.items[k];
+        if (other.kind != item.kind || other.dtype != item.dtype || other.global_shape != item.global_shape)
+            throw Error(Code::conflict, "'" + item.index.fqn + "' was already offered with a different kind, dtype or shape");
+        Box a = other.box(), b = item.box();
+        if (product(a.sizes) > 0 && product(b.sizes) > 0 && boxes_overlap(a, b))
+            throw Error(Code::conflict, "'" + item.index.fqn + "': the chunk " + describe(b) + " overlaps the chunk " +
+                                            describe(a) + " already offered by this rank");
+    }
+    same.push_back(local_.items.size());
+    local_.items.push_back(std::move(item));
+}
+
+void CheckpointWriter::add_tensor(const std::string &fqn, DType dtype, Dims shape, Dims offsets, Dims sizes,
+                                  const void *data, Strides strides) {
+    check_fqn(fqn);
+    require(dtype_valid(int32_t(dtype)), Code::invalid_argument, "unknown dtype " + std::to_string(int32_t(dtype)));
+    require(shape.size() <= max_ndim, Code::shape, "'" + fqn + "': more than 32 dimensions");
+    Box box{std::move(offsets), std::move(sizes)};
+    require(box_inside(box, shape), Code::shape,
+            "'" + fqn + "': the chunk " + describe(box) + " lies outside the global shape " + describe(shape));
+    uint64_t numel = product(box.sizes);
+    require(numel <= (UINT64_MAX >> 5), Code::shape, "'" + fqn + "' is too large");
+    require(numel == 0 || data != nullptr, Code::invalid_argument, "'" + fqn + "': data is NULL");
+    WriteItem item;
+    item.index = MetadataIndex{fqn, std::move(box.offsets)};
+    item.kind = EntryKind::tensor;
+    item.dtype = dtype;
+    item.global_shape = std::move(shape);
+    item.sizes = std::move(box.sizes);
+    item.data = data;
+    if (!strides.empty() && !is_c_contiguous(item.sizes, strides)) item.strides = std::move(strides);
+    add_item(std::move(item));
+}
+
+void CheckpointWriter::add_bytes(const std::string &fqn, const void *data, uint64_t len) {
+    check_fqn(fqn);
+    require(len == 0 || data != nullptr, Code::invalid_argument, "'" + fqn + "': data is NULL");
+    WriteItem item;
+    item.index = MetadataIndex{fqn, {0}};
+    item.kind = EntryKind::bytes;
+    item.dtype = DType::u8;
+    item.global_shape = {len};
+    item.sizes = {len};
+    item.data = data;
+    add_item(std::move(item));
+}
+
+void CheckpointWriter::set_metadata(const std::string &key, const std::string &value) {
+    require(phase_ == Phase::adding, Code::state, "this save was already planned or committed");
+    for (auto &kv : user_)
+        if (kv.first == key) {
+            kv.second = value;
+            return;
+        }
+    user_.emplace_back(key, value);
+}
+
+std::string CheckpointWriter::local_plan() {
+    require_phase(Phase::adding, "the local plan");
+    require(set_up_, Code::state, "the writer was not set up (rank and world size)");
+    capnp::MallocMessageBuilder message;
+    auto plan = message.initRoot<schema::SavePlanMessage>();
+    plan.setRank(uint32_t(rank_));
+    auto items = plan.initItems(unsigned(local_.items.size()));
+    for (size_t i = 0; i < local_.items.size(); ++i) build_item(items[unsigned(i)], local_.items[i]);
+    phase_ = Phase::planned;
+    return to_bytes(message);
+}
+
+std::vector<std::string> CheckpointWriter::global_plan(const std::vector<std::string> &local_plans) {
+    require(set_up_ && rank_ == 0, Code::state, "only the coordinator (rank 0) makes the global plan");
+    require(phase_ == Phase::planned, Code::state, "the global plan comes after the coordinator's local plan");
+    require(int(local_plans.size()) == world_size_, Code::invalid_argument,
+            "the global plan needs " + std::to_string(world_size_) + " local plans, got " + std::to_string(local_plans.size()));
+    std::vector<SavePlan> plans(local_plans.size());
+    for (size_t r = 0; r < local_plans.size(); ++r) {
+        MessageIn in(local_plans[r], "local save plan");
+        auto msg = in.root<schema::SavePlanMessage>();
+        if (msg.getFinal()) in.bad("it is a final plan");
+        if (msg.getRank() != r) in.bad("plan " + std::to_string(r) + " is rank " + std::to_string(msg.getRank()) + "'s");
+        for (auto item : msg.getItems()) plans[r].items.push_back(read_item(item, in));
+    }
+    GlobalSavePlan global = create_global_save_plan(plans, options_.allow_partial);
+    const std::string save_id = new_save_id();
+    storage_.reset(save_id);
+    plans = storage_.prepare_global_plan(std::move(plans));
+    std::vector<std::string> finals;
+    for (size_t r = 0; r < plans.size(); ++r) {
+        capnp::MallocMessageBuilder message;
+        auto plan = message.initRoot<schema::SavePlanMessage>();
+        plan.setRank(uint32_t(r));
+        plan.setFinal(true);
+        plan.setSaveId(save_id);
+        plan.setFileName(plans[r].file_name);
+        auto writes = plan.initWrites(unsigned(global.writes[r].size()));
+        for (size_t k = 0; k < global.writes[r].size(); ++k) writes.set(unsigned(k), global.writes[r][k]);
+        finals.push_back(to_bytes(message));
+    }
+    return finals;
+}
+
+std::string CheckpointWriter::write(const std::string &final_plan) {
+    require(phase_ == Phase::planned, Code::state, "write comes once, after the local plan");
+    MessageIn in(final_plan, "final save plan");
+    auto msg = in.root<schema::SavePlanMessage>();
+    if (!msg.getFinal()) in.bad("it is a local plan, not the coordinator's final plan");
+    if (msg.getRank() != uint32_t(rank_)) in.bad("it is rank " + std::to_string(msg.getRank()) + "'s plan");
+    const std::string save_id = text(msg.getSaveId());
+    mine_ = SavePlan{};
+    mine_.file_name = text(msg.getFileName());
+    if (!is_own_file_name(mine_.file_name) || mine_.file_name.compare(5, 32, save_id) != 0)
+        in.bad("data file name '" + mine_.file_name + "' is not one of this save's");
+    for (uint32_t k : msg.getWrites()) {
+        if (k >= local_.items.size()) in.bad("it names item " + std::to_string(k) + " of " + std::to_string(local_.items.size()));
+        mine_.items.push_back(local_.items[k]);
+    }
+    phase_ = Phase::written;  // even on failure: abort() then knows which file to remove
+    storage_.reset(save_id);
+    uint64_t file_size = 0;
+    std::vector<WriteResult> results = storage_.write_data(mine_, file_size);
+
+    capnp::MallocMessageBuilder message;
+    auto out = message.initRoot<schema::WriteResultsMessage>();
+    out.setRank(uint32_t(rank_));
+    out.setSaveId(save_id);
+    out.setFileName(mine_.file_name);
+    out.setFileSize(file_size);
+    auto entries = out.initResults(unsigned(results.size()));
+    for (size_t i = 0; i < results.size(); ++i) {
+        build_item(entries[unsigned(i)].initItem(), mine_.items[i]);
+        build_extent(entries[unsigned(i)].initExtent(), results[i].extent);
+    }
+    return to_bytes(message);
+}
+
+void CheckpointWriter::finish(const std::vector<std::string> &write_results) {
+    require(set_up_ && rank_ == 0, Code::state, "only the coordinator (rank 0) finishes the save");
+    require(phase_ == Phase::written, Code::state, "finish comes once, after the coordinator's write");
+    require(int(write_results.size()) == world_size_, Code::invalid_argument,
+            "finish needs " + std::to_string(world_size_) + " write results, got " + std::to_string(write_results.size()));
+    phase_ = Phase::finished;
+    Metadata md;
+    std::map<std::string, EntryMeta> entries;
+    std::string save_id;
+    for (size_t r = 0; r < write_results.size(); ++r) {
+        MessageIn in(write_results[r], "write results message");
+        auto msg = in.root<schema::WriteResultsMessage>();
+        if (msg.getRank() != r) in.bad("results " + std::to_string(r) + " are rank " + std::to_string(msg.getRank()) + "'s");
+        if (r == 0) save_id = text(msg.getSaveId());
+        else if (text(msg.getSaveId()) != save_id) in.bad("rank " + std::to_string(r) + " wrote for another save");
+        if (msg.getResults().size() == 0) continue;
+        const uint32_t file_index = uint32_t(md.files.size());
+        md.files.push_back(DataFileMeta{text(msg.getFileName()), msg.getFileSize(), uint32_t(r)});
+        for (auto res : msg.getResults()) {
+            WriteItem item = read_item(res.getItem(), in);
+            ChunkMeta chunk;
+            chunk.box = item.box();
+            chunk.extent = read_extent(res.getExtent());
+            chunk.extent.file = file_index;
+            chunk.extent.writer_rank = uint32_t(r);
+            auto it = entries.find(item.index.fqn);
+            if (it == entries.end()) {
+                EntryMeta entry;
+                entry.fqn = item.index.fqn;
+                entry.kind = item.kind;
+                entry.dtype = item.dtype;
+                entry.shape = item.global_shape;
+                it = entries.emplace(entry.fqn, std::move(entry)).first;
+            } else if (it->second.kind != item.kind || it->second.dtype != item.dtype || it->second.shape != item.global_shape) {
+                in.bad("'" + item.index.fqn + "' is written with different kinds, dtypes or shapes");
+            }
+            it->second.chunks.push_back(std::move(chunk));
+        }
+    }
+    for (auto &kv : entries) {
+        std::sort(kv.second.chunks.begin(), kv.second.chunks.end(),
+                  [](const ChunkMeta &a, const ChunkMeta &b) { return a.box.offsets < b.box.offsets; });
+        md.entries.push_back(std::move(kv.second));
+    }
+    md.storage.checkpoint_id = options_.checkpoint_id;
+    md.storage.save_id = save_id;
+    md.storage.world_size = uint32_t(world_size_);
+    md.storage.library_version = library_version();
+    md.storage.created_unix_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    md.storage.alignment = options_.alignment;
+    md.storage.block_size = options_.block_size;
+    md.user = user_;
+    storage_.finish(md);
+}
+
+void CheckpointWriter::abort() {
+    if (!mine_.file_name.empty()) storage_.abort(mine_);
+    else storage_.abort(SavePlan{});
+}
+
+}  // namespace shardpoint
