@@ -114,7 +114,7 @@ def test_shape_errors(ckpt):
 
 
 def test_conflicting_chunks_on_one_rank(ckpt):
-    with sp.Save(ckpt) as s:
+    with sp.Save(ckpt, allow_partial=True) as s:  # only rows 0..1 end up offered
         s.add_tensor("x", np.zeros((2, 4)), offsets=(0, 0), global_shape=(4, 4))
         with pytest.raises(sp.ConflictError) as info:
             s.add_tensor("x", np.zeros((2, 4)), offsets=(1, 0), global_shape=(4, 4))
@@ -204,3 +204,43 @@ def test_callback_exception_becomes_ecomm_with_cause(ckpt):
         s.close()
     with pytest.raises(sp.NotFoundError):
         sp.Reader(ckpt)
+
+
+ALL_CODES = {
+    "EINVAL": (-1, sp.InvalidArgumentError), "ENOMEM": (-2, sp.OutOfMemoryError), "EIO": (-3, sp.IoError),
+    "ENOTFOUND": (-4, sp.NotFoundError), "EEXISTS": (-5, sp.ExistsError), "EFORMAT": (-6, sp.FormatError),
+    "ECHECKSUM": (-7, sp.ChecksumError), "ETRUNCATED": (-8, sp.TruncatedError), "EVERSION": (-9, sp.VersionError),
+    "EDTYPE": (-10, sp.DtypeError), "ESHAPE": (-11, sp.ShapeError), "EPATH": (-12, sp.PathError),
+    "ECONFLICT": (-13, sp.ConflictError), "ERANK": (-14, sp.RankError), "ECOMM": (-15, sp.CommError),
+    "EUNCOVERED": (-16, sp.UncoveredError), "ESTATE": (-17, sp.StateError), "EKIND": (-18, sp.KindError),
+    "ERANGE": (-19, sp.RangeError), "ENOSPC": (-20, sp.NoSpaceError), "ENOTDURABLE": (-21, sp.NotDurableError),
+    "EINTERNAL": (-99, sp.InternalError),
+}
+
+
+@pytest.mark.parametrize("short", ALL_CODES)
+def test_every_code_has_its_class_and_the_library_name(short):
+    code, cls = ALL_CODES[short]
+    assert getattr(errors, short) == code == cls.code
+    assert errors.error_name(code) == f"SHARDPOINT_{short}"  # the library knows the code
+    err = errors.error_for(code)
+    assert type(err) is cls and err.code == code and err.name == f"SHARDPOINT_{short}"
+
+
+def test_no_space_is_an_oserror_with_errno_enospc():
+    import errno
+
+    err = errors.error_for(errors.ENOSPC)
+    assert isinstance(err, OSError) and isinstance(err, sp.IoError) and isinstance(err, sp.ShardpointError)
+    assert err.errno == errno.ENOSPC and err.filename is None
+    assert str(err).startswith("SHARDPOINT_ENOSPC")
+    try:
+        raise err
+    except OSError as caught:  # what `except OSError` handlers of a full disk see
+        assert caught is err
+
+
+def test_not_durable_says_the_checkpoint_was_committed():
+    err = errors.error_for(errors.ENOTDURABLE)
+    assert isinstance(err, sp.NotDurableError) and err.committed is True
+    assert not isinstance(err, OSError)

@@ -188,7 +188,8 @@ def test_user_metadata(ckpt):
 
 def test_save_and_load_helpers(ckpt):
     w = np.arange(12, dtype=np.float32).reshape(3, 4)
-    sp.save(ckpt, {"w": w, "half": sp.Chunk(w[:1], (0, 0), (2, 4)), "blob": b"xyz"}, metadata={"k": "v"})
+    sp.save(ckpt, {"w": w, "half": sp.Chunk(w[:1], (0, 0), (2, 4)), "blob": b"xyz"}, metadata={"k": "v"},
+            allow_partial=True)
     with pytest.raises(sp.UncoveredError):
         sp.load(ckpt)  # "half" has only its first row saved
     with sp.Reader(ckpt) as reader:
@@ -221,7 +222,7 @@ def test_load_batches_requests(ckpt):
     sp.save(ckpt, {"a": a, "b": b, "blob": b"0123456789"})
     with sp.Reader(ckpt) as reader, reader.load() as batch:
         top = np.zeros((2, 5), dtype=np.int32)
-        assert batch.add_tensor("a", top) is top
+        assert batch.add_tensor("a", top, offsets=(0, 0)) is top  # a box: asked for explicitly
         corner = batch.add_tensor("a", offsets=(2, 3))
         whole_b = batch.add_tensor("b")
         blob = batch.add_bytes("blob")

@@ -26,6 +26,8 @@ from .errors import (
     InvalidArgumentError,
     IoError,
     KindError,
+    NoSpaceError,
+    NotDurableError,
     NotFoundError,
     OutOfMemoryError,
     PathError,
@@ -39,7 +41,7 @@ from .errors import (
     VersionError,
 )
 from .reader import ChunkInfo, EntryInfo, EntryKind, Load, Reader, StorageInfo, Transform
-from .save import Blob, Chunk, Save, save
+from .save import Blob, Chunk, Save, save, save_flags
 
 __version__ = "0.1.0"
 
@@ -75,8 +77,8 @@ __all__ = [
     "Blob", "ChecksumError", "Chunk", "ChunkInfo", "Collectives", "Comm", "CommError", "ConflictError",
     "DType", "DtypeError", "EntryInfo", "EntryKind", "ExistsError", "FormatError", "InternalError",
     "InvalidArgumentError", "IoError", "KindError", "LibraryNotFoundError", "Load", "LocalGroup",
-    "MPICollectives", "NotFoundError", "OutOfMemoryError", "PathError", "RangeError", "RankError",
-    "Reader", "Save", "ShapeError", "ShardpointError", "StateError", "StorageInfo", "TensorBuffer",
-    "Transform", "TruncatedError", "UncoveredError", "VersionError", "describe", "library_path",
-    "library_version", "load", "save",
+    "MPICollectives", "NoSpaceError", "NotDurableError", "NotFoundError", "OutOfMemoryError",
+    "PathError", "RangeError", "RankError", "Reader", "Save", "ShapeError", "ShardpointError",
+    "StateError", "StorageInfo", "TensorBuffer", "Transform", "TruncatedError", "UncoveredError",
+    "VersionError", "describe", "library_path", "library_version", "load", "save", "save_flags",
 ]

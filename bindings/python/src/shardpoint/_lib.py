@@ -27,7 +27,9 @@ ABI_VERSION_MINOR = 1
 SONAME = "libshardpoint.so.0"
 
 SAVE_OVERWRITE = 0x1
-SAVE_FSYNC = 0x2
+SAVE_FSYNC = 0x2  # accepted by the library, means nothing: saves are durable by default
+SAVE_NO_FSYNC = 0x4
+SAVE_ALLOW_PARTIAL = 0x8
 LOAD_NO_VERIFY = 0x1
 LOAD_ALLOW_PARTIAL = 0x2
 ENTRY_TENSOR = 0

@@ -5,6 +5,8 @@ the code, its stable name (shardpoint_error_name) and shardpoint_last_error()'s 
 read right after the failing call on the same thread.
 """
 
+import errno as _errno
+
 from . import _lib
 
 OK = 0
@@ -27,6 +29,8 @@ EUNCOVERED = -16
 ESTATE = -17
 EKIND = -18
 ERANGE = -19
+ENOSPC = -20
+ENOTDURABLE = -21
 EINTERNAL = -99
 
 
@@ -121,6 +125,32 @@ class RangeError(ShardpointError):
     code = ERANGE
 
 
+class NoSpaceError(IoError, OSError):
+    """No space left on the device, or a disk quota is exhausted (SHARDPOINT_ENOSPC).
+
+    Also an OSError with errno.ENOSPC, so `except OSError` handlers that look for a full disk see
+    it, and an IoError, which is what the library reported for a full disk before 0.2.
+    """
+
+    code = ENOSPC
+
+    def __init__(self, code, name, message):
+        super().__init__(code, name, message)
+        # OSError.__init__ took (code, name, message) as (errno, strerror, filename): fix them.
+        self.errno = _errno.ENOSPC
+        self.strerror = message
+        self.filename = None
+
+
+class NotDurableError(ShardpointError):
+    """The save WAS committed (the new checkpoint is in place and loads), but a step after the
+    commit point failed (the directory fsync), so it may not survive a power loss
+    (SHARDPOINT_ENOTDURABLE). `committed` is True."""
+
+    code = ENOTDURABLE
+    committed = True
+
+
 class InternalError(ShardpointError):
     code = EINTERNAL
 
@@ -131,7 +161,7 @@ _BY_CODE = {
         InvalidArgumentError, OutOfMemoryError, IoError, NotFoundError, ExistsError, FormatError,
         ChecksumError, TruncatedError, VersionError, DtypeError, ShapeError, PathError,
         ConflictError, RankError, CommError, UncoveredError, StateError, KindError, RangeError,
-        InternalError,
+        NoSpaceError, NotDurableError, InternalError,
     )
 }
 
@@ -146,6 +176,11 @@ def error_for(code):
     message = _lib.decode(dll.shardpoint_last_error())
     name = _lib.decode(dll.shardpoint_error_name(code))
     return _BY_CODE.get(code, ShardpointError)(code, name, message)
+
+
+def shape_error(message):
+    """A ShapeError raised by the binding itself (before calling C), in the library's terms."""
+    return ShapeError(ESHAPE, error_name(ESHAPE), message)
 
 
 def check(code):

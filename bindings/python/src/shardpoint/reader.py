@@ -12,7 +12,7 @@ from . import _lib
 from ._buffer import describe
 from ._handle import Handle
 from .dtypes import DType, to_dtype
-from .errors import EKIND, KindError, NotFoundError, check, error_for, error_name
+from .errors import EKIND, KindError, NotFoundError, check, error_for, error_name, shape_error
 from .save import _comm_ptr, _raise
 
 
@@ -232,13 +232,17 @@ class Reader(Handle):
     # --- reading --------------------------------------------------------------------------------
 
     def read_tensor(self, fqn, out=None, *, offsets=None, sizes=None, dtype=None):
-        """Reads the box at `offsets` (default: the origin) of tensor `fqn`.
+        """Reads tensor `fqn`, or the box of it at `offsets` with `sizes`.
 
-        Without `out`, returns a new C-order numpy array of `sizes` (default: up to the end of
-        every dimension) whose numpy dtype is DType.numpy_dtype (raw uint16/uint8 for bf16/f8).
-        With `out` (any writable array/buffer, strides allowed), the box has out's shape and is
-        written in place; `out` is returned. `dtype` overrides the dtype requested from the
-        library; nothing is converted, so a mismatch with the stored dtype raises DtypeError.
+        Without `out`, returns a new C-order numpy array whose numpy dtype is DType.numpy_dtype
+        (raw uint16/uint8 for bf16/f8): the whole tensor, or the box at `offsets` (default: the
+        origin) of `sizes` (default: up to the end of every dimension).
+        With `out` (any writable array/buffer, strides allowed), it is filled in place and
+        returned. Without offsets and sizes, `out` receives the whole tensor and must have its
+        shape exactly (ShapeError otherwise, naming both shapes); a box is only read when asked
+        for: with `offsets` and/or `sizes` the box has out's shape (`sizes`, when given, must
+        equal it). `dtype` overrides the dtype requested from the library; nothing is converted,
+        so a mismatch with the stored dtype raises DtypeError.
         """
         request = _tensor_request(self, fqn, out, offsets, sizes, dtype)
         buf, dt, offsets, result = request
@@ -276,6 +280,13 @@ def _bytes_destination(out):
     return buf
 
 
+def _entry_or_none(reader, fqn):
+    try:
+        return reader.entry(fqn)
+    except NotFoundError:
+        return None
+
+
 def _tensor_request(reader, fqn, out, offsets, sizes, dtype):
     """(destination buffer, dtype, offsets, object to return) for one tensor read."""
     if out is None:
@@ -293,20 +304,26 @@ def _tensor_request(reader, fqn, out, offsets, sizes, dtype):
         buf = describe(result, writable=True)
     else:
         buf = describe(out, writable=True)
+        entry = _entry_or_none(reader, fqn)
         if dtype is not None:
             dt = buf.with_dtype(dtype)
         else:
             dt = buf.with_dtype(None)
-            if dt in (DType.U8, DType.U16):
+            if dt in (DType.U8, DType.U16) and entry is not None and entry.is_tensor:
                 # A raw uint8/uint16 carrier reads bf16/f8 tensors (as read_tensor returns them).
-                try:
-                    stored = reader.entry(fqn).dtype
-                except NotFoundError:
-                    stored = None
-                if stored is not None and stored.is_raw and stored.numpy_dtype.itemsize == buf.itemsize:
+                stored = entry.dtype
+                if stored.is_raw and stored.numpy_dtype.itemsize == buf.itemsize:
                     dt = stored
-        if sizes is not None and tuple(int(s) for s in sizes) != buf.shape:
-            raise ValueError(f"sizes {tuple(sizes)} differ from the destination's shape {buf.shape}")
+        if offsets is None and sizes is None:
+            # The whole tensor: the destination must have its shape, not merely room for it.
+            # (A missing entry or a bytes entry is left to the library: ENOTFOUND, a skip under
+            # allow_partial, or EKIND.)
+            if entry is not None and entry.is_tensor and buf.shape != entry.shape:
+                raise shape_error(f"destination has shape {buf.shape} but {fqn!r} is {entry.shape}")
+            offsets = (0,) * buf.ndim
+        elif sizes is not None and tuple(int(s) for s in sizes) != buf.shape:
+            raise shape_error(f"destination has shape {buf.shape} but the requested box of {fqn!r} "
+                              f"has sizes {tuple(int(s) for s in sizes)}")
         if offsets is None:
             offsets = (0,) * buf.ndim
         offsets = tuple(int(o) for o in offsets)

@@ -1,6 +1,7 @@
 """Saving: Save (add what this rank holds, then commit) and the save() shortcut."""
 
 import ctypes
+import warnings
 from collections import namedtuple
 
 from . import _lib
@@ -32,6 +33,23 @@ def _raise(code, comm):
     raise error
 
 
+def save_flags(*, overwrite=False, durable=True, allow_partial=False, fsync=None):
+    """The SHARDPOINT_SAVE_* flags for Save's keyword options.
+
+    durable=False (SHARDPOINT_SAVE_NO_FSYNC) skips every fsync: safe against a crash of the
+    process, not against a power loss or kernel crash, after which the new checkpoint (and with
+    overwrite the one it replaced) may be lost. `fsync` is the option of 0.1, when saves were not
+    durable by default: deprecated, and without effect (fsync=False does not opt out; use
+    durable=False).
+    """
+    if fsync is not None:
+        warnings.warn("Save(fsync=...) is deprecated and has no effect: saves are durable by default; "
+                      "pass durable=False to skip fsync", DeprecationWarning, stacklevel=3)
+    return ((_lib.SAVE_OVERWRITE if overwrite else 0)
+            | (0 if durable else _lib.SAVE_NO_FSYNC)
+            | (_lib.SAVE_ALLOW_PARTIAL if allow_partial else 0))
+
+
 class Save(Handle):
     """One rank's part of a checkpoint save.
 
@@ -39,16 +57,24 @@ class Save(Handle):
     given to add_tensor/add_bytes until commit() returns (or the Save is closed), and the memory
     must not change until then. Used as a context manager, a Save commits on a clean exit (unless
     already committed) and is freed in every case; an exception inside the block writes nothing.
+
+    Options: `overwrite` replaces a checkpoint already at `path` (else ExistsError). Saves are
+    durable (every file and the directory fsynced before commit() returns); `durable=False` skips
+    every fsync, which risks losing the new checkpoint, and with overwrite the previous one too,
+    on a power loss or kernel crash. Tensors that the ranks together leave partly uncovered make
+    commit() raise UncoveredError (nothing is written) unless `allow_partial=True`.
+    `compression` is a zlib level (0: raw); `io_threads` 0 means one per core; `alignment` 0
+    means 4096. `fsync` is deprecated and has no effect.
     """
 
     _free_name = "shardpoint_save_free"
 
-    def __init__(self, path, comm=None, *, overwrite=False, fsync=False, compression=0, io_threads=0,
-                 alignment=0, checkpoint_id=None):
+    def __init__(self, path, comm=None, *, overwrite=False, durable=True, allow_partial=False, compression=0,
+                 io_threads=0, alignment=0, checkpoint_id=None, fsync=None):
         dll = _lib.lib()
         options = _lib.SaveOptions()
         check(dll.shardpoint_save_options_init(ctypes.byref(options), _lib.SAVE_OPTIONS_VERSION))
-        options.flags = (_lib.SAVE_OVERWRITE if overwrite else 0) | (_lib.SAVE_FSYNC if fsync else 0)
+        options.flags = save_flags(overwrite=overwrite, durable=durable, allow_partial=allow_partial, fsync=fsync)
         options.compression_level = int(compression)
         options.io_threads = int(io_threads)
         options.alignment = int(alignment)
@@ -140,7 +166,7 @@ def save(path, entries, *, comm=None, metadata=None, **options):
     """Saves `entries` (fqn -> value) as a checkpoint in `path`, collectively over `comm`.
 
     A value is an array-like (the whole tensor), a Chunk, a Blob, or bytes/bytearray (a blob).
-    `options` are Save's keyword options (overwrite, fsync, compression, io_threads, ...).
+    `options` are Save's keyword options (overwrite, durable, allow_partial, compression, ...).
     """
     with Save(path, comm, **options) as s:
         for fqn, value in entries.items():
