@@ -1,7 +1,15 @@
-// The shardpoint command-line tool: inspect and verify checkpoints, and a demo that saves a
-// sharded model with several ranks and loads it back resharded. Uses only the public C ABI.
+// The shardpoint command-line tool: inspect, verify and clean checkpoints, and a demo that saves
+// a sharded model with several ranks and loads it back resharded. Uses only the public C ABI
+// (through the header-only shardpoint.hpp wrapper), like any other program.
+//
+// Exit codes: 0 success, 1 the operation failed (bad checkpoint, I/O error), 2 usage error.
+// When the reader of stdout goes away (`shardpoint inspect DIR | head`), the tool stops printing
+// and exits with the status it would have had; it is never killed by SIGPIPE.
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +22,29 @@
 namespace sp = shardpoint::cxx;
 
 namespace {
+
+// ---------------------------------------------------------------------------------------------
+// stdout that may be a closed pipe
+
+int stdout_errno = 0;  // the error of the first failed write to stdout, 0 while all is well
+
+// True once stdout refused output. Called right after printing, so errno is the write's error.
+bool stdout_failed() {
+    if (stdout_errno == 0 && std::ferror(stdout)) stdout_errno = errno ? errno : EIO;
+    return stdout_errno != 0;
+}
+
+// The final status: a reader that went away is not our failure; any other write error is.
+int finish_stdout(int rc) {
+    errno = 0;
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) stdout_failed();
+    if (stdout_errno == 0 || stdout_errno == EPIPE) return rc;
+    std::fprintf(stderr, "shardpoint: cannot write to stdout: %s\n", std::strerror(stdout_errno));
+    return rc ? rc : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// formatting
 
 void print_json_string(const char *s) {
     std::putchar('"');
@@ -40,14 +71,30 @@ std::string dims_text(const uint64_t *d, uint32_t n) {
     return s + "]";
 }
 
-int inspect(const char *dir, bool json) {
+const char *plural(uint64_t n, const char *one, const char *many) { return n == 1 ? one : many; }
+
+shardpoint_reader *open_or_report(const char *cmd, const char *dir) {
     shardpoint_reader *r = nullptr;
-    if (shardpoint_reader_open(&r, dir, nullptr) != 0) {
-        std::fprintf(stderr, "shardpoint: %s\n", shardpoint_last_error());
-        return 1;
+    int rc = shardpoint_reader_open(&r, dir, nullptr);
+    if (rc != 0) {
+        std::fprintf(stderr, "shardpoint %s: cannot open checkpoint '%s': %s: %s\n", cmd, dir, shardpoint_error_name(rc),
+                     shardpoint_last_error());
+        return nullptr;
     }
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+
+// `limit`: list at most this many entries (text only); UINT64_MAX lists all.
+int inspect(const char *dir, bool json, uint64_t limit) {
+    shardpoint_reader *r = open_or_report("inspect", dir);
+    if (!r) return 1;
     shardpoint_storage_info info;
     shardpoint_reader_storage_info(r, &info);
+    uint32_t block_size = 0;
+    shardpoint_reader_block_size(r, &block_size);
     uint64_t n = 0, nmeta = 0;
     shardpoint_reader_entry_count(r, &n);
     shardpoint_reader_metadata_count(r, &nmeta);
@@ -55,9 +102,10 @@ int inspect(const char *dir, bool json) {
         std::printf("{\"checkpoint_id\":");
         print_json_string(info.checkpoint_id);
         std::printf(",\"save_id\":\"%s\",\"library_version\":\"%s\",\"format\":\"%u.%u\",\"world_size\":%d,"
-                    "\"created_unix_ns\":%" PRId64 ",\"file_count\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"metadata\":{",
+                    "\"created_unix_ns\":%" PRId64 ",\"alignment\":%u,\"block_size\":%u,\"file_count\":%" PRIu64
+                    ",\"stored_bytes\":%" PRIu64 ",\"metadata\":{",
                     info.save_id, info.library_version, info.format_major, info.format_minor, info.world_size,
-                    info.created_unix_ns, info.file_count, info.total_stored_bytes);
+                    info.created_unix_ns, info.alignment, block_size, info.file_count, info.total_stored_bytes);
         for (uint64_t i = 0; i < nmeta; ++i) {
             const char *k, *v;
             shardpoint_reader_metadata_at(r, i, &k, &v);
@@ -76,11 +124,12 @@ int inspect(const char *dir, bool json) {
         }
         std::printf("],\"entries\":[");
     } else {
-        std::printf("checkpoint %s (save %s, format %u.%u, written by shardpoint %s with %d rank%s)\n", info.checkpoint_id,
+        std::printf("checkpoint %s (save %s, format %u.%u, written by shardpoint %s with %d %s)\n", info.checkpoint_id,
                     info.save_id, info.format_major, info.format_minor, info.library_version, info.world_size,
-                    info.world_size == 1 ? "" : "s");
-        std::printf("%" PRIu64 " entries, %" PRIu64 " data files, %s stored\n", n, info.file_count,
-                    human_bytes(double(info.total_stored_bytes)).c_str());
+                    plural(uint64_t(info.world_size), "rank", "ranks"));
+        std::printf("%" PRIu64 " entries, %" PRIu64 " data files, %s stored, extents aligned to %u bytes, block CRC-32 "
+                    "every %u bytes\n",
+                    n, info.file_count, human_bytes(double(info.total_stored_bytes)).c_str(), info.alignment, block_size);
         for (uint64_t i = 0; i < nmeta; ++i) {
             const char *k, *v;
             shardpoint_reader_metadata_at(r, i, &k, &v);
@@ -93,11 +142,12 @@ int inspect(const char *dir, bool json) {
         }
     }
     uint64_t partial = 0;
-    for (uint64_t i = 0; i < n; ++i) {
+    for (uint64_t i = 0; i < n && !stdout_failed(); ++i) {
         shardpoint_entry_info e;
         shardpoint_reader_entry_info(r, i, &e);
         bool tensor = e.kind == SHARDPOINT_ENTRY_TENSOR;
         if (e.covered_numel < e.numel) ++partial;
+        if (!json && i >= limit) continue;  // still counted for the partial summary
         if (json) {
             std::printf("%s{\"fqn\":", i ? "," : "");
             print_json_string(e.fqn);
@@ -106,9 +156,9 @@ int inspect(const char *dir, bool json) {
             std::printf(",\"nbytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"numel\":%" PRIu64 ",\"covered_numel\":%" PRIu64 ",\"chunks\":[",
                         e.nbytes, e.stored_bytes, e.numel, e.covered_numel);
         } else {
-            std::printf("%-40s %-6s %-16s %10s  %" PRIu64 " chunk%s%s\n", e.fqn, tensor ? shardpoint_dtype_name(e.dtype) : "bytes",
+            std::printf("%-40s %-6s %-16s %10s  %" PRIu64 " %s%s\n", e.fqn, tensor ? shardpoint_dtype_name(e.dtype) : "bytes",
                         tensor ? dims_text(e.shape, e.ndim).c_str() : std::to_string(e.nbytes).c_str(),
-                        human_bytes(double(e.stored_bytes)).c_str(), e.chunk_count, e.chunk_count == 1 ? "" : "s",
+                        human_bytes(double(e.stored_bytes)).c_str(), e.chunk_count, plural(e.chunk_count, "chunk", "chunks"),
                         e.covered_numel < e.numel ? "  PARTIAL: " : "");
             if (e.covered_numel < e.numel)
                 std::printf("    only %" PRIu64 " of %" PRIu64 " elements saved; the rest cannot be loaded\n", e.covered_numel, e.numel);
@@ -133,36 +183,96 @@ int inspect(const char *dir, bool json) {
         if (json) std::printf("]}");
     }
     if (json) std::printf("],\"partial_entries\":%" PRIu64 "}\n", partial);
-    else if (partial) std::printf("%" PRIu64 " entr%s only partly saved\n", partial, partial == 1 ? "y is" : "ies are");
+    else {
+        if (n > limit)
+            std::printf("... %" PRIu64 " more %s (without --limit, inspect lists them all)\n", n - limit,
+                        plural(n - limit, "entry", "entries"));
+        if (partial) std::printf("%" PRIu64 " %s only partly saved\n", partial, plural(partial, "entry is", "entries are"));
+    }
     shardpoint_reader_free(r);
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// verify and gc
+
+int report_problem(void *user, const shardpoint_verify_problem *p) {
+    auto *dir = static_cast<const char *>(user);
+    std::fprintf(stderr, "shardpoint verify: BAD %s chunk %" PRIu64 " in %s/%s, bytes [%" PRIu64 ", %" PRIu64 "): %s: %s\n",
+                 p->fqn, p->chunk, dir, p->file, p->file_offset, p->file_offset + p->length, shardpoint_error_name(p->code),
+                 p->message);
+    return 0;  // keep going: every bad extent is reported
+}
+
+int warn_unreferenced(void *user, const char *name, uint64_t size) {
+    auto *dir = static_cast<const char *>(user);
+    std::fprintf(stderr, "shardpoint verify: warning: %s/%s (%" PRIu64 " bytes) is named by no committed metadata "
+                 "(debris of an unfinished save; 'shardpoint gc' removes it)\n", dir, name, size);
+    return 0;
+}
+
 int verify(const char *dir) {
-    shardpoint_reader *r = nullptr;
-    int rc = shardpoint_reader_open(&r, dir, nullptr);
-    if (rc == 0) rc = shardpoint_reader_verify(r);
-    if (rc != 0) {
-        std::fprintf(stderr, "shardpoint verify: FAILED: %s: %s\n", shardpoint_error_name(rc), shardpoint_last_error());
-        shardpoint_reader_free(r);
-        return 1;
-    }
+    shardpoint_reader *r = open_or_report("verify", dir);
+    if (!r) return 1;
     shardpoint_storage_info info;
     shardpoint_reader_storage_info(r, &info);
-    uint64_t n = 0, partial = 0;
+    uint64_t n = 0, extents = 0, partial = 0;
     shardpoint_reader_entry_count(r, &n);
     for (uint64_t i = 0; i < n; ++i) {
         shardpoint_entry_info e;
         shardpoint_reader_entry_info(r, i, &e);
+        extents += e.chunk_count;
         if (e.covered_numel < e.numel) {
             ++partial;
             std::printf("note: '%s' is only partly saved (%" PRIu64 " of %" PRIu64 " elements)\n", e.fqn, e.covered_numel, e.numel);
         }
     }
-    std::printf("ok: %" PRIu64 " entries, %s in %" PRIu64 " file%s, every checksum matches%s\n", n,
-                human_bytes(double(info.total_stored_bytes)).c_str(), info.file_count, info.file_count == 1 ? "" : "s",
-                partial ? " (some entries partly saved)" : "");
+    uint64_t problems = 0;
+    int rc = shardpoint_reader_verify_each(r, report_problem, const_cast<char *>(dir), &problems);
+    if (rc != 0 && problems == 0) {  // verification itself could not run
+        std::fprintf(stderr, "shardpoint verify: %s: %s\n", shardpoint_error_name(rc), shardpoint_last_error());
+        problems = 1;
+    }
     shardpoint_reader_free(r);
+
+    // Unreferenced files do not make the checkpoint wrong: a warning, not a failure.
+    uint64_t stray = 0, stray_bytes = 0;
+    int gc_rc = shardpoint_gc(dir, SHARDPOINT_GC_DRY_RUN, warn_unreferenced, const_cast<char *>(dir), &stray, &stray_bytes);
+    if (gc_rc != 0)
+        std::fprintf(stderr, "shardpoint verify: warning: could not look for unreferenced files: %s: %s\n",
+                     shardpoint_error_name(gc_rc), shardpoint_last_error());
+
+    std::printf("verify %s: %" PRIu64 " %s, %" PRIu64 " %s, %" PRIu64 " bytes (%s) in %" PRIu64 " %s checked: ", dir, n,
+                plural(n, "entry", "entries"), extents, plural(extents, "extent", "extents"), info.total_stored_bytes,
+                human_bytes(double(info.total_stored_bytes)).c_str(), info.file_count, plural(info.file_count, "file", "files"));
+    if (problems) std::printf("%" PRIu64 " %s found", problems, plural(problems, "problem", "problems"));
+    else std::printf("ok, every checksum matches");
+    if (partial) std::printf(", %" PRIu64 " %s partly saved", partial, plural(partial, "entry", "entries"));
+    if (stray) std::printf(", %" PRIu64 " unreferenced %s (%" PRIu64 " bytes)", stray, plural(stray, "file", "files"), stray_bytes);
+    std::printf("\n");
+    return problems ? 1 : 0;
+}
+
+struct GcReport {
+    bool dry_run;
+};
+
+int print_removed(void *user, const char *name, uint64_t size) {
+    auto *g = static_cast<GcReport *>(user);
+    std::printf("%s %s (%" PRIu64 " bytes)\n", g->dry_run ? "would remove" : "removed", name, size);
+    return 0;
+}
+
+int gc(const char *dir, bool dry_run) {
+    GcReport report{dry_run};
+    uint64_t files = 0, bytes = 0;
+    int rc = shardpoint_gc(dir, dry_run ? SHARDPOINT_GC_DRY_RUN : 0, print_removed, &report, &files, &bytes);
+    if (rc != 0) {
+        std::fprintf(stderr, "shardpoint gc: %s: %s: %s\n", dir, shardpoint_error_name(rc), shardpoint_last_error());
+        return 1;
+    }
+    std::printf("gc %s: %s %" PRIu64 " %s, %" PRIu64 " bytes (%s)\n", dir, dry_run ? "would remove" : "removed", files,
+                plural(files, "file", "files"), bytes, human_bytes(double(bytes)).c_str());
     return 0;
 }
 
@@ -355,41 +465,220 @@ int demo(const char *dir, uint64_t megabytes) {
     return 0;
 }
 
-int usage() {
-    std::fprintf(stderr,
-                 "usage: shardpoint inspect [--json] DIR   list entries, dtypes, shapes, chunks, files\n"
-                 "       shardpoint verify DIR             read every extent and check every CRC-32\n"
-                 "       shardpoint demo [--size-mb N] DIR save with 4 ranks, load with 3 resharded\n"
-                 "       shardpoint version\n");
+// ---------------------------------------------------------------------------------------------
+// command line
+
+const char usage_text[] =
+    "usage: shardpoint COMMAND [OPTIONS] DIR\n"
+    "\n"
+    "commands:\n"
+    "  inspect [--json] [--limit N] DIR  entries, dtypes, shapes, chunks per rank and file, coverage\n"
+    "  verify DIR                        read every extent and check every CRC-32; reports every bad\n"
+    "                                    extent, warns about files no committed metadata names\n"
+    "  gc [--dry-run] DIR                remove the debris of unfinished saves (only shardpoint's own\n"
+    "                                    data-*.bin and shardpoint.meta.tmp-* files the metadata does\n"
+    "                                    not name); --dry-run only lists them\n"
+    "  demo [--size-mb N] DIR            save a model with 4 ranks, load it with 3 ranks resharded\n"
+    "  version                           the library version (also --version)\n"
+    "  help                              this text (also --help, -h)\n"
+    "\n"
+    "Options may come before or after DIR; '--' ends the options.\n"
+    "Exit status: 0 success, 1 failure (a bad checkpoint, an I/O error), 2 usage error.\n"
+    "When the reader of the output goes away (| head), the tool stops printing and exits with\n"
+    "the status the command would have had.\n";
+
+struct Option {
+    const char *name;
+    bool takes_value;
+};
+
+struct Command {
+    const char *name;
+    std::vector<Option> options;
+};
+
+const std::vector<Command> commands = {
+    {"inspect", {{"--json", false}, {"--limit", true}}},
+    {"verify", {}},
+    {"gc", {{"--dry-run", false}}},
+    {"demo", {{"--size-mb", true}}},
+    {"version", {}},
+    {"help", {}},
+};
+
+struct Parsed {
+    std::vector<std::string> positional;
+    std::vector<std::pair<std::string, std::string>> options;  // name, value ("" for flags)
+    bool help = false;
+    bool has(const char *name) const {
+        for (auto &o : options)
+            if (o.first == name) return true;
+        return false;
+    }
+    std::string value(const char *name) const {
+        std::string v;
+        for (auto &o : options)
+            if (o.first == name) v = o.second;  // the last one wins, as usual
+        return v;
+    }
+};
+
+size_t edit_distance(const std::string &a, const std::string &b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+            diag = up;
+        }
+    }
+    return row[b.size()];
+}
+
+// The candidate closest to `word`, or "" when none is close enough to be a typo of it.
+std::string closest(const std::string &word, const std::vector<std::string> &candidates) {
+    std::string best;
+    size_t best_d = SIZE_MAX;
+    for (auto &c : candidates) {
+        size_t d = edit_distance(word, c);
+        if (d < best_d) best = c, best_d = d;
+    }
+    return best_d <= 2 && best_d < word.size() ? best : "";
+}
+
+int usage_error(const std::string &message) {
+    std::fprintf(stderr, "shardpoint: %s\nTry 'shardpoint --help'.\n", message.c_str());
     return 2;
+}
+
+// Parses argv[first..] for `cmd`; returns 0 or a usage error's exit status (2).
+int parse(const Command &cmd, int argc, char **argv, int first, Parsed &out) {
+    bool options_done = false;
+    for (int i = first; i < argc; ++i) {
+        std::string a = argv[i];
+        if (options_done || a.size() < 2 || a[0] != '-') {
+            out.positional.push_back(a);
+            continue;
+        }
+        if (a == "--") {
+            options_done = true;
+            continue;
+        }
+        if (a == "--help" || a == "-h") {
+            out.help = true;
+            continue;
+        }
+        std::string name = a, value;
+        size_t eq = a.find('=');
+        if (eq != std::string::npos) name = a.substr(0, eq), value = a.substr(eq + 1);
+        const Option *opt = nullptr;
+        std::vector<std::string> names;
+        for (auto &o : cmd.options) {
+            names.push_back(o.name);
+            if (name == o.name) opt = &o;
+        }
+        if (!opt) {
+            std::string near = closest(name, names);
+            return usage_error(std::string(cmd.name) + ": unknown option '" + name + "'" +
+                               (near.empty() ? "" : "; did you mean '" + near + "'?"));
+        }
+        if (opt->takes_value && eq == std::string::npos) {
+            if (i + 1 >= argc) return usage_error(std::string(cmd.name) + ": option " + name + " needs a value");
+            value = argv[++i];
+        } else if (!opt->takes_value && eq != std::string::npos) {
+            return usage_error(std::string(cmd.name) + ": option " + name + " takes no value (got '" + value + "')");
+        }
+        out.options.emplace_back(name, value);
+    }
+    return 0;
+}
+
+// A whole decimal number in [lo, hi], or a usage error naming the option, the text and the range.
+int parse_count(const char *cmd, const char *option, const std::string &text, uint64_t lo, uint64_t hi, uint64_t &out) {
+    bool digits = !text.empty() && text.size() <= 20;
+    for (char c : text) digits = digits && c >= '0' && c <= '9';
+    errno = 0;
+    uint64_t v = digits ? std::strtoull(text.c_str(), nullptr, 10) : 0;
+    if (!digits || errno == ERANGE || v < lo || v > hi)
+        return usage_error(std::string(cmd) + ": " + option + " wants a whole number from " + std::to_string(lo) + " to " +
+                           std::to_string(hi) + ", got '" + text + "'");
+    out = v;
+    return 0;
+}
+
+// Exactly one DIR argument, or a usage error saying what was given.
+int one_dir(const Parsed &p, const char *cmd) {
+    if (p.positional.size() == 1) return 0;
+    if (p.positional.empty()) return usage_error(std::string(cmd) + ": missing the checkpoint directory");
+    std::string extra;
+    for (size_t i = 1; i < p.positional.size(); ++i) extra += (i > 1 ? " '" : "'") + p.positional[i] + "'";
+    return usage_error(std::string(cmd) + ": expected one directory, got " + std::to_string(p.positional.size()) +
+                       " arguments (extra: " + extra + ")");
+}
+
+int print_version() {
+    std::printf("shardpoint %s (format %d)\n", shardpoint_version_string(), SHARDPOINT_FORMAT_MAJOR);
+    return 0;
+}
+
+int run(int argc, char **argv) {
+    if (argc < 2) {
+        std::fputs(usage_text, stderr);
+        return 2;
+    }
+    std::string name = argv[1];
+    if (name == "--help" || name == "-h") name = "help";
+    if (name == "--version" || name == "-V") name = "version";
+    const Command *cmd = nullptr;
+    std::vector<std::string> names;
+    for (auto &c : commands) {
+        names.push_back(c.name);
+        if (name == c.name) cmd = &c;
+    }
+    if (!cmd) {
+        if (!name.empty() && name[0] == '-') return usage_error("unknown option '" + name + "' (a command comes first)");
+        std::string near = closest(name, names);
+        return usage_error("unknown command '" + name + "'" + (near.empty() ? "" : "; did you mean '" + near + "'?"));
+    }
+    Parsed p;
+    if (int rc = parse(*cmd, argc, argv, 2, p)) return rc;
+    if (p.help || name == "help") {
+        std::fputs(usage_text, stdout);
+        return 0;
+    }
+    if (name == "version") return print_version();
+    if (int rc = one_dir(p, cmd->name)) return rc;
+    const char *dir = p.positional[0].c_str();
+
+    if (name == "inspect") {
+        uint64_t limit = UINT64_MAX;
+        if (p.has("--limit")) {
+            if (p.has("--json")) return usage_error("inspect: --limit lists fewer entries as text; it does not apply to --json");
+            if (int rc = parse_count("inspect", "--limit", p.value("--limit"), 0, UINT64_MAX - 1, limit)) return rc;
+        }
+        return inspect(dir, p.has("--json"), limit);
+    }
+    if (name == "verify") return verify(dir);
+    if (name == "gc") return gc(dir, p.has("--dry-run"));
+    // demo
+    uint64_t mb = 512;
+    if (p.has("--size-mb"))
+        if (int rc = parse_count("demo", "--size-mb", p.value("--size-mb"), 1, 1u << 20, mb)) return rc;
+    try {
+        return demo(dir, mb);
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "shardpoint demo: %s\n", e.what());
+        return 1;
+    }
 }
 
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc < 2) return usage();
-    std::string cmd = argv[1];
-    if (cmd == "version") {
-        std::printf("shardpoint %s (format %d)\n", shardpoint_version_string(), SHARDPOINT_FORMAT_MAJOR);
-        return 0;
-    }
-    if (cmd == "inspect") {
-        bool json = argc == 4 && std::strcmp(argv[2], "--json") == 0;
-        if (argc != 3 && !json) return usage();
-        return inspect(argv[argc - 1], json);
-    }
-    if (cmd == "verify" && argc == 3) return verify(argv[2]);
-    if (cmd == "demo") {
-        uint64_t mb = 512;
-        int i = 2;
-        if (argc >= 4 && std::strcmp(argv[2], "--size-mb") == 0) mb = std::strtoull(argv[3], nullptr, 10), i = 4;
-        if (argc != i + 1 || mb == 0) return usage();
-        try {
-            return demo(argv[i], mb);
-        } catch (const std::exception &e) {
-            std::fprintf(stderr, "demo: %s\n", e.what());
-            return 1;
-        }
-    }
-    return usage();
+    // A closed pipe shows up as EPIPE on write (handled by finish_stdout), not as a fatal signal.
+    std::signal(SIGPIPE, SIG_IGN);
+    return finish_stdout(run(argc, argv));
 }
