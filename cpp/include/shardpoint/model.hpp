@@ -36,12 +36,18 @@ struct BoxRef {
 };
 inline BoxRef ref(const Box &b) { return BoxRef{&b.offsets, &b.sizes}; }
 
-uint64_t product(const Dims &dims);  // 1 for an empty list; throws Code::shape on overflow
+// 1 for an empty list, 0 when any dimension is 0; else throws Code::shape on overflow.
+uint64_t product(const Dims &dims);
 bool box_inside(const Box &box, const Dims &shape);
 bool boxes_overlap(BoxRef a, BoxRef b);  // true when they share at least one element
 inline bool boxes_overlap(const Box &a, const Box &b) { return boxes_overlap(ref(a), ref(b)); }
-// Indices of two overlapping boxes, or {-1, -1} when all are pairwise disjoint.
+// Indices of two overlapping boxes, or {-1, -1} when all are pairwise disjoint. Empty boxes
+// overlap nothing; 0-d boxes overlap each other. O(n log n) when at most two dimensions tell the
+// boxes apart; with three or more it compares at most overlap_check_budget(n) pairs and throws
+// Code::shape ("too irregular") beyond that rather than spend unbounded time (FORMAT.md 3).
 std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes);
+// 64 * n * ceil(log2 n) + 2^25 box comparisons.
+uint64_t overlap_check_budget(size_t boxes);
 // The dimension along which boxes are best indexed: the one with the most distinct offsets.
 size_t best_split_dim(const std::vector<BoxRef> &boxes, size_t ndim);
 
