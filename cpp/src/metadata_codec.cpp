@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "shardpoint.capnp.h"
 #include "shardpoint/codec.hpp"
@@ -18,6 +19,8 @@ namespace {
 
 constexpr unsigned char magic[8] = {'S', 'H', 'R', 'D', 'P', 'N', 'T', '\n'};
 constexpr uint32_t max_ndim = 32;
+constexpr uint64_t max_numel = (uint64_t(1) << 59) - 1;  // so that numel * itemsize (<= 16) < 2^63
+constexpr uint32_t max_world_size = 0x7fffffffu;         // ranks are int32_t in the C ABI
 
 void put_u16(unsigned char *p, uint16_t v) { std::memcpy(p, &v, 2); }
 void put_u32(unsigned char *p, uint32_t v) { std::memcpy(p, &v, 4); }
@@ -25,6 +28,9 @@ void put_u64(unsigned char *p, uint64_t v) { std::memcpy(p, &v, 8); }
 uint16_t get_u16(const unsigned char *p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
 uint32_t get_u32(const unsigned char *p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 uint64_t get_u64(const unsigned char *p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+
+// Text of the whole string: a std::string would otherwise be converted up to its first NUL.
+capnp::Text::Reader as_text(const std::string &s) { return capnp::Text::Reader(s.data(), s.size()); }
 
 void set_dims(capnp::List<uint64_t>::Builder list, const Dims &dims) {
     for (size_t i = 0; i < dims.size(); ++i) list.set(unsigned(i), dims[i]);
@@ -50,6 +56,47 @@ Dims read_dims(capnp::List<uint64_t>::Reader list) {
 
 [[noreturn]] void bad(const std::string &what) { throw Error(Code::format, "corrupt metadata: " + what); }
 
+// Cap'n Proto Text carries its length: read all of it, embedded NULs included, so that the
+// checks below see what a C caller would otherwise see cut short.
+std::string text_of(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
+bool has_nul(const std::string &s) { return s.find('\0') != std::string::npos; }
+// `s` with NUL bytes shown as \0, for messages (which C callers read as NUL-terminated).
+std::string printable(const std::string &s) {
+    std::string out;
+    for (char c : s) out += c == '\0' ? std::string("\\0") : std::string(1, c);
+    return out;
+}
+void refuse_nul(const std::string &s, const std::string &what) {
+    if (has_nul(s)) bad(what + " '" + printable(s) + "' contains a NUL byte");
+}
+
+bool is_save_id(const std::string &s) {
+    if (s.size() != 32) return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+// The CRC-32 of a raw extent's bytes from its block CRCs (FORMAT.md 4): every block but the
+// last is `block_size` long, so one zlib combine operator serves them all.
+uint32_t combined_block_crc(const std::vector<uint32_t> &blocks, uint64_t stored_length, uint32_t block_size) {
+    uLong crc = 0;
+#if ZLIB_VERNUM >= 0x12c0
+    const uLong op = crc32_combine_gen64(z_off64_t(block_size));
+#endif
+    for (size_t k = 0; k < blocks.size(); ++k) {
+        uint64_t len = std::min<uint64_t>(block_size, stored_length - uint64_t(k) * block_size);
+#if ZLIB_VERNUM >= 0x12c0
+        if (len == block_size) {
+            crc = crc32_combine_op(crc, blocks[k], op);
+            continue;
+        }
+#endif
+        crc = crc32_combine_of(uint32_t(crc), blocks[k], len);
+    }
+    return uint32_t(crc);
+}
+
 Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::string &fqn) {
     Extent e;
     e.file = r.getFile();
@@ -58,6 +105,9 @@ Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::stri
     e.raw_length = r.getRawLength();
     e.crc32 = r.getCrc32();
     e.writer_rank = r.getWriterRank();
+    if (e.writer_rank >= md.storage.world_size)
+        bad("entry '" + fqn + "' was written by rank " + std::to_string(e.writer_rank) + " of a world of " +
+            std::to_string(md.storage.world_size));
     switch (r.getTransform()) {
         case schema::Transform::NONE: e.transform = Transform::none; break;
         case schema::Transform::DEFLATE: e.transform = Transform::deflate; break;
@@ -75,7 +125,7 @@ Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::stri
         if (blocks.size() != want) bad("entry '" + fqn + "' has " + std::to_string(blocks.size()) + " block checksums, expected " + std::to_string(want));
     } else if (blocks.size() != 0) {
         bad("entry '" + fqn + "' has block checksums on a compressed extent");
-    } else if (e.raw_length / 1032 > e.stored_length + 1) {
+    } else if (e.raw_length / 1032 > e.stored_length + 1) {  // FORMAT.md 3, rule 8
         // Deflate cannot expand more than about 1032:1; a larger claim would only make readers
         // allocate memory for bytes that cannot be there.
         bad("entry '" + fqn + "' claims " + std::to_string(e.raw_length) + " raw bytes from " +
@@ -83,6 +133,9 @@ Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::stri
     }
     e.block_crc32.resize(blocks.size());
     for (unsigned i = 0; i < blocks.size(); ++i) e.block_crc32[i] = blocks[i];
+    // crc32 and the block CRCs must agree, so that load (which checks blocks) and verify agree.
+    if (e.transform == Transform::none && combined_block_crc(e.block_crc32, e.stored_length, uint32_t(bs)) != e.crc32)
+        bad("the block checksums of entry '" + fqn + "' disagree with its CRC-32");
     return e;
 }
 
@@ -98,17 +151,17 @@ std::vector<unsigned char> encode_metadata(const Metadata &md) {
     capnp::MallocMessageBuilder message;
     auto root = message.initRoot<schema::Checkpoint>();
     auto storage = root.initStorage();
-    storage.setCheckpointId(md.storage.checkpoint_id);
-    storage.setSaveId(md.storage.save_id);
+    storage.setCheckpointId(as_text(md.storage.checkpoint_id));
+    storage.setSaveId(as_text(md.storage.save_id));
     storage.setWorldSize(md.storage.world_size);
-    storage.setLibraryVersion(md.storage.library_version);
+    storage.setLibraryVersion(as_text(md.storage.library_version));
     storage.setCreatedUnixNs(md.storage.created_unix_ns);
     storage.setAlignment(md.storage.alignment);
     storage.setBlockSize(md.storage.block_size);
 
     auto files = root.initFiles(unsigned(md.files.size()));
     for (size_t i = 0; i < md.files.size(); ++i) {
-        files[unsigned(i)].setName(md.files[i].name);
+        files[unsigned(i)].setName(as_text(md.files[i].name));
         files[unsigned(i)].setSize(md.files[i].size);
         files[unsigned(i)].setRank(md.files[i].rank);
     }
@@ -116,7 +169,7 @@ std::vector<unsigned char> encode_metadata(const Metadata &md) {
     for (size_t i = 0; i < md.entries.size(); ++i) {
         const EntryMeta &e = md.entries[i];
         auto eb = entries[unsigned(i)];
-        eb.setFqn(e.fqn);
+        eb.setFqn(as_text(e.fqn));
         if (e.kind == EntryKind::bytes) {
             build_extent(eb.initBytes(), e.chunks.at(0).extent);
             continue;
@@ -134,8 +187,8 @@ std::vector<unsigned char> encode_metadata(const Metadata &md) {
     }
     auto user = root.initUserMetadata(unsigned(md.user.size()));
     for (size_t i = 0; i < md.user.size(); ++i) {
-        user[unsigned(i)].setKey(md.user[i].first);
-        user[unsigned(i)].setValue(md.user[i].second);
+        user[unsigned(i)].setKey(as_text(md.user[i].first));
+        user[unsigned(i)].setValue(as_text(md.user[i].second));
     }
 
     kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
@@ -181,29 +234,49 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
         options.traversalLimitInWords = body_len / 8 * 4 + 1024;  // no amplification beyond 4x
         options.nestingLimit = 16;
         capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words.data(), words.size()), options);
+        // The message must fill the body: bytes after its last segment are not part of any format.
+        if (reader.getEnd() != words.data() + words.size())
+            bad(std::to_string((words.data() + words.size() - reader.getEnd()) * 8) +
+                " bytes follow the message's last segment inside the body");
         auto root = reader.getRoot<schema::Checkpoint>();
         auto st = root.getStorage();
-        md.storage.checkpoint_id = st.getCheckpointId();
-        md.storage.save_id = st.getSaveId();
+        md.storage.checkpoint_id = text_of(st.getCheckpointId());
+        refuse_nul(md.storage.checkpoint_id, "the checkpoint id");
+        md.storage.save_id = text_of(st.getSaveId());
+        if (!is_save_id(md.storage.save_id))
+            bad("save id '" + printable(md.storage.save_id) + "' is not 32 lowercase hexadecimal digits");
         md.storage.world_size = st.getWorldSize();
-        md.storage.library_version = st.getLibraryVersion();
+        if (md.storage.world_size < 1 || md.storage.world_size > max_world_size)
+            bad("world size " + std::to_string(md.storage.world_size) + " is not between 1 and 2^31 - 1");
+        md.storage.library_version = text_of(st.getLibraryVersion());
+        refuse_nul(md.storage.library_version, "the library version");
         md.storage.created_unix_ns = st.getCreatedUnixNs();
         md.storage.alignment = st.getAlignment();
         md.storage.block_size = st.getBlockSize();
         uint32_t bs = md.storage.block_size;
         if (bs < 512 || (bs & (bs - 1)) != 0) bad("block size " + std::to_string(bs) + " is not a power of two >= 512");
+        uint32_t align = md.storage.alignment;
+        if (align == 0 || (align & (align - 1)) != 0) bad("alignment " + std::to_string(align) + " is not a power of two");
 
+        std::set<std::string> file_names;
         for (auto f : root.getFiles()) {
-            DataFileMeta file{f.getName(), f.getSize(), f.getRank()};
-            if (!is_plain_file_name(file.name)) throw Error(Code::path, "metadata names data file '" + file.name + "', which is not a plain file name inside the checkpoint directory");
+            DataFileMeta file{text_of(f.getName()), f.getSize(), f.getRank()};
+            if (!is_plain_file_name(file.name))
+                throw Error(Code::path, "metadata names data file '" + printable(file.name) +
+                                            "', which is not a plain file name inside the checkpoint directory");
+            if (!file_names.insert(file.name).second) bad("data file '" + file.name + "' is listed twice");
+            if (file.rank >= md.storage.world_size)
+                bad("data file '" + file.name + "' was written by rank " + std::to_string(file.rank) + " of a world of " +
+                    std::to_string(md.storage.world_size));
             md.files.push_back(std::move(file));
         }
         auto entries = root.getEntries();
         md.entries.reserve(entries.size());
         for (auto e : entries) {
             EntryMeta entry;
-            entry.fqn = e.getFqn();
+            entry.fqn = text_of(e.getFqn());
             if (entry.fqn.empty()) bad("an entry has an empty name");
+            refuse_nul(entry.fqn, "entry name");
             if (!md.entries.empty() && !(md.entries.back().fqn < entry.fqn))
                 bad("entries are not sorted or '" + entry.fqn + "' appears twice");
             if (e.isBytes()) {
@@ -211,6 +284,9 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
                 entry.dtype = DType::u8;
                 ChunkMeta chunk;
                 chunk.extent = read_extent(e.getBytes(), md, entry.fqn);
+                if (chunk.extent.raw_length > max_numel)
+                    throw Error(Code::shape, "entry '" + entry.fqn + "' is too large: " + std::to_string(chunk.extent.raw_length) +
+                                                 " bytes, the limit is 2^59 - 1");
                 entry.shape = {chunk.extent.raw_length};
                 chunk.box = Box{{0}, {chunk.extent.raw_length}};
                 entry.chunks.push_back(std::move(chunk));
@@ -224,13 +300,21 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
             entry.dtype = DType(dt);
             entry.shape = read_dims(t.getShape());
             if (entry.shape.size() > max_ndim) throw Error(Code::shape, "entry '" + entry.fqn + "' has more than 32 dimensions");
+            // Every dimension and the element count are < 2^59 (FORMAT.md 3, rule 9): a zero
+            // dimension does not excuse a huge one.
+            for (size_t d = 0; d < entry.shape.size(); ++d)
+                if (entry.shape[d] > max_numel)
+                    throw Error(Code::shape, "entry '" + entry.fqn + "' is too large: dimension " + std::to_string(d) + " is " +
+                                                 std::to_string(entry.shape[d]) + ", the limit is 2^59 - 1");
             uint64_t numel = 0;
             try {
                 numel = product(entry.shape);
             } catch (const Error &) {
-                throw Error(Code::shape, "entry '" + entry.fqn + "' has a shape whose size overflows 64 bits");
+                throw Error(Code::shape, "entry '" + entry.fqn + "' is too large: its element count overflows 64 bits");
             }
-            if (numel > (UINT64_MAX >> 5)) throw Error(Code::shape, "entry '" + entry.fqn + "' is too large");
+            if (numel > max_numel)
+                throw Error(Code::shape, "entry '" + entry.fqn + "' is too large: " + std::to_string(numel) +
+                                             " elements, the limit is 2^59 - 1");
             uint64_t itemsize = dtype_size(dt);
             for (auto c : t.getChunks()) {
                 ChunkMeta chunk;
@@ -247,10 +331,22 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
             std::vector<BoxRef> boxes;
             boxes.reserve(entry.chunks.size());
             for (auto &c : entry.chunks) boxes.push_back(ref(c.box));
-            if (find_overlap(boxes).first >= 0) bad("entry '" + entry.fqn + "' has overlapping chunks");
+            std::pair<long, long> overlap;
+            try {
+                overlap = find_overlap(boxes);
+            } catch (const Error &err) {
+                throw Error(err.code(), "entry '" + entry.fqn + "': " + err.what());
+            }
+            if (overlap.first >= 0)
+                bad("entry '" + entry.fqn + "' has overlapping chunks (#" + std::to_string(overlap.first) + " and #" +
+                    std::to_string(overlap.second) + ")");
             md.entries.push_back(std::move(entry));
         }
-        for (auto kv : root.getUserMetadata()) md.user.emplace_back(kv.getKey(), kv.getValue());
+        for (auto kv : root.getUserMetadata()) {
+            md.user.emplace_back(text_of(kv.getKey()), text_of(kv.getValue()));
+            refuse_nul(md.user.back().first, "user metadata key");
+            refuse_nul(md.user.back().second, "the value of user metadata key '" + printable(md.user.back().first) + "'");
+        }
     } catch (const kj::Exception &e) {
         throw Error(Code::format, std::string("corrupt metadata: ") + e.getDescription().cStr());
     }

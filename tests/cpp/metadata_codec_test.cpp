@@ -1,5 +1,7 @@
 // The metadata file: round trip of a rich Metadata, every validation error, and robustness
 // against random corruption.
+#include <chrono>
+#include <functional>
 #include <random>
 
 #include "shardpoint/codec.hpp"
@@ -12,6 +14,13 @@ namespace {
 
 constexpr uint32_t kBlock = 4096;
 
+// The extent CRC that block CRCs combine to (FORMAT.md 4), as a decoder must find it.
+uint32_t crc_of_blocks(const std::vector<uint32_t> &blocks, uint64_t len, uint32_t block_size) {
+    uint32_t crc = 0;
+    for (size_t k = 0; k < blocks.size(); ++k) crc = crc32_combine_of(crc, blocks[k], std::min<uint64_t>(block_size, len - k * block_size));
+    return crc;
+}
+
 Extent raw_extent(uint32_t file, uint64_t offset, uint64_t len, uint32_t writer) {
     Extent e;
     e.file = file;
@@ -20,6 +29,7 @@ Extent raw_extent(uint32_t file, uint64_t offset, uint64_t len, uint32_t writer)
     e.crc32 = 0x1000u + uint32_t(len);
     e.transform = Transform::none;
     for (uint64_t b = 0; b < len; b += kBlock) e.block_crc32.push_back(uint32_t(b * 31 + len));
+    e.crc32 = crc_of_blocks(e.block_crc32, len, kBlock);
     e.writer_rank = writer;
     return e;
 }
@@ -556,4 +566,201 @@ TEST(MetadataCodec, RandomFieldMutationsAreValidatedOrRejected) {
     }
     EXPECT_GT(rejected, 1000);
     EXPECT_GT(decoded, 20);
+}
+
+// --- names are read whole: NUL bytes are refused, never cut at ------------------------------
+
+TEST(MetadataCodecError, NulInDataFileNameIsAPathError) {
+    Metadata md = rich_metadata();
+    md.files[1].name = std::string("x\0/../../outside", 16);
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::path, "x\\0/../../outside", "plain file name");
+}
+
+TEST(MetadataCodecError, FqnWithNulIsRefusedNotTakenForADuplicate) {
+    Metadata md;
+    md.storage.save_id = "0123456789abcdef0123456789abcdef";
+    md.files = {{"data.bin", 4096, 0}};
+    md.entries.push_back(bytes_entry("b", raw_extent(0, 0, 4, 0)));
+    md.entries.push_back(bytes_entry(std::string("b\0x", 3), raw_extent(0, 8, 4, 0)));
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'b\\0x'", "NUL");
+    try {
+        decode(encode_metadata(md));
+    } catch (const Error &e) {
+        EXPECT_EQ(std::string(e.what()).find("twice"), std::string::npos) << e.what();
+    }
+}
+
+TEST(MetadataCodecError, NulInUserMetadataAndIdsIsRefused) {
+    const std::string nul("a\0b", 3);
+    auto with = [&](const std::function<void(Metadata &)> &change) {
+        Metadata md = rich_metadata();
+        change(md);
+        return encode_metadata(md);
+    };
+    EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.user[0].first = nul; })), Code::format, "key", "NUL");
+    EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.user[0].second = nul; })), Code::format, "value", "NUL");
+    EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.storage.checkpoint_id = nul; })), Code::format, "checkpoint id", "NUL");
+    EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.storage.library_version = nul; })), Code::format, "library version");
+    EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.storage.save_id[5] = '\0'; })), Code::format, "save id");
+}
+
+// --- storage fields ----------------------------------------------------------------------------
+
+TEST(MetadataCodecError, SaveIdMustBe32LowercaseHexDigits) {
+    for (std::string id : {"0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcde", "",
+                           "0123456789abcdef0123456789abcdef0", "0123456789abcdeg0123456789abcdef"}) {
+        Metadata md = rich_metadata();
+        md.storage.save_id = id;
+        EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "save id '" + id + "'");
+    }
+}
+
+TEST(MetadataCodecError, AlignmentMustBeAPowerOfTwo) {
+    for (uint32_t a : {0u, 3u, 4097u, 0xffffffffu}) {
+        Metadata md = rich_metadata();
+        md.storage.alignment = a;
+        EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "alignment " + std::to_string(a));
+    }
+    for (uint32_t a : {1u, 512u, 1u << 31}) {
+        Metadata md = rich_metadata();
+        md.storage.alignment = a;
+        EXPECT_EQ(decode(encode_metadata(md)).storage.alignment, a);
+    }
+}
+
+TEST(MetadataCodecError, WorldSizeAndRanks) {
+    Metadata md = rich_metadata();  // world of 4; files of ranks 0, 1, 3
+    md.storage.world_size = 0;
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "world size 0");
+    md.storage.world_size = 0x80000000u;
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "world size 2147483648");
+    md.storage.world_size = 3;  // file #2 was written by rank 3
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, md.files[2].name, "rank 3 of a world of 3");
+    md = rich_metadata();
+    md.entries[3].chunks[1].extent.writer_rank = 4;
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'d.weight'", "rank 4 of a world of 4");
+}
+
+TEST(MetadataCodecError, DuplicateDataFileNames) {
+    Metadata md = rich_metadata();
+    md.files[2].name = md.files[0].name;
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, md.files[0].name, "listed twice");
+}
+
+// --- the message and the body ------------------------------------------------------------------
+
+TEST(MetadataCodec, MessagesOfSeveralSegmentsAreRead) {
+    std::vector<unsigned char> bytes = encode_metadata(rich_metadata());
+    EXPECT_GT(get32(bytes, 32) + 1, 1u) << "the rich metadata should need more than one segment";
+    expect_same_metadata(decode(bytes), rich_metadata());
+}
+
+TEST(MetadataCodecError, BytesAfterTheMessageInsideTheBody) {
+    std::vector<unsigned char> bytes = encode_metadata(rich_metadata());
+    bytes.resize(bytes.size() + 16, 0);
+    uint64_t body_len;
+    std::memcpy(&body_len, bytes.data() + 16, 8);
+    put64(bytes, 16, body_len + 16);
+    fix_crcs(bytes);
+    EXPECT_SP_ERROR(decode(bytes), Code::format, "16 bytes follow the message");
+}
+
+// --- checksums ---------------------------------------------------------------------------------
+
+TEST(MetadataCodecError, BlockCrcsMustCombineToTheExtentCrc) {
+    Metadata md = rich_metadata();
+    md.entries[6].chunks[0].extent.block_crc32[100] ^= 1;  // g.big: 2048 blocks
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'g.big'", "disagree");
+    md = rich_metadata();
+    md.entries[0].chunks[0].extent.crc32 ^= 1;
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'a.blob'", "disagree");
+    md = rich_metadata();
+    md.entries[1].chunks[0].extent.crc32 = 7;  // an empty extent's CRC is 0
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'b.empty_blob'", "disagree");
+}
+
+TEST(MetadataCodec, DeflateExpansionBoundIsExact) {
+    // Accepted iff floor(rawLength / 1032) <= storedLength + 1.
+    auto with_raw = [](uint64_t raw) {
+        Metadata md = rich_metadata();
+        Extent e;
+        e.file = 1;
+        e.offset = 0;
+        e.stored_length = 17;
+        e.raw_length = raw;
+        e.transform = Transform::deflate;
+        md.entries.insert(md.entries.begin(), bytes_entry("0.z", e));
+        return encode_metadata(md);
+    };
+    EXPECT_EQ(decode(with_raw(1032 * 19 - 1)).entries[0].chunks[0].extent.raw_length, 1032u * 19 - 1);
+    EXPECT_SP_ERROR(decode(with_raw(1032 * 19)), Code::format, "'0.z'", "19608 raw bytes from 17");
+}
+
+// --- sizes -------------------------------------------------------------------------------------
+
+TEST(MetadataCodec, ElementCountLimitIsTwoToThe59Exclusive) {
+    const uint64_t limit = uint64_t(1) << 59;
+    auto with_shape = [](DType dtype, Dims shape) {
+        Metadata md = rich_metadata();
+        md.entries.push_back(tensor_entry("j.x", dtype, std::move(shape)));
+        return encode_metadata(md);
+    };
+    // complex128: (2^59 - 1) * 16 bytes < 2^63
+    EXPECT_EQ(decode(with_shape(DType::complex128, {limit - 1})).entries.back().numel(), limit - 1);
+    EXPECT_SP_ERROR(decode(with_shape(DType::u8, {limit})), Code::shape, "'j.x'", "too large");
+    EXPECT_SP_ERROR(decode(with_shape(DType::u8, {uint64_t(1) << 30, uint64_t(1) << 29})), Code::shape, "'j.x'", "too large");
+    // A zero dimension makes no elements but does not excuse a dimension beyond the limit.
+    EXPECT_SP_ERROR(decode(with_shape(DType::u8, {0, uint64_t(1) << 63})), Code::shape, "'j.x'", "dimension 1");
+    EXPECT_EQ(decode(with_shape(DType::u8, {uint64_t(1) << 58, uint64_t(1) << 58, 0})).entries.back().numel(), 0u);
+    EXPECT_EQ(decode(with_shape(DType::u8, {0, limit - 1})).entries.back().numel(), 0u);
+}
+
+// --- opening metadata costs O(n log n) whatever the chunk layout -------------------------------
+
+namespace {
+
+// One tensor of `n` one-block chunks, boxes from `box_of(i)`.
+std::vector<unsigned char> many_chunks(size_t n, Dims shape, const std::function<Box(size_t)> &box_of) {
+    Metadata md;
+    md.storage.save_id = "0123456789abcdef0123456789abcdef";
+    md.storage.block_size = 1u << 30;
+    EntryMeta t = tensor_entry("t", DType::u8, std::move(shape));
+    uint64_t cursor = 0;
+    for (size_t i = 0; i < n; ++i) {
+        Box box = box_of(i);
+        Extent e;
+        e.offset = cursor;
+        e.stored_length = e.raw_length = product(box.sizes);
+        e.block_crc32 = {uint32_t(i)};
+        e.crc32 = uint32_t(i);
+        cursor += e.stored_length;
+        t.chunks.push_back(ChunkMeta{std::move(box), std::move(e)});
+    }
+    md.files = {{"data.bin", cursor, 0}};
+    md.entries.push_back(std::move(t));
+    return encode_metadata(md);
+}
+
+double seconds_to_decode(const std::vector<unsigned char> &bytes) {
+    double best = 1e9;
+    for (int rep = 0; rep < 3; ++rep) {
+        auto t0 = std::chrono::steady_clock::now();
+        Metadata md = decode(bytes);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        EXPECT_EQ(md.entries.size(), 1u);
+    }
+    return best;
+}
+
+}  // namespace
+
+TEST(MetadataCodec, StaircaseOpensAsFastAsRows) {
+    const size_t n = 60000, k = n / 2;
+    // Chunk i: rows [i, i + k), column i. Disjoint, yet each overlaps k others along rows.
+    auto staircase = many_chunks(n, {n + k, n}, [&](size_t i) { return Box{{i, i}, {k, 1}}; });
+    auto rows = many_chunks(n, {n, 30}, [&](size_t i) { return Box{{i, 0}, {1, 30}}; });
+    const double t_stairs = seconds_to_decode(staircase), t_rows = seconds_to_decode(rows);
+    RecordProperty("staircase_ms", int(t_stairs * 1000));
+    RecordProperty("rows_ms", int(t_rows * 1000));
+    EXPECT_LT(t_stairs, 5 * t_rows) << "staircase " << t_stairs << " s, rows " << t_rows << " s";
 }
