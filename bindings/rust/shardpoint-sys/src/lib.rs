@@ -45,6 +45,8 @@ pub const SHARDPOINT_EUNCOVERED: shardpoint_error = -16;
 pub const SHARDPOINT_ESTATE: shardpoint_error = -17;
 pub const SHARDPOINT_EKIND: shardpoint_error = -18;
 pub const SHARDPOINT_ERANGE: shardpoint_error = -19;
+pub const SHARDPOINT_ENOSPC: shardpoint_error = -20;
+pub const SHARDPOINT_ENOTDURABLE: shardpoint_error = -21;
 pub const SHARDPOINT_EINTERNAL: shardpoint_error = -99;
 
 // ---------------------------------------------------------------------------------------------
@@ -145,7 +147,12 @@ pub const SHARDPOINT_COMM_CALLBACKS_INIT: shardpoint_comm_callbacks = shardpoint
 // ---------------------------------------------------------------------------------------------
 
 pub const SHARDPOINT_SAVE_OVERWRITE: u32 = 0x1;
+/// Accepted for compatibility; saves are durable by default.
 pub const SHARDPOINT_SAVE_FSYNC: u32 = 0x2;
+/// Skip every fsync (not safe against a power loss or a kernel crash).
+pub const SHARDPOINT_SAVE_NO_FSYNC: u32 = 0x4;
+/// Accept tensors whose saved chunks leave part of the global shape uncovered.
+pub const SHARDPOINT_SAVE_ALLOW_PARTIAL: u32 = 0x8;
 pub const SHARDPOINT_SAVE_OPTIONS_VERSION: u32 = 1;
 
 #[repr(C)]

@@ -26,6 +26,11 @@ pub enum ErrorCode {
     State,
     Kind,
     Range,
+    /// No space left on the device, or a disk quota is exhausted.
+    NoSpace,
+    /// The save WAS committed (the new checkpoint is in place and loads), but a step after the
+    /// commit point (the directory fsync) failed: it may not survive a power loss.
+    NotDurable,
     Internal,
     /// A code newer than this binding.
     Other(i32),
@@ -53,6 +58,8 @@ impl ErrorCode {
             sys::SHARDPOINT_ESTATE => ErrorCode::State,
             sys::SHARDPOINT_EKIND => ErrorCode::Kind,
             sys::SHARDPOINT_ERANGE => ErrorCode::Range,
+            sys::SHARDPOINT_ENOSPC => ErrorCode::NoSpace,
+            sys::SHARDPOINT_ENOTDURABLE => ErrorCode::NotDurable,
             sys::SHARDPOINT_EINTERNAL => ErrorCode::Internal,
             other => ErrorCode::Other(other),
         }
@@ -79,6 +86,8 @@ impl ErrorCode {
             ErrorCode::State => sys::SHARDPOINT_ESTATE,
             ErrorCode::Kind => sys::SHARDPOINT_EKIND,
             ErrorCode::Range => sys::SHARDPOINT_ERANGE,
+            ErrorCode::NoSpace => sys::SHARDPOINT_ENOSPC,
+            ErrorCode::NotDurable => sys::SHARDPOINT_ENOTDURABLE,
             ErrorCode::Internal => sys::SHARDPOINT_EINTERNAL,
             ErrorCode::Other(c) => c,
         }
@@ -164,6 +173,18 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {}
 
+/// `NoSpace` becomes `std::io::ErrorKind::StorageFull`, anything else `Other`; the message is kept.
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> std::io::Error {
+        let kind = match e.kind() {
+            ErrorCode::NoSpace => std::io::ErrorKind::StorageFull,
+            ErrorCode::NotFound => std::io::ErrorKind::NotFound,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
 fn error_name(code: i32) -> &'static str {
     // SAFETY: static storage, never NULL.
     let name = unsafe { CStr::from_ptr(sys::shardpoint_error_name(code)) };
@@ -176,5 +197,23 @@ pub(crate) fn check(rc: c_int) -> Result<()> {
         Ok(())
     } else {
         Err(Error::from_last(rc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_codes_and_io_kinds() {
+        let e = Error::new(ErrorCode::NoSpace, "disk full");
+        assert_eq!((e.code(), e.name(), e.kind()), (-20, "SHARDPOINT_ENOSPC", ErrorCode::NoSpace));
+        let io = std::io::Error::from(e);
+        assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
+        assert!(io.to_string().contains("disk full"));
+        let e = Error::new(ErrorCode::NotDurable, "dir fsync");
+        assert_eq!((e.code(), e.name()), (-21, "SHARDPOINT_ENOTDURABLE"));
+        assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::Other);
+        assert_eq!(std::io::Error::from(Error::new(ErrorCode::NotFound, "x")).kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -85,6 +85,50 @@ pub(crate) fn check_view(len: usize, sizes: &[u64], layout: Option<&Strided<'_>>
     }
 }
 
+/// `check_view` for a load destination, which must match the box exactly: in C order (no layout)
+/// the slice holds exactly the box's elements, no more and no fewer (`Shape` otherwise, naming
+/// both); with an explicit layout every element the box places must lie inside it (`Range`).
+pub(crate) fn check_destination(
+    fqn: &str,
+    len: usize,
+    sizes: &[u64],
+    layout: Option<&Strided<'_>>,
+) -> Result<(usize, *const i64)> {
+    if layout.is_none() {
+        let need = sizes.iter().try_fold(1u64, |n, &s| n.checked_mul(s));
+        if need != Some(len as u64) {
+            let need = need.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+            return Err(Error::new(
+                ErrorCode::Shape,
+                format!("destination holds {len} elements but the box {sizes:?} of '{fqn}' has {need}"),
+            ));
+        }
+    }
+    check_view(len, sizes, layout)
+}
+
+/// A raw destination of `bytes` bytes must hold whole elements of `esize` bytes.
+pub(crate) fn whole_elements(fqn: &str, bytes: usize, esize: usize) -> Result<usize> {
+    if esize == 0 || bytes % esize != 0 {
+        return Err(Error::new(
+            ErrorCode::Shape,
+            format!("a destination of {bytes} bytes for '{fqn}' is not a whole number of {esize}-byte elements"),
+        ));
+    }
+    Ok(bytes / esize)
+}
+
+/// The shape check of a whole-tensor load: `shape` is the destination's, `stored` the tensor's.
+pub(crate) fn check_whole(fqn: &str, shape: &[u64], stored: &[u64]) -> Result<()> {
+    if shape != stored {
+        return Err(Error::new(
+            ErrorCode::Shape,
+            format!("destination has shape {shape:?} but '{fqn}' is {stored:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that the per-dimension arrays of one call agree, and returns ndim.
 pub(crate) fn ndim_of(arrays: &[&[u64]]) -> Result<u32> {
     let n = arrays[0].len();
@@ -133,6 +177,24 @@ mod tests {
         assert!(check_view(0, &[0, 4], None).is_ok());
         assert!(check_view(1, &[], None).is_ok());
         assert!(check_view(0, &[], None).is_err());
+    }
+
+    #[test]
+    fn destinations_in_c_order_are_exact() {
+        assert!(check_destination("w", 12, &[3, 4], None).is_ok());
+        let e = check_destination("w", 13, &[3, 4], None).unwrap_err();
+        assert_eq!(e.kind(), ErrorCode::Shape);
+        assert_eq!(e.message(), "destination holds 13 elements but the box [3, 4] of 'w' has 12");
+        assert_eq!(check_destination("w", 11, &[3, 4], None).unwrap_err().kind(), ErrorCode::Shape);
+        assert_eq!(check_destination("w", 0, &[u64::MAX, 2], None).unwrap_err().kind(), ErrorCode::Shape);
+        assert!(check_destination("s", 1, &[], None).is_ok());
+        assert!(check_destination("e", 0, &[0, 4], None).is_ok());
+        // With a layout, room is what counts (a box inside a larger buffer).
+        assert!(check_destination("w", 100, &[3, 4], Some(&Strided::new(&[10, 1]))).is_ok());
+        assert_eq!(whole_elements("h", 7, 2).unwrap_err().kind(), ErrorCode::Shape);
+        assert_eq!(whole_elements("h", 8, 2).unwrap(), 4);
+        let e = check_whole("w", &[6, 7], &[6, 8]).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorCode::Shape, "destination has shape [6, 7] but 'w' is [6, 8]"));
     }
 
     #[test]

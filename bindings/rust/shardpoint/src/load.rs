@@ -7,7 +7,7 @@ use shardpoint_sys as sys;
 use crate::comm::Comm;
 use crate::dtype::{normalize_bools, Dtype, Element};
 use crate::error::{check, Result};
-use crate::layout::{check_view, cstring, ndim_of, ptr_or_null, Strided};
+use crate::layout::{check_destination, cstring, ndim_of, ptr_or_null, whole_elements, Strided};
 use crate::reader::Reader;
 
 /// A set of read requests executed together by [`Load::execute`].
@@ -37,6 +37,7 @@ use crate::reader::Reader;
 /// ```
 pub struct Load<'a> {
     raw: *mut sys::shardpoint_load,
+    reader: &'a Reader,
     comm: Option<&'a Comm>,
     // `bool` destinations, re-checked after execute (see `normalize_bools`).
     bools: Vec<(*mut u8, usize)>,
@@ -51,11 +52,19 @@ impl<'a> Load<'a> {
         let comm_ptr = comm.map_or(ptr::null_mut(), Comm::as_ptr);
         // SAFETY: reader and comm outlive 'a, and so the load.
         check(unsafe { sys::shardpoint_load_new(&mut raw, reader.as_ptr(), comm_ptr) })?;
-        Ok(Load { raw, comm, bools: Vec::new(), _borrows: PhantomData })
+        Ok(Load { raw, reader, comm, bools: Vec::new(), _borrows: PhantomData })
     }
 
-    /// Requests the box (`box_offsets`, `box_sizes`) of tensor `fqn` into `dst` in C order. The
-    /// element type must be the stored dtype (`EDTYPE` otherwise): nothing is converted.
+    /// Requests the whole tensor `fqn`, whose shape the caller states as `shape`, into `dst` in C
+    /// order. A tensor of another shape is a `Shape` error naming both shapes.
+    pub fn add_whole<T: Element>(&mut self, fqn: &str, shape: &[u64], dst: &'a mut [T]) -> Result<()> {
+        let zeros = self.reader.whole_box(fqn, shape)?;
+        self.add_tensor(fqn, &zeros, shape, dst)
+    }
+
+    /// Requests the box (`box_offsets`, `box_sizes`) of tensor `fqn` into `dst` in C order. `dst`
+    /// must hold exactly the box's elements (`Shape` otherwise). The element type must be the
+    /// stored dtype (`EDTYPE` otherwise): nothing is converted.
     pub fn add_tensor<T: Element>(
         &mut self,
         fqn: &str,
@@ -64,7 +73,7 @@ impl<'a> Load<'a> {
         dst: &'a mut [T],
     ) -> Result<()> {
         ndim_of(&[box_offsets, box_sizes])?;
-        let (first, strides) = check_view(dst.len(), box_sizes, None)?;
+        let (first, strides) = check_destination(fqn, dst.len(), box_sizes, None)?;
         self.add_slice(fqn, T::DTYPE, box_offsets, box_sizes, dst, first * std::mem::size_of::<T>(), strides)
     }
 
@@ -78,7 +87,7 @@ impl<'a> Load<'a> {
         layout: Strided<'_>,
     ) -> Result<()> {
         ndim_of(&[box_offsets, box_sizes])?;
-        let (first, strides) = check_view(dst.len(), box_sizes, Some(&layout))?;
+        let (first, strides) = check_destination(fqn, dst.len(), box_sizes, Some(&layout))?;
         self.add_slice(fqn, T::DTYPE, box_offsets, box_sizes, dst, first * std::mem::size_of::<T>(), strides)
     }
 
@@ -95,7 +104,8 @@ impl<'a> Load<'a> {
     ) -> Result<()> {
         ndim_of(&[box_offsets, box_sizes])?;
         let esize = dtype.size().max(1);
-        let (first, strides) = check_view(dst.len() / esize, box_sizes, layout.as_ref())?;
+        let (first, strides) =
+            check_destination(fqn, whole_elements(fqn, dst.len(), esize)?, box_sizes, layout.as_ref())?;
         self.add_slice(fqn, dtype, box_offsets, box_sizes, dst, first * esize, strides)
     }
 

@@ -6,7 +6,7 @@ use shardpoint_sys as sys;
 
 use crate::dtype::{normalize_bools, Dtype, Element, Pod};
 use crate::error::{check, Error, ErrorCode, Result};
-use crate::layout::{check_view, cstring, ndim_of, path_cstring, ptr_or_null, Strided};
+use crate::layout::{check_destination, check_whole, cstring, ndim_of, path_cstring, ptr_or_null, whole_elements, Strided};
 
 /// How a checkpoint is read (`shardpoint_load_options`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,7 +310,10 @@ impl Reader {
         check(unsafe { sys::shardpoint_reader_verify(self.raw) })
     }
 
-    /// Reads the box (`box_offsets`, `box_sizes`) of tensor `fqn` into `dst` in C order.
+    /// Reads the box (`box_offsets`, `box_sizes`) of tensor `fqn` into `dst` in C order. `dst`
+    /// must hold exactly the box's elements (`Shape` otherwise) and `T` must be the stored dtype
+    /// (`Dtype`; nothing is converted). To read a whole tensor without restating its offsets,
+    /// see [`Reader::read_whole`].
     pub fn read_tensor<T: Element>(
         &self,
         fqn: &str,
@@ -319,12 +322,13 @@ impl Reader {
         dst: &mut [T],
     ) -> Result<()> {
         ndim_of(&[box_offsets, box_sizes])?;
-        let (first, strides) = check_view(dst.len(), box_sizes, None)?;
+        let (first, strides) = check_destination(fqn, dst.len(), box_sizes, None)?;
         // SAFETY: the view lies inside `dst`, exclusively borrowed for the call.
         unsafe { self.read_into(fqn, T::DTYPE, box_offsets, box_sizes, dst, first * std::mem::size_of::<T>(), strides) }
     }
 
-    /// Reads a box into `dst` laid out with explicit element strides.
+    /// Reads a box into `dst` laid out with explicit element strides (every element the box
+    /// places must lie inside `dst`, else `Range`).
     pub fn read_tensor_strided<T: Element>(
         &self,
         fqn: &str,
@@ -334,7 +338,7 @@ impl Reader {
         layout: Strided<'_>,
     ) -> Result<()> {
         ndim_of(&[box_offsets, box_sizes])?;
-        let (first, strides) = check_view(dst.len(), box_sizes, Some(&layout))?;
+        let (first, strides) = check_destination(fqn, dst.len(), box_sizes, Some(&layout))?;
         // SAFETY: as above.
         unsafe { self.read_into(fqn, T::DTYPE, box_offsets, box_sizes, dst, first * std::mem::size_of::<T>(), strides) }
     }
@@ -352,7 +356,7 @@ impl Reader {
     ) -> Result<()> {
         ndim_of(&[box_offsets, box_sizes])?;
         let esize = dtype.size().max(1);
-        let (first, strides) = check_view(dst.len() / esize, box_sizes, layout.as_ref())?;
+        let (first, strides) = check_destination(fqn, whole_elements(fqn, dst.len(), esize)?, box_sizes, layout.as_ref())?;
         // SAFETY: the view lies inside the whole elements of `dst`; u8 has no invalid values.
         unsafe { self.read_into(fqn, dtype, box_offsets, box_sizes, dst, first * esize, strides) }
     }
@@ -388,6 +392,27 @@ impl Reader {
             normalize_bools(dst.as_mut_ptr().cast(), dst.len());
         }
         result
+    }
+
+    /// Reads the whole tensor `fqn`, whose shape the caller states as `shape`, into `dst` in C
+    /// order. A tensor of another shape is a `Shape` error naming both shapes ("destination has
+    /// shape [6, 7] but 'w' is [6, 8]"), never a partial read.
+    pub fn read_whole<T: Element>(&self, fqn: &str, shape: &[u64], dst: &mut [T]) -> Result<()> {
+        let zeros = self.whole_box(fqn, shape)?;
+        self.read_tensor(fqn, &zeros, shape, dst)
+    }
+
+    /// The offsets of a whole-tensor request, after checking `shape` against the stored one. A
+    /// missing or bytes entry is left to the library (`NotFound`, a skip under `allow_partial`,
+    /// `Kind`).
+    pub(crate) fn whole_box(&self, fqn: &str, shape: &[u64]) -> Result<Vec<u64>> {
+        match self.entry_by_name(fqn) {
+            Ok(e) if e.kind == EntryKind::Tensor => check_whole(fqn, shape, e.shape)?,
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorCode::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        Ok(vec![0u64; shape.len()])
     }
 
     /// Reads the whole tensor `fqn` into a new C-order vector; returns it with the shape.

@@ -11,12 +11,25 @@ use crate::error::{check, Result};
 use crate::layout::{check_view, cstring, ndim_of, path_cstring, ptr_or_null, Strided};
 
 /// How a checkpoint is written (`shardpoint_save_options`).
+///
+/// Saves are durable by default: data files, metadata and the directory are fsynced before
+/// `commit` returns. [`SaveOptions::no_fsync`] opts out; [`SaveOptions::allow_partial`] accepts
+/// tensors that the ranks together leave partly uncovered (otherwise `commit` fails with
+/// `Uncovered` and writes nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SaveOptions {
     /// Replace a checkpoint already at the path (`SHARDPOINT_SAVE_OVERWRITE`).
     pub overwrite: bool,
-    /// fsync data files, metadata and the directory (`SHARDPOINT_SAVE_FSYNC`).
+    /// Deprecated and without effect: saves are durable by default (`false` does not opt out;
+    /// that is `no_fsync`).
     pub fsync: bool,
+    /// Skip every fsync (`SHARDPOINT_SAVE_NO_FSYNC`). Faster, and safe against a crash of the
+    /// process, but NOT against a power loss or a kernel crash: after one, the new checkpoint
+    /// (and with `overwrite` the previous one too) may be lost or unreadable.
+    pub no_fsync: bool,
+    /// Accept tensors whose chunks from all ranks leave part of the global shape uncovered
+    /// (`SHARDPOINT_SAVE_ALLOW_PARTIAL`).
+    pub allow_partial: bool,
     /// 0: store raw; 1..=9: zlib deflate at that level.
     pub compression_level: i32,
     /// Worker threads for I/O and checksums; 0: one per core.
@@ -35,9 +48,37 @@ impl SaveOptions {
         self.overwrite = yes;
         self
     }
+    /// Deprecated: saves are durable by default and this has no effect. Use `no_fsync(true)` to
+    /// opt out of durability.
+    #[deprecated(note = "saves are durable by default; this has no effect (use no_fsync to opt out)")]
     pub fn fsync(mut self, yes: bool) -> Self {
         self.fsync = yes;
         self
+    }
+    /// Skips every fsync: NOT safe against a power loss or a kernel crash (see the field).
+    pub fn no_fsync(mut self, yes: bool) -> Self {
+        self.no_fsync = yes;
+        self
+    }
+    /// Accepts tensors that the ranks together leave partly uncovered.
+    pub fn allow_partial(mut self, yes: bool) -> Self {
+        self.allow_partial = yes;
+        self
+    }
+    /// The `SHARDPOINT_SAVE_*` flags these options stand for. The deprecated `fsync` never sets
+    /// `SHARDPOINT_SAVE_FSYNC` (which would contradict `no_fsync`).
+    pub fn flags(&self) -> u32 {
+        let mut flags = 0;
+        if self.overwrite {
+            flags |= sys::SHARDPOINT_SAVE_OVERWRITE;
+        }
+        if self.no_fsync {
+            flags |= sys::SHARDPOINT_SAVE_NO_FSYNC;
+        }
+        if self.allow_partial {
+            flags |= sys::SHARDPOINT_SAVE_ALLOW_PARTIAL;
+        }
+        flags
     }
     pub fn compression_level(mut self, level: i32) -> Self {
         self.compression_level = level;
@@ -100,12 +141,7 @@ impl<'a> Save<'a> {
         let mut opts = sys::SHARDPOINT_SAVE_OPTIONS_INIT;
         // SAFETY: valid struct pointer.
         check(unsafe { sys::shardpoint_save_options_init(&mut opts, sys::SHARDPOINT_SAVE_OPTIONS_VERSION) })?;
-        if options.overwrite {
-            opts.flags |= sys::SHARDPOINT_SAVE_OVERWRITE;
-        }
-        if options.fsync {
-            opts.flags |= sys::SHARDPOINT_SAVE_FSYNC;
-        }
+        opts.flags |= options.flags();
         opts.compression_level = options.compression_level;
         opts.io_threads = options.io_threads;
         opts.alignment = options.alignment;
@@ -249,7 +285,9 @@ impl<'a> Save<'a> {
 
     /// Collective over the save's communicator: plans, writes every rank's data and commits the
     /// metadata atomically. On failure nothing is committed and a previous checkpoint at the path
-    /// is intact. Consumes the save, which ends the borrows.
+    /// is intact; the one exception is `NotDurable`: the checkpoint was committed but may not
+    /// survive a power loss. Tensors left partly uncovered fail with `Uncovered` unless
+    /// `allow_partial`. Consumes the save, which ends the borrows.
     pub fn commit(self) -> Result<()> {
         let raw = self.raw;
         // SAFETY: valid handle; borrowed data is alive for 'a, which `self` still holds here.

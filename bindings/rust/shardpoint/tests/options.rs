@@ -1,4 +1,4 @@
-//! Save and load options: compression, fsync, overwrite, alignment, threads, verify, partial.
+//! Save and load options: compression, no_fsync, overwrite, alignment, threads, verify, partial.
 
 mod common;
 
@@ -38,7 +38,7 @@ fn fsync_alignment_and_threads() {
     let t = tmp();
     let dir = ckpt(&t, "fsync");
     let data: Vec<f64> = (0..1000).map(|i| i as f64).collect();
-    let opts = SaveOptions::new().fsync(true).alignment(512).io_threads(1);
+    let opts = SaveOptions::new().no_fsync(true).alignment(512).io_threads(1);
     {
         let mut save = Save::new(&dir, None, &opts).unwrap();
         save.add_tensor("a", &[1000], &[0], &[1000], &data).unwrap();
