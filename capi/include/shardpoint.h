@@ -312,6 +312,12 @@ typedef struct shardpoint_reader shardpoint_reader;
 /* Opens the checkpoint in `dir`: reads and validates the metadata (header, CRC-32, version,
  * every offset, length, path and chunk bound) without touching tensor bytes. `options` may be
  * NULL; it is copied and applies to reads through this reader.
+ * The reader also opens its first 256 data files (the others when first read) and keeps them open
+ * until it is freed, so that it keeps reading the checkpoint it opened even after an overwrite
+ * save replaces it (POSIX keeps an unlinked file readable while it is open). A data file that
+ * cannot be opened does not make this call fail: its error (SHARDPOINT_ENOTFOUND, _EPATH, _EIO)
+ * comes from the read that needs it, and when a missing file was deleted by a save that replaced
+ * the checkpoint after this reader opened it, the message says so.
  * Errors: SHARDPOINT_ENOTFOUND (no metadata file), SHARDPOINT_EFORMAT, SHARDPOINT_ECHECKSUM
  * (metadata CRC), SHARDPOINT_EVERSION, SHARDPOINT_EPATH, SHARDPOINT_ESHAPE, SHARDPOINT_EIO,
  * SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
@@ -513,6 +519,88 @@ SHARDPOINT_API int shardpoint_reader_read_tensor(shardpoint_reader *reader, cons
  * Errors: as shardpoint_load_add_bytes and shardpoint_load_execute. */
 SHARDPOINT_API int shardpoint_reader_read_bytes(shardpoint_reader *reader, const char *fqn, void *dst,
                                                 uint64_t capacity, uint64_t *out_len);
+
+/* ---------------------------------------------------------------------------------------------
+ * The storage layer: StorageWriter phases for frameworks that bring their own planner and
+ * collectives (torch.distributed.checkpoint, JAX trainers, MPI codes). shardpoint_save_commit
+ * runs exactly these phases over a shardpoint_comm. Call sequence, on every rank unless marked:
+ *
+ *   shardpoint_writer_new            reset: a new save of the checkpoint in a directory
+ *   shardpoint_writer_set_up         this rank and the world size (rank 0 is the coordinator)
+ *   shardpoint_writer_add_tensor/_add_bytes/_set_metadata   what this rank holds
+ *   shardpoint_writer_local_plan     -> this rank's local plan: send it to the coordinator
+ *   shardpoint_writer_global_plan    coordinator: every rank's local plan -> final plans
+ *   shardpoint_writer_final_plan     coordinator: rank r's final plan: send it to rank r
+ *   shardpoint_writer_write          this rank's final plan -> write results: send to the coordinator
+ *   shardpoint_writer_finish         coordinator: every rank's write results -> committed checkpoint
+ *   shardpoint_writer_abort          on any failure before the commit, on every rank
+ *
+ * Plans and write results are Cap'n Proto messages of the format's schema (SavePlanMessage,
+ * WriteResultsMessage; FORMAT.md section 7): opaque byte strings the host moves with its own
+ * collectives. The library never communicates between ranks in these calls; agreeing on the
+ * outcome (every rank learning that some rank failed) is the host's job. Byte strings returned
+ * are owned by the writer and valid until it is freed or the same function is called again.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct shardpoint_writer shardpoint_writer;
+
+/* A new save into directory `dir` (created at set up). `options` as for shardpoint_save_new
+ * (copied; NULL: defaults). Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_writer_new(shardpoint_writer **out, const char *dir, const shardpoint_save_options *options);
+
+/* Frees a writer (an unfinished save is not aborted: call shardpoint_writer_abort). Accepts NULL. */
+SHARDPOINT_API void shardpoint_writer_free(shardpoint_writer *writer);
+
+/* This rank's place in the save. Creates the directory. Errors: SHARDPOINT_EINVAL (rank not in
+ * [0, world_size)), SHARDPOINT_EIO, SHARDPOINT_ENOSPC, SHARDPOINT_ESTATE (not the first call). */
+SHARDPOINT_API int shardpoint_writer_set_up(shardpoint_writer *writer, int32_t rank, int32_t world_size);
+
+/* As shardpoint_save_add_tensor, _add_bytes and _set_metadata; the memory is read during
+ * shardpoint_writer_write. Allowed until shardpoint_writer_local_plan. */
+SHARDPOINT_API int shardpoint_writer_add_tensor(shardpoint_writer *writer, const char *fqn, int32_t dtype, uint32_t ndim,
+                                                const uint64_t *global_shape, const uint64_t *chunk_offsets,
+                                                const uint64_t *chunk_sizes, const void *data, const int64_t *strides);
+SHARDPOINT_API int shardpoint_writer_add_bytes(shardpoint_writer *writer, const char *fqn, const void *data, uint64_t len);
+SHARDPOINT_API int shardpoint_writer_set_metadata(shardpoint_writer *writer, const char *key, const char *value);
+
+/* This rank's local plan (every item it offers). Errors: SHARDPOINT_ESTATE (not set up, or
+ * already planned), SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_writer_local_plan(shardpoint_writer *writer, const void **out_plan, uint64_t *out_len);
+
+/* Coordinator only, after its own local plan: `count` local plans, plan r from rank r
+ * (`plans[r]`, `lens[r]` bytes; borrowed for the call). Deduplicates replicated chunks, refuses
+ * conflicts and (unless ALLOW_PARTIAL) uncovered tensors, takes the directory's save lock (held
+ * until the writer is freed), refuses an existing checkpoint unless OVERWRITE, names the files.
+ * Errors: SHARDPOINT_EINVAL (a malformed plan, count != world size), SHARDPOINT_ECONFLICT,
+ * SHARDPOINT_EUNCOVERED, SHARDPOINT_EEXISTS, SHARDPOINT_ESTATE, SHARDPOINT_EIO. */
+SHARDPOINT_API int shardpoint_writer_global_plan(shardpoint_writer *writer, uint32_t count, const void *const *plans,
+                                                 const uint64_t *lens);
+
+/* Coordinator only, after shardpoint_writer_global_plan: rank `rank`'s final plan.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE (rank), SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_writer_final_plan(const shardpoint_writer *writer, uint32_t rank, const void **out_plan,
+                                                uint64_t *out_len);
+
+/* Writes what this rank's final plan (from the coordinator) assigns it, straight from the memory
+ * given to _add_tensor/_add_bytes, and returns the write results for the coordinator.
+ * Errors: SHARDPOINT_EINVAL (malformed plan, or another rank's), SHARDPOINT_EIO, SHARDPOINT_ENOSPC,
+ * SHARDPOINT_ESTATE, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_writer_write(shardpoint_writer *writer, const void *final_plan, uint64_t len,
+                                           const void **out_results, uint64_t *out_len);
+
+/* Coordinator only, after its own write: `count` write results, results r from rank r. Builds the
+ * metadata and commits it (FORMAT.md section 5). Errors: as shardpoint_save_commit (except
+ * SHARDPOINT_ERANK and SHARDPOINT_ECOMM), SHARDPOINT_EINVAL (malformed results). */
+SHARDPOINT_API int shardpoint_writer_finish(shardpoint_writer *writer, uint32_t count, const void *const *results,
+                                            const uint64_t *lens);
+
+/* Removes this rank's files of this save (its data file; on the coordinator also the temporary
+ * metadata). Does nothing once the coordinator committed. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_writer_abort(shardpoint_writer *writer);
+
+/* 1 once shardpoint_writer_finish published the metadata (even if it then returned
+ * SHARDPOINT_ENOTDURABLE), else 0. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_writer_committed(const shardpoint_writer *writer, int32_t *out_committed);
 
 #ifdef __cplusplus
 }

@@ -64,6 +64,10 @@ inline Dims dims(const uint64_t *p, uint32_t n, const char *what) {
     return Dims(p, p + n);
 }
 
+// The core's save options from the C struct (NULL: defaults); the checkpoint id defaults to the
+// directory's name.
+SaveOptions save_options_of(const shardpoint_save_options *options, const char *dir);
+
 inline Strides strides_of(const int64_t *p, uint32_t n) { return p && n ? Strides(p, p + n) : Strides{}; }
 
 }  // namespace capi

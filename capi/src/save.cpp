@@ -4,7 +4,8 @@
 using namespace shardpoint;
 using namespace shardpoint::capi;
 
-namespace {
+namespace shardpoint {
+namespace capi {
 
 SaveOptions save_options_of(const shardpoint_save_options *o, const char *dir) {
     SaveOptions out;
@@ -28,7 +29,8 @@ SaveOptions save_options_of(const shardpoint_save_options *o, const char *dir) {
     return out;
 }
 
-}  // namespace
+}  // namespace capi
+}  // namespace shardpoint
 
 extern "C" {
 

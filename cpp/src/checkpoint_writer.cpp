@@ -164,6 +164,7 @@ void CheckpointWriter::require_phase(Phase phase, const char *call) const {
 
 void CheckpointWriter::set_up(int rank, int world_size) {
     require_phase(Phase::adding, "set up");
+    require(!set_up_, Code::state, "this writer is already set up");
     require(world_size >= 1 && rank >= 0 && rank < world_size, Code::invalid_argument,
             "rank " + std::to_string(rank) + " is not in a job of " + std::to_string(world_size));
     rank_ = rank;

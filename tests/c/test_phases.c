@@ -1,0 +1,216 @@
+/* The storage-layer writer phases driven by a host that moves the plans and results itself (as
+ * torch.distributed.checkpoint or an MPI code would): the happy path with replicated chunks, every
+ * out-of-order call, malformed and misdirected messages, refusals at the global plan, and abort. */
+#include <stdlib.h>
+
+#include "helpers.h"
+
+enum { WORLD = 3 };
+
+static const tdesc W = {"layers.0.w", SHARDPOINT_DTYPE_F32, 2, {12, 10}, 3};
+static const tdesc B = {"layers.0.b", SHARDPOINT_DTYPE_BF16, 1, {10}, 4};
+static const uint64_t ZEROS[SHARDPOINT_MAX_NDIM] = {0};
+
+/* One save of WORLD ranks: W in row bands, B replicated on every rank, a blob on rank 2. */
+typedef struct job {
+    shardpoint_writer *w[WORLD];
+    void *rows[WORLD];
+    void *bias;
+    const void *plan[WORLD];
+    uint64_t plan_len[WORLD];
+    const void *result[WORLD];
+    uint64_t result_len[WORLD];
+} job;
+
+static void job_start(job *j, const char *dir, const shardpoint_save_options *o, int rows_of_rank2) {
+    memset(j, 0, sizeof *j);
+    j->bias = make_box(&B, ZEROS, B.shape);
+    for (int r = 0; r < WORLD; ++r) {
+        SP_OK(shardpoint_writer_new(&j->w[r], dir, o));
+        SP_OK(shardpoint_writer_set_up(j->w[r], r, WORLD));
+        uint64_t offs[2] = {part_lo(W.shape[0], r, WORLD), 0};
+        uint64_t sizes[2] = {r == 2 ? (uint64_t)rows_of_rank2 : part_len(W.shape[0], r, WORLD), W.shape[1]};
+        j->rows[r] = make_box(&W, offs, sizes);
+        SP_OK(shardpoint_writer_add_tensor(j->w[r], W.fqn, W.dtype, 2, W.shape, offs, sizes, j->rows[r], NULL));
+        SP_OK(shardpoint_writer_add_tensor(j->w[r], B.fqn, B.dtype, 1, B.shape, ZEROS, B.shape, j->bias, NULL));
+        if (r == 2) SP_OK(shardpoint_writer_add_bytes(j->w[r], "extra", "host-state", 10));
+        SP_OK(shardpoint_writer_set_metadata(j->w[r], "step", r == 0 ? "100" : "ignored"));
+        SP_OK(shardpoint_writer_local_plan(j->w[r], &j->plan[r], &j->plan_len[r]));
+    }
+}
+
+static void job_end(job *j) {
+    for (int r = 0; r < WORLD; ++r) {
+        shardpoint_writer_free(j->w[r]);
+        free(j->rows[r]);
+    }
+    free(j->bias);
+}
+
+/* The host's part: final plans from the coordinator to each rank, results back. */
+static void job_write(job *j) {
+    for (int r = 0; r < WORLD; ++r) {
+        const void *final_plan = NULL;
+        uint64_t len = 0;
+        SP_OK(shardpoint_writer_final_plan(j->w[0], (uint32_t)r, &final_plan, &len));
+        SP_OK(shardpoint_writer_write(j->w[r], final_plan, len, &j->result[r], &j->result_len[r]));
+    }
+}
+
+static void test_phases_save_a_loadable_checkpoint(void **state) {
+    char *dir = path_join(*state, "ckpt");
+    job j;
+    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
+    SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
+    job_write(&j);
+    int32_t committed = -1;
+    SP_OK(shardpoint_writer_committed(j.w[0], &committed));
+    assert_int_equal(committed, 0);
+    SP_OK(shardpoint_writer_finish(j.w[0], WORLD, j.result, j.result_len));
+    SP_OK(shardpoint_writer_committed(j.w[0], &committed));
+    assert_int_equal(committed, 1);
+    job_end(&j);
+
+    shardpoint_reader *rd = NULL;
+    SP_OK(shardpoint_reader_open(&rd, dir, NULL));
+    assert_int_equal(load_whole_mismatches(rd, &W, NULL), 0);
+    assert_int_equal(load_whole_mismatches(rd, &B, NULL), 0);
+    char blob[16];
+    uint64_t len = 0;
+    SP_OK(shardpoint_reader_read_bytes(rd, "extra", blob, sizeof blob, &len));
+    assert_int_equal(len, 10);
+    assert_memory_equal(blob, "host-state", 10);
+    uint64_t index;
+    shardpoint_entry_info e;
+    SP_OK(shardpoint_reader_find(rd, B.fqn, &index));
+    SP_OK(shardpoint_reader_entry_info(rd, index, &e));
+    assert_int_equal(e.chunk_count, 1); /* replicated on three ranks, written once */
+    const char *step = NULL;
+    SP_OK(shardpoint_reader_metadata_get(rd, "step", &step));
+    assert_string_equal(step, "100"); /* the coordinator's */
+    shardpoint_storage_info info;
+    SP_OK(shardpoint_reader_storage_info(rd, &info));
+    assert_int_equal(info.world_size, WORLD);
+    assert_int_equal(info.file_count, 3);
+    shardpoint_reader_free(rd);
+    free(dir);
+}
+
+static void test_phases_out_of_order(void **state) {
+    char *dir = path_join(*state, "order");
+    shardpoint_writer *w = NULL;
+    const void *p = NULL;
+    uint64_t n = 0;
+    SP_OK(shardpoint_writer_new(&w, dir, NULL));
+    SP_FAILS(shardpoint_writer_local_plan(w, &p, &n), SHARDPOINT_ESTATE, "set up");
+    SP_FAILS(shardpoint_writer_set_up(w, 3, 3), SHARDPOINT_EINVAL, "rank 3");
+    SP_OK(shardpoint_writer_set_up(w, 1, 2));
+    SP_FAILS(shardpoint_writer_set_up(w, 1, 2), SHARDPOINT_ESTATE, NULL);
+    SP_OK(shardpoint_writer_add_bytes(w, "b", "x", 1));
+    SP_FAILS(shardpoint_writer_final_plan(w, 0, &p, &n), SHARDPOINT_ESTATE, "global plan");
+    SP_OK(shardpoint_writer_local_plan(w, &p, &n));
+    SP_FAILS(shardpoint_writer_add_bytes(w, "c", "x", 1), SHARDPOINT_ESTATE, "planned");
+    SP_FAILS(shardpoint_writer_set_metadata(w, "k", "v"), SHARDPOINT_ESTATE, "planned");
+    SP_FAILS(shardpoint_writer_local_plan(w, &p, &n), SHARDPOINT_ESTATE, NULL);
+    SP_FAILS(shardpoint_writer_global_plan(w, 1, &p, &n), SHARDPOINT_ESTATE, "coordinator");
+    SP_FAILS(shardpoint_writer_finish(w, 0, NULL, NULL), SHARDPOINT_ESTATE, "coordinator");
+    shardpoint_writer_free(w);
+    shardpoint_writer_free(NULL);
+    SP_FAILS(shardpoint_writer_abort(NULL), SHARDPOINT_EINVAL, "NULL");
+    free(dir);
+}
+
+static void test_phases_malformed_and_misdirected_messages(void **state) {
+    char *dir = path_join(*state, "messages");
+    job j;
+    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
+    /* Wrong number of plans, garbage, a plan in the wrong slot. */
+    SP_FAILS(shardpoint_writer_global_plan(j.w[0], 2, j.plan, j.plan_len), SHARDPOINT_EINVAL, "3 local plans");
+    const void *bad[WORLD] = {j.plan[0], "garbage!", j.plan[2]};
+    uint64_t bad_len[WORLD] = {j.plan_len[0], 8, j.plan_len[2]};
+    SP_FAILS(shardpoint_writer_global_plan(j.w[0], WORLD, bad, bad_len), SHARDPOINT_EINVAL, "local save plan");
+    const void *swapped[WORLD] = {j.plan[0], j.plan[2], j.plan[1]};
+    uint64_t swapped_len[WORLD] = {j.plan_len[0], j.plan_len[2], j.plan_len[1]};
+    SP_FAILS(shardpoint_writer_global_plan(j.w[0], WORLD, swapped, swapped_len), SHARDPOINT_EINVAL, "rank 2's");
+    SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
+    const void *final0 = NULL, *res = NULL;
+    uint64_t final0_len = 0, res_len = 0;
+    SP_OK(shardpoint_writer_final_plan(j.w[0], 0, &final0, &final0_len));
+    SP_FAILS(shardpoint_writer_final_plan(j.w[0], WORLD, &final0, &final0_len), SHARDPOINT_ERANGE, "rank 3");
+    /* Rank 1 given rank 0's final plan, or its own local plan, refuses to write. */
+    SP_FAILS(shardpoint_writer_write(j.w[1], final0, final0_len, &res, &res_len), SHARDPOINT_EINVAL, "rank 0's");
+    SP_FAILS(shardpoint_writer_write(j.w[1], j.plan[1], j.plan_len[1], &res, &res_len), SHARDPOINT_EINVAL, "local plan");
+    job_write(&j);
+    SP_FAILS(shardpoint_writer_write(j.w[1], final0, final0_len, &res, &res_len), SHARDPOINT_ESTATE, "once");
+    const void *short_results[WORLD] = {j.result[0], j.result[1], "12345678"};
+    uint64_t short_len[WORLD] = {j.result_len[0], j.result_len[1], 8};
+    SP_FAILS(shardpoint_writer_finish(j.w[0], WORLD, short_results, short_len), SHARDPOINT_EINVAL, "write results");
+    /* The failed finish committed nothing; the host aborts everywhere and nothing is left. */
+    for (int r = 0; r < WORLD; ++r) SP_OK(shardpoint_writer_abort(j.w[r]));
+    job_end(&j);
+    int count = -1;
+    data_files_total(dir, &count);
+    assert_int_equal(count, 0);
+    assert_false(file_exists(dir) && count_dir_entries(dir) > 0);
+    free(dir);
+}
+
+static void test_phases_refusals_at_the_global_plan(void **state) {
+    char *dir = path_join(*state, "refusals");
+    job j;
+    /* Rank 2 offers one row short: the tensor would have a gap. */
+    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD) - 1);
+    SP_FAILS(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len), SHARDPOINT_EUNCOVERED, W.fqn);
+    job_end(&j);
+    assert_true(count_dir_entries(dir) <= 0);
+
+    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
+    SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
+    job_write(&j);
+    SP_OK(shardpoint_writer_finish(j.w[0], WORLD, j.result, j.result_len));
+    job_end(&j);
+
+    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
+    SP_FAILS(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len), SHARDPOINT_EEXISTS, "overwrite");
+    job_end(&j);
+    free(dir);
+}
+
+/* A rank fails after others wrote: the host aborts every rank; the previous checkpoint stays. */
+static void test_phases_abort_keeps_the_previous_checkpoint(void **state) {
+    char *dir = path_join(*state, "abort");
+    tdesc old = {"old", SHARDPOINT_DTYPE_I32, 1, {100}, 9};
+    SP_OK(save_whole(dir, &old, 1, NULL));
+    shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+    o.flags = SHARDPOINT_SAVE_OVERWRITE;
+    job j;
+    job_start(&j, dir, &o, (int)part_len(W.shape[0], 2, WORLD));
+    SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
+    job_write(&j);
+    int before = 0;
+    data_files_total(dir, &before);
+    assert_int_equal(before, 4);
+    for (int r = 0; r < WORLD; ++r) SP_OK(shardpoint_writer_abort(j.w[r]));
+    job_end(&j);
+    int after = 0;
+    data_files_total(dir, &after);
+    assert_int_equal(after, 1);
+    shardpoint_reader *rd = NULL;
+    SP_OK(shardpoint_reader_open(&rd, dir, NULL));
+    assert_int_equal(load_whole_mismatches(rd, &old, NULL), 0);
+    shardpoint_reader_free(rd);
+    free(dir);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(test_phases_save_a_loadable_checkpoint),
+        T(test_phases_out_of_order),
+        T(test_phases_malformed_and_misdirected_messages),
+        T(test_phases_refusals_at_the_global_plan),
+        T(test_phases_abort_keeps_the_previous_checkpoint),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
