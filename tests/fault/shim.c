@@ -284,8 +284,7 @@ static int decide(const char *op, const char *p1, const char *p2, int is_dir, in
             kill(getpid(), SIGKILL);
             for (;;) pause();
         }
-        err = s->err;
-        break;
+        if (!err) err = s->err; /* no break: every spec counts every call it matches */
     }
     pthread_mutex_unlock(&lock);
     return err;
