@@ -104,8 +104,8 @@ class Harness:
         expect(p.returncode == 0, "state failed: " + p.stderr)
         return json.loads(p.stdout)
 
-    def gc(self, d):
-        p = self.run(["gc", d])
+    def gc(self, d, fault=None):
+        p = self.run(["gc", d], fault=fault)
         return json.loads(p.stdout)
 
 
@@ -367,6 +367,35 @@ def scenario_publish(h):
     expect_clean(h, ckpt, SEED_C, "save after one without flock")
     shutil.rmtree(base)
     print("publish: %d fallback and winner cases, and a filesystem without flock" % len(cases))
+
+
+def scenario_read_faults(h):
+    """A metadata file that cannot be read (EIO from open or pread) is not one that is absent or
+    not a checkpoint: a save without overwrite must not replace it, and gc must not take the
+    checkpoint's data files for debris."""
+    meta_glob = "*/" + META
+    bad = []
+    for fault in ("pread:%s:1:EIO" % meta_glob, "open_read:%s:1:EIO" % meta_glob):
+        base, ckpt = prepare(h, "read-" + fault.split(":")[0], False)
+        before = h.state(ckpt)
+        r = h.save(ckpt, SEED_B, fault=fault)
+        st = h.state(ckpt)
+        log("save without overwrite, %s -> %s, then seed %s" % (fault, r["outcome"], st["seed"]))
+        if not (r["outcome"] in ("SHARDPOINT_EEXISTS", "SHARDPOINT_EIO") and st["seed"] == SEED_A and st["exact"]
+                and st["files"] == before["files"]):
+            bad.append("save without overwrite while reading %s fails (%s): returned %s, the directory now holds seed %s"
+                       % (META, fault, r["outcome"], st["seed"]))
+        shutil.rmtree(base)
+        base, ckpt = prepare(h, "read-gc-" + fault.split(":")[0], False)
+        g = h.gc(ckpt, fault=fault)
+        st = h.state(ckpt)
+        log("gc, %s -> %s removed %s, then %s" % (fault, g["code"], g["removed"], st["open"]))
+        if not (st["open"] == "SHARDPOINT_OK" and st["seed"] == SEED_A and st["exact"] and not g["removed"]):
+            bad.append("gc while reading %s fails (%s): returned %s, removed %s; the checkpoint then %s" %
+                       (META, fault, g["code"], g["removed"], "loads exactly" if st["exact"] else "no longer loads"))
+        shutil.rmtree(base)
+    expect(not bad, "; ".join(bad))
+    print("read faults: a metadata file that cannot be read is never replaced or ignored")
 
 
 def every(op_target, n):
@@ -954,6 +983,7 @@ SCENARIOS = {
     "torn-meta": scenario_torn_meta,
     "publish": scenario_publish,
     "double-faults": scenario_double_faults,
+    "read-faults": scenario_read_faults,
     "kill-powerloss": scenario_kill_powerloss,
     "inject-deflate": scenario_inject_deflate,
     "powerloss-durable": lambda h: scenario_powerloss(h, True),

@@ -2,7 +2,8 @@
  *
  *   SHARDPOINT_FAULT="<op>:<target>:<nth>:<action>[,<op>:<target>:<nth>:<action>...]"
  *     op      a canonical operation name (open, pwrite, write, ftruncate, fsync, fdatasync,
- *             sync_file_range, close, rename, link, unlink, rmdir, mkdir, flock, sync) or "*"
+ *             sync_file_range, close, rename, link, unlink, rmdir, mkdir, flock, sync; and the
+ *             untraced open_read, a read-only open of a regular file, and pread) or "*"
  *     target  "dir" (the call is on a directory), "file" (on anything else), "*", or an
  *             fnmatch(3) glob matched against the absolute path (either path of rename/link)
  *     nth     the nth matching call (counted from 1 in this process) is the one that fails
@@ -84,6 +85,8 @@ static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
 static ssize_t (*real_pwritev)(int, const struct iovec *, int, off_t);
 static ssize_t (*real_pwritev64)(int, const struct iovec *, int, off_t);
 static ssize_t (*real_write)(int, const void *, size_t);
+static ssize_t (*real_pread)(int, void *, size_t, off_t);
+static ssize_t (*real_pread64)(int, void *, size_t, off_t);
 static int (*real_ftruncate)(int, off_t);
 static int (*real_ftruncate64)(int, off_t);
 static int (*real_fsync)(int);
@@ -165,6 +168,8 @@ static void init(void) {
     RESOLVE(pwritev);
     RESOLVE(pwritev64);
     RESOLVE(write);
+    RESOLVE(pread);
+    RESOLVE(pread64);
     RESOLVE(ftruncate);
     RESOLVE(ftruncate64);
     RESOLVE(fsync);
@@ -357,9 +362,10 @@ static int do_open(int dirfd, const char *path, int flags, mode_t mode, const ch
     const int mutating = (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC));
     const int existed = path_exists(abs);
     const int dir_hint = (flags & O_DIRECTORY) || (existed && path_is_dir(abs));
-    /* Read-only opens of regular files are not steps of a save: neither traced nor failed. */
+    /* Read-only opens of regular files are not steps of a save: they are not traced, and they
+     * fail only for specs of the separate op "open_read". */
     const int traced = mutating || dir_hint;
-    int err = traced ? decide("open", abs, NULL, dir_hint, -1) : 0;
+    int err = decide(traced ? "open" : "open_read", abs, NULL, dir_hint, -1);
     if (err) {
         trace("open", abs, NULL, -1, dir_hint, 0, 0, -1, err, 1, name, NULL, 0);
         free(abs);
@@ -490,6 +496,32 @@ static ssize_t perform_pwritev64(int fd, const struct iovec *iov, int iovcnt, of
 static ssize_t perform_write(int fd, const struct iovec *iov, int iovcnt, off_t off) {
     (void)iovcnt, (void)off;
     return real_write(fd, iov[0].iov_base, iov[0].iov_len);
+}
+
+/* Reads are never traced; "pread" specs can fail them (a metadata file that cannot be read must
+ * not be taken for one that is not there). */
+
+static ssize_t do_pread(int fd, void *buf, size_t len, off_t off, ssize_t (*perform)(int, void *, size_t, off_t)) {
+    ensure_init();
+    if (spec_count > 0 && fd_tracked(fd)) {
+        char *path = strdup(fd_path(fd));
+        int err = decide("pread", path, NULL, fd_is_dir(fd), fd);
+        free(path);
+        if (err) {
+            errno = err;
+            return -1;
+        }
+    }
+    return perform(fd, buf, len, off);
+}
+
+ssize_t pread(int fd, void *buf, size_t len, off_t off) {
+    ensure_init();
+    return do_pread(fd, buf, len, off, real_pread);
+}
+ssize_t pread64(int fd, void *buf, size_t len, off_t off) {
+    ensure_init();
+    return do_pread(fd, buf, len, off, real_pread64 ? real_pread64 : real_pread);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t len, off_t off) {
