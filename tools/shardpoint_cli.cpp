@@ -207,7 +207,7 @@ int report_problem(void *user, const shardpoint_verify_problem *p) {
 int warn_unreferenced(void *user, const char *name, uint64_t size) {
     auto *dir = static_cast<const char *>(user);
     std::fprintf(stderr, "shardpoint verify: warning: %s/%s (%" PRIu64 " bytes) is named by no committed metadata "
-                 "(debris of an unfinished save; 'shardpoint gc' removes it)\n", dir, name, size);
+                 "(debris of an unfinished save, or a file of a save in progress; 'shardpoint gc' removes debris)\n", dir, name, size);
     return 0;
 }
 
@@ -259,7 +259,8 @@ struct GcReport {
 
 int print_removed(void *user, const char *name, uint64_t size) {
     auto *g = static_cast<GcReport *>(user);
-    std::printf("%s %s (%" PRIu64 " bytes)\n", g->dry_run ? "would remove" : "removed", name, size);
+    // Called before the removal: a failure to remove it ends gc with an error after this line.
+    std::printf("%s %s (%" PRIu64 " bytes)\n", g->dry_run ? "would remove" : "removing", name, size);
     return 0;
 }
 

@@ -176,7 +176,7 @@ def case_debris(tmp):
 
     p = run(A.cli, "gc", ck, check_rc=0)
     for name in debris:
-        expect(f"removed {name} ({len(debris[name])} bytes)" in p.stdout, p.stdout)
+        expect(f"removing {name} ({len(debris[name])} bytes)" in p.stdout, p.stdout)
         expect(not os.path.exists(os.path.join(ck, name)), f"gc left {name}")
     expect(f"removed 2 files, {total} bytes" in p.stdout, p.stdout)
     for name, content in user.items():
