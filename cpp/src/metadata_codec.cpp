@@ -272,6 +272,8 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
         }
         auto entries = root.getEntries();
         md.entries.reserve(entries.size());
+        // One budget for the whole file, so that many irregular entries cannot add up.
+        uint64_t overlap_budget = overlap_check_budget(0);
         for (auto e : entries) {
             EntryMeta entry;
             entry.fqn = text_of(e.getFqn());
@@ -333,7 +335,8 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
             for (auto &c : entry.chunks) boxes.push_back(ref(c.box));
             std::pair<long, long> overlap;
             try {
-                overlap = find_overlap(boxes);
+                overlap_budget += overlap_check_allowance(boxes.size());
+                overlap = find_overlap(boxes, overlap_budget);
             } catch (const Error &err) {
                 throw Error(err.code(), "entry '" + entry.fqn + "': " + err.what());
             }

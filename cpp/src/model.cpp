@@ -134,11 +134,11 @@ std::pair<long, long> overlap_2d(const std::vector<BoxRef> &boxes, const std::ve
 // new box is compared with the active boxes whose start along `b` lies in [lo - longest, hi),
 // the only ones whose interval along `b` can meet [lo, hi). Exact, but the comparisons are only
 // bounded by the budget.
-std::pair<long, long> overlap_nd(const std::vector<BoxRef> &boxes, const std::vector<size_t> &ids, size_t a, size_t b) {
+std::pair<long, long> overlap_nd(const std::vector<BoxRef> &boxes, const std::vector<size_t> &ids, size_t a, size_t b,
+                                 uint64_t &budget) {
     uint64_t longest = 0;  // along b
     for (size_t i : ids) longest = std::max(longest, (*boxes[i].sizes)[b]);
-    const uint64_t budget = overlap_check_budget(ids.size());
-    uint64_t comparisons = 0;
+    const uint64_t budget_at_start = budget;
     std::set<std::pair<uint64_t, size_t>> active;  // (start along b, box)
     for (const SweepEvent &ev : sweep_events(boxes, ids, a)) {
         BoxRef box = boxes[ev.box];
@@ -152,10 +152,11 @@ std::pair<long, long> overlap_nd(const std::vector<BoxRef> &boxes, const std::ve
         while (it != active.begin()) {
             --it;
             if (it->first < reach) break;
-            if (++comparisons > budget)
+            if (budget == 0)
                 throw Error(Code::shape, "the chunks are too irregular to check for overlaps within " +
-                                             std::to_string(budget) + " box comparisons (" + std::to_string(ids.size()) +
-                                             " chunks)");
+                                             std::to_string(budget_at_start) + " box comparisons (" +
+                                             std::to_string(ids.size()) + " chunks)");
+            --budget;
             if (boxes_overlap(box, boxes[it->second])) return {long(it->second), long(ev.box)};
         }
         active.insert({lo, ev.box});
@@ -165,13 +166,20 @@ std::pair<long, long> overlap_nd(const std::vector<BoxRef> &boxes, const std::ve
 
 }  // namespace
 
-uint64_t overlap_check_budget(size_t boxes) {
-    uint64_t log2n = 1;
-    while ((uint64_t(1) << log2n) < boxes) ++log2n;
-    return 64 * uint64_t(boxes) * log2n + (uint64_t(1) << 25);
+uint64_t overlap_check_allowance(size_t boxes) {
+    uint64_t log2n = 0;
+    while (log2n < 63 && (uint64_t(1) << log2n) < boxes) ++log2n;
+    return 64 * uint64_t(boxes) * log2n;
 }
 
+uint64_t overlap_check_budget(size_t boxes) { return overlap_check_allowance(boxes) + (uint64_t(1) << 25); }
+
 std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes) {
+    uint64_t budget = overlap_check_budget(boxes.size());
+    return find_overlap(boxes, budget);
+}
+
+std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes, uint64_t &budget) {
     // Empty boxes hold no element and overlap nothing.
     std::vector<size_t> ids;
     ids.reserve(boxes.size());
@@ -195,7 +203,7 @@ std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes) {
     std::sort(by_depth.begin(), by_depth.end());
     const size_t a = by_depth[0].second, b = by_depth[1].second;
     if (dims.size() == 2) return overlap_2d(boxes, ids, a, b);
-    return overlap_nd(boxes, ids, a, b);
+    return overlap_nd(boxes, ids, a, b, budget);
 }
 
 uint64_t WriteItem::nbytes() const { return product(sizes) * dtype_size(int32_t(dtype)); }

@@ -1,5 +1,7 @@
 // Moving elements between strided memory and C order, against naive element-by-element
-// references on random shapes and strides (negative and zero included).
+// references on random shapes and strides (negative and zero included); and the disjointness
+// check of chunk boxes against a brute-force oracle.
+#include <chrono>
 #include <random>
 
 #include "shardpoint/layout.hpp"
@@ -151,4 +153,153 @@ TEST(Layout, CopyBoxBetweenSubBoxesOfLargerArrays) {
             int32_t want = (i < 3 && j >= 1 && j < 5) ? int32_t((1 + i) * 7 + 2 + (j - 1)) : -1;
             EXPECT_EQ(dst[size_t(i + j * 4)], want) << i << "," << j;
         }
+}
+
+// --- find_overlap: pairwise disjointness of chunk boxes ---------------------------------------
+
+namespace {
+
+std::vector<BoxRef> refs_of(const std::vector<Box> &boxes) {
+    std::vector<BoxRef> refs;
+    for (const Box &b : boxes) refs.push_back(ref(b));
+    return refs;
+}
+
+// The O(n^2) oracle.
+bool any_overlap_brute_force(const std::vector<Box> &boxes) {
+    for (size_t i = 0; i < boxes.size(); ++i)
+        for (size_t j = i + 1; j < boxes.size(); ++j)
+            if (boxes_overlap(boxes[i], boxes[j])) return true;
+    return false;
+}
+
+void expect_agrees_with_oracle(const std::vector<Box> &boxes, const std::string &what) {
+    auto [a, b] = find_overlap(refs_of(boxes));
+    ASSERT_EQ(a >= 0, any_overlap_brute_force(boxes)) << what;
+    if (a >= 0) {
+        ASSERT_NE(a, b) << what;
+        ASSERT_TRUE(boxes_overlap(boxes[size_t(a)], boxes[size_t(b)])) << what << ": #" << a << " and #" << b;
+    }
+}
+
+// Cells of a random grid over `shape` (some dropped, some empty boxes added), shuffled.
+std::vector<Box> random_grid(std::mt19937_64 &rng, size_t ndim) {
+    std::vector<std::vector<uint64_t>> cuts(ndim);
+    for (size_t d = 0; d < ndim; ++d) {
+        cuts[d] = {0};
+        for (size_t k = 0, parts = 1 + rng() % 4; k < parts; ++k) cuts[d].push_back(cuts[d].back() + 1 + rng() % 3);
+    }
+    std::vector<Box> boxes;
+    std::vector<size_t> cell(ndim, 0);
+    for (;;) {
+        if (rng() % 5 != 0) {
+            Box b;
+            for (size_t d = 0; d < ndim; ++d) {
+                b.offsets.push_back(cuts[d][cell[d]]);
+                b.sizes.push_back(cuts[d][cell[d] + 1] - cuts[d][cell[d]]);
+            }
+            boxes.push_back(b);
+        }
+        size_t d = 0;
+        while (d < ndim && ++cell[d] == cuts[d].size() - 1) cell[d++] = 0;
+        if (d == ndim) break;
+    }
+    if (ndim > 0 && rng() % 2) {  // an empty box anywhere overlaps nothing
+        Box e = boxes.empty() ? Box{Dims(ndim, 0), Dims(ndim, 1)} : boxes[rng() % boxes.size()];
+        e.sizes[rng() % ndim] = 0;
+        boxes.push_back(e);
+    }
+    std::shuffle(boxes.begin(), boxes.end(), rng);
+    return boxes;
+}
+
+}  // namespace
+
+TEST(FindOverlap, StaircaseIn2D) {
+    const uint64_t n = 3000;
+    std::vector<Box> boxes;  // chunk i: rows [i, n), column i
+    for (uint64_t i = 0; i < n; ++i) boxes.push_back(Box{{i, i}, {n - i, 1}});
+    EXPECT_EQ(find_overlap(refs_of(boxes)).first, -1);
+    boxes.push_back(Box{{n - 1, 0}, {1, 2}});  // meets columns 0 and 1 in the last row
+    auto [a, b] = find_overlap(refs_of(boxes));
+    ASSERT_GE(a, 0);
+    EXPECT_TRUE(boxes_overlap(boxes[size_t(a)], boxes[size_t(b)]));
+}
+
+TEST(FindOverlap, StaircaseIn3D) {
+    const uint64_t n = 3000;
+    std::vector<Box> boxes;  // apart only along the last dimension; long along the other two
+    for (uint64_t i = 0; i < n; ++i) boxes.push_back(Box{{i, i % 7, i}, {n, 7, 1}});
+    EXPECT_EQ(find_overlap(refs_of(boxes)).first, -1);
+    boxes.push_back(Box{{n / 2 + 1, (n / 2) % 7, n / 2}, {1, 1, 1}});  // inside chunk n / 2
+    auto [a, b] = find_overlap(refs_of(boxes));
+    ASSERT_GE(a, 0);
+    EXPECT_TRUE(boxes_overlap(boxes[size_t(a)], boxes[size_t(b)]));
+}
+
+TEST(FindOverlap, BlockGridIn3DStaysWithinBudget) {
+    std::vector<Box> boxes;  // 40 x 40 x 40 blocks of 2 x 3 x 5
+    for (uint64_t i = 0; i < 40; ++i)
+        for (uint64_t j = 0; j < 40; ++j)
+            for (uint64_t k = 0; k < 40; ++k) boxes.push_back(Box{{2 * i, 3 * j, 5 * k}, {2, 3, 5}});
+    EXPECT_EQ(find_overlap(refs_of(boxes)).first, -1);
+}
+
+TEST(FindOverlap, EmptyAndZeroDimensionalBoxes) {
+    EXPECT_EQ(find_overlap(refs_of({Box{{}, {}}})).first, -1);
+    EXPECT_GE(find_overlap(refs_of({Box{{}, {}}, Box{{}, {}}})).first, 0);  // two scalars
+    EXPECT_EQ(find_overlap(refs_of({Box{{0, 0}, {4, 0}}, Box{{0, 0}, {4, 4}}, Box{{1, 0}, {0, 4}}})).first, -1);
+    // identical boxes: no dimension tells them apart
+    EXPECT_GE(find_overlap(refs_of({Box{{1, 2}, {3, 4}}, Box{{1, 2}, {3, 4}}})).first, 0);
+    // half-open: touching is not overlapping, in the sweep dimension too
+    EXPECT_EQ(find_overlap(refs_of({Box{{0, 0, 0}, {2, 2, 2}}, Box{{2, 0, 0}, {2, 2, 2}}, Box{{0, 2, 0}, {4, 2, 2}}})).first, -1);
+}
+
+TEST(FindOverlap, RandomDisjointGridsAgreeWithBruteForce) {
+    std::mt19937_64 rng(11);
+    for (int iter = 0; iter < 3000; ++iter) {
+        std::vector<Box> boxes = random_grid(rng, 1 + size_t(iter % 4));
+        ASSERT_FALSE(any_overlap_brute_force(boxes));
+        expect_agrees_with_oracle(boxes, "grid " + std::to_string(iter));
+    }
+}
+
+TEST(FindOverlap, RandomBoxSetsAgreeWithBruteForce) {
+    std::mt19937_64 rng(12);
+    int overlapping = 0;
+    for (int iter = 0; iter < 6000; ++iter) {
+        const size_t ndim = size_t(iter % 5), n = 2 + rng() % 10;
+        std::vector<Box> boxes;
+        if (rng() % 2) boxes = random_grid(rng, std::max<size_t>(ndim, 1));
+        // random boxes in a small space, so that overlaps and near misses are frequent
+        for (size_t k = 0; k < n; ++k) {
+            Box b;
+            size_t nd = boxes.empty() ? ndim : boxes[0].offsets.size();
+            for (size_t d = 0; d < nd; ++d) {
+                b.offsets.push_back(rng() % 8);
+                b.sizes.push_back(rng() % 4);
+            }
+            if (rng() % 3 == 0) boxes.push_back(b);
+        }
+        overlapping += any_overlap_brute_force(boxes);
+        expect_agrees_with_oracle(boxes, "set " + std::to_string(iter));
+    }
+    EXPECT_GT(overlapping, 1000);
+}
+
+// Disjoint boxes that every dimension sees piled up (three staircases, each apart along another
+// dimension, in separate regions): no sweep is cheap, so the check refuses within its budget.
+TEST(FindOverlap, TooIrregularLayoutsAreRefusedWithinTheBudget) {
+    const uint64_t m = 20000;
+    std::vector<Box> boxes;
+    for (uint64_t i = 0; i < m; ++i) {
+        boxes.push_back(Box{{i, 0, 0}, {1, m, m}});
+        boxes.push_back(Box{{m, i, 0}, {m, 1, m}});
+        boxes.push_back(Box{{2 * m, 0, i}, {m, m, 1}});
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_SP_ERROR(find_overlap(refs_of(boxes)), Code::shape, "too irregular",
+                    std::to_string(overlap_check_budget(boxes.size())));
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    RecordProperty("refusal_ms", int(seconds * 1000));
 }

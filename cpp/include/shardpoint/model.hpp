@@ -46,8 +46,12 @@ inline bool boxes_overlap(const Box &a, const Box &b) { return boxes_overlap(ref
 // boxes apart; with three or more it compares at most overlap_check_budget(n) pairs and throws
 // Code::shape ("too irregular") beyond that rather than spend unbounded time (FORMAT.md 3).
 std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes);
+// The same, drawing its comparisons from `budget` (shared by the checks of many entries).
+std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes, uint64_t &budget);
 // 64 * n * ceil(log2 n) + 2^25 box comparisons.
 uint64_t overlap_check_budget(size_t boxes);
+// The part of a budget that n more boxes add: 64 * n * ceil(log2 n).
+uint64_t overlap_check_allowance(size_t boxes);
 // The dimension along which boxes are best indexed: the one with the most distinct offsets.
 size_t best_split_dim(const std::vector<BoxRef> &boxes, size_t ndim);
 
