@@ -22,6 +22,7 @@
 #include "shardpoint/layout.hpp"
 #include "shardpoint/metadata_codec.hpp"
 #include "shardpoint/parallel.hpp"
+#include "shardpoint/verify.hpp"
 #include "storage_io.hpp"
 
 namespace shardpoint {
@@ -57,10 +58,46 @@ Metadata FileSystemReader::read_metadata() {
     return decode_metadata(bytes.data(), bytes.size());
 }
 
+namespace {
+
+// Data files opened when the reader opens (the rest on first use): an open descriptor keeps a
+// file readable after an overwrite save unlinks it (FORMAT.md 4).
+constexpr size_t eagerly_opened_files = 256;
+
+// Opens a data file for reading without following a symbolic link; 0 or an errno value
+// (ENODEV: not a regular file).
+int open_data_file(const std::string &path, int &fd_out, uint64_t &size_out) {
+    // O_NONBLOCK: opening a FIFO planted in place of the file must not hang; it fails S_ISREG.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return errno;
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        int err = errno;
+        ::close(fd);
+        return err;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        return ENODEV;
+    }
+    fd_out = fd;
+    size_out = uint64_t(st.st_size);
+    return 0;
+}
+
+}  // namespace
+
 void FileSystemReader::set_up_storage_reader(const Metadata &metadata) {
     metadata_ = &metadata;
+    for (auto &f : files_)
+        if (f && f->fd >= 0) ::close(f->fd);
     files_.clear();
     files_.resize(metadata.files.size());
+    // Errors stay lazy: a file that cannot be opened now is reported when its bytes are read.
+    for (size_t i = 0; i < files_.size() && i < eagerly_opened_files; ++i) {
+        auto opened = std::make_unique<OpenFile>();
+        if (open_data_file(join(dir_, metadata.files[i].name), opened->fd, opened->size) == 0) files_[i] = std::move(opened);
+    }
 }
 
 const FileSystemReader::OpenFile &FileSystemReader::open_for(const Extent &extent, const EntryMeta &entry) {
@@ -71,30 +108,30 @@ const FileSystemReader::OpenFile &FileSystemReader::open_for(const Extent &exten
         auto &slot = files_[extent.file];
         if (!slot) {
             std::string path = join(dir_, meta.name);
-            int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-            if (fd < 0) {
-                if (errno == ENOENT)
-                    throw Error(Code::not_found, "data file '" + meta.name + "' of entry '" + entry.fqn + "' is missing");
-                if (errno == ELOOP)
-                    throw Error(Code::path, "data file '" + meta.name + "' is a symbolic link; refusing to follow it out of the checkpoint");
-                throw_errno(Code::io, "open data file '" + path + "'", errno);
-            }
             auto opened = std::make_unique<OpenFile>();
-            opened->fd = fd;
-            struct stat st;
-            if (::fstat(fd, &st) != 0) {
-                ::close(fd);
-                throw_errno(Code::io, "stat data file '" + path + "'", errno);
+            int err = open_data_file(path, opened->fd, opened->size);
+            if (err == ENOENT) {
+                std::string why = "data file '" + meta.name + "' of entry '" + entry.fqn + "' is missing";
+                // An overwrite save deletes the files of the checkpoint it replaced: say so.
+                try {
+                    Metadata now = read_metadata();
+                    if (now.storage.save_id != metadata_->storage.save_id)
+                        why += ": the checkpoint at '" + dir_ + "' was replaced by another save after this reader opened it";
+                } catch (const Error &) {
+                    why += ": the checkpoint at '" + dir_ + "' is no longer readable";
+                }
+                throw Error(Code::not_found, why);
             }
-            if (!S_ISREG(st.st_mode)) {
-                ::close(fd);
+            if (err == ELOOP)
+                throw Error(Code::path, "data file '" + meta.name + "' is a symbolic link; refusing to follow it out of the checkpoint");
+            if (err == ENODEV)
                 throw Error(Code::format, "data file '" + meta.name + "' of entry '" + entry.fqn + "' is not a regular file");
-            }
-            opened->size = uint64_t(st.st_size);
+            if (err != 0) throw_errno(Code::io, "open data file '" + path + "'", err);
             slot = std::move(opened);
         }
         file = slot.get();
     }
+    // The file may have grown since the commit; it must still hold every byte of the extent.
     if (extent.offset + extent.stored_length > file->size)
         throw Error(Code::truncated, "data file '" + meta.name + "' is truncated: entry '" + entry.fqn + "' needs bytes up to " +
                                          std::to_string(extent.offset + extent.stored_length) + ", the file has " +
@@ -432,43 +469,106 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
 void FileSystemReader::verify_all() {
     const uint32_t bs = metadata_->storage.block_size;
     const uint64_t piece = std::max<uint64_t>(write_piece_bytes / bs, 1) * bs;
-    struct Task {
+    // One slot per extent, in metadata order; the tasks of an extent fill its slot.
+    struct ExtentCheck {
         const EntryMeta *entry;
-        const Extent *extent;
-        uint64_t a, b;
+        size_t chunk;
+        int fd = -1;  // -1: could not be opened (problem already recorded)
+        std::mutex mutex;
+        uint64_t bad_blocks = 0;
+        bool bad = false;
+        VerifyProblem first;  // the problem at the lowest file offset
+    };
+    std::deque<ExtentCheck> checks;
+    struct Task {
+        ExtentCheck *check;
+        uint64_t a, b;  // stored bytes of the extent
     };
     std::vector<Task> tasks;
+    auto problem = [](ExtentCheck &c, Code code, uint64_t offset, uint64_t length, const std::string &message) {
+        VerifyProblem p;
+        p.code = code;
+        p.fqn = c.entry->fqn;
+        p.chunk = c.chunk;
+        p.file_offset = offset;
+        p.length = length;
+        p.message = message;
+        return p;
+    };
+    auto record = [](ExtentCheck &c, VerifyProblem p, uint64_t blocks) {
+        std::lock_guard<std::mutex> lock(c.mutex);
+        c.bad_blocks += blocks;
+        if (!c.bad || p.file_offset < c.first.file_offset) c.first = std::move(p);
+        c.bad = true;
+    };
     for (const EntryMeta &entry : metadata_->entries) {
-        for (const ChunkMeta &chunk : entry.chunks) {
-            const Extent &e = chunk.extent;
-            open_for(e, entry);
-            if (e.transform == Transform::deflate || e.stored_length == 0) {
-                tasks.push_back(Task{&entry, &e, 0, e.stored_length});
+        for (size_t ci = 0; ci < entry.chunks.size(); ++ci) {
+            const Extent &e = entry.chunks[ci].extent;
+            checks.emplace_back();
+            ExtentCheck &check = checks.back();
+            check.entry = &entry;
+            check.chunk = ci;
+            try {
+                check.fd = open_for(e, entry).fd;
+            } catch (const Error &err) {
+                uint64_t from = e.offset;
+                if (err.code() == Code::truncated) {  // the missing tail: from the file's end on
+                    std::lock_guard<std::mutex> lock(files_mutex_);
+                    from = std::max(from, files_[e.file]->size);
+                }
+                record(check, problem(check, err.code(), from, e.offset + e.stored_length - from, err.what()), 0);
                 continue;
             }
-            uint32_t crc = 0;
-            for (size_t k = 0; k < e.block_crc32.size(); ++k)
-                crc = crc32_combine_of(crc, e.block_crc32[k], std::min<uint64_t>(bs, e.stored_length - k * bs));
-            if (crc != e.crc32)
-                throw Error(Code::format, "corrupt metadata: the block checksums of entry '" + entry.fqn + "' disagree with its CRC-32");
-            for (uint64_t a = 0; a < e.stored_length; a += piece) tasks.push_back(Task{&entry, &e, a, std::min(e.stored_length, a + piece)});
+            if (e.transform == Transform::deflate || e.stored_length == 0) {
+                tasks.push_back(Task{&check, 0, e.stored_length});
+                continue;
+            }
+            for (uint64_t a = 0; a < e.stored_length; a += piece) tasks.push_back(Task{&check, a, std::min(e.stored_length, a + piece)});
         }
     }
     ScratchBuffers scratch(tasks.size(), options_.io_threads);
     parallel_for(tasks.size(), options_.io_threads, [&](size_t t, unsigned worker) {
         const Task &task = tasks[t];
-        const Extent &e = *task.extent;
+        ExtentCheck &check = *task.check;
+        const EntryMeta &entry = *check.entry;
+        const Extent &e = entry.chunks[check.chunk].extent;
         const std::string &name = metadata_->files[e.file].name;
-        const int fd = open_for(e, *task.entry).fd;
-        if (e.transform == Transform::deflate) {
-            // Checks the CRC and that the stream inflates to its raw length, keeping nothing.
-            inflate_extent(fd, *task.entry, e, name, true, nullptr, scratch.get(worker, read_piece_bytes));
-            return;
+        try {
+            if (e.transform == Transform::deflate) {
+                // Checks the CRC and that the stream inflates to its raw length, keeping nothing.
+                inflate_extent(check.fd, entry, e, name, true, nullptr, scratch.get(worker, read_piece_bytes));
+                return;
+            }
+            unsigned char *buffer = scratch.get(worker, task.b - task.a);
+            pread_full(check.fd, buffer, task.b - task.a, e.offset + task.a, name);
+            for (uint64_t k = task.a / bs; k * bs < task.b; ++k) {
+                uint64_t start = k * bs, len = std::min<uint64_t>(bs, e.stored_length - start);
+                if (crc32_of(buffer + (start - task.a), len) == e.block_crc32[k]) continue;
+                record(check, problem(check, Code::checksum, e.offset + start, len, ""), 1);
+            }
+        } catch (const Error &err) {
+            record(check, problem(check, err.code(), e.offset + task.a, task.b - task.a, err.what()), 0);
         }
-        unsigned char *buffer = scratch.get(worker, task.b - task.a);
-        pread_full(fd, buffer, task.b - task.a, e.offset + task.a, name);
-        check_blocks(*task.entry, e, name, bs, task.a, task.b, buffer);
     });
+
+    std::vector<VerifyProblem> problems;
+    for (ExtentCheck &check : checks) {
+        if (!check.bad) continue;
+        VerifyProblem p = std::move(check.first);
+        const Extent &e = check.entry->chunks[check.chunk].extent;
+        p.file = metadata_->files[e.file].name;
+        if (p.message.empty())
+            p.message = "checksum mismatch in entry '" + p.fqn + "': data file '" + p.file + "', " +
+                        std::to_string(check.bad_blocks) + " of " + std::to_string(e.block_crc32.size()) +
+                        " blocks bad, the first at bytes " + std::to_string(p.file_offset) + ".." +
+                        std::to_string(p.file_offset + p.length);
+        problems.push_back(std::move(p));
+    }
+    if (problems.empty()) return;
+    const Code code = problems[0].code;
+    std::string summary = problems[0].message;
+    if (problems.size() > 1) summary += " (and " + std::to_string(problems.size() - 1) + " more bad extents)";
+    throw VerifyFailure(code, summary, std::move(problems));
 }
 
 }  // namespace shardpoint
