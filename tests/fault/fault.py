@@ -208,17 +208,24 @@ def expect_clean(h, d, seed, what, keep=()):
 # Scenarios
 
 
-def prepare(h, name, fresh, save_opts=()):
-    """A directory with checkpoint A (unless fresh) and the trace of a clean save of B into it."""
+def prepare(h, name, fresh):
+    """A new directory `base` and the checkpoint path in it: base/parent/ckpt (not yet created)
+    when fresh, else base/ckpt holding checkpoint A. A is saved once per kind of save and copied
+    after that (a copy is as good as a save here, and spares the disk hundreds of fsyncs)."""
     base = h.fresh_dir(name)
     ckpt = os.path.join(base, "parent", "ckpt") if fresh else os.path.join(base, "ckpt")
     if not fresh:
-        r = h.save(ckpt, SEED_A)
-        expect(r["outcome"] == "SHARDPOINT_OK", "saving A: %s" % r)
+        template = os.path.join(h.work, "template-A-" + "-".join(h.save_opts), "ckpt")
+        if not os.path.isdir(template):
+            r = h.save(template, SEED_A)
+            expect(r["outcome"] == "SHARDPOINT_OK", "saving A: %s" % r)
+            expect_clean(h, template, SEED_A, "saving A")
+        shutil.copytree(template, ckpt)
     return base, ckpt
 
 
 def clean_trace(h, name, fresh, data=False, save_opts=()):
+    """The trace of a clean save of B (overwriting A unless fresh), and the tree before it."""
     base, ckpt = prepare(h, name + "-trace", fresh)
     tpath = os.path.join(h.work, name + ".trace")
     before = snapshot_tree(base)
@@ -229,6 +236,15 @@ def clean_trace(h, name, fresh, data=False, save_opts=()):
     trace = parse_trace(tpath)
     expect(trace and not injected(tpath), "clean trace is empty or has injections")
     return base, ckpt, trace, before
+
+
+def worth_injecting(h, trace, i):
+    """Steps outside the test's own directory (the mkdir of every ancestor, which exists) are
+    all alike: only the first of them is injected."""
+    s = trace[i]
+    if s["path"].startswith(h.work + "/"):
+        return True
+    return not any(not t["path"].startswith(h.work + "/") and t["op"] == s["op"] for t in trace[:i])
 
 
 def injections_for(step):
@@ -255,6 +271,8 @@ def scenario_inject(h, fresh):
     n = 0
     seen_codes = set()
     for i, (step, spec) in enumerate(zip(trace, specs)):
+        if not worth_injecting(h, trace, i):
+            continue
         for err in injections_for(step):
             n += 1
             base, ckpt = prepare(h, "%s-%d-%s" % (name, i, err), fresh)
@@ -436,6 +454,13 @@ def scenario_double_faults(h):
     print("double faults: %d cases" % len(cases))
 
 
+def scenario_kill_nofsync(h):
+    """SHARDPOINT_SAVE_NO_FSYNC is documented as safe against a crash of the process: the kill
+    scenario, with every save (A's, B's, C's) made without fsync."""
+    h.save_opts = ["ranks=2", "nofsync"]
+    scenario_kill(h, False)
+
+
 def scenario_inject_deflate(h):
     """The same per-step injection for a one-rank save with deflate (the compressed writer)."""
     h.save_opts = ["ranks=1", "deflate"]
@@ -458,6 +483,8 @@ def scenario_kill(h, fresh):
     specs = fault_specs(trace)
     debris_seen = 0
     for i, (step, spec) in enumerate(zip(trace, specs)):
+        if not worth_injecting(h, trace, i):
+            continue
         base, ckpt = prepare(h, "%s-%d" % (name, i), fresh)
         local = spec.replace(os.path.dirname(os.path.dirname(tckpt)) if fresh else os.path.dirname(tckpt), base)
         tpath = os.path.join(base, "run.trace")
@@ -900,7 +927,8 @@ def scenario_kill_powerloss(h):
         for i, spec in enumerate(specs):
             # A kill before a write, a hint or a close leaves what a kill before the next
             # namespace or sync step leaves, as far as durability goes: those are skipped.
-            if trace[i]["op"] in ("pwrite", "write", "sync_file_range", "close", "ftruncate"):
+            if trace[i]["op"] in ("pwrite", "write", "sync_file_range", "close", "ftruncate") or \
+                    not worth_injecting(h, trace, i):
                 continue
             killed_at += 1
             base, ckpt = prepare(h, "%s-%d" % (name, i), fresh)
@@ -980,6 +1008,7 @@ SCENARIOS = {
     "inject-fresh": lambda h: scenario_inject(h, True),
     "kill-overwrite": lambda h: scenario_kill(h, False),
     "kill-fresh": lambda h: scenario_kill(h, True),
+    "kill-nofsync": scenario_kill_nofsync,
     "torn-meta": scenario_torn_meta,
     "publish": scenario_publish,
     "double-faults": scenario_double_faults,
