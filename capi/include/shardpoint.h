@@ -602,6 +602,30 @@ SHARDPOINT_API int shardpoint_writer_abort(shardpoint_writer *writer);
  * SHARDPOINT_ENOTDURABLE), else 0. Errors: SHARDPOINT_EINVAL. */
 SHARDPOINT_API int shardpoint_writer_committed(const shardpoint_writer *writer, int32_t *out_committed);
 
+/* ---------------------------------------------------------------------------------------------
+ * The storage layer: StorageReader. A host framework reads the metadata through the reader
+ * functions above (entries, chunks), plans its own reads, and hands shardpoint each ReadItem: a
+ * box inside one saved chunk and where it goes. shardpoint_load_execute then reads them all
+ * (merged, parallel, verified) like any load.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The index (for shardpoint_reader_chunk_info and shardpoint_load_add_chunk) of the saved chunk of
+ * entry `index` whose box starts at `offsets` (ndim values: DCP's MetadataIndex.offset).
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE (entry index), SHARDPOINT_ESHAPE (ndim),
+ * SHARDPOINT_ENOTFOUND (no chunk starts there). */
+SHARDPOINT_API int shardpoint_reader_find_chunk(shardpoint_reader *reader, uint64_t index, uint32_t ndim,
+                                                const uint64_t *offsets, uint64_t *out_chunk);
+
+/* Requests the box (`storage_offsets`, `lengths`: ndim values each, relative to the chunk) of
+ * saved chunk `chunk` of tensor `fqn` into `dst`, whose first element receives the box's first
+ * element and whose `strides` (NULL: C order) place the others. `dtype` must be the stored one.
+ * Written during shardpoint_load_execute. Errors: SHARDPOINT_ENOTFOUND (unless ALLOW_PARTIAL),
+ * SHARDPOINT_EKIND, SHARDPOINT_EDTYPE, SHARDPOINT_ERANGE (chunk index), SHARDPOINT_ESHAPE (ndim,
+ * or the box leaves the chunk), SHARDPOINT_EINVAL, SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_load_add_chunk(shardpoint_load *load, const char *fqn, int32_t dtype, uint64_t chunk,
+                                             uint32_t ndim, const uint64_t *storage_offsets, const uint64_t *lengths,
+                                             void *dst, const int64_t *strides);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,6 @@
 // The C ABI: opening checkpoints, reading metadata, verifying and loading.
 #include "internal.hpp"
+#include "shardpoint/verify.hpp"
 
 using namespace shardpoint;
 using namespace shardpoint::capi;
@@ -189,6 +190,37 @@ int shardpoint_reader_verify(shardpoint_reader *reader) {
     });
 }
 
+int shardpoint_reader_verify_each(shardpoint_reader *reader, shardpoint_verify_callback callback, void *user,
+                                  uint64_t *out_problems) {
+    return guarded([&] {
+        need(reader, "reader");
+        // The extents are checked on the worker threads; the reports are delivered here, in
+        // metadata order, once all are known.
+        std::vector<VerifyProblem> problems;
+        try {
+            reader->impl->storage().verify_all();
+        } catch (const VerifyFailure &failure) {
+            problems = failure.problems();
+            if (callback) {
+                for (const VerifyProblem &p : problems) {
+                    shardpoint_verify_problem report{};
+                    report.fqn = p.fqn.c_str();
+                    report.chunk = p.chunk;
+                    report.file = p.file.c_str();
+                    report.file_offset = p.file_offset;
+                    report.length = p.length;
+                    report.code = int32_t(p.code);
+                    report.message = p.message.c_str();
+                    if (callback(user, &report) != 0) break;
+                }
+            }
+            if (out_problems) *out_problems = problems.size();
+            throw;
+        }
+        if (out_problems) *out_problems = 0;
+    });
+}
+
 // --- load ------------------------------------------------------------------------------------
 
 int shardpoint_load_new(shardpoint_load **out, shardpoint_reader *reader, shardpoint_comm *comm) {
@@ -212,6 +244,27 @@ int shardpoint_load_add_bytes(shardpoint_load *load, const char *fqn, void *dst,
     return guarded([&] {
         need(load, "load");
         load->impl->add_bytes(text(fqn, "fqn"), dst, capacity);
+    });
+}
+
+int shardpoint_load_add_chunk(shardpoint_load *load, const char *fqn, int32_t dtype, uint64_t chunk, uint32_t ndim,
+                              const uint64_t *storage_offsets, const uint64_t *lengths, void *dst, const int64_t *strides) {
+    return guarded([&] {
+        need(load, "load");
+        Dims offs = dims(storage_offsets, ndim, "storage_offsets"), lens = dims(lengths, ndim, "lengths");
+        load->impl->add_chunk(text(fqn, "fqn"), DType(dtype), size_t(chunk), std::move(offs), std::move(lens), dst,
+                              strides_of(strides, ndim));
+    });
+}
+
+int shardpoint_reader_find_chunk(shardpoint_reader *reader, uint64_t index, uint32_t ndim, const uint64_t *offsets,
+                                 uint64_t *out_chunk) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_chunk, "out_chunk");
+        const auto &entries = reader->impl->metadata().entries;
+        if (index >= entries.size()) throw Error(Code::range, "entry index " + std::to_string(index) + " out of range");
+        *out_chunk = reader->impl->find_chunk(&entries[index], dims(offsets, ndim, "offsets"));
     });
 }
 

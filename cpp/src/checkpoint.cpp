@@ -242,6 +242,17 @@ const ChunkIndex &Reader::index_of(const EntryMeta *entry) {
     return *indexes_[i];
 }
 
+size_t Reader::find_chunk(const EntryMeta *entry, const Dims &offsets) {
+    require(offsets.size() == entry->shape.size(), Code::shape,
+            "'" + entry->fqn + "' has " + std::to_string(entry->shape.size()) + " dimensions, not " + std::to_string(offsets.size()));
+    // The chunks holding the element at `offsets`: at most one, as chunks are disjoint.
+    std::vector<size_t> hits;
+    index_of(entry).overlapping(Box{offsets, Dims(offsets.size(), 1)}, hits);
+    for (size_t c : hits)
+        if (entry->chunks[c].box.offsets == offsets) return c;
+    throw Error(Code::not_found, "'" + entry->fqn + "' has no saved chunk at offsets " + describe(offsets));
+}
+
 LoadSession::LoadSession(Reader &reader, Comm *comm) : reader_(reader), comm_(comm) {}
 
 const EntryMeta *LoadSession::find(const std::string &fqn) {
@@ -293,6 +304,36 @@ void LoadSession::add_bytes(const std::string &fqn, void *dst, uint64_t capacity
             "'" + fqn + "' is " + std::to_string(len) + " bytes, the buffer holds " + std::to_string(capacity));
     require(len == 0 || dst != nullptr, Code::invalid_argument, "'" + fqn + "': destination is NULL");
     add_request(ReadRequest{entry, Box{{0}, {len}}, dst, {}});
+}
+
+void LoadSession::add_chunk(const std::string &fqn, DType dtype, size_t chunk, Dims storage_offsets, Dims lengths, void *dst,
+                            Strides strides) {
+    const EntryMeta *entry = find(fqn);
+    if (!entry) return;
+    require(entry->kind == EntryKind::tensor, Code::kind, "'" + fqn + "' is a bytes entry, not a tensor");
+    if (dtype != entry->dtype) {
+        const char *asked = dtype_name(int32_t(dtype));
+        throw Error(Code::dtype, "'" + fqn + "' is " + dtype_name(int32_t(entry->dtype)) + ", not " + (asked ? asked : "an unknown dtype"));
+    }
+    require(chunk < entry->chunks.size(), Code::range,
+            "'" + fqn + "' has " + std::to_string(entry->chunks.size()) + " saved chunks, not chunk " + std::to_string(chunk));
+    const Box &saved = entry->chunks[chunk].box;
+    Box inside{std::move(storage_offsets), std::move(lengths)};
+    require(box_inside(inside, saved.sizes), Code::shape,
+            "'" + fqn + "': the box " + describe(inside) + " lies outside saved chunk " + std::to_string(chunk) + " (" + describe(saved) + ")");
+    require(product(inside.sizes) == 0 || dst != nullptr, Code::invalid_argument, "'" + fqn + "': destination is NULL");
+    if (product(inside.sizes) == 0) return;
+    ReadRequest request{entry, Box{{}, inside.sizes}, dst, std::move(strides)};
+    for (size_t d = 0; d < inside.offsets.size(); ++d) request.box.offsets.push_back(saved.offsets[d] + inside.offsets[d]);
+    ReadItem item;
+    item.request = plan_.requests.size();
+    item.entry = entry;
+    item.chunk = chunk;
+    item.storage_offsets = std::move(inside.offsets);
+    item.dest_offsets = Dims(item.storage_offsets.size(), 0);
+    item.lengths = request.box.sizes;
+    plan_.items.push_back(std::move(item));
+    plan_.requests.push_back(std::move(request));
 }
 
 void LoadSession::execute() {

@@ -202,6 +202,63 @@ static void test_phases_abort_keeps_the_previous_checkpoint(void **state) {
     free(dir);
 }
 
+/* The reader side: the host plans ReadItems itself (chunk + box inside it) and shardpoint reads
+ * them, here the transpose of rows 3..8 of W into a column-major buffer from the chunks that
+ * hold them. */
+static void test_host_planned_reads(void **state) {
+    char *dir = path_join(*state, "reads");
+    job j;
+    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
+    SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
+    job_write(&j);
+    SP_OK(shardpoint_writer_finish(j.w[0], WORLD, j.result, j.result_len));
+    job_end(&j);
+
+    shardpoint_reader *rd = NULL;
+    SP_OK(shardpoint_reader_open(&rd, dir, NULL));
+    uint64_t index = 0;
+    SP_OK(shardpoint_reader_find(rd, W.fqn, &index));
+    const uint64_t lo = 3, hi = 9, cols = W.shape[1];
+    float *dst = calloc((hi - lo) * cols, sizeof(float));
+    const int64_t col_major[2] = {1, (int64_t)(hi - lo)}; /* element (i, k) at i + k * rows */
+    shardpoint_load *load = NULL;
+    SP_OK(shardpoint_load_new(&load, rd, NULL));
+    int items = 0;
+    for (int r = 0; r < WORLD; ++r) {
+        uint64_t start[2] = {part_lo(W.shape[0], r, WORLD), 0}, chunk = 99;
+        uint64_t end = start[0] + part_len(W.shape[0], r, WORLD);
+        SP_OK(shardpoint_reader_find_chunk(rd, index, 2, start, &chunk));
+        if (end <= lo || start[0] >= hi) continue;
+        uint64_t a = start[0] > lo ? start[0] : lo, b = end < hi ? end : hi;
+        uint64_t inside[2] = {a - start[0], 0}, lengths[2] = {b - a, cols};
+        SP_OK(shardpoint_load_add_chunk(load, W.fqn, W.dtype, chunk, 2, inside, lengths, dst + (a - lo), col_major));
+        ++items;
+    }
+    assert_int_equal(items, 3); /* rows 0..3, 4..7 and 8..11 all hold some of rows 3..8 */
+    SP_OK(shardpoint_load_execute(load));
+    shardpoint_load_free(load);
+    const uint64_t box_offs[2] = {lo, 0}, box_sizes[2] = {hi - lo, cols};
+    assert_int_equal(check_box(&W, box_offs, box_sizes, dst, col_major), 0);
+
+    /* Mistakes name the numbers. */
+    uint64_t chunk = 0, at[2] = {1, 0}, zero[2] = {0, 0}, too_long[2] = {5, cols};
+    SP_FAILS(shardpoint_reader_find_chunk(rd, index, 2, at, &chunk), SHARDPOINT_ENOTFOUND, "[1, 0]");
+    SP_FAILS(shardpoint_reader_find_chunk(rd, index, 1, at, &chunk), SHARDPOINT_ESHAPE, "2 dimensions");
+    SP_FAILS(shardpoint_reader_find_chunk(rd, 99, 2, at, &chunk), SHARDPOINT_ERANGE, "99");
+    SP_OK(shardpoint_load_new(&load, rd, NULL));
+    SP_FAILS(shardpoint_load_add_chunk(load, W.fqn, W.dtype, 0, 2, zero, too_long, dst, NULL), SHARDPOINT_ESHAPE,
+             "sizes [5, 10]");
+    SP_FAILS(shardpoint_load_add_chunk(load, W.fqn, W.dtype, 7, 2, zero, box_sizes, dst, NULL), SHARDPOINT_ERANGE, "chunk 7");
+    SP_FAILS(shardpoint_load_add_chunk(load, W.fqn, SHARDPOINT_DTYPE_F64, 0, 2, zero, box_sizes, dst, NULL),
+             SHARDPOINT_EDTYPE, "f32");
+    SP_FAILS(shardpoint_load_add_chunk(load, "extra", SHARDPOINT_DTYPE_U8, 0, 1, zero, box_sizes, dst, NULL),
+             SHARDPOINT_EKIND, "bytes");
+    shardpoint_load_free(load);
+    free(dst);
+    shardpoint_reader_free(rd);
+    free(dir);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
 
 int main(void) {
@@ -211,6 +268,7 @@ int main(void) {
         T(test_phases_malformed_and_misdirected_messages),
         T(test_phases_refusals_at_the_global_plan),
         T(test_phases_abort_keeps_the_previous_checkpoint),
+        T(test_host_planned_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

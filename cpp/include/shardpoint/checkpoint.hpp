@@ -49,6 +49,8 @@ public:
     FileSystemReader &storage() { return storage_; }
     const LoadOptions &options() const { return storage_.options(); }
     const ChunkIndex &index_of(const EntryMeta *entry);
+    // The index of the saved chunk of `entry` whose box starts at `offsets` (DCP's MetadataIndex).
+    size_t find_chunk(const EntryMeta *entry, const Dims &offsets);
     uint64_t covered_numel(size_t entry) const { return covered_[entry]; }
     uint64_t stored_bytes(size_t entry) const { return stored_[entry]; }
     uint64_t total_stored_bytes() const { return total_stored_; }
@@ -72,6 +74,10 @@ public:
     void add_tensor(const std::string &fqn, DType dtype, uint32_t ndim, Dims offsets, Dims sizes, void *dst,
                     Strides strides);
     void add_bytes(const std::string &fqn, void *dst, uint64_t capacity);
+    // A ReadItem planned by the host framework: the box (`storage_offsets`, `lengths`) inside
+    // saved chunk `chunk` of tensor `fqn`, into `dst` (the box's first element) with `strides`.
+    void add_chunk(const std::string &fqn, DType dtype, size_t chunk, Dims storage_offsets, Dims lengths, void *dst,
+                   Strides strides);
     uint64_t skipped() const { return skipped_; }
     void execute();
 
