@@ -9,6 +9,8 @@
 //     matrix on a different grid and for every vector whole; ChunkIndex build for every entry,
 //     then create_local_load_plan per rank; and one rank's requests through the real
 //     Reader + LoadSession path on a metadata file on disk.
+//   - opening hostile metadata: a tensor of 60,000 "staircase" chunks (disjoint, yet each overlaps
+//     30,000 others along its rows) against a benign tensor of 60,000 row chunks, and the ratio.
 // Target: save planning < 1 s, and one rank's load planning (index build included) < 1 s.
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "shardpoint/checkpoint.hpp"
+#include "shardpoint/codec.hpp"
 #include "shardpoint/metadata_codec.hpp"
 #include "shardpoint/planner.hpp"
 
@@ -46,6 +49,43 @@ double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     size_t n = v.size();
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// The metadata of one u8 tensor of `n` one-block chunks whose boxes come from `box_of(i)`.
+template <class BoxOf>
+std::vector<unsigned char> one_tensor_metadata(uint64_t n, Dims shape, BoxOf box_of) {
+    Metadata md;
+    md.storage.save_id = "0123456789abcdef0123456789abcdef";
+    md.storage.block_size = 1u << 30;
+    EntryMeta t;
+    t.fqn = "t";
+    t.dtype = DType::u8;
+    t.shape = std::move(shape);
+    uint64_t cursor = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+        ChunkMeta c;
+        c.box = box_of(i);
+        c.extent.offset = cursor;
+        c.extent.stored_length = c.extent.raw_length = product(c.box.sizes);
+        c.extent.crc32 = uint32_t(i);
+        c.extent.block_crc32 = {uint32_t(i)};  // one block: the extent's CRC is the block's
+        cursor += c.extent.stored_length;
+        t.chunks.push_back(std::move(c));
+    }
+    md.files = {{"data.bin", cursor, 0}};
+    md.entries.push_back(std::move(t));
+    return encode_metadata(md);
+}
+
+double median_decode_seconds(const std::vector<unsigned char> &bytes, int reps) {
+    std::vector<double> times;
+    for (int k = 0; k < reps; ++k) {
+        double t0 = now();
+        Metadata md = decode_metadata(bytes.data(), bytes.size());
+        times.push_back(now() - t0);
+        if (md.entries.size() != 1) die("decoded metadata lost its entry");
+    }
+    return median(times);
 }
 
 enum class Kind { rows, cols, blocks, replicated };
@@ -212,8 +252,11 @@ int main(int argc, char **argv) {
             cursor = (cursor + 4095) / 4096 * 4096;
             e.offset = cursor;
             e.stored_length = e.raw_length = w.nbytes();
-            e.crc32 = uint32_t(cursor * 2654435761u);
-            e.block_crc32.assign((e.stored_length + md.storage.block_size - 1) / md.storage.block_size, e.crc32);
+            // Made-up block CRCs, and the extent CRC they combine to (which decoding checks).
+            e.block_crc32.assign((e.stored_length + md.storage.block_size - 1) / md.storage.block_size, uint32_t(cursor * 2654435761u));
+            e.crc32 = 0;
+            for (size_t b = 0; b < e.block_crc32.size(); ++b)
+                e.crc32 = crc32_combine_of(e.crc32, e.block_crc32[b], std::min<uint64_t>(md.storage.block_size, e.stored_length - b * md.storage.block_size));
             e.writer_rank = uint32_t(r);
             cursor += e.stored_length;
             auto it = entries.find(w.index.fqn);
@@ -314,6 +357,13 @@ int main(int argc, char **argv) {
     std::remove((dir + "/" + metadata_file_name).c_str());
     ::rmdir(dir.c_str());
 
+    // ---- hostile metadata: the staircase against rows of the same count
+    const uint64_t stairs_n = 60000, stairs_k = stairs_n / 2;
+    const auto stairs_md = one_tensor_metadata(stairs_n, {stairs_n + stairs_k, stairs_n},
+                                               [&](uint64_t i) { return Box{{i, i}, {stairs_k, 1}}; });
+    const auto rows_md = one_tensor_metadata(stairs_n, {stairs_n, 30}, [](uint64_t i) { return Box{{i, 0}, {1, 30}}; });
+    const double stairs_dec = median_decode_seconds(stairs_md, o.reps), rows_dec = median_decode_seconds(rows_md, o.reps);
+
     // ---- report
     const double save_plan = median(save_times), enc = median(enc_times), dec = median(dec_times);
     const double one_rank = index_build + rank_max;
@@ -335,6 +385,11 @@ int main(int argc, char **argv) {
                 load_ranks, items_total);
     std::printf("%-62s %10.3f\n", "load, real path: open Reader (read + decode metadata file)", open_reader);
     std::printf("%-62s %10.3f\n", "load, real path: LoadSession.add_tensor x all tensors, 1 rank", session_plan);
+    std::printf("%-62s %10.3f   (%.1f MiB)\n", "hostile metadata: decode 60,000 staircase chunks", stairs_dec,
+                double(stairs_md.size()) / (1 << 20));
+    std::printf("%-62s %10.3f   (%.1f MiB)\n", "hostile metadata: decode 60,000 row chunks", rows_dec,
+                double(rows_md.size()) / (1 << 20));
+    std::printf("%-62s %10.2f\n", "hostile metadata: staircase / rows (ratio)", stairs_dec / rows_dec);
     std::printf("\n%-62s %10s %8s  %s\n", "target", "seconds", "needed", "result");
     const bool save_ok = save_plan < 1.0, load_ok = one_rank < 1.0;
     std::printf("%-62s %10.3f %8s  %s\n", "save planning", save_plan, "< 1", save_ok ? "PASS" : "FAIL");
@@ -350,12 +405,12 @@ int main(int argc, char **argv) {
                      "  \"seconds\": {\"build_local_plans\": %.6f, \"save_planning\": %.6f, \"metadata_build\": %.6f, "
                      "\"metadata_encode\": %.6f, \"metadata_decode\": %.6f, \"index_build\": %.6f, \"load_plan_rank_median\": %.6f, "
                      "\"load_plan_rank_max\": %.6f, \"load_plan_all_ranks\": %.6f, \"reader_open\": %.6f, "
-                     "\"session_plan_one_rank\": %.6f},\n"
+                     "\"session_plan_one_rank\": %.6f, \"decode_staircase_60k\": %.6f, \"decode_rows_60k\": %.6f},\n"
                      "  \"load_ranks\": %d,\n  \"read_items_total\": %" PRIu64 ",\n"
                      "  \"targets\": [{\"name\": \"save planning\", \"value\": %.6f, \"needed\": 1, \"pass\": %s},\n"
                      "              {\"name\": \"load planning, one rank\", \"value\": %.6f, \"needed\": 1, \"pass\": %s}]\n}\n",
                      world, o.tensors, offers, writes, chunks, md_bytes, build_plans, save_plan, build_md, enc, dec, index_build,
-                     median(rank_times), rank_max, load_all, open_reader, session_plan, load_ranks, items_total, save_plan,
+                     median(rank_times), rank_max, load_all, open_reader, session_plan, stairs_dec, rows_dec, load_ranks, items_total, save_plan,
                      save_ok ? "true" : "false", one_rank, load_ok ? "true" : "false");
         std::fclose(f);
     }
