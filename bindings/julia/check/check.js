@@ -10,7 +10,8 @@
 //   - every Julia struct mirroring a header struct has the header's fields, in order, with
 //     matching types (so Ref{struct} arguments have the C layout);
 //   - every Julia constant named SHARDPOINT_* has the header's value;
-//   - every @cfunction matches the prototype of the callback it is passed as;
+//   - every @cfunction matches the prototype of the callback it is passed as (a function pointer
+//     field of a header struct, or a function pointer typedef such as shardpoint_gc_callback);
 //   - the library name used by the ccalls is the library's SONAME.
 //
 // Usage: node check.js --header shardpoint.h [--lib libshardpoint.so] [--root DIR] [-v]
@@ -59,7 +60,8 @@ function parseParams(text) {
 
 function parseHeader(source) {
   const text = stripComments(source);
-  const header = { functions: new Map(), structs: new Map(), constants: new Map(), enums: new Set() };
+  const header = { functions: new Map(), structs: new Map(), constants: new Map(), enums: new Set(),
+    callbacks: new Map() };
 
   // Macros with a literal value. Multi-line and expression macros are recorded as unparsable.
   const logical = text.replace(/\\\n/g, ' ').split('\n');
@@ -100,6 +102,11 @@ function parseHeader(source) {
   }
   for (const m of body.matchAll(/typedef\s+struct\s+(\w+)\s+(\w+)\s*;/g)) {
     header.structs.set(m[2], { opaque: true, fields: [] });
+  }
+
+  // Function pointer types: typedef int (*shardpoint_gc_callback)(void *user, ...);
+  for (const m of body.matchAll(/typedef\s+([^;{}()]+?)\(\s*\*\s*(\w+)\s*\)\s*\(([^)]*)\)\s*;/g)) {
+    header.callbacks.set(m[2], { ret: parseCType(m[1]), params: parseParams(m[3]) });
   }
 
   for (const m of body.matchAll(/SHARDPOINT_API\s+([^;{}()]+?)\b(shardpoint_\w+)\s*\(([^)]*)\)\s*;/g)) {
@@ -150,6 +157,8 @@ function juliaTypesFor(ct, header, ctx) {
     }
     if (header.enums.has(ct.base)) return ['Cint', 'Int32'];
     if (header.structs.has(ct.base)) return [ct.base];
+    // A function pointer type (an @cfunction's pointer) is passed as a plain pointer.
+    if (header.callbacks && header.callbacks.has(ct.base)) return ['Ptr{Cvoid}'];
     return [];
   }
   if (ct.ptr === 1 && ct.base === 'char') {
@@ -475,6 +484,10 @@ function checkCfunction(site, file, header) {
   const callbacks = [];
   for (const [sname, s] of header.structs) {
     for (const f of s.fields) if (f.fnptr) callbacks.push({ name: `${sname}.${f.name}`, field: f.name, proto: f.fnptr });
+  }
+  // Typedef'd callbacks are named by the word between shardpoint_ and _callback ("gc", "verify").
+  for (const [tname, proto] of header.callbacks || []) {
+    callbacks.push({ name: tname, field: tname.replace(/^shardpoint_/, '').replace(/_callback$/, ''), proto });
   }
   const matches = (cb) => cb.proto.params.length === site.args.length &&
     cb.proto.params.every((p, i) => juliaTypesFor(p.type, header, 'cb').includes(normJuliaType(site.args[i]))) &&

@@ -157,6 +157,28 @@ cb = @cfunction(my_gather, Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}))
     expect: (f) => f.some((r) => r.problems.some((p) => /shardpoint_comm_callbacks\.broadcast callback/.test(p))),
   },
   {
+    name: 'callbacks of function pointer typedefs (gc, verify) and their ccall pass',
+    run: () => failuresOf(`
+const libshardpoint = "libshardpoint.so.0"
+g(d, f, cb, u, n, b) = @ccall libshardpoint.shardpoint_gc(d::Cstring, f::UInt32, cb::Ptr{Cvoid}, u::Ptr{Cvoid},
+                                                      n::Ptr{UInt64}, b::Ptr{UInt64})::Cint
+p = @cfunction(gc_file_callback, Cint, (Ptr{Cvoid}, Ptr{UInt8}, UInt64))
+q = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_verify_problem}))
+`),
+    expect: (f) => f.length === 0 || f.map((r) => `${r.what}: ${r.problems.join('; ')}`).join('\n'),
+  },
+  {
+    name: '@cfunction with a wrong signature for a typedef callback',
+    run: () => failuresOf('p = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_entry_info}))\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /shardpoint_verify_callback callback/.test(p))),
+  },
+  {
+    name: 'a function pointer argument passed as something else',
+    run: () => failuresOf('g(d, f, cb, u, n, b) = @ccall libshardpoint.shardpoint_gc(d::Cstring, f::UInt32, ' +
+      'cb::UInt64, u::Ptr{Cvoid}, n::Ptr{UInt64}, b::Ptr{UInt64})::Cint\n'),
+    expect: (f) => f.some((r) => /shardpoint_gc/.test(r.what) && r.problems.some((p) => /cb|argument 3/.test(p))),
+  },
+  {
     name: 'library constant that is not the SONAME',
     run: () => runChecks({ sources: [{ file: 'case.jl', text: 'const libshardpoint = "libshardpoint.so"\n' }],
       headerText, exported: allExports(), soname: 'libshardpoint.so.0' }).filter((r) => !r.ok && /SONAME/.test(r.what)),

@@ -52,6 +52,8 @@ const SHARDPOINT_EUNCOVERED = Cint(-16)
 const SHARDPOINT_ESTATE = Cint(-17)
 const SHARDPOINT_EKIND = Cint(-18)
 const SHARDPOINT_ERANGE = Cint(-19)
+const SHARDPOINT_ENOSPC = Cint(-20)
+const SHARDPOINT_ENOTDURABLE = Cint(-21)
 const SHARDPOINT_EINTERNAL = Cint(-99)
 
 const SHARDPOINT_DTYPE_BOOL = Int32(0)
@@ -77,12 +79,16 @@ const SHARDPOINT_MAX_NDIM = 32
 const SHARDPOINT_COMM_CALLBACKS_VERSION = UInt32(1)
 
 const SHARDPOINT_SAVE_OVERWRITE = UInt32(0x1)
-const SHARDPOINT_SAVE_FSYNC = UInt32(0x2)
+const SHARDPOINT_SAVE_FSYNC = UInt32(0x2)  # accepted, means nothing: saves are durable by default
+const SHARDPOINT_SAVE_NO_FSYNC = UInt32(0x4)
+const SHARDPOINT_SAVE_ALLOW_PARTIAL = UInt32(0x8)
 const SHARDPOINT_SAVE_OPTIONS_VERSION = UInt32(1)
 
 const SHARDPOINT_LOAD_NO_VERIFY = UInt32(0x1)
 const SHARDPOINT_LOAD_ALLOW_PARTIAL = UInt32(0x2)
 const SHARDPOINT_LOAD_OPTIONS_VERSION = UInt32(1)
+
+const SHARDPOINT_GC_DRY_RUN = UInt32(0x1)
 
 const SHARDPOINT_ENTRY_TENSOR = Int32(0)
 const SHARDPOINT_ENTRY_BYTES = Int32(1)
@@ -98,6 +104,7 @@ mutable struct shardpoint_comm end
 mutable struct shardpoint_save end
 mutable struct shardpoint_reader end
 mutable struct shardpoint_load end
+mutable struct shardpoint_writer end
 
 struct shardpoint_comm_callbacks
     version::UInt32
@@ -169,6 +176,17 @@ struct shardpoint_chunk_info
     transform::Int32
     writer_rank::Int32
     reserved::UInt32
+end
+
+struct shardpoint_verify_problem
+    fqn::Ptr{UInt8}
+    chunk::UInt64
+    file::Ptr{UInt8}
+    file_offset::UInt64
+    length::UInt64
+    code::Int32
+    reserved::UInt32
+    message::Ptr{UInt8}
 end
 
 # ------------------------------------------------------------------------------------------------
@@ -315,6 +333,25 @@ shardpoint_reader_metadata_get(reader, key, out_value) =
 shardpoint_reader_verify(reader) =
     @ccall libshardpoint.shardpoint_reader_verify(reader::Ptr{shardpoint_reader})::Cint
 
+# callback: int (*)(void *user, const shardpoint_verify_problem *problem), from @cfunction.
+shardpoint_reader_verify_each(reader, callback, user, out_problems) =
+    @ccall libshardpoint.shardpoint_reader_verify_each(
+        reader::Ptr{shardpoint_reader}, callback::Ptr{Cvoid}, user::Ptr{Cvoid}, out_problems::Ptr{UInt64})::Cint
+
+shardpoint_reader_block_size(reader, out_block_size) =
+    @ccall libshardpoint.shardpoint_reader_block_size(
+        reader::Ptr{shardpoint_reader}, out_block_size::Ptr{UInt32})::Cint
+
+# ------------------------------------------------------------------------------------------------
+# Garbage collection
+# ------------------------------------------------------------------------------------------------
+
+# callback: int (*)(void *user, const char *name, uint64_t size), from @cfunction.
+shardpoint_gc(dir, flags, callback, user, out_files, out_bytes) =
+    @ccall libshardpoint.shardpoint_gc(
+        dir::Cstring, flags::UInt32, callback::Ptr{Cvoid}, user::Ptr{Cvoid}, out_files::Ptr{UInt64},
+        out_bytes::Ptr{UInt64})::Cint
+
 # ------------------------------------------------------------------------------------------------
 # Loading
 # ------------------------------------------------------------------------------------------------
@@ -350,5 +387,73 @@ shardpoint_reader_read_bytes(reader, fqn, dst, capacity, out_len) =
     @ccall libshardpoint.shardpoint_reader_read_bytes(
         reader::Ptr{shardpoint_reader}, fqn::Cstring, dst::Ptr{Cvoid}, capacity::UInt64,
         out_len::Ptr{UInt64})::Cint
+
+# ------------------------------------------------------------------------------------------------
+# The storage layer: StorageWriter phases (plans and write results are opaque byte strings owned
+# by the writer, moved between ranks by the host's own collectives)
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_writer_new(out, dir, options) =
+    @ccall libshardpoint.shardpoint_writer_new(
+        out::Ptr{Ptr{shardpoint_writer}}, dir::Cstring, options::Ptr{shardpoint_save_options})::Cint
+
+shardpoint_writer_free(writer) =
+    @ccall libshardpoint.shardpoint_writer_free(writer::Ptr{shardpoint_writer})::Cvoid
+
+shardpoint_writer_set_up(writer, rank, world_size) =
+    @ccall libshardpoint.shardpoint_writer_set_up(writer::Ptr{shardpoint_writer}, rank::Int32, world_size::Int32)::Cint
+
+shardpoint_writer_add_tensor(writer, fqn, dtype, ndim, global_shape, chunk_offsets, chunk_sizes, data, strides) =
+    @ccall libshardpoint.shardpoint_writer_add_tensor(
+        writer::Ptr{shardpoint_writer}, fqn::Cstring, dtype::Int32, ndim::UInt32, global_shape::Ptr{UInt64},
+        chunk_offsets::Ptr{UInt64}, chunk_sizes::Ptr{UInt64}, data::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
+
+shardpoint_writer_add_bytes(writer, fqn, data, len) =
+    @ccall libshardpoint.shardpoint_writer_add_bytes(
+        writer::Ptr{shardpoint_writer}, fqn::Cstring, data::Ptr{Cvoid}, len::UInt64)::Cint
+
+shardpoint_writer_set_metadata(writer, key, value) =
+    @ccall libshardpoint.shardpoint_writer_set_metadata(writer::Ptr{shardpoint_writer}, key::Cstring, value::Cstring)::Cint
+
+shardpoint_writer_local_plan(writer, out_plan, out_len) =
+    @ccall libshardpoint.shardpoint_writer_local_plan(
+        writer::Ptr{shardpoint_writer}, out_plan::Ptr{Ptr{Cvoid}}, out_len::Ptr{UInt64})::Cint
+
+shardpoint_writer_global_plan(writer, count, plans, lens) =
+    @ccall libshardpoint.shardpoint_writer_global_plan(
+        writer::Ptr{shardpoint_writer}, count::UInt32, plans::Ptr{Ptr{Cvoid}}, lens::Ptr{UInt64})::Cint
+
+shardpoint_writer_final_plan(writer, rank, out_plan, out_len) =
+    @ccall libshardpoint.shardpoint_writer_final_plan(
+        writer::Ptr{shardpoint_writer}, rank::UInt32, out_plan::Ptr{Ptr{Cvoid}}, out_len::Ptr{UInt64})::Cint
+
+shardpoint_writer_write(writer, final_plan, len, out_results, out_len) =
+    @ccall libshardpoint.shardpoint_writer_write(
+        writer::Ptr{shardpoint_writer}, final_plan::Ptr{Cvoid}, len::UInt64, out_results::Ptr{Ptr{Cvoid}},
+        out_len::Ptr{UInt64})::Cint
+
+shardpoint_writer_finish(writer, count, results, lens) =
+    @ccall libshardpoint.shardpoint_writer_finish(
+        writer::Ptr{shardpoint_writer}, count::UInt32, results::Ptr{Ptr{Cvoid}}, lens::Ptr{UInt64})::Cint
+
+shardpoint_writer_abort(writer) =
+    @ccall libshardpoint.shardpoint_writer_abort(writer::Ptr{shardpoint_writer})::Cint
+
+shardpoint_writer_committed(writer, out_committed) =
+    @ccall libshardpoint.shardpoint_writer_committed(writer::Ptr{shardpoint_writer}, out_committed::Ptr{Int32})::Cint
+
+# ------------------------------------------------------------------------------------------------
+# The storage layer: StorageReader (host-planned reads)
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_reader_find_chunk(reader, index, ndim, offsets, out_chunk) =
+    @ccall libshardpoint.shardpoint_reader_find_chunk(
+        reader::Ptr{shardpoint_reader}, index::UInt64, ndim::UInt32, offsets::Ptr{UInt64},
+        out_chunk::Ptr{UInt64})::Cint
+
+shardpoint_load_add_chunk(load, fqn, dtype, chunk, ndim, storage_offsets, lengths, dst, strides) =
+    @ccall libshardpoint.shardpoint_load_add_chunk(
+        load::Ptr{shardpoint_load}, fqn::Cstring, dtype::Int32, chunk::UInt64, ndim::UInt32,
+        storage_offsets::Ptr{UInt64}, lengths::Ptr{UInt64}, dst::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
 
 end # module LibShardpoint

@@ -22,12 +22,14 @@ include("comm.jl")
 include("save.jl")
 include("reader.jl")
 include("load.jl")
+include("gc.jl")
 
 export ShardpointError
 export Comm, rank, nranks, gather!, bcast!, LocalGroup, LocalRank, run_local
-export Save, add_tensor!, add_bytes!, set_metadata!, commit!
+export Save, add_tensor!, add_bytes!, set_metadata!, commit!, save_flags, committed, is_no_space
 export Reader, EntryInfo, ChunkInfo, StorageInfo, FileInfo
-export entries, entry, chunks, files, metadata, storage_info, verify
+export entries, entry, chunks, files, metadata, storage_info, verify, verify_each, VerifyProblem, block_size
+export collect_garbage
 export read_tensor, read_tensor!, read_bytes, read_bytes!
 export Load, execute!, skipped_count
 

@@ -38,6 +38,9 @@ const EUNCOVERED = Int(L.SHARDPOINT_EUNCOVERED)
 const ESTATE = Int(L.SHARDPOINT_ESTATE)
 const EKIND = Int(L.SHARDPOINT_EKIND)
 const ERANGE = Int(L.SHARDPOINT_ERANGE)
+const ENOSPC = Int(L.SHARDPOINT_ENOSPC)          # no space left on the device, or quota exhausted
+const ENOTDURABLE = Int(L.SHARDPOINT_ENOTDURABLE) # committed, but the directory fsync after the
+                                                  # commit point failed: may not survive a power loss
 const EINTERNAL = Int(L.SHARDPOINT_EINTERNAL)
 
 """
@@ -61,6 +64,21 @@ end
     code == 0 || throw(last_error(code))
     return nothing
 end
+
+"""
+    committed(e::ShardpointError) -> Bool
+
+Whether the save that failed with `e` committed its checkpoint anyway: true only for
+`ENOTDURABLE` (the checkpoint is in place and loads, but may not survive a power loss).
+"""
+committed(e::ShardpointError) = e.code == ENOTDURABLE
+
+"""
+    is_no_space(e::ShardpointError) -> Bool
+
+Whether `e` is a full disk or an exhausted quota (`ENOSPC`).
+"""
+is_no_space(e::ShardpointError) = e.code == ENOSPC
 
 # An error the binding raises itself, in the library's terms (same code and name).
 binding_error(code::Integer, message::AbstractString) =

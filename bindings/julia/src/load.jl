@@ -74,17 +74,19 @@ function handle(ld::Load)
 end
 
 """
-    add_tensor!(load, fqn, dest; offsets=zeros, dtype=nothing) -> load
+    add_tensor!(load, fqn, dest; offsets=nothing, dtype=nothing) -> load
 
-Requests the box of tensor `fqn` that starts at 0-based element `offsets` and has `size(dest)`,
-into the strided array `dest` (written during `execute!`). The dtype must match the stored one.
+Requests tensor `fqn` into the strided array `dest` (written during `execute!`): without
+`offsets` the whole tensor, whose shape `dest` must have exactly (`ESHAPE` otherwise); with 0-based
+`offsets` the box that starts there and has `size(dest)`. The dtype must match the stored one.
 """
 function add_tensor!(ld::Load, fqn::AbstractString, dest::AbstractArray{T};
                      offsets=nothing, dtype=nothing) where {T}
     code = element_dtype(T, dtype)
     nd = ndims(dest)
     strides_ = element_strides(dest)
-    offs = u64_vector(offsets === nothing ? zeros(Int, nd) : offsets, nd, "offsets")
+    handle(ld)  # a closed load fails here, before the reader is asked
+    offs = box_offsets(ld.reader, fqn, dest, offsets)
     sizes = UInt64[d for d in size(dest)]
     name = String(fqn)
     rc = GC.@preserve ld dest begin

@@ -299,23 +299,81 @@ function verify(r::Reader)
     return nothing
 end
 
+"""One bad extent found by `verify_each`: the entry and chunk (0-based), the data file and the
+first bad byte range in it, the error code (`ECHECKSUM`, `ETRUNCATED`, ...) and what is wrong."""
+struct VerifyProblem
+    fqn::String
+    chunk::Int
+    file::String
+    file_offset::Int
+    length::Int
+    code::Int
+    message::String
+end
+
+# The shardpoint_verify_callback: copies the problem (its strings live for the call only) into the
+# vector `user` points at. Nothing may be thrown through C: a failure stops the verification.
+function verify_callback(user::Ptr{Cvoid}, problem::Ptr{L.shardpoint_verify_problem})::Cint
+    try
+        p = unsafe_load(problem)
+        found = unsafe_pointer_to_objref(user)::Vector{VerifyProblem}
+        push!(found, VerifyProblem(cstring(p.fqn), Int(p.chunk), cstring(p.file), Int(p.file_offset),
+                                   Int(p.length), Int(p.code), cstring(p.message)))
+        return Cint(0)
+    catch
+        return Cint(1)
+    end
+end
+
+"""
+    verify_each(reader) -> Vector{VerifyProblem}
+
+Reads every stored extent like `verify`, but checks them all and returns one `VerifyProblem` per
+bad extent, in metadata order (empty when everything checks). Other failures throw.
+"""
+function verify_each(r::Reader)
+    found = VerifyProblem[]
+    count = Ref{UInt64}(0)
+    callback = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{L.shardpoint_verify_problem}))
+    rc = GC.@preserve r found begin
+        L.shardpoint_reader_verify_each(handle(r), callback, pointer_from_objref(found), count)
+    end
+    rc == 0 || count[] > 0 || check(rc)
+    return found
+end
+
+"""
+    block_size(reader) -> Int
+
+The number of bytes each block CRC-32 of the checkpoint covers.
+"""
+function block_size(r::Reader)
+    out = Ref{UInt32}(0)
+    rc = GC.@preserve r L.shardpoint_reader_block_size(handle(r), out)
+    check(rc)
+    return Int(out[])
+end
+
 # ------------------------------------------------------------------------------------------------
 # Convenience reads (one request each, not collective)
 # ------------------------------------------------------------------------------------------------
 
 """
-    read_tensor!(reader, fqn, dest; offsets=zeros, dtype=nothing) -> dest
+    read_tensor!(reader, fqn, dest; offsets=nothing, dtype=nothing) -> dest
 
-Reads the box of tensor `fqn` that starts at 0-based element `offsets` and has `size(dest)` into
-`dest`, any strided array (views with steps write in place). The dtype must match the stored one
-(`EDTYPE` otherwise): it follows from `eltype(dest)`, or pass `dtype` for raw bits (bf16, f8).
+Reads tensor `fqn` into `dest`, any strided array (views with steps write in place). Without
+`offsets` it is the whole tensor, and `size(dest)` must be its shape exactly (`ESHAPE` otherwise,
+naming both shapes: a buffer of another shape is never filled in part). With 0-based `offsets` it
+is the box that starts there and has `size(dest)`: a part of a tensor is read only when asked for.
+The dtype must match the stored one (`EDTYPE` otherwise): it follows from `eltype(dest)`, or pass
+`dtype` for raw bits (bf16, f8).
 """
 function read_tensor!(r::Reader, fqn::AbstractString, dest::AbstractArray{T};
                       offsets=nothing, dtype=nothing) where {T}
     code = element_dtype(T, dtype)
     nd = ndims(dest)
     strides_ = element_strides(dest)
-    offs = u64_vector(offsets === nothing ? zeros(Int, nd) : offsets, nd, "offsets")
+    offs = box_offsets(r, fqn, dest, offsets)
     sizes = UInt64[d for d in size(dest)]
     name = String(fqn)
     rc = GC.@preserve r dest begin
@@ -324,6 +382,24 @@ function read_tensor!(r::Reader, fqn::AbstractString, dest::AbstractArray{T};
     end
     check(rc)
     return dest
+end
+
+# The 0-based offsets of a read into `dest`. `offsets === nothing` asks for the whole tensor, whose
+# shape `dest` must have; a missing entry or a bytes entry is left to the library (ENOTFOUND, a
+# skip under allow_partial, EKIND).
+function box_offsets(r::Reader, fqn::AbstractString, dest::AbstractArray, offsets)
+    nd = ndims(dest)
+    offsets === nothing || return u64_vector(offsets, nd, "offsets")
+    out = Ref{UInt64}(0)
+    name = String(fqn)
+    rc = GC.@preserve r L.shardpoint_reader_find(handle(r), name, out)
+    if rc == 0
+        e = entry_info(r, out[])
+        if e.kind === :tensor && Tuple(e.shape) != size(dest)
+            throw(binding_error(ESHAPE, "destination has shape $(size(dest)) but \"$fqn\" is $(Tuple(e.shape))"))
+        end
+    end
+    return zeros(UInt64, nd)
 end
 
 # Offsets and sizes of a box given as Julia indices (ranges, integers or `:`) of a tensor of `shape`.

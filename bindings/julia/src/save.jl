@@ -1,13 +1,34 @@
 # Saving.
 
 """
-    Save(dir; comm=nothing, overwrite=false, fsync=false, compression=0, io_threads=0,
-         alignment=0, checkpoint_id=nothing)
+    save_flags(; overwrite=false, durable=true, allow_partial=false) -> UInt32
+
+The `SHARDPOINT_SAVE_*` flags of `Save`'s options. Never `SHARDPOINT_SAVE_FSYNC`, which means
+nothing now and would contradict `SHARDPOINT_SAVE_NO_FSYNC`.
+"""
+function save_flags(; overwrite::Bool=false, durable::Bool=true, allow_partial::Bool=false)
+    flags = UInt32(0)
+    overwrite && (flags |= L.SHARDPOINT_SAVE_OVERWRITE)
+    durable || (flags |= L.SHARDPOINT_SAVE_NO_FSYNC)
+    allow_partial && (flags |= L.SHARDPOINT_SAVE_ALLOW_PARTIAL)
+    return flags
+end
+
+"""
+    Save(dir; comm=nothing, overwrite=false, durable=true, allow_partial=false, compression=0,
+         io_threads=0, alignment=0, checkpoint_id=nothing)
     Save(f, dir; kwargs...)
 
 A save of a checkpoint into directory `dir`: offer what this rank holds with `add_tensor!` /
 `add_bytes!` / `set_metadata!`, then `commit!` (collective over `comm`). Nothing is written before
 `commit!`. `compression` is the zlib level (0 stores raw bytes).
+
+Saves are durable: data files, metadata and the directory are fsynced before `commit!` returns.
+`durable=false` skips every fsync: faster, and safe against a crash of the process, but NOT
+against a power loss or a kernel crash, after which the new checkpoint (and with `overwrite` the
+previous one too) may be lost or unreadable. A tensor that the ranks together leave partly
+uncovered makes `commit!` throw `EUNCOVERED` (nothing is written) unless `allow_partial=true`.
+The keyword `fsync` is deprecated and has no effect.
 
 The arrays given to `add_tensor!` / `add_bytes!` are read during `commit!`, in place: the `Save`
 keeps them referenced until then, and they must not be modified or resized before it returns.
@@ -28,13 +49,14 @@ mutable struct Save
 end
 
 function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite::Bool=false,
-              fsync::Bool=false, compression::Integer=0, io_threads::Integer=0,
+              durable::Bool=true, allow_partial::Bool=false,
+              fsync::Union{Nothing,Bool}=nothing, compression::Integer=0, io_threads::Integer=0,
               alignment::Integer=0, checkpoint_id::Union{Nothing,AbstractString}=nothing)
+    fsync === nothing || Base.depwarn("Save(...; fsync) has no effect: saves are durable by default; " *
+                                      "pass durable=false to skip fsync", :Save)
     options = Ref{L.shardpoint_save_options}()
     check(L.shardpoint_save_options_init(options, L.SHARDPOINT_SAVE_OPTIONS_VERSION))
-    flags = options[].flags
-    overwrite && (flags |= L.SHARDPOINT_SAVE_OVERWRITE)
-    fsync && (flags |= L.SHARDPOINT_SAVE_FSYNC)
+    flags = options[].flags | save_flags(; overwrite, durable, allow_partial)
     id = checkpoint_id === nothing ? nothing : String(checkpoint_id)
     path = String(dir)
     level = Int32(compression)

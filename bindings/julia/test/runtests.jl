@@ -235,7 +235,7 @@ end
     mktempdir() do dir
         ckpt = joinpath(dir, "ckpt")
         W = reshape(collect(Float32, 1:60), 10, 6)
-        Save(ckpt) do s
+        Save(ckpt; allow_partial=true) do s   # "half" is partly saved on purpose
             # one rank offering three chunks of rows (views: read in place at commit)
             for rows in (1:3, 4:7, 8:10)
                 add_tensor!(s, "w", view(W, rows, :); offsets=(first(rows) - 1, 0), global_shape=size(W))
@@ -262,7 +262,7 @@ end
             D = zeros(Float32, 6, 12)
             blob = zeros(UInt8, 64)
             Load(r) do ld
-                add_tensor!(ld, "w", top)                              # rows 1:5
+                add_tensor!(ld, "w", top; offsets=(0, 0))              # rows 1:5, a box
                 add_tensor!(ld, "w", view(D, :, 1:2:12); offsets=(4, 0))  # rows 5:10, strided dest
                 add_bytes!(ld, "blob", blob)
                 @test skipped_count(ld) == 0
@@ -362,11 +362,11 @@ end
     end
 end
 
-@testset "options: fsync, compression, overwrite" begin
+@testset "options: durable, compression, overwrite" begin
     mktempdir() do dir
         ckpt = joinpath(dir, "ckpt")
         z = zeros(Float64, 4096)
-        Save(ckpt; fsync=true, compression=6) do s
+        Save(ckpt; durable=false, compression=6) do s
             add_tensor!(s, "z", z)
             add_tensor!(s, "v", collect(1:10))
         end
@@ -438,6 +438,114 @@ end
         close(s)                                          # close is idempotent
         @test !isopen(s)
         @test_throws ArgumentError commit!(s)              # a closed handle is not passed to C
+    end
+end
+
+@testset "loads are exact: a destination has the shape of what it receives" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        W = reshape(collect(Float32, 1:48), 6, 8)
+        Save(ckpt) do s
+            add_tensor!(s, "w", W)
+            add_bytes!(s, "blob", UInt8[1, 2, 3])
+        end
+        Reader(ckpt) do r
+            for shape in ((6, 7), (6, 9), (7, 8), (8, 6), (48,), (6, 8, 1))
+                dest = fill(-1f0, shape...)
+                err = sp_error(() -> read_tensor!(r, "w", dest))
+                @test err isa ShardpointError && err.code == SP.ESHAPE
+                @test err.message == "destination has shape $(shape) but \"w\" is (6, 8)"
+                @test all(==(-1f0), dest)
+                Load(r) do ld
+                    @test error_code(() -> add_tensor!(ld, "w", dest)) == SP.ESHAPE
+                end
+            end
+            # the right shape, also as a strided view; the wrong element type
+            @test read_tensor!(r, "w", zeros(Float32, 6, 8)) == W
+            D = zeros(Float32, 12, 8)
+            read_tensor!(r, "w", view(D, 1:2:12, :))
+            @test D[1:2:12, :] == W
+            @test error_code(() -> read_tensor!(r, "w", zeros(Float64, 6, 8))) == SP.EDTYPE
+            @test error_code(() -> read_tensor!(r, "w", zeros(Int32, 6, 8))) == SP.EDTYPE
+            # a part of the tensor only when asked for, with offsets
+            @test read_tensor!(r, "w", zeros(Float32, 6, 7); offsets=(0, 1)) == W[:, 2:8]
+            @test read_tensor(r, "w", 2:3, :) == W[2:3, :]
+            # missing and bytes entries keep their errors
+            @test error_code(() -> read_tensor!(r, "nope", zeros(Float32, 6, 7))) == SP.ENOTFOUND
+            @test error_code(() -> read_tensor!(r, "blob", zeros(UInt8, 3))) == SP.EKIND
+        end
+    end
+end
+
+@testset "error codes of 0.2: no space, not durable" begin
+    @test SP.ENOSPC == -20
+    @test SP.ENOTDURABLE == -21
+    @test SP.error_name(SP.ENOSPC) == "SHARDPOINT_ENOSPC"
+    @test SP.error_name(SP.ENOTDURABLE) == "SHARDPOINT_ENOTDURABLE"
+    full = SP.binding_error(SP.ENOSPC, "disk full")
+    @test is_no_space(full) && !committed(full)
+    late = SP.binding_error(SP.ENOTDURABLE, "directory fsync failed")
+    @test committed(late) && !is_no_space(late)
+end
+
+@testset "save options: durable by default, partial tensors only when asked" begin
+    @test save_flags() == 0
+    @test save_flags(durable=false) == 0x4
+    @test save_flags(allow_partial=true) == 0x8
+    @test save_flags(overwrite=true, durable=false, allow_partial=true) == 0x1 | 0x4 | 0x8
+    mktempdir() do dir
+        ckpt = joinpath(dir, "gap")
+        err = sp_error(() -> Save(ckpt) do s
+            add_tensor!(s, "t", zeros(Int32, 3, 3); global_shape=(4, 3))   # row 4 never offered
+        end)
+        @test err isa ShardpointError && err.code == SP.EUNCOVERED
+        @test occursin("t", err.message)
+        @test error_code(() -> Reader(ckpt)) == SP.ENOTFOUND
+        @test !isdir(ckpt) || all(==("shardpoint.lock"), readdir(ckpt))
+        Save(ckpt; allow_partial=true) do s
+            add_tensor!(s, "t", zeros(Int32, 3, 3); global_shape=(4, 3))
+        end
+        Reader(ckpt) do r
+            @test entry(r, "t").covered_numel == 9
+        end
+        # the deprecated keyword still saves (durably)
+        old = joinpath(dir, "old")
+        Save(old; fsync=true) do s
+            add_tensor!(s, "x", Int8[1, 2])
+        end
+        Reader(old) do r
+            @test read_tensor(r, "x") == Int8[1, 2]
+            @test block_size(r) > 0
+            @test isempty(verify_each(r))
+        end
+    end
+end
+
+@testset "verify_each and collect_garbage" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        Save(ckpt) do s
+            add_tensor!(s, "a", collect(Int64, 1:1000))
+            add_tensor!(s, "b", collect(Int64, 1:1000))
+        end
+        for fqn in ("a", "b")
+            c = Reader(r -> only(chunks(r, fqn)), ckpt)
+            open(joinpath(ckpt, c.file), "r+") do io
+                seek(io, c.file_offset + 8)
+                write(io, 0xff)
+            end
+        end
+        Reader(ckpt) do r
+            problems = verify_each(r)
+            @test [p.fqn for p in problems] == ["a", "b"]
+            @test all(p -> p.code == SP.ECHECKSUM, problems)
+        end
+        debris = joinpath(ckpt, "data-" * "0"^32 * "-r0.bin")
+        write(debris, zeros(UInt8, 10))
+        @test collect_garbage(ckpt; dry_run=true).files == ["data-" * "0"^32 * "-r0.bin" => 10]
+        @test isfile(debris)
+        @test collect_garbage(ckpt).bytes == 10
+        @test !isfile(debris)
     end
 end
 
