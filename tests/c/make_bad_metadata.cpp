@@ -13,6 +13,12 @@
 //   unknown_dtype   the first tensor gets dtype 40
 //   duplicate       the first entry appears twice
 //   major2          a valid message under format major version 2
+//   nul_file_name   the first data file is named "x\0/../../outside" (16 bytes, the NUL included)
+//   nul_fqn         the entries are renamed "a", "b" and "b\0x" (still sorted, all distinct)
+//   crc_disagree    the first tensor chunk's crc32 no longer combines from its block CRCs
+//   deflate_trailing the first compressed extent is copied to the end of its data file with four
+//                   bytes after its zlib stream (crc32 and sizes updated to match)
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -76,6 +82,35 @@ int main(int argc, char **argv) {
             first_tensor(md, 1)->dtype = DType(40);
         } else if (variant == "duplicate") {
             md.entries.insert(md.entries.begin(), md.entries.at(0));
+        } else if (variant == "nul_file_name") {
+            md.files.at(0).name = std::string("x\0/../../outside", 16);
+        } else if (variant == "nul_fqn") {
+            if (md.entries.size() < 3) throw std::runtime_error("nul_fqn needs three entries");
+            md.entries[0].fqn = "a";
+            md.entries[1].fqn = "b";
+            md.entries[2].fqn = std::string("b\0x", 3);
+        } else if (variant == "crc_disagree") {
+            first_tensor(md, 1)->chunks[0].extent.crc32 ^= 1u;
+        } else if (variant == "deflate_trailing") {
+            Extent *z = nullptr;
+            for (auto &e : md.entries)
+                for (auto &c : e.chunks)
+                    if (!z && c.extent.transform == Transform::deflate && c.extent.stored_length > 0) z = &c.extent;
+            if (!z) throw std::runtime_error("the checkpoint has no compressed extent");
+            const std::string data = std::string(argv[1]) + "/" + md.files.at(z->file).name;
+            std::fstream f(data, std::ios::binary | std::ios::in | std::ios::out);
+            std::vector<char> stored(z->stored_length);
+            f.seekg(std::streamoff(z->offset));
+            f.read(stored.data(), std::streamsize(stored.size()));
+            stored.insert(stored.end(), {0, 0, 0, 0});
+            f.seekp(0, std::ios::end);
+            const uint64_t at = uint64_t(f.tellp());
+            f.write(stored.data(), std::streamsize(stored.size()));
+            if (!f) throw std::runtime_error("cannot extend " + data);
+            z->offset = at;
+            z->stored_length = stored.size();
+            z->crc32 = crc32_of(stored.data(), stored.size());
+            md.files.at(z->file).size = std::max(md.files.at(z->file).size, at + stored.size());
         } else if (variant != "major2") {
             std::fprintf(stderr, "make_bad_metadata: unknown variant '%s'\n", variant.c_str());
             return 2;

@@ -430,6 +430,256 @@ static void test_data_file_symlink(void **state) {
     free(data), free(elsewhere);
 }
 
+/* --- names with NUL bytes (Cap'n Proto texts carry their length) ------------------------------ */
+
+static void test_nul_in_data_file_name(void **state) {
+    fixture *f = *state;
+    run_bad_metadata(f->dir, "nul_file_name");
+    /* cut at the NUL the name would be a harmless "x": the whole name must be judged */
+    open_fails(f->dir, SHARDPOINT_EPATH, "x\\0/../../outside");
+}
+
+static void test_nul_in_fqn_is_not_a_duplicate(void **state) {
+    fixture *f = *state;
+    run_bad_metadata(f->dir, "nul_fqn");
+    open_fails(f->dir, SHARDPOINT_EFORMAT, "NUL");
+    assert_null(strstr(shardpoint_last_error(), "twice"));
+}
+
+/* --- checksums and extents ----------------------------------------------------------------------- */
+
+/* Load (which checks blocks) and verify (which saw crc32 too) must not disagree: open refuses. */
+static void test_block_crcs_disagree_with_crc32(void **state) {
+    fixture *f = *state;
+    run_bad_metadata(f->dir, "crc_disagree");
+    open_fails(f->dir, SHARDPOINT_EFORMAT, "disagree");
+}
+
+static void test_bytes_after_zlib_stream(void **state) {
+    fixture *f = *state;
+    char *dir = path_join(f->tmp, "deflated");
+    SP_OK(write_standard(dir, 6));
+    run_bad_metadata(dir, "deflate_trailing");
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, dir, NULL));
+    unsigned char got[300];
+    uint64_t len = 0;
+    int16_t v[100];
+    int rc_blob = shardpoint_reader_read_bytes(r, "blob", got, sizeof got, &len);
+    int rc_v = shardpoint_reader_read_tensor(r, "v", V.dtype, 1, ZEROS, V.shape, v, NULL);
+    /* the first compressed extent in metadata order is blob's */
+    assert_int_equal(rc_blob, SHARDPOINT_EFORMAT);
+    assert_int_equal(rc_v, SHARDPOINT_OK);
+    SP_FAILS(shardpoint_reader_verify(r), SHARDPOINT_EFORMAT, "'blob'");
+    shardpoint_reader_free(r);
+    free(dir);
+}
+
+/* A data file may be longer than recorded (the metadata bounds the extents); it loads and verifies. */
+static void test_data_file_longer_than_recorded(void **state) {
+    fixture *f = *state;
+    char *data = data_file_of(f->dir, "v", NULL, NULL);
+    FILE *fp = fopen(data, "ab");
+    assert_non_null(fp);
+    assert_int_equal(fwrite("tail", 1, 4, fp), 4);
+    fclose(fp);
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, f->dir, NULL));
+    assert_int_equal(load_whole_mismatches(r, &W, NULL), 0);
+    assert_int_equal(load_whole_mismatches(r, &V, NULL), 0);
+    SP_OK(shardpoint_reader_verify(r));
+    shardpoint_reader_free(r);
+    free(data);
+}
+
+/* --- verify_each: every bad extent, in metadata order ------------------------------------------- */
+
+typedef struct extent_ref {
+    uint64_t entry, chunk;
+    char fqn[16];
+    char file[128];
+    uint64_t offset, length;
+} extent_ref;
+
+typedef struct report_log {
+    int count, stop_after;
+    extent_ref seen[8];
+    int32_t codes[8];
+    char messages[8][512];
+} report_log;
+
+static int log_problem(void *user, const shardpoint_verify_problem *p) {
+    report_log *log = user;
+    if (log->count < 8) {
+        extent_ref *e = &log->seen[log->count];
+        snprintf(e->fqn, sizeof e->fqn, "%s", p->fqn);
+        snprintf(e->file, sizeof e->file, "%s", p->file);
+        e->chunk = p->chunk;
+        e->offset = p->file_offset;
+        e->length = p->length;
+        log->codes[log->count] = p->code;
+        snprintf(log->messages[log->count], sizeof log->messages[0], "%s", p->message);
+    }
+    ++log->count;
+    return log->stop_after > 0 && log->count >= log->stop_after;
+}
+
+/* Every extent of the checkpoint, in metadata order. */
+static size_t list_extents(const char *dir, extent_ref *out, size_t max) {
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, dir, NULL));
+    uint64_t entries, n = 0;
+    SP_OK(shardpoint_reader_entry_count(r, &entries));
+    for (uint64_t i = 0; i < entries; ++i) {
+        shardpoint_entry_info ei;
+        SP_OK(shardpoint_reader_entry_info(r, i, &ei));
+        for (uint64_t c = 0; c < ei.chunk_count && n < max; ++c, ++n) {
+            shardpoint_chunk_info ci;
+            SP_OK(shardpoint_reader_chunk_info(r, i, c, &ci));
+            out[n].entry = i;
+            out[n].chunk = c;
+            snprintf(out[n].fqn, sizeof out[n].fqn, "%s", ei.fqn);
+            snprintf(out[n].file, sizeof out[n].file, "%s", ci.file);
+            out[n].offset = ci.file_offset;
+            out[n].length = ci.stored_length;
+        }
+    }
+    shardpoint_reader_free(r);
+    return (size_t)n;
+}
+
+static void test_verify_each_reports_every_bad_extent(void **state) {
+    fixture *f = *state;
+    extent_ref ext[8];
+    size_t n = list_extents(f->dir, ext, 8);
+    assert_int_equal(n, 4); /* blob, v, w#0, w#1: one data file */
+    /* by position in the file: damage the first two, cut the last one's final byte */
+    size_t order[4] = {0, 1, 2, 3};
+    for (size_t i = 0; i < 4; ++i)
+        for (size_t j = i + 1; j < 4; ++j)
+            if (ext[order[j]].offset < ext[order[i]].offset) {
+                size_t t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    char *data = path_join(f->dir, ext[0].file);
+    assert_int_equal(flip_byte(data, (long long)ext[order[0]].offset + 1), 0);
+    assert_int_equal(flip_byte(data, (long long)(ext[order[1]].offset + ext[order[1]].length - 1)), 0);
+    const uint64_t last_end = ext[order[3]].offset + ext[order[3]].length;
+    assert_int_equal(file_size(data), (long long)last_end);
+    assert_int_equal(truncate(data, (off_t)(last_end - 1)), 0);
+
+    /* expected: the three bad extents in metadata order */
+    int bad[4] = {0};
+    bad[order[0]] = SHARDPOINT_ECHECKSUM, bad[order[1]] = SHARDPOINT_ECHECKSUM, bad[order[3]] = SHARDPOINT_ETRUNCATED;
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, f->dir, NULL));
+    report_log log = {0};
+    uint64_t problems = 0;
+    int first_code = 0;
+    for (size_t k = 0; k < 4 && !first_code; ++k) first_code = bad[k];
+    SP_FAILS(shardpoint_reader_verify_each(r, log_problem, &log, &problems), first_code, "2 more bad extents");
+    assert_int_equal(problems, 3);
+    assert_int_equal(log.count, 3);
+    int seen = 0;
+    for (size_t k = 0; k < 4; ++k) {
+        if (!bad[k]) continue;
+        const extent_ref *got = &log.seen[seen];
+        assert_string_equal(got->fqn, ext[k].fqn);
+        assert_int_equal(got->chunk, ext[k].chunk);
+        assert_string_equal(got->file, ext[k].file);
+        assert_int_equal(log.codes[seen], bad[k]);
+        if (bad[k] == SHARDPOINT_ECHECKSUM) {
+            /* extents shorter than a block: the first bad block is the whole extent */
+            assert_int_equal(got->offset, ext[k].offset);
+            assert_int_equal(got->length, ext[k].length);
+            assert_non_null(strstr(log.messages[seen], "1 of 1 blocks bad"));
+        } else {
+            assert_int_equal(got->offset, last_end - 1); /* the missing byte */
+            assert_int_equal(got->length, 1);
+        }
+        assert_non_null(strstr(log.messages[seen], ext[k].fqn));
+        ++seen;
+    }
+    /* verify (first error) reports the first of them with the same code */
+    SP_FAILS(shardpoint_reader_verify(r), first_code, "2 more bad extents");
+
+    /* a callback returning non-zero stops the reports */
+    report_log once = {0};
+    once.stop_after = 1;
+    problems = 0;
+    SP_FAILS(shardpoint_reader_verify_each(r, log_problem, &once, &problems), first_code, NULL);
+    assert_int_equal(once.count, 1);
+    assert_int_equal(problems, 3);
+    /* no callback: the count alone */
+    SP_FAILS(shardpoint_reader_verify_each(r, NULL, NULL, &problems), first_code, NULL);
+    assert_int_equal(problems, 3);
+    shardpoint_reader_free(r);
+    free(data);
+}
+
+static void test_verify_each_of_a_sound_checkpoint(void **state) {
+    fixture *f = *state;
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, f->dir, NULL));
+    report_log log = {0};
+    uint64_t problems = 99;
+    SP_OK(shardpoint_reader_verify_each(r, log_problem, &log, &problems));
+    assert_int_equal(problems, 0);
+    assert_int_equal(log.count, 0);
+    SP_FAILS(shardpoint_reader_verify_each(NULL, NULL, NULL, NULL), SHARDPOINT_EINVAL, "reader");
+    shardpoint_reader_free(r);
+}
+
+/* --- an overwrite save under an open reader -------------------------------------------------------- */
+
+static int save_v(const char *dir, uint32_t seed, uint32_t flags) {
+    tdesc v = V;
+    v.seed = seed;
+    shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+    o.flags = flags;
+    return save_whole(dir, &v, 1, &o);
+}
+
+static void test_open_reader_keeps_reading_after_overwrite(void **state) {
+    fixture *f = *state;
+    char *dir = path_join(f->tmp, "overwritten");
+    SP_OK(save_v(dir, 21, 0));
+    shardpoint_reader *old = NULL;
+    SP_OK(shardpoint_reader_open(&old, dir, NULL));
+    SP_OK(save_v(dir, 22, SHARDPOINT_SAVE_OVERWRITE)); /* deletes the old data file */
+    tdesc v_old = V, v_new = V;
+    v_old.seed = 21, v_new.seed = 22;
+    assert_int_equal(load_whole_mismatches(old, &v_old, NULL), 0); /* the old values, exactly */
+    SP_OK(shardpoint_reader_verify(old));
+    shardpoint_reader *now = NULL;
+    SP_OK(shardpoint_reader_open(&now, dir, NULL));
+    assert_int_equal(load_whole_mismatches(now, &v_new, NULL), 0);
+    shardpoint_reader_free(now);
+    shardpoint_reader_free(old);
+    free(dir);
+}
+
+/* A data file that could not be opened with the reader (here: briefly moved away) is opened when
+ * read; gone by then because a save replaced the checkpoint, the error says so. */
+static void test_replaced_checkpoint_is_named_in_the_error(void **state) {
+    fixture *f = *state;
+    char *dir = path_join(f->tmp, "replaced");
+    SP_OK(save_v(dir, 31, 0));
+    char *data = data_file_of(dir, "v", NULL, NULL);
+    char *aside = path_join(f->tmp, "aside.bin");
+    assert_int_equal(rename(data, aside), 0);
+    shardpoint_reader *old = NULL;
+    SP_OK(shardpoint_reader_open(&old, dir, NULL)); /* a missing data file does not fail open */
+    assert_int_equal(rename(aside, data), 0);
+    SP_OK(save_v(dir, 32, SHARDPOINT_SAVE_OVERWRITE));
+    int16_t got[100];
+    SP_FAILS(shardpoint_reader_read_tensor(old, "v", V.dtype, 1, ZEROS, V.shape, got, NULL), SHARDPOINT_ENOTFOUND,
+             "was replaced by another save after this reader opened it");
+    shardpoint_reader_free(old);
+    free(data), free(aside), free(dir);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(int argc, char **argv) {
@@ -463,6 +713,15 @@ int main(int argc, char **argv) {
         T(test_truncated_data_file),
         T(test_missing_data_file),
         T(test_data_file_symlink),
+        T(test_nul_in_data_file_name),
+        T(test_nul_in_fqn_is_not_a_duplicate),
+        T(test_block_crcs_disagree_with_crc32),
+        T(test_bytes_after_zlib_stream),
+        T(test_data_file_longer_than_recorded),
+        T(test_verify_each_reports_every_bad_extent),
+        T(test_verify_each_of_a_sound_checkpoint),
+        T(test_open_reader_keeps_reading_after_overwrite),
+        T(test_replaced_checkpoint_is_named_in_the_error),
     };
     return cmocka_run_group_tests_name("c_corrupt", tests, NULL, NULL);
 }
