@@ -56,9 +56,10 @@ MetadataState metadata_state(const std::string &dir) {
     }
     struct stat st;
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return MetadataState::checkpoint;
+    if (uint64_t(st.st_size) < metadata_header_size) return MetadataState::not_a_checkpoint;
     unsigned char header[metadata_header_size];
-    ssize_t n = ::pread(fd.get(), header, sizeof header, 0);
-    if (n < ssize_t(sizeof header)) return MetadataState::not_a_checkpoint;
+    // A failing read proves nothing about the file: it must not make a checkpoint look absent.
+    pread_full(fd.get(), header, sizeof header, 0, path);
     static const unsigned char magic[8] = {'S', 'H', 'R', 'D', 'P', 'N', 'T', '\n'};
     uint32_t header_crc;
     std::memcpy(&header_crc, header + 28, 4);

@@ -58,25 +58,31 @@ std::string metadata_temp_name(const std::string &save_id) { return std::string(
 
 void make_directories(const std::string &dir, bool durable) {
     if (dir.empty()) throw Error(Code::invalid_argument, "empty checkpoint path");
-    std::string partial;
+    std::vector<std::string> parents;  // the parent of every component of the path
     size_t pos = 0;
     while (pos != std::string::npos) {
         pos = dir.find('/', pos + 1);
-        partial = dir.substr(0, pos);
-        if (partial.empty()) continue;
-        if (::mkdir(partial.c_str(), 0755) == 0) {
-            // A new directory entry is durable only once its parent is fsynced.
-            if (durable) {
-                size_t slash = partial.find_last_of('/');
-                fsync_directory(slash == std::string::npos ? "." : slash == 0 ? "/" : partial.substr(0, slash));
-            }
-        } else if (errno != EEXIST) {
+        std::string partial = dir.substr(0, pos);
+        if (partial.empty() || partial.back() == '/') continue;
+        if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
             throw_errno(Code::io, "create directory '" + partial + "'", errno);
-        }
+        size_t slash = partial.find_last_of('/');
+        parents.push_back(slash == std::string::npos ? "." : slash == 0 ? "/" : partial.substr(0, slash));
     }
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
         throw Error(Code::io, "'" + dir + "' exists and is not a directory");
+    if (!durable) return;
+    // A directory entry is durable only once its parent is fsynced. Even a component that exists
+    // may come from a save killed before its fsync, so every one is made durable, not just the new.
+    for (const std::string &parent : parents) {
+        FileDescriptor fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (fd.get() < 0) {
+            if (errno == EACCES || errno == EPERM) continue;  // not ours to sync: an ancestor we may not open
+            throw_errno(Code::io, "open directory '" + parent + "'", errno);
+        }
+        fsync_or_throw(fd.get(), "directory '" + parent + "'");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
