@@ -199,7 +199,7 @@ SHARDPOINT_API void shardpoint_comm_free(shardpoint_comm *comm);
  * ------------------------------------------------------------------------------------------- */
 
 /* Save flags. Saves are durable by default: data files, the metadata, the checkpoint directory
- * (and its parent when the directory was created) are fsynced before the save returns success,
+ * and every directory on its path are fsynced before the save returns success,
  * and the previous checkpoint's files are removed only after that. */
 #define SHARDPOINT_SAVE_OVERWRITE 0x1u /* replace a checkpoint already at the path */
 #define SHARDPOINT_SAVE_FSYNC 0x2u     /* accepted for compatibility: durability is the default */
