@@ -2,16 +2,26 @@
  * shardpoint.hpp - a header-only C++17 wrapper over the C ABI in shardpoint.h: RAII handles,
  * exceptions instead of codes, and LocalGroup, an in-process communicator for threads.
  * It adds no logic of its own; everything goes through the stable C ABI.
+ *
+ * Loads are exact: every destination is given with its size (a std::vector, a pointer and an
+ * element count, or raw memory and its byte count), and a C-order destination must hold exactly
+ * the box's elements (Error with SHARDPOINT_ESHAPE otherwise); with explicit strides every element
+ * the box places must lie inside it (SHARDPOINT_ERANGE). read_whole/add_whole check the stored
+ * shape: "destination has shape [6, 7] but 'w' is [6, 8]". The old overloads that take a bare
+ * void * cannot be checked and are deprecated.
  */
 #ifndef SHARDPOINT_HPP
 #define SHARDPOINT_HPP
 
+#include <complex>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -36,6 +46,118 @@ inline void check(int rc) {
 
 using Dims = std::vector<uint64_t>;
 using Strides = std::vector<int64_t>;
+
+// The dtype of a C++ element type (bool, the fixed-width integers, float, double, std::complex).
+// f16, bf16 and the f8 types have no C++ type here: use the raw overloads with an explicit dtype.
+template <class T> constexpr int32_t dtype_of() {
+    if constexpr (std::is_same_v<T, bool>) return SHARDPOINT_DTYPE_BOOL;
+    else if constexpr (std::is_same_v<T, uint8_t>) return SHARDPOINT_DTYPE_U8;
+    else if constexpr (std::is_same_v<T, int8_t>) return SHARDPOINT_DTYPE_I8;
+    else if constexpr (std::is_same_v<T, int16_t>) return SHARDPOINT_DTYPE_I16;
+    else if constexpr (std::is_same_v<T, int32_t>) return SHARDPOINT_DTYPE_I32;
+    else if constexpr (std::is_same_v<T, int64_t>) return SHARDPOINT_DTYPE_I64;
+    else if constexpr (std::is_same_v<T, uint16_t>) return SHARDPOINT_DTYPE_U16;
+    else if constexpr (std::is_same_v<T, uint32_t>) return SHARDPOINT_DTYPE_U32;
+    else if constexpr (std::is_same_v<T, uint64_t>) return SHARDPOINT_DTYPE_U64;
+    else if constexpr (std::is_same_v<T, float>) return SHARDPOINT_DTYPE_F32;
+    else if constexpr (std::is_same_v<T, double>) return SHARDPOINT_DTYPE_F64;
+    else if constexpr (std::is_same_v<T, std::complex<float>>) return SHARDPOINT_DTYPE_COMPLEX64;
+    else if constexpr (std::is_same_v<T, std::complex<double>>) return SHARDPOINT_DTYPE_COMPLEX128;
+    else static_assert(sizeof(T) == 0, "no shardpoint dtype for this element type; use a raw overload");
+}
+
+namespace detail {
+
+inline std::string dims_text(const Dims &d) {
+    std::string s = "[";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + "]";
+}
+
+// Checks a destination of `capacity` elements whose box has `sizes` and whose first element is
+// element `first`, placed by `strides` (empty: C order). C order must fit exactly; strides must
+// keep every element inside the capacity. The library trusts the pointer, so this is what keeps
+// the caller's memory safe.
+inline void check_destination(const std::string &fqn, const Dims &sizes, uint64_t capacity, const Strides &strides,
+                              uint64_t first) {
+    if (strides.empty()) {
+        uint64_t numel = 1;
+        for (uint64_t s : sizes) {
+            if (s != 0 && numel > UINT64_MAX / s) throw Error(SHARDPOINT_ESHAPE, "box of '" + fqn + "' overflows");
+            numel *= s;
+        }
+        if (first != 0 || numel != capacity)
+            throw Error(SHARDPOINT_ESHAPE, "destination holds " + std::to_string(capacity) + " elements but the box " +
+                                               dims_text(sizes) + " of '" + fqn + "' has " + std::to_string(numel) +
+                                               (first ? " (and a C-order destination starts at element 0)" : ""));
+        return;
+    }
+    if (strides.size() != sizes.size())
+        throw Error(SHARDPOINT_EINVAL, std::to_string(strides.size()) + " strides for " + std::to_string(sizes.size()) +
+                                           " dimensions");
+    for (uint64_t s : sizes)
+        if (s == 0) {  // an empty box touches no memory
+            if (first > capacity) throw Error(SHARDPOINT_ERANGE, "first element past the destination's end");
+            return;
+        }
+    // Elements reached before and after the first one, with every product and sum checked.
+    const auto outside = [&] {
+        return Error(SHARDPOINT_ERANGE, "the box " + dims_text(sizes) + " of '" + fqn +
+                                            "' with these strides reaches outside a destination of " +
+                                            std::to_string(capacity) + " elements");
+    };
+    uint64_t below = 0, above = 0;
+    for (size_t d = 0; d < sizes.size(); ++d) {
+        const uint64_t mag = strides[d] < 0 ? uint64_t(0) - uint64_t(strides[d]) : uint64_t(strides[d]);
+        const uint64_t n = sizes[d] - 1;
+        if (mag != 0 && n > UINT64_MAX / mag) throw outside();
+        uint64_t &side = strides[d] < 0 ? below : above;
+        if (side > UINT64_MAX - mag * n) throw outside();
+        side += mag * n;
+    }
+    if (below > first || first >= capacity || above >= capacity - first) throw outside();
+}
+
+inline uint64_t whole_elements(const std::string &fqn, uint64_t bytes, int32_t dtype) {
+    const uint32_t esize = shardpoint_dtype_size(dtype);
+    if (esize == 0) throw Error(SHARDPOINT_EINVAL, "unknown dtype " + std::to_string(dtype));
+    if (bytes % esize != 0)
+        throw Error(SHARDPOINT_ESHAPE, "a destination of " + std::to_string(bytes) + " bytes for '" + fqn +
+                                           "' is not a whole number of " + std::to_string(esize) + "-byte elements");
+    return bytes / esize;
+}
+
+}  // namespace detail
+
+// Save options in C++ terms. Saves are durable by default (data files, metadata and the directory
+// are fsynced before commit() returns).
+struct SaveOptions {
+    bool overwrite = false;      // replace a checkpoint already at the path (else SHARDPOINT_EEXISTS)
+    // false: SHARDPOINT_SAVE_NO_FSYNC, skip every fsync. Safe against a crash of the process, NOT
+    // against a power loss or a kernel crash, after which the new checkpoint (and with overwrite
+    // the previous one too) may be lost or unreadable.
+    bool durable = true;
+    bool allow_partial = false;  // accept tensors the ranks leave partly uncovered (else SHARDPOINT_EUNCOVERED)
+    int32_t compression_level = 0;
+    uint32_t io_threads = 0;
+    uint64_t alignment = 0;
+    std::string checkpoint_id;   // empty: the directory's name
+
+    uint32_t flags() const {
+        return (overwrite ? SHARDPOINT_SAVE_OVERWRITE : 0u) | (durable ? 0u : SHARDPOINT_SAVE_NO_FSYNC) |
+               (allow_partial ? SHARDPOINT_SAVE_ALLOW_PARTIAL : 0u);
+    }
+    // The C struct; its checkpoint_id points into this object.
+    shardpoint_save_options c() const {
+        shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+        o.flags = flags();
+        o.compression_level = compression_level;
+        o.io_threads = io_threads;
+        o.alignment = alignment;
+        o.checkpoint_id = checkpoint_id.empty() ? nullptr : checkpoint_id.c_str();
+        return o;
+    }
+};
 
 // A communicator handle (single process when default-constructed).
 class Comm {
@@ -131,6 +253,10 @@ public:
     Save(const std::string &dir, const Comm *comm = nullptr, const shardpoint_save_options *options = nullptr) {
         check(shardpoint_save_new(&raw_, dir.c_str(), comm ? comm->get() : nullptr, options));
     }
+    Save(const std::string &dir, const Comm *comm, const SaveOptions &options) {
+        const shardpoint_save_options o = options.c();  // copied by shardpoint_save_new
+        check(shardpoint_save_new(&raw_, dir.c_str(), comm ? comm->get() : nullptr, &o));
+    }
     Save(const Save &) = delete;
     Save &operator=(const Save &) = delete;
     ~Save() { shardpoint_save_free(raw_); }
@@ -188,10 +314,78 @@ public:
         check(shardpoint_reader_metadata_get(raw_, key.c_str(), &v));
         return v;
     }
+    // The entry named fqn (SHARDPOINT_ENOTFOUND when there is none).
+    Entry entry(const std::string &fqn) const {
+        uint64_t index;
+        check(shardpoint_reader_find(raw_, fqn.c_str(), &index));
+        shardpoint_entry_info e;
+        check(shardpoint_reader_entry_info(raw_, index, &e));
+        return Entry{e.fqn, e.kind, e.dtype, Dims(e.shape, e.shape + e.ndim), e.chunk_count, e.numel, e.nbytes,
+                     e.stored_bytes, e.covered_numel};
+    }
+
+    // Reads the box (offsets, sizes) of tensor fqn into dst_bytes bytes of raw memory at dst, whose
+    // first element receives the box's first element: in C order (no strides) the memory must
+    // hold exactly the box; with strides every element must lie in [dst, dst + dst_bytes).
+    void read_tensor(const std::string &fqn, int32_t dtype, const Dims &offsets, const Dims &sizes, void *dst,
+                     uint64_t dst_bytes, const Strides &strides = {}) {
+        detail::check_destination(fqn, sizes, detail::whole_elements(fqn, dst_bytes, dtype), strides, 0);
+        check(shardpoint_reader_read_tensor(raw_, fqn.c_str(), dtype, uint32_t(offsets.size()), offsets.data(), sizes.data(),
+                                            dst, strides.empty() ? nullptr : strides.data()));
+    }
+    // Typed: the dtype follows from T; the box's first element goes to dst[first].
+    template <class T>
+    void read_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, T *dst, size_t count,
+                     const Strides &strides = {}, size_t first = 0) {
+        detail::check_destination(fqn, sizes, count, strides, first);
+        check(shardpoint_reader_read_tensor(raw_, fqn.c_str(), dtype_of<T>(), uint32_t(offsets.size()), offsets.data(),
+                                            sizes.data(), dst + first, strides.empty() ? nullptr : strides.data()));
+    }
+    template <class T>
+    void read_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, std::vector<T> &dst,
+                     const Strides &strides = {}, size_t first = 0) {
+        static_assert(!std::is_same_v<T, bool>, "std::vector<bool> has no element memory: use a bool array");
+        read_tensor(fqn, offsets, sizes, dst.data(), dst.size(), strides, first);
+    }
+    // The whole tensor fqn, whose shape the caller states: a tensor of another shape is an Error
+    // with SHARDPOINT_ESHAPE naming both shapes, never a partial read.
+    template <class T> void read_whole(const std::string &fqn, const Dims &shape, std::vector<T> &dst) {
+        read_tensor(fqn, whole_box(fqn, shape), shape, dst);
+    }
+    // The whole tensor fqn into a new vector sized from the stored shape.
+    template <class T> std::vector<T> read_whole(const std::string &fqn) {
+        const Entry e = entry(fqn);
+        std::vector<T> out(size_t(e.numel));
+        read_tensor(fqn, Dims(e.shape.size(), 0), e.shape, out);
+        return out;
+    }
+
+    // Unchecked: the library writes the box at dst whatever memory is there.
+    [[deprecated("the destination's size is unknown: pass it (dst, dst_bytes), or a std::vector")]]
     void read_tensor(const std::string &fqn, int32_t dtype, const Dims &offsets, const Dims &sizes, void *dst,
                      const Strides &strides = {}) {
         check(shardpoint_reader_read_tensor(raw_, fqn.c_str(), dtype, uint32_t(offsets.size()), offsets.data(), sizes.data(),
                                             dst, strides.empty() ? nullptr : strides.data()));
+    }
+
+    // The zero offsets of a whole-tensor request, after checking `shape` against the stored one
+    // (a missing or bytes entry is left to the library's own error).
+    Dims whole_box(const std::string &fqn, const Dims &shape) const {
+        uint64_t index;
+        if (shardpoint_reader_find(raw_, fqn.c_str(), &index) == SHARDPOINT_OK) {
+            shardpoint_entry_info e;
+            check(shardpoint_reader_entry_info(raw_, index, &e));
+            const Dims stored(e.shape, e.shape + e.ndim);
+            if (e.kind == SHARDPOINT_ENTRY_TENSOR && stored != shape)
+                throw Error(SHARDPOINT_ESHAPE, "destination has shape " + detail::dims_text(shape) + " but '" + fqn +
+                                                   "' is " + detail::dims_text(stored));
+        }
+        return Dims(shape.size(), 0);
+    }
+    uint32_t block_size() const {
+        uint32_t b;
+        check(shardpoint_reader_block_size(raw_, &b));
+        return b;
     }
     std::vector<unsigned char> read_bytes(const std::string &fqn) {
         uint64_t index;
@@ -211,13 +405,38 @@ private:
 
 class Load {
 public:
-    explicit Load(Reader &reader, const Comm *comm = nullptr) {
+    explicit Load(Reader &reader, const Comm *comm = nullptr) : reader_(&reader) {
         check(shardpoint_load_new(&raw_, reader.get(), comm ? comm->get() : nullptr));
     }
     Load(const Load &) = delete;
     Load &operator=(const Load &) = delete;
     ~Load() { shardpoint_load_free(raw_); }
-    // `dst` must stay valid until execute() returns.
+    // Destinations must stay valid until execute() returns; they are checked as in
+    // Reader::read_tensor (C order: exactly the box; strides: inside the given memory).
+    void add_tensor(const std::string &fqn, int32_t dtype, const Dims &offsets, const Dims &sizes, void *dst,
+                    uint64_t dst_bytes, const Strides &strides = {}) {
+        detail::check_destination(fqn, sizes, detail::whole_elements(fqn, dst_bytes, dtype), strides, 0);
+        check(shardpoint_load_add_tensor(raw_, fqn.c_str(), dtype, uint32_t(offsets.size()), offsets.data(), sizes.data(),
+                                         dst, strides.empty() ? nullptr : strides.data()));
+    }
+    template <class T>
+    void add_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, T *dst, size_t count,
+                    const Strides &strides = {}, size_t first = 0) {
+        detail::check_destination(fqn, sizes, count, strides, first);
+        check(shardpoint_load_add_tensor(raw_, fqn.c_str(), dtype_of<T>(), uint32_t(offsets.size()), offsets.data(),
+                                         sizes.data(), dst + first, strides.empty() ? nullptr : strides.data()));
+    }
+    template <class T>
+    void add_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, std::vector<T> &dst,
+                    const Strides &strides = {}, size_t first = 0) {
+        static_assert(!std::is_same_v<T, bool>, "std::vector<bool> has no element memory: use a bool array");
+        add_tensor(fqn, offsets, sizes, dst.data(), dst.size(), strides, first);
+    }
+    // The whole tensor fqn of the stated shape (SHARDPOINT_ESHAPE naming both shapes otherwise).
+    template <class T> void add_whole(const std::string &fqn, const Dims &shape, std::vector<T> &dst) {
+        add_tensor(fqn, reader_->whole_box(fqn, shape), shape, dst);
+    }
+    [[deprecated("the destination's size is unknown: pass it (dst, dst_bytes), or a std::vector")]]
     void add_tensor(const std::string &fqn, int32_t dtype, const Dims &offsets, const Dims &sizes, void *dst,
                     const Strides &strides = {}) {
         check(shardpoint_load_add_tensor(raw_, fqn.c_str(), dtype, uint32_t(offsets.size()), offsets.data(), sizes.data(),
@@ -229,6 +448,7 @@ public:
     void execute() { check(shardpoint_load_execute(raw_)); }
 
 private:
+    Reader *reader_;
     shardpoint_load *raw_ = nullptr;
 };
 
