@@ -7,7 +7,6 @@ injected exactly there, or rebuilds from the trace the file-system states a powe
 What is asserted, and what the power-loss model does and does not cover: README.md.
 """
 import argparse
-import copy
 import fnmatch
 import hashlib
 import itertools
