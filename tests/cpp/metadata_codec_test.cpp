@@ -4,6 +4,11 @@
 #include <functional>
 #include <random>
 
+#include <capnp/any.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include "shardpoint.capnp.h"
 #include "shardpoint/codec.hpp"
 #include "shardpoint/metadata_codec.hpp"
 #include "test_util.hpp"
@@ -763,4 +768,55 @@ TEST(MetadataCodec, StaircaseOpensAsFastAsRows) {
     RecordProperty("staircase_ms", int(t_stairs * 1000));
     RecordProperty("rows_ms", int(t_rows * 1000));
     EXPECT_LT(t_stairs, 5 * t_rows) << "staircase " << t_stairs << " s, rows " << t_rows << " s";
+}
+
+// --- the traversal limit: 4 * (body length / 8) + 1024 words ---------------------------------
+
+namespace {
+
+// A valid header around a message whose `files` list holds `n` zero-sized structs: one word in
+// the body, n words for the traversal limit (Cap'n Proto counts such elements as a word each).
+std::vector<unsigned char> zero_sized_files(uint32_t n, uint64_t &limit_words) {
+    capnp::MallocMessageBuilder message;
+    auto root = message.initRoot<schema::Checkpoint>();
+    auto storage = root.initStorage();
+    storage.setSaveId("0123456789abcdef0123456789abcdef");
+    storage.setWorldSize(1);
+    storage.setAlignment(4096);
+    storage.setBlockSize(4096);
+    capnp::AnyStruct::Builder any(kj::mv(root));
+    any.getPointerSection()[1].initAsListOfAnyStruct(0, 0, n);
+    kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+    std::vector<unsigned char> bytes(32 + words.asBytes().size(), 0);
+    std::memcpy(bytes.data(), "SHRDPNT\n", 8);
+    put16(bytes, 8, 1);
+    put64(bytes, 16, words.asBytes().size());
+    std::memcpy(bytes.data() + 32, words.asBytes().begin(), words.asBytes().size());
+    fix_crcs(bytes);
+    limit_words = 4 * (words.size()) + 1024;
+    return bytes;
+}
+
+}  // namespace
+
+TEST(MetadataCodecError, TraversalLimit) {
+    uint64_t limit = 0;
+    zero_sized_files(1, limit);
+    // Within the limit the files are read (and refused for their empty names) ...
+    EXPECT_SP_ERROR(decode(zero_sized_files(uint32_t(limit / 2), limit)), Code::path, "plain file name");
+    // ... beyond it the message is refused before they are.
+    EXPECT_SP_ERROR(decode(zero_sized_files(uint32_t(limit + 1), limit)), Code::format, "corrupt metadata");
+    EXPECT_SP_ERROR(decode(zero_sized_files(1u << 28, limit)), Code::format, "corrupt metadata");
+}
+
+// Through the decoder, a layout beyond the comparison budget is a shape error naming the entry.
+TEST(MetadataCodecError, TooIrregularLayoutIsRefused) {
+    const uint64_t m = 20000;
+    auto bytes = many_chunks(3 * m, {3 * m, m, m}, [&](size_t k) {
+        uint64_t i = k / 3;
+        if (k % 3 == 0) return Box{{i, 0, 0}, {1, m, m}};
+        if (k % 3 == 1) return Box{{m, i, 0}, {m, 1, m}};
+        return Box{{2 * m, 0, i}, {m, m, 1}};
+    });
+    EXPECT_SP_ERROR(decode(bytes), Code::shape, "'t'", "too irregular");
 }
