@@ -430,6 +430,22 @@ static void test_data_file_symlink(void **state) {
     free(data), free(elsewhere);
 }
 
+/* A data file replaced by a directory is not read as one. */
+static void test_data_file_not_a_regular_file(void **state) {
+    fixture *f = *state;
+    char *data = data_file_of(f->dir, "v", NULL, NULL);
+    assert_int_equal(unlink(data), 0);
+    assert_int_equal(mkdir(data, 0755), 0);
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, f->dir, NULL));
+    int16_t got[100];
+    SP_FAILS(shardpoint_reader_read_tensor(r, "v", V.dtype, 1, ZEROS, V.shape, got, NULL), SHARDPOINT_EFORMAT,
+             "not a regular file");
+    SP_FAILS(shardpoint_reader_verify(r), SHARDPOINT_EFORMAT, "not a regular file");
+    shardpoint_reader_free(r);
+    free(data);
+}
+
 /* --- names with NUL bytes (Cap'n Proto texts carry their length) ------------------------------ */
 
 static void test_nul_in_data_file_name(void **state) {
@@ -713,6 +729,7 @@ int main(int argc, char **argv) {
         T(test_truncated_data_file),
         T(test_missing_data_file),
         T(test_data_file_symlink),
+        T(test_data_file_not_a_regular_file),
         T(test_nul_in_data_file_name),
         T(test_nul_in_fqn_is_not_a_duplicate),
         T(test_block_crcs_disagree_with_crc32),
