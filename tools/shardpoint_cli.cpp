@@ -425,7 +425,7 @@ int demo(const char *dir, uint64_t megabytes) {
                     for (auto &t : model) {
                         uint64_t r0 = t.rows * r / load_ranks, nr = t.rows * (r + 1) / load_ranks - r0;
                         loaded[r].emplace_back(nr * t.cols);
-                        load.add_tensor(t.fqn, SHARDPOINT_DTYPE_F32, {r0, 0}, {nr, t.cols}, loaded[r].back().data());
+                        load.add_tensor(t.fqn, {r0, 0}, {nr, t.cols}, loaded[r].back());
                     }
                     load.execute();
                     load_seconds[r] = seconds_since(t0);

@@ -301,7 +301,7 @@ void load_and_compare(const std::string &dir, sp::Comm &comm, Split split, uint6
         if (split == Split::cols && t.shape.size() == 1) std::tie(off[0], sizes[0]) = part(t.shape[0], r, w);
         auto img = image(t, seed);
         pending.push_back({t.fqn, std::vector<unsigned char>(numel(sizes) * isz, 0xEE), box_bytes(img, t.shape, isz, off, sizes)});
-        load.add_tensor(t.fqn, t.dtype, off, sizes, pending.back().got.data());
+        load.add_tensor(t.fqn, t.dtype, off, sizes, pending.back().got.data(), pending.back().got.size());
     }
     for (const BytesSpec &b : bytes_specs()) {
         pending.push_back({b.fqn, std::vector<unsigned char>(b.length, 0xEE), image(b.fqn, b.length, seed)});
@@ -365,23 +365,23 @@ void cmd_bad_load(const std::string &dir) {
         sp::Load load(reader, &comm);
         std::vector<unsigned char> buf(1 << 20);
         expect_error("unknown tensor", SHARDPOINT_ENOTFOUND, {"'no.such'"},
-                     [&] { load.add_tensor("no.such", SHARDPOINT_DTYPE_F32, {0}, {1}, buf.data()); });
+                     [&] { load.add_tensor("no.such", SHARDPOINT_DTYPE_F32, {0}, {1}, buf.data(), 4); });
         expect_error("unknown blob", SHARDPOINT_ENOTFOUND, {"'no.blob'"}, [&] { load.add_bytes("no.blob", buf.data(), 10); });
         expect_error("tensor request on bytes", SHARDPOINT_EKIND, {"'optim.state'"},
-                     [&] { load.add_tensor("optim.state", SHARDPOINT_DTYPE_U8, {0}, {10}, buf.data()); });
+                     [&] { load.add_tensor("optim.state", SHARDPOINT_DTYPE_U8, {0}, {10}, buf.data(), 10); });
         expect_error("bytes request on tensor", SHARDPOINT_EKIND, {"'model.rows'"}, [&] { load.add_bytes("model.rows", buf.data(), buf.size()); });
         expect_error("wrong dtype", SHARDPOINT_EDTYPE, {"'model.blocks'", "f32", "f64"},
-                     [&] { load.add_tensor("model.blocks", SHARDPOINT_DTYPE_F64, {0, 0}, {1, 1}, buf.data()); });
+                     [&] { load.add_tensor("model.blocks", SHARDPOINT_DTYPE_F64, {0, 0}, {1, 1}, buf.data(), 8); });
         expect_error("wrong ndim", SHARDPOINT_ESHAPE, {"'model.blocks'"},
-                     [&] { load.add_tensor("model.blocks", SHARDPOINT_DTYPE_F32, {0, 0, 0}, {1, 1, 1}, buf.data()); });
+                     [&] { load.add_tensor("model.blocks", SHARDPOINT_DTYPE_F32, {0, 0, 0}, {1, 1, 1}, buf.data(), 4); });
         expect_error("box outside", SHARDPOINT_ESHAPE, {"'model.blocks'", "outside"},
-                     [&] { load.add_tensor("model.blocks", SHARDPOINT_DTYPE_F32, {60, 0}, {5, 1}, buf.data()); });
+                     [&] { load.add_tensor("model.blocks", SHARDPOINT_DTYPE_F32, {60, 0}, {5, 1}, buf.data(), 20); });
         expect_error("uncovered box", SHARDPOINT_EUNCOVERED, {"'model.half'"},
-                     [&] { load.add_tensor("model.half", SHARDPOINT_DTYPE_U16, {19, 0}, {2, 6}, buf.data()); });
+                     [&] { load.add_tensor("model.half", SHARDPOINT_DTYPE_U16, {19, 0}, {2, 6}, buf.data(), 24); });
         expect_error("small bytes buffer", SHARDPOINT_ERANGE, {"'optim.state'", "5000"}, [&] { load.add_bytes("optim.state", buf.data(), 4999); });
         // The failed requests left nothing behind: the collective load still runs.
         std::vector<unsigned char> step(8);
-        load.add_tensor("model.step", SHARDPOINT_DTYPE_I64, {}, {}, step.data());
+        load.add_tensor("model.step", SHARDPOINT_DTYPE_I64, {}, {}, step.data(), step.size());
         load.execute();
         check(step == image("model.step", 8, 1), "model.step after failed requests");
         expect_error("execute twice", SHARDPOINT_ESTATE, {}, [&] { load.execute(); });
@@ -425,7 +425,7 @@ void cmd_bad_load(const std::string &dir) {
         std::vector<unsigned char> buf(4 * 1001);
         std::string name = g_rank == 1 ? "private.1" : "private.0";
         uint64_t n = g_rank == 1 ? 1001 : 1000;
-        load.add_tensor(name, SHARDPOINT_DTYPE_I32, {0}, {n}, buf.data());
+        load.add_tensor(name, SHARDPOINT_DTYPE_I32, {0}, {n}, buf.data(), 4 * n);
         if (g_rank == 1) {
             expect_error("damaged extent", SHARDPOINT_ECHECKSUM, {"'private.1'", "data-"}, [&] { load.execute(); });
         } else {

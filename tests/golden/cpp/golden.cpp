@@ -256,7 +256,7 @@ int read(const std::string &dir, const std::vector<Record> &model) {
                 continue;
             }
             checks.push_back({r.fqn + " (whole)", std::vector<unsigned char>(img.size(), 0xEE), img});
-            load.add_tensor(r.fqn, r.dtype, sp::Dims(r.shape.size(), 0), r.shape, checks.back().got.data());
+            load.add_tensor(r.fqn, r.dtype, sp::Dims(r.shape.size(), 0), r.shape, checks.back().got.data(), checks.back().got.size());
             if (!r.shape.empty() && r.shape[0] >= 2) {
                 const uint64_t lo = r.shape[0] / 3, row_bytes = img.size() / r.shape[0];
                 sp::Dims offsets(r.shape.size(), 0), sizes = r.shape;
@@ -264,7 +264,7 @@ int read(const std::string &dir, const std::vector<Record> &model) {
                 sizes[0] = r.shape[0] - lo;
                 std::vector<unsigned char> got((r.shape[0] - lo) * row_bytes, 0xEE);
                 try {
-                    reader.read_tensor(r.fqn, r.dtype, offsets, sizes, got.data());
+                    reader.read_tensor(r.fqn, r.dtype, offsets, sizes, got.data(), got.size());
                     if (!std::equal(got.begin(), got.end(), img.begin() + long(lo * row_bytes)))
                         miss(r.fqn, "rows " + std::to_string(lo) + ".." + std::to_string(r.shape[0]) + " differ from the generator");
                 } catch (const sp::Error &err) {
