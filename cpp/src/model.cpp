@@ -179,12 +179,25 @@ std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes) {
     return find_overlap(boxes, budget);
 }
 
-std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes, uint64_t &budget) {
-    // Empty boxes hold no element and overlap nothing.
-    std::vector<size_t> ids;
-    ids.reserve(boxes.size());
-    for (size_t i = 0; i < boxes.size(); ++i)
-        if (!box_is_empty(boxes[i])) ids.push_back(i);
+namespace {
+
+std::pair<long, long> overlap_among(const std::vector<BoxRef> &boxes, std::vector<size_t> ids, uint64_t &budget);
+
+// Splits `ids` into groups that no box crosses between: cut along `d` wherever every box so far
+// ends before the next one starts. Boxes of different groups cannot overlap.
+std::vector<std::vector<size_t>> separable_groups(const std::vector<BoxRef> &boxes, std::vector<size_t> ids, size_t d) {
+    std::sort(ids.begin(), ids.end(), [&](size_t x, size_t y) { return lo_of(boxes[x], d) < lo_of(boxes[y], d); });
+    std::vector<std::vector<size_t>> groups(1);
+    uint64_t reach = 0;
+    for (size_t i : ids) {
+        if (!groups.back().empty() && lo_of(boxes[i], d) >= reach) groups.emplace_back();
+        groups.back().push_back(i);
+        reach = std::max(reach, hi_of(boxes[i], d));
+    }
+    return groups;
+}
+
+std::pair<long, long> overlap_among(const std::vector<BoxRef> &boxes, std::vector<size_t> ids, uint64_t &budget) {
     if (ids.size() < 2) return {-1, -1};
     // A dimension in which every box has the same interval separates nothing: drop it.
     const size_t ndim = boxes[ids[0]].offsets->size();
@@ -203,7 +216,31 @@ std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes, uint64_t &b
     std::sort(by_depth.begin(), by_depth.end());
     const size_t a = by_depth[0].second, b = by_depth[1].second;
     if (dims.size() == 2) return overlap_2d(boxes, ids, a, b);
+    // Layouts made of regions sliced differently (one block split by rows, the next by columns)
+    // are cheap once cut apart: check each region on its own, with the dimensions it has.
+    for (size_t d : dims) {
+        // Each attempt sorts the boxes: it draws from the budget like comparisons do.
+        budget -= std::min<uint64_t>(budget, ids.size());
+        std::vector<std::vector<size_t>> groups = separable_groups(boxes, ids, d);
+        if (groups.size() < 2) continue;
+        for (auto &group : groups) {
+            auto found = overlap_among(boxes, std::move(group), budget);
+            if (found.first >= 0) return found;
+        }
+        return {-1, -1};
+    }
     return overlap_nd(boxes, ids, a, b, budget);
+}
+
+}  // namespace
+
+std::pair<long, long> find_overlap(const std::vector<BoxRef> &boxes, uint64_t &budget) {
+    // Empty boxes hold no element and overlap nothing.
+    std::vector<size_t> ids;
+    ids.reserve(boxes.size());
+    for (size_t i = 0; i < boxes.size(); ++i)
+        if (!box_is_empty(boxes[i])) ids.push_back(i);
+    return overlap_among(boxes, std::move(ids), budget);
 }
 
 uint64_t WriteItem::nbytes() const { return product(sizes) * dtype_size(int32_t(dtype)); }

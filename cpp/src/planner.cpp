@@ -51,6 +51,7 @@ GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans, bool 
     global.writes.resize(plans.size());
     std::vector<uint64_t> load(plans.size(), 0);
     std::vector<std::vector<Offer>> replicated;  // each: the identical offers of one chunk
+    uint64_t overlap_budget = overlap_check_budget(0);  // shared by every entry, as readers share it
 
     for (auto &offers : groups) {
         const WriteItem &first = *offers[0].w;
@@ -70,7 +71,15 @@ GlobalSavePlan create_global_save_plan(const std::vector<SavePlan> &plans, bool 
         std::vector<BoxRef> boxes;
         boxes.reserve(unique.size());
         for (auto &u : unique) boxes.push_back(offers[u.first].w->box_ref());
-        auto [a, b] = find_overlap(boxes);
+        std::pair<long, long> overlap;
+        try {
+            overlap_budget += overlap_check_allowance(boxes.size());
+            overlap = find_overlap(boxes, overlap_budget);
+        } catch (const Error &e) {
+            // Too irregular a layout to check in bounded time: readers would refuse it too.
+            throw Error(e.code(), "'" + first.index.fqn + "': " + e.what());
+        }
+        auto [a, b] = overlap;
         if (a >= 0)
             throw Error(Code::conflict, "ranks " + std::to_string(offers[unique[a].first].rank) + " and " +
                                             std::to_string(offers[unique[b].first].rank) +

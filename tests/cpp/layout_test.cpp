@@ -287,9 +287,9 @@ TEST(FindOverlap, RandomBoxSetsAgreeWithBruteForce) {
     EXPECT_GT(overlapping, 1000);
 }
 
-// Disjoint boxes that every dimension sees piled up (three staircases, each apart along another
-// dimension, in separate regions): no sweep is cheap, so the check refuses within its budget.
-TEST(FindOverlap, TooIrregularLayoutsAreRefusedWithinTheBudget) {
+// Regions sliced differently (three staircases, each apart along another dimension, in separate
+// regions) pile up in every dimension, but planes separate the regions: each is checked on its own.
+TEST(FindOverlap, RegionsSlicedDifferentlyAreCheckedApart) {
     const uint64_t m = 20000;
     std::vector<Box> boxes;
     for (uint64_t i = 0; i < m; ++i) {
@@ -297,9 +297,20 @@ TEST(FindOverlap, TooIrregularLayoutsAreRefusedWithinTheBudget) {
         boxes.push_back(Box{{m, i, 0}, {m, 1, m}});
         boxes.push_back(Box{{2 * m, 0, i}, {m, m, 1}});
     }
+    EXPECT_EQ(find_overlap(refs_of(boxes)).first, -1);
+    boxes.push_back(Box{{m + 5, 7, 3}, {1, 1, 1}});  // inside a box of the second region
+    auto found = find_overlap(refs_of(boxes));
+    EXPECT_TRUE(found.first == long(boxes.size() - 1) || found.second == long(boxes.size() - 1));
+}
+
+// No plane separates a pinwheel and every dimension sees its boxes piled up: no sweep is cheap,
+// so the check refuses within its budget rather than spend unbounded time.
+TEST(FindOverlap, TooIrregularLayoutsAreRefusedWithinTheBudget) {
+    std::vector<Box> boxes = sptest::pinwheel_layout(20000);
+    ASSERT_FALSE(any_overlap_brute_force(sptest::pinwheel_layout(6)));  // the layout is valid
+    EXPECT_EQ(find_overlap(refs_of(sptest::pinwheel_layout(6))).first, -1);
     auto t0 = std::chrono::steady_clock::now();
-    EXPECT_SP_ERROR(find_overlap(refs_of(boxes)), Code::shape, "too irregular",
-                    std::to_string(overlap_check_budget(boxes.size())));
+    EXPECT_SP_ERROR(find_overlap(refs_of(boxes)), Code::shape, "too irregular", "80001 chunks");
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     RecordProperty("refusal_ms", int(seconds * 1000));
 }

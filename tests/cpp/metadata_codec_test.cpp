@@ -812,11 +812,8 @@ TEST(MetadataCodecError, TraversalLimit) {
 // Through the decoder, a layout beyond the comparison budget is a shape error naming the entry.
 TEST(MetadataCodecError, TooIrregularLayoutIsRefused) {
     const uint64_t m = 20000;
-    auto bytes = many_chunks(3 * m, {3 * m, m, m}, [&](size_t k) {
-        uint64_t i = k / 3;
-        if (k % 3 == 0) return Box{{i, 0, 0}, {1, m, m}};
-        if (k % 3 == 1) return Box{{m, i, 0}, {m, 1, m}};
-        return Box{{2 * m, 0, i}, {m, m, 1}};
-    });
+    std::vector<Box> layout = sptest::pinwheel_layout(m);
+    layout.pop_back();  // without the centre (a hole): every other chunk fits in one CRC block
+    auto bytes = many_chunks(layout.size(), {3 * m, 3 * m, m}, [&](size_t k) { return layout[k]; });
     EXPECT_SP_ERROR(decode(bytes), Code::shape, "'t'", "too irregular");
 }

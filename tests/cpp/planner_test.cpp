@@ -496,3 +496,17 @@ TEST(GlobalSavePlanCoverage, EmptyChunksCoverNothing) {
     plans[1].items.push_back(tensor_item("v", DType::u8, {5}, {5}, {0}));
     EXPECT_SP_ERROR(create_global_save_plan(plans), Code::uncovered, "'v'", "0 of its 5");
 }
+
+// The planner refuses what readers would refuse, before any byte is written.
+TEST(GlobalSavePlanConflict, TooIrregularLayoutIsRefusedAtSaveTime) {
+    const uint64_t m = 20000;
+    std::vector<SavePlan> plans(2);
+    std::vector<Box> layout = sptest::pinwheel_layout(m);
+    for (size_t k = 0; k < layout.size(); ++k)
+        plans[k % 2].items.push_back(tensor_item("pin", DType::u8, {3 * m, 3 * m, m}, layout[k].offsets, layout[k].sizes));
+    EXPECT_SP_ERROR(create_global_save_plan(plans), Code::shape, "'pin'", "too irregular");
+    std::vector<Box> small = sptest::pinwheel_layout(5);
+    std::vector<SavePlan> fine(1);
+    for (auto &b : small) fine[0].items.push_back(tensor_item("pin", DType::u8, {15, 15, 5}, b.offsets, b.sizes));
+    expect_each_chunk_written_once(create_global_save_plan(fine), fine);
+}

@@ -241,4 +241,18 @@ inline bool contains(const std::string &haystack, const std::string &needle) {
     return haystack.find(needle) != std::string::npos;
 }
 
+// Disjoint boxes that no plane separates and that every dimension sees piled up: five regions of a
+// [3m, 3m, m] tensor laid out as a pinwheel in the first two dimensions, each arm sliced along a
+// dimension other than the one whose cut it blocks (so no straight cut goes through the whole).
+inline std::vector<shardpoint::Box> pinwheel_layout(uint64_t m) {
+    using shardpoint::Box;
+    std::vector<Box> boxes;
+    for (uint64_t i = 0; i < m; ++i) boxes.push_back(Box{{0, i, 0}, {2 * m, 1, m}});      // bottom: blocks x = m
+    for (uint64_t i = 0; i < m; ++i) boxes.push_back(Box{{2 * m + i, 0, 0}, {1, 2 * m, m}});  // right: blocks y = m
+    for (uint64_t i = 0; i < m; ++i) boxes.push_back(Box{{m, 2 * m, i}, {2 * m, m, 1}});  // top: blocks x = 2m
+    for (uint64_t i = 0; i < m; ++i) boxes.push_back(Box{{i, m, 0}, {1, 2 * m, m}});      // left: blocks y = 2m
+    boxes.push_back(Box{{m, m, 0}, {m, m, m}});                                           // centre
+    return boxes;
+}
+
 }  // namespace sptest
