@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README's second command: set up, build and run every test suite: C (cmocka), C++ (GoogleTest),
-# MPI (mpirun), golden cross-language matrix, and the Rust, Go, Python and Julia bindings; then the
-# C, C++ and MPI suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# MPI (mpirun), golden cross-language matrix, fault injection, CLI, README examples, and the Rust,
+# Go, Python and Julia bindings; then the C, C++ and MPI suites again under AddressSanitizer +
+# UndefinedBehaviorSanitizer; then a short fuzzing run of the untrusted-input paths.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -46,6 +47,9 @@ echo "=== tests under ASan + UBSan ==="
 # OpenMPI's own allocations are not ours to report.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp run_ctest build-asan -LE slow
+
+echo "=== fuzzing (libFuzzer, ASan + UBSan, 60 s per target; tests/fuzz/README.md) ==="
+if bash scripts/fuzz.sh 60; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 
 echo
 echo "total: $passed passed, $failed failed"
