@@ -68,13 +68,19 @@ std::string with_status(const Status &status, const std::string &message) {
     return w.take();
 }
 
-Status split_status(std::string bytes, std::string &message) {
-    WireReader r(std::move(bytes));
-    Status s;
-    s.code = int(r.u32());
-    s.message = r.str();
-    message = r.str();
-    return s;
+// Every rank's gathered message without its status; the first failing rank's status (if any)
+// becomes the outcome of `step`.
+Outcome split_all(std::vector<std::string> &gathered, std::vector<std::string> &messages, const char *step) {
+    Outcome outcome;
+    messages.assign(gathered.size(), std::string());
+    for (size_t r = 0; r < gathered.size(); ++r) {
+        WireReader rd(std::move(gathered[r]));
+        int code = int(rd.u32());
+        std::string why = rd.str();
+        messages[r] = rd.str();
+        if (code != 0 && outcome.code == 0) outcome = Outcome{code, int(r), step, why};
+    }
+    return outcome;
 }
 
 // Runs one phase of this rank, turning its failure into a Status.
@@ -129,12 +135,8 @@ void SaveSession::commit() {
     std::vector<std::string> gathered = gather_strings(comm, with_status(planned_here, local));
     std::string decision;
     if (rank == 0) {
-        Outcome outcome;
-        std::vector<std::string> plans(world), finals;
-        for (int r = 0; r < world; ++r) {
-            Status s = split_status(std::move(gathered[r]), plans[r]);
-            if (s.code != 0 && outcome.code == 0) outcome = Outcome{s.code, r, "planning", s.message};
-        }
+        std::vector<std::string> plans, finals;
+        Outcome outcome = split_all(gathered, plans, "planning");
         if (outcome.code == 0) {
             try {
                 finals = writer_.global_plan(plans);
@@ -182,12 +184,8 @@ void SaveSession::commit() {
     // 3. The coordinator builds the metadata from every rank's results and commits it.
     std::string final_outcome;
     if (rank == 0) {
-        Outcome outcome;
-        std::vector<std::string> all(world);
-        for (int r = 0; r < world; ++r) {
-            Status s = split_status(std::move(gathered[r]), all[r]);
-            if (s.code != 0 && outcome.code == 0) outcome = Outcome{s.code, r, "writing its data", s.message};
-        }
+        std::vector<std::string> all;
+        Outcome outcome = split_all(gathered, all, "writing its data");
         if (outcome.code == 0) {
             try {
                 writer_.finish(all);

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "describe.hpp"
+#include "schema_convert.hpp"
 #include "shardpoint.capnp.h"
 #include "shardpoint/checkpoint.hpp"
 #include "shardpoint/error.hpp"
@@ -71,20 +72,14 @@ private:
     std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
 };
 
-std::string text(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
-
 Dims dims_of(capnp::List<uint64_t>::Reader list) {
     Dims d(list.size());
     for (unsigned i = 0; i < list.size(); ++i) d[i] = list[i];
     return d;
 }
 
-void set_dims(capnp::List<uint64_t>::Builder list, const Dims &dims) {
-    for (size_t i = 0; i < dims.size(); ++i) list.set(unsigned(i), dims[i]);
-}
-
 void build_item(schema::PlannedItem::Builder b, const WriteItem &w) {
-    b.setFqn(w.index.fqn);
+    b.setFqn(as_text(w.index.fqn));
     b.setKind(w.kind == EntryKind::bytes ? schema::EntryKind::BYTES : schema::EntryKind::TENSOR);
     b.setDtype(static_cast<schema::DType>(int32_t(w.dtype)));
     set_dims(b.initShape(unsigned(w.global_shape.size())), w.global_shape);
@@ -95,7 +90,7 @@ void build_item(schema::PlannedItem::Builder b, const WriteItem &w) {
 // A planned item from another rank, validated as add_tensor / add_bytes validate local ones.
 WriteItem read_item(schema::PlannedItem::Reader r, const MessageIn &in) {
     WriteItem w;
-    w.index.fqn = text(r.getFqn());
+    w.index.fqn = text_of(r.getFqn());
     w.kind = r.getKind() == schema::EntryKind::BYTES ? EntryKind::bytes : EntryKind::tensor;
     if (r.getKind() != schema::EntryKind::BYTES && r.getKind() != schema::EntryKind::TENSOR) in.bad("unknown entry kind");
     int32_t dtype = int32_t(r.getDtype());
@@ -115,17 +110,6 @@ WriteItem read_item(schema::PlannedItem::Reader r, const MessageIn &in) {
         in.bad("'" + w.index.fqn + "' is a malformed bytes item");
     if (product(w.sizes) > (UINT64_MAX >> 5)) in.bad("'" + w.index.fqn + "' is too large");
     return w;
-}
-
-void build_extent(schema::Extent::Builder b, const Extent &e) {
-    b.setOffset(e.offset);
-    b.setStoredLength(e.stored_length);
-    b.setRawLength(e.raw_length);
-    b.setCrc32(e.crc32);
-    b.setTransform(e.transform == Transform::deflate ? schema::Transform::DEFLATE : schema::Transform::NONE);
-    auto blocks = b.initBlockCrc32(unsigned(e.block_crc32.size()));
-    for (size_t i = 0; i < e.block_crc32.size(); ++i) blocks.set(unsigned(i), e.block_crc32[i]);
-    b.setWriterRank(e.writer_rank);
 }
 
 Extent read_extent(schema::Extent::Reader r) {
@@ -284,9 +268,9 @@ std::string CheckpointWriter::write(const std::string &final_plan) {
     auto msg = in.root<schema::SavePlanMessage>();
     if (!msg.getFinal()) in.bad("it is a local plan, not the coordinator's final plan");
     if (msg.getRank() != uint32_t(rank_)) in.bad("it is rank " + std::to_string(msg.getRank()) + "'s plan");
-    const std::string save_id = text(msg.getSaveId());
+    const std::string save_id = text_of(msg.getSaveId());
     mine_ = SavePlan{};
-    mine_.file_name = text(msg.getFileName());
+    mine_.file_name = text_of(msg.getFileName());
     if (!is_own_file_name(mine_.file_name) || mine_.file_name.compare(5, 32, save_id) != 0)
         in.bad("data file name '" + mine_.file_name + "' is not one of this save's");
     for (uint32_t k : msg.getWrites()) {
@@ -325,11 +309,11 @@ void CheckpointWriter::finish(const std::vector<std::string> &write_results) {
         MessageIn in(write_results[r], "write results message");
         auto msg = in.root<schema::WriteResultsMessage>();
         if (msg.getRank() != r) in.bad("results " + std::to_string(r) + " are rank " + std::to_string(msg.getRank()) + "'s");
-        if (r == 0) save_id = text(msg.getSaveId());
-        else if (text(msg.getSaveId()) != save_id) in.bad("rank " + std::to_string(r) + " wrote for another save");
+        if (r == 0) save_id = text_of(msg.getSaveId());
+        else if (text_of(msg.getSaveId()) != save_id) in.bad("rank " + std::to_string(r) + " wrote for another save");
         if (msg.getResults().size() == 0) continue;
         const uint32_t file_index = uint32_t(md.files.size());
-        md.files.push_back(DataFileMeta{text(msg.getFileName()), msg.getFileSize(), uint32_t(r)});
+        md.files.push_back(DataFileMeta{text_of(msg.getFileName()), msg.getFileSize(), uint32_t(r)});
         for (auto res : msg.getResults()) {
             WriteItem item = read_item(res.getItem(), in);
             ChunkMeta chunk;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <set>
 
+#include "schema_convert.hpp"
 #include "shardpoint.capnp.h"
 #include "shardpoint/codec.hpp"
 #include "shardpoint/error.hpp"
@@ -29,24 +30,6 @@ uint16_t get_u16(const unsigned char *p) { uint16_t v; std::memcpy(&v, p, 2); re
 uint32_t get_u32(const unsigned char *p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 uint64_t get_u64(const unsigned char *p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
 
-// Text of the whole string: a std::string would otherwise be converted up to its first NUL.
-capnp::Text::Reader as_text(const std::string &s) { return capnp::Text::Reader(s.data(), s.size()); }
-
-void set_dims(capnp::List<uint64_t>::Builder list, const Dims &dims) {
-    for (size_t i = 0; i < dims.size(); ++i) list.set(unsigned(i), dims[i]);
-}
-
-void build_extent(schema::Extent::Builder b, const Extent &e) {
-    b.setFile(e.file);
-    b.setOffset(e.offset);
-    b.setStoredLength(e.stored_length);
-    b.setRawLength(e.raw_length);
-    b.setCrc32(e.crc32);
-    b.setTransform(e.transform == Transform::deflate ? schema::Transform::DEFLATE : schema::Transform::NONE);
-    auto blocks = b.initBlockCrc32(unsigned(e.block_crc32.size()));
-    for (size_t i = 0; i < e.block_crc32.size(); ++i) blocks.set(unsigned(i), e.block_crc32[i]);
-    b.setWriterRank(e.writer_rank);
-}
 
 Dims read_dims(capnp::List<uint64_t>::Reader list) {
     Dims d(list.size());
@@ -56,9 +39,8 @@ Dims read_dims(capnp::List<uint64_t>::Reader list) {
 
 [[noreturn]] void bad(const std::string &what) { throw Error(Code::format, "corrupt metadata: " + what); }
 
-// Cap'n Proto Text carries its length: read all of it, embedded NULs included, so that the
-// checks below see what a C caller would otherwise see cut short.
-std::string text_of(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
+// text_of (schema_convert.hpp) reads all of a Text, embedded NULs included, so that the checks
+// below see what a C caller would otherwise see cut short.
 bool has_nul(const std::string &s) { return s.find('\0') != std::string::npos; }
 // `s` with NUL bytes shown as \0, for messages (which C callers read as NUL-terminated).
 std::string printable(const std::string &s) {

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "shardpoint.h"
+#include "thread_group.h"
 
 #define W_ROWS 12
 #define W_COLS 20
@@ -62,52 +63,7 @@ static void make_model(model *m, uint64_t seed) {
     for (int i = 0; i < BLOB_LEN; ++i) m->blob[i] = (unsigned char)value_bits(seed, 4, (uint64_t)i);
 }
 
-/* ---- ranks as threads: a callback communicator over a mutex and a condition variable ------- */
-
-typedef struct group {
-    int size;
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    int arrived;
-    uint64_t round;
-    void *slots[MAX_RANKS];
-} group;
-
-typedef struct member {
-    group *g;
-    int rank;
-} member;
-
-/* One collective round: everyone deposits a pointer; rank 0 copies once all have arrived and
- * opens the next round; the others wait for that, so their buffers stay valid meanwhile. */
-static void exchange(member *m, const void *send, void *buf, uint64_t len, int is_gather) {
-    group *g = m->g;
-    pthread_mutex_lock(&g->mutex);
-    uint64_t round = g->round;
-    g->slots[m->rank] = is_gather ? (void *)send : buf;
-    if (++g->arrived == g->size) pthread_cond_broadcast(&g->cond);
-    if (m->rank == 0) {
-        while (g->arrived != g->size) pthread_cond_wait(&g->cond, &g->mutex);
-        for (int r = 0; r < g->size; ++r) {
-            if (is_gather) memcpy((unsigned char *)buf + (uint64_t)r * len, g->slots[r], len);
-            else if (r != 0) memcpy(g->slots[r], buf, len);
-        }
-        g->arrived = 0;
-        ++g->round;
-        pthread_cond_broadcast(&g->cond);
-    } else {
-        while (g->round == round) pthread_cond_wait(&g->cond, &g->mutex);
-    }
-    pthread_mutex_unlock(&g->mutex);
-}
-static int cb_gather(void *user, const void *send, uint64_t len, void *recv) {
-    exchange(user, send, recv, len, 1);
-    return 0;
-}
-static int cb_broadcast(void *user, void *buf, uint64_t len) {
-    exchange(user, NULL, buf, len, 0);
-    return 0;
-}
+/* Ranks are threads of this process talking through tests/c/thread_group.c's communicator. */
 
 /* ---- save ----------------------------------------------------------------------------------- */
 
@@ -118,7 +74,7 @@ typedef struct save_job {
     uint32_t flags;
     int compression;
     int rank, ranks;
-    group *g;
+    sp_group *g;
     int code;
     char message[1024];
 } save_job;
@@ -148,17 +104,7 @@ static void *run_save(void *arg) {
     save_job *j = arg;
     shardpoint_comm *comm = NULL;
     shardpoint_save *s = NULL;
-    member me = {j->g, j->rank};
-    int rc = 0;
-    if (j->ranks > 1) {
-        shardpoint_comm_callbacks cb = SHARDPOINT_COMM_CALLBACKS_INIT;
-        cb.rank = j->rank;
-        cb.size = j->ranks;
-        cb.user = &me;
-        cb.gather = cb_gather;
-        cb.broadcast = cb_broadcast;
-        rc = shardpoint_comm_new_callbacks(&comm, &cb);
-    }
+    int rc = j->ranks > 1 ? group_comm(j->g, j->rank, &comm) : 0;
     shardpoint_save_options opts = SHARDPOINT_SAVE_OPTIONS_INIT;
     opts.flags = j->flags;
     opts.compression_level = j->compression;
@@ -200,20 +146,18 @@ static int cmd_save(const char *dir, uint64_t seed, int argc, char **argv) {
     if (ranks < 1 || ranks > MAX_RANKS) return 2;
     static model m;
     make_model(&m, seed);
-    group g;
-    memset(&g, 0, sizeof g);
-    g.size = ranks;
-    pthread_mutex_init(&g.mutex, NULL);
-    pthread_cond_init(&g.cond, NULL);
+    sp_group *g = group_new(ranks);
+    if (!g) return 1;
     save_job jobs[MAX_RANKS];
     pthread_t threads[MAX_RANKS];
     for (int r = 0; r < ranks; ++r) {
-        jobs[r] = (save_job){dir, &m, seed, flags, compression, r, ranks, &g, 0, ""};
+        jobs[r] = (save_job){dir, &m, seed, flags, compression, r, ranks, g, 0, ""};
         if (ranks > 1) pthread_create(&threads[r], NULL, run_save, &jobs[r]);
     }
     if (ranks == 1) run_save(&jobs[0]);
     else
         for (int r = 0; r < ranks; ++r) pthread_join(threads[r], NULL);
+    group_free(g);
     int failed = 0;
     printf("{\"codes\":[");
     for (int r = 0; r < ranks; ++r) printf("%s%d", r ? "," : "", jobs[r].code);
