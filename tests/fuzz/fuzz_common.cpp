@@ -141,12 +141,13 @@ void load_all(shardpoint_reader *r, const std::vector<shardpoint_entry_info> &en
             inner_sz[d] = shape[d] > 2 ? shape[d] - 2 : shape[d];
         }
         batch.tensor(e, inner_off, inner_sz, nullptr);
-        if (e.ndim < 2) continue;
+        // Only tensors small enough to load: their strides cannot overflow.
+        if (e.ndim < 2 || e.numel == 0 || e.nbytes > kMaxEntryBytes) continue;
         std::vector<int64_t> strides(e.ndim);
         int64_t step = 1;
         for (uint32_t d = 0; d < e.ndim; ++d) {
             strides[d] = step;
-            step *= int64_t(std::max<uint64_t>(shape[d], 1));
+            step *= int64_t(shape[d]);
         }
         batch.tensor(e, zero, shape, strides.data());
     }
