@@ -60,7 +60,7 @@ for t in "${targets[@]}"; do
       echo "fuzz_$t: regression ${f#$root/}: ok"
     else
       echo "fuzz_$t: regression ${f#$root/}: FAILS"
-      grep -E 'ERROR|runtime error|SUMMARY|fuzz harness|fuzz_'"$t"':|#[0-9]+ 0x' "$work/replay.log" | head -n 15
+      grep -E 'ERROR|runtime error|SUMMARY|fuzz harness|fuzz_'"$t"':|#[0-9]+ 0x' "$work/replay.log" | grep -v 'Running 1 inputs' | head -n 15
       echo "  reproduce: $build/bin/fuzz_$t $f"
       status=1
     fi
@@ -72,7 +72,6 @@ for t in "${targets[@]}"; do
   corpus=$work/corpus/$t
   mkdir -p "$corpus"
   log=$work/fuzz_$t.log
-  before=$(ls "$work/artifacts" | wc -l)
   "$build/bin/fuzz_$t" -max_total_time="$seconds" "${limits[@]}" -print_final_stats=1 \
       -artifact_prefix="$work/artifacts/$t-" "${extra[@]}" "$corpus" "$work/seeds/$t" >"$log" 2>&1
   rc=$?
@@ -82,14 +81,16 @@ for t in "${targets[@]}"; do
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$line")
   corp=$(sed -nE 's/.* corp: ([0-9]+).*/\1/p' <<<"$line")
   speed=$(sed -nE 's/.* exec\/s: ([0-9]+).*/\1/p' <<<"$line")
-  found=$(( $(ls "$work/artifacts" | wc -l) - before ))
+  # libFuzzer names every reproducer it writes: "Test unit written to PATH".
+  mapfile -t units < <(sed -nE 's/.*Test unit written to (.*)$/\1/p' "$log")
+  found=${#units[@]}
   if [ "$rc" = 0 ] && [ "$found" = 0 ]; then crashes=0; else crashes=$((found > 0 ? found : 1)); fi
   echo "fuzz_$t: ${execs:-0} executions in $seconds s (${speed:-0}/s), coverage ${cov:-0} edges, ${ft:-0} features, corpus ${corp:-0}, crashes: $crashes"
   if [ "$crashes" != 0 ]; then
     status=1
     grep -E 'ERROR|runtime error|SUMMARY|fuzz harness|fuzz_'"$t"':|#[0-9]+ 0x' "$log" | head -n 20
-    for a in $(ls -t "$work/artifacts" | head -n "$((found > 0 ? found : 0))"); do
-      echo "  reproducer: $work/artifacts/$a  (replay: $build/bin/fuzz_$t $work/artifacts/$a)"
+    for a in "${units[@]}"; do
+      echo "  reproducer: $a  (replay: $build/bin/fuzz_$t $a)"
     done
     echo "  full log: $log"
   fi
