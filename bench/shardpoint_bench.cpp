@@ -622,7 +622,11 @@ struct Request {
 
 void add_request(sp::Load &load, const TensorSpec &t, const Request &q) {
     if (t.blob()) load.add_bytes(t.name, q.dst, t.shape[0]);
-    else load.add_tensor(t.name, SHARDPOINT_DTYPE_F32, q.box.offsets, q.box.sizes, q.dst);
+    else {
+        uint64_t elements = 1;
+        for (uint64_t n : q.box.sizes) elements *= n;
+        load.add_tensor(t.name, SHARDPOINT_DTYPE_F32, q.box.offsets, q.box.sizes, q.dst, elements * sizeof(float));
+    }
 }
 
 // Each rank opens the checkpoint, adds its requests and executes them; returns seconds.

@@ -563,6 +563,35 @@ SHARDPOINT_API int shardpoint_writer_add_tensor(shardpoint_writer *writer, const
 SHARDPOINT_API int shardpoint_writer_add_bytes(shardpoint_writer *writer, const char *fqn, const void *data, uint64_t len);
 SHARDPOINT_API int shardpoint_writer_set_metadata(shardpoint_writer *writer, const char *key, const char *value);
 
+/* Framework metadata (FORMAT.md: Checkpoint.frameworkMetadata): what a host framework needs to
+ * rebuild its own metadata, stored in the checkpoint under a key of its own ("torch.dcp"). The
+ * coordinator's pairs are kept. Errors: SHARDPOINT_EINVAL (NULL, NUL), SHARDPOINT_ESTATE. */
+SHARDPOINT_API int shardpoint_writer_set_framework_metadata(shardpoint_writer *writer, const char *key, const char *value);
+
+/* Items whose data comes later, for hosts that resolve their data only when writing (DCP): the
+ * same checks as _add_tensor, but no memory yet; a bytes item's length is unknown until bound
+ * (several ranks planning bytes under one name: one of them writes it). Items, added or planned,
+ * are numbered 0, 1, 2, ... in call order on this writer. Allowed until the local plan.
+ * Errors: as shardpoint_writer_add_tensor / _add_bytes. */
+SHARDPOINT_API int shardpoint_writer_plan_tensor(shardpoint_writer *writer, const char *fqn, int32_t dtype, uint32_t ndim,
+                                                 const uint64_t *global_shape, const uint64_t *chunk_offsets,
+                                                 const uint64_t *chunk_sizes);
+SHARDPOINT_API int shardpoint_writer_plan_bytes(shardpoint_writer *writer, const char *fqn);
+
+/* The numbers of this rank's items that its final plan assigns to it (to bind before writing).
+ * The array is owned by the writer until it is freed or this is called again.
+ * Errors: SHARDPOINT_EINVAL (malformed plan, or another rank's), SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_writer_assigned(shardpoint_writer *writer, const void *final_plan, uint64_t len,
+                                              const uint32_t **out_items, uint64_t *out_count);
+
+/* Gives planned item `item` its memory: a tensor chunk at `data` with element `strides` (NULL: C
+ * order), or `len` bytes. Read during shardpoint_writer_write; must stay valid until it returns.
+ * Errors: SHARDPOINT_ERANGE (no such item), SHARDPOINT_ESTATE (not planned without data, or the
+ * wrong kind, or after write), SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_writer_bind_tensor(shardpoint_writer *writer, uint64_t item, const void *data,
+                                                 const int64_t *strides);
+SHARDPOINT_API int shardpoint_writer_bind_bytes(shardpoint_writer *writer, uint64_t item, const void *data, uint64_t len);
+
 /* This rank's local plan (every item it offers). Errors: SHARDPOINT_ESTATE (not set up, or
  * already planned), SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
 SHARDPOINT_API int shardpoint_writer_local_plan(shardpoint_writer *writer, const void **out_plan, uint64_t *out_len);
@@ -588,7 +617,8 @@ SHARDPOINT_API int shardpoint_writer_final_plan(const shardpoint_writer *writer,
 SHARDPOINT_API int shardpoint_writer_write(shardpoint_writer *writer, const void *final_plan, uint64_t len,
                                            const void **out_results, uint64_t *out_len);
 
-/* Coordinator only, after its own write: `count` write results, results r from rank r. Builds the
+/* Coordinator only, after its own write: `count` write results, results r from rank r (a
+ * zero-length one: rank r wrote nothing). Builds the
  * metadata and commits it (FORMAT.md section 5). Errors: as shardpoint_save_commit (except
  * SHARDPOINT_ERANK and SHARDPOINT_ECOMM), SHARDPOINT_EINVAL (malformed results). */
 SHARDPOINT_API int shardpoint_writer_finish(shardpoint_writer *writer, uint32_t count, const void *const *results,
@@ -608,6 +638,11 @@ SHARDPOINT_API int shardpoint_writer_committed(const shardpoint_writer *writer, 
  * box inside one saved chunk and where it goes. shardpoint_load_execute then reads them all
  * (merged, parallel, verified) like any load.
  * ------------------------------------------------------------------------------------------- */
+
+/* The framework metadata stored under `key` (see shardpoint_writer_set_framework_metadata); owned
+ * by the reader. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOTFOUND. */
+SHARDPOINT_API int shardpoint_reader_framework_metadata_get(const shardpoint_reader *reader, const char *key,
+                                                            const char **out_value);
 
 /* The index (for shardpoint_reader_chunk_info and shardpoint_load_add_chunk) of the saved chunk of
  * entry `index` whose box starts at `offsets` (ndim values: DCP's MetadataIndex.offset).

@@ -257,6 +257,20 @@ int shardpoint_load_add_chunk(shardpoint_load *load, const char *fqn, int32_t dt
     });
 }
 
+int shardpoint_reader_framework_metadata_get(const shardpoint_reader *reader, const char *key, const char **out_value) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_value, "out_value");
+        std::string k = text(key, "key");
+        for (const auto &kv : reader->impl->metadata().framework)
+            if (kv.first == k) {
+                *out_value = kv.second.c_str();
+                return;
+            }
+        throw Error(Code::not_found, "no framework metadata under '" + k + "'");
+    });
+}
+
 int shardpoint_reader_find_chunk(shardpoint_reader *reader, uint64_t index, uint32_t ndim, const uint64_t *offsets,
                                  uint64_t *out_chunk) {
     return guarded([&] {

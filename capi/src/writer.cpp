@@ -8,6 +8,7 @@ struct shardpoint_writer {
     std::unique_ptr<CheckpointWriter> impl;
     std::string local_plan, results;  // byte strings returned to the caller
     std::vector<std::string> finals;
+    std::vector<uint32_t> assigned;
 };
 
 namespace {
@@ -76,6 +77,57 @@ int shardpoint_writer_set_metadata(shardpoint_writer *writer, const char *key, c
     return guarded([&] {
         need(writer, "writer");
         writer->impl->set_metadata(text(key, "key"), text(value, "value"));
+    });
+}
+
+int shardpoint_writer_set_framework_metadata(shardpoint_writer *writer, const char *key, const char *value) {
+    return guarded([&] {
+        need(writer, "writer");
+        writer->impl->set_framework_metadata(text(key, "key"), text(value, "value"));
+    });
+}
+
+int shardpoint_writer_plan_tensor(shardpoint_writer *writer, const char *fqn, int32_t dtype, uint32_t ndim,
+                                  const uint64_t *global_shape, const uint64_t *chunk_offsets, const uint64_t *chunk_sizes) {
+    return guarded([&] {
+        need(writer, "writer");
+        if (!dtype_valid(dtype)) throw Error(Code::invalid_argument, "unknown dtype " + std::to_string(dtype));
+        writer->impl->plan_tensor(text(fqn, "fqn"), DType(dtype), dims(global_shape, ndim, "global_shape"),
+                                  dims(chunk_offsets, ndim, "chunk_offsets"), dims(chunk_sizes, ndim, "chunk_sizes"));
+    });
+}
+
+int shardpoint_writer_plan_bytes(shardpoint_writer *writer, const char *fqn) {
+    return guarded([&] {
+        need(writer, "writer");
+        writer->impl->plan_bytes(text(fqn, "fqn"));
+    });
+}
+
+int shardpoint_writer_assigned(shardpoint_writer *writer, const void *final_plan, uint64_t len, const uint32_t **out_items,
+                               uint64_t *out_count) {
+    return guarded([&] {
+        need(writer, "writer");
+        need(out_items, "out_items");
+        need(out_count, "out_count");
+        if (len) need(final_plan, "final_plan");
+        writer->assigned = writer->impl->assigned(std::string(static_cast<const char *>(final_plan), size_t(len)));
+        *out_items = writer->assigned.data();
+        *out_count = writer->assigned.size();
+    });
+}
+
+int shardpoint_writer_bind_tensor(shardpoint_writer *writer, uint64_t item, const void *data, const int64_t *strides) {
+    return guarded([&] {
+        need(writer, "writer");
+        writer->impl->bind_tensor(size_t(item), data, strides_of(strides, writer->impl->item_ndim(size_t(item))));
+    });
+}
+
+int shardpoint_writer_bind_bytes(shardpoint_writer *writer, uint64_t item, const void *data, uint64_t len) {
+    return guarded([&] {
+        need(writer, "writer");
+        writer->impl->bind_bytes(size_t(item), data, len);
     });
 }
 

@@ -35,6 +35,8 @@ struct Checkpoint {
   files @1 :List(DataFile);
   entries @2 :List(Entry);        # sorted by fqn, byte order, no duplicates
   userMetadata @3 :List(KeyValue);
+  frameworkMetadata @4 :List(KeyValue);  # format 1.1: what a framework needs to rebuild its own
+                                         # metadata (e.g. "torch.dcp": JSON); readers may ignore it
 }
 
 struct StorageMeta {
@@ -107,6 +109,8 @@ struct PlannedItem {
   shape @3 :List(UInt64);         # the global shape; bytes entries: [length]
   offsets @4 :List(UInt64);       # the chunk's box; bytes entries: [0]
   sizes @5 :List(UInt64);         # bytes entries: [length]
+  lengthUnknown @6 :Bool;         # bytes planned before their length is known: shape, offsets,
+                                  # sizes [0], [0], [0]; such offers of one name are written once
 }
 
 # A rank's local plan (items, no decision yet) or its final plan (the coordinator's decision).

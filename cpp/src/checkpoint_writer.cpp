@@ -85,6 +85,7 @@ void build_item(schema::PlannedItem::Builder b, const WriteItem &w) {
     set_dims(b.initShape(unsigned(w.global_shape.size())), w.global_shape);
     set_dims(b.initOffsets(unsigned(w.index.offsets.size())), w.index.offsets);
     set_dims(b.initSizes(unsigned(w.sizes.size())), w.sizes);
+    b.setLengthUnknown(w.length_unknown);
 }
 
 // A planned item from another rank, validated as add_tensor / add_bytes validate local ones.
@@ -99,6 +100,9 @@ WriteItem read_item(schema::PlannedItem::Reader r, const MessageIn &in) {
     w.global_shape = dims_of(r.getShape());
     w.index.offsets = dims_of(r.getOffsets());
     w.sizes = dims_of(r.getSizes());
+    w.length_unknown = r.getLengthUnknown();
+    if (w.length_unknown && (w.kind != EntryKind::bytes || w.sizes != Dims{0} || w.index.offsets != Dims{0}))
+        in.bad("'" + w.index.fqn + "': only bytes items of sizes [0] can have an unknown length");
     try {
         check_fqn(w.index.fqn);
     } catch (const Error &e) {
@@ -160,6 +164,8 @@ void CheckpointWriter::set_up(int rank, int world_size) {
 void CheckpointWriter::add_item(WriteItem item) {
     require(phase_ == Phase::adding, Code::state, "this save was already planned or committed");
     auto &same = items_by_fqn_[item.index.fqn];
+    if (item.kind == EntryKind::bytes && !same.empty())
+        throw Error(Code::conflict, "'" + item.index.fqn + "' was already offered by this rank");
     for (size_t k : same) {
         const WriteItem &other = local_.items[k];
         if (other.kind != item.kind || other.dtype != item.dtype || other.global_shape != item.global_shape)
@@ -216,6 +222,73 @@ void CheckpointWriter::set_metadata(const std::string &key, const std::string &v
             return;
         }
     user_.emplace_back(key, value);
+}
+
+void CheckpointWriter::set_framework_metadata(const std::string &key, const std::string &value) {
+    require(phase_ != Phase::finished, Code::state, "this save was already finished");
+    require(key.find('\0') == std::string::npos && value.find('\0') == std::string::npos, Code::invalid_argument,
+            "framework metadata must not contain NUL");
+    for (auto &kv : framework_)
+        if (kv.first == key) {
+            kv.second = value;
+            return;
+        }
+    framework_.emplace_back(key, value);
+}
+
+void CheckpointWriter::plan_tensor(const std::string &fqn, DType dtype, Dims shape, Dims offsets, Dims sizes) {
+    // Validated as add_tensor validates, with a placeholder for the data that bind_tensor gives.
+    static const unsigned char placeholder = 0;
+    add_tensor(fqn, dtype, std::move(shape), std::move(offsets), std::move(sizes), &placeholder, {});
+    local_.items.back().data = nullptr;
+    local_.items.back().bound = false;
+}
+
+void CheckpointWriter::plan_bytes(const std::string &fqn) {
+    add_bytes(fqn, nullptr, 0);
+    WriteItem &item = local_.items.back();
+    item.bound = false;
+    item.length_unknown = true;
+}
+
+std::vector<uint32_t> CheckpointWriter::assigned(const std::string &final_plan) const {
+    MessageIn in(final_plan, "final save plan");
+    auto msg = in.root<schema::SavePlanMessage>();
+    if (!msg.getFinal()) in.bad("it is a local plan, not the coordinator's final plan");
+    if (msg.getRank() != uint32_t(rank_)) in.bad("it is rank " + std::to_string(msg.getRank()) + "'s plan");
+    std::vector<uint32_t> items;
+    for (uint32_t k : msg.getWrites()) {
+        if (k >= local_.items.size()) in.bad("it names item " + std::to_string(k) + " of " + std::to_string(local_.items.size()));
+        items.push_back(k);
+    }
+    return items;
+}
+
+void CheckpointWriter::bind_tensor(size_t item, const void *data, Strides strides) {
+    require(phase_ == Phase::adding || phase_ == Phase::planned, Code::state, "items are bound before write");
+    require(item < local_.items.size(), Code::range,
+            "item " + std::to_string(item) + " of " + std::to_string(local_.items.size()) + " does not exist");
+    WriteItem &w = local_.items[item];
+    require(w.kind == EntryKind::tensor && !w.bound, Code::state,
+            "item " + std::to_string(item) + " ('" + w.index.fqn + "') is not a tensor planned without data");
+    require(product(w.sizes) == 0 || data != nullptr, Code::invalid_argument, "'" + w.index.fqn + "': data is NULL");
+    w.data = data;
+    w.strides = !strides.empty() && !is_c_contiguous(w.sizes, strides) ? std::move(strides) : Strides{};
+    w.bound = true;
+}
+
+void CheckpointWriter::bind_bytes(size_t item, const void *data, uint64_t len) {
+    require(phase_ == Phase::adding || phase_ == Phase::planned, Code::state, "items are bound before write");
+    require(item < local_.items.size(), Code::range,
+            "item " + std::to_string(item) + " of " + std::to_string(local_.items.size()) + " does not exist");
+    WriteItem &w = local_.items[item];
+    require(w.kind == EntryKind::bytes && !w.bound, Code::state,
+            "item " + std::to_string(item) + " ('" + w.index.fqn + "') is not a bytes item planned without data");
+    require(len == 0 || data != nullptr, Code::invalid_argument, "'" + w.index.fqn + "': data is NULL");
+    w.data = data;
+    w.global_shape = w.sizes = {len};
+    w.length_unknown = false;
+    w.bound = true;
 }
 
 std::string CheckpointWriter::local_plan() {
@@ -275,6 +348,9 @@ std::string CheckpointWriter::write(const std::string &final_plan) {
         in.bad("data file name '" + mine_.file_name + "' is not one of this save's");
     for (uint32_t k : msg.getWrites()) {
         if (k >= local_.items.size()) in.bad("it names item " + std::to_string(k) + " of " + std::to_string(local_.items.size()));
+        if (!local_.items[k].bound)
+            throw Error(Code::state, "item " + std::to_string(k) + " ('" + local_.items[k].index.fqn +
+                                         "') was planned without data and never bound");
         mine_.items.push_back(local_.items[k]);
     }
     phase_ = Phase::written;  // even on failure: abort() then knows which file to remove
@@ -306,10 +382,11 @@ void CheckpointWriter::finish(const std::vector<std::string> &write_results) {
     std::map<std::string, EntryMeta> entries;
     std::string save_id;
     for (size_t r = 0; r < write_results.size(); ++r) {
+        if (write_results[r].empty()) continue;  // this rank wrote nothing
         MessageIn in(write_results[r], "write results message");
         auto msg = in.root<schema::WriteResultsMessage>();
         if (msg.getRank() != r) in.bad("results " + std::to_string(r) + " are rank " + std::to_string(msg.getRank()) + "'s");
-        if (r == 0) save_id = text_of(msg.getSaveId());
+        if (save_id.empty()) save_id = text_of(msg.getSaveId());
         else if (text_of(msg.getSaveId()) != save_id) in.bad("rank " + std::to_string(r) + " wrote for another save");
         if (msg.getResults().size() == 0) continue;
         const uint32_t file_index = uint32_t(md.files.size());
@@ -349,6 +426,9 @@ void CheckpointWriter::finish(const std::vector<std::string> &write_results) {
     md.storage.alignment = options_.alignment;
     md.storage.block_size = options_.block_size;
     md.user = user_;
+    md.framework = framework_;
+    if (save_id.empty()) save_id = storage_.save_id();  // no rank wrote anything
+    md.storage.save_id = save_id;
     storage_.finish(md);
 }
 

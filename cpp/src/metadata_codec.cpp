@@ -167,6 +167,11 @@ std::vector<unsigned char> encode_metadata(const Metadata &md) {
             build_extent(cb.initExtent(), e.chunks[c].extent);
         }
     }
+    auto framework = root.initFrameworkMetadata(unsigned(md.framework.size()));
+    for (size_t i = 0; i < md.framework.size(); ++i) {
+        framework[unsigned(i)].setKey(as_text(md.framework[i].first));
+        framework[unsigned(i)].setValue(as_text(md.framework[i].second));
+    }
     auto user = root.initUserMetadata(unsigned(md.user.size()));
     for (size_t i = 0; i < md.user.size(); ++i) {
         user[unsigned(i)].setKey(as_text(md.user[i].first));
@@ -326,6 +331,11 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
                 bad("entry '" + entry.fqn + "' has overlapping chunks (#" + std::to_string(overlap.first) + " and #" +
                     std::to_string(overlap.second) + ")");
             md.entries.push_back(std::move(entry));
+        }
+        for (auto kv : root.getFrameworkMetadata()) {
+            md.framework.emplace_back(text_of(kv.getKey()), text_of(kv.getValue()));
+            refuse_nul(md.framework.back().first, "framework metadata key");
+            refuse_nul(md.framework.back().second, "the value of framework metadata key '" + printable(md.framework.back().first) + "'");
         }
         for (auto kv : root.getUserMetadata()) {
             md.user.emplace_back(text_of(kv.getKey()), text_of(kv.getValue()));

@@ -259,6 +259,106 @@ static void test_host_planned_reads(void **state) {
     free(dir);
 }
 
+/* A host that resolves its data only when writing (as DCP does): items planned without data,
+ * bound once the final plan says which to write; bytes of unknown length; a rank with nothing to
+ * write; framework metadata carried in the checkpoint. */
+static void test_planned_then_bound(void **state) {
+    char *dir = path_join(*state, "bound");
+    enum { ranks = 3 };
+    shardpoint_writer *w[ranks];
+    const void *plan[ranks], *result[ranks];
+    uint64_t plan_len[ranks], result_len[ranks];
+    void *rows[ranks] = {NULL, NULL, NULL};
+    const char *state_text[ranks] = {"rank zero state", "rank one", "two"};
+    for (int r = 0; r < ranks; ++r) {
+        SP_OK(shardpoint_writer_new(&w[r], dir, NULL));
+        SP_OK(shardpoint_writer_set_up(w[r], r, ranks));
+        if (r < 2) { /* rank 2 holds no tensor rows: W is split between ranks 0 and 1 */
+            uint64_t offs[2] = {(uint64_t)r * 6, 0}, sizes[2] = {6, W.shape[1]};
+            SP_OK(shardpoint_writer_plan_tensor(w[r], W.fqn, W.dtype, 2, W.shape, offs, sizes));
+        }
+        SP_OK(shardpoint_writer_plan_bytes(w[r], "extra_state")); /* every rank: written once */
+        SP_FAILS(shardpoint_writer_plan_bytes(w[r], "extra_state"), SHARDPOINT_ECONFLICT, "already");
+        if (r == 0) SP_OK(shardpoint_writer_set_framework_metadata(w[r], "torch.dcp", "{\"version\": 1}"));
+        SP_OK(shardpoint_writer_local_plan(w[r], &plan[r], &plan_len[r]));
+    }
+    SP_OK(shardpoint_writer_global_plan(w[0], ranks, plan, plan_len));
+    int blob_writers = 0;
+    for (int r = 0; r < ranks; ++r) {
+        const void *final_plan = NULL;
+        uint64_t len = 0, count = 0;
+        const uint32_t *items = NULL;
+        SP_OK(shardpoint_writer_final_plan(w[0], (uint32_t)r, &final_plan, &len));
+        SP_OK(shardpoint_writer_assigned(w[r], final_plan, len, &items, &count));
+        if (r == 2 && count == 0) { /* nothing assigned: still a zero-length result for the coordinator */
+            result[r] = "";
+            result_len[r] = 0;
+            continue;
+        }
+        for (uint64_t k = 0; k < count; ++k) {
+            if (r < 2 && items[k] == 0) {
+                uint64_t offs[2] = {(uint64_t)r * 6, 0}, sizes[2] = {6, W.shape[1]};
+                rows[r] = make_box(&W, offs, sizes);
+                SP_FAILS(shardpoint_writer_bind_bytes(w[r], items[k], "x", 1), SHARDPOINT_ESTATE, "not a bytes item");
+                SP_OK(shardpoint_writer_bind_tensor(w[r], items[k], rows[r], NULL));
+                SP_FAILS(shardpoint_writer_bind_tensor(w[r], items[k], rows[r], NULL), SHARDPOINT_ESTATE, "planned without data");
+            } else {
+                ++blob_writers;
+                SP_OK(shardpoint_writer_bind_bytes(w[r], items[k], state_text[r], strlen(state_text[r])));
+            }
+        }
+        SP_FAILS(shardpoint_writer_bind_tensor(w[r], 9, rows[r], NULL), SHARDPOINT_ERANGE, "item 9");
+        SP_OK(shardpoint_writer_write(w[r], final_plan, len, &result[r], &result_len[r]));
+    }
+    assert_int_equal(blob_writers, 1);
+    SP_OK(shardpoint_writer_finish(w[0], ranks, result, result_len));
+    for (int r = 0; r < ranks; ++r) {
+        shardpoint_writer_free(w[r]);
+        free(rows[r]);
+    }
+
+    shardpoint_reader *rd = NULL;
+    SP_OK(shardpoint_reader_open(&rd, dir, NULL));
+    assert_int_equal(load_whole_mismatches(rd, &W, NULL), 0);
+    char blob[32] = {0};
+    uint64_t got = 0;
+    SP_OK(shardpoint_reader_read_bytes(rd, "extra_state", blob, sizeof blob, &got));
+    int writer = -1;
+    for (int r = 0; r < ranks; ++r)
+        if (got == strlen(state_text[r]) && memcmp(blob, state_text[r], got) == 0) writer = r;
+    assert_true(writer >= 0);
+    const char *json = NULL;
+    SP_OK(shardpoint_reader_framework_metadata_get(rd, "torch.dcp", &json));
+    assert_string_equal(json, "{\"version\": 1}");
+    SP_FAILS(shardpoint_reader_framework_metadata_get(rd, "jax", &json), SHARDPOINT_ENOTFOUND, "'jax'");
+    shardpoint_storage_info info;
+    SP_OK(shardpoint_reader_storage_info(rd, &info));
+    assert_int_equal(info.format_minor, 1);
+    shardpoint_reader_free(rd);
+    free(dir);
+}
+
+/* A planned item that is never bound cannot be written. */
+static void test_unbound_item_is_refused(void **state) {
+    char *dir = path_join(*state, "unbound");
+    shardpoint_writer *w = NULL;
+    const void *plan = NULL, *final_plan = NULL, *res = NULL;
+    uint64_t plan_len = 0, final_len = 0, res_len = 0;
+    SP_OK(shardpoint_writer_new(&w, dir, NULL));
+    SP_OK(shardpoint_writer_set_up(w, 0, 1));
+    SP_OK(shardpoint_writer_plan_tensor(w, B.fqn, B.dtype, 1, B.shape, ZEROS, B.shape));
+    SP_OK(shardpoint_writer_local_plan(w, &plan, &plan_len));
+    SP_OK(shardpoint_writer_global_plan(w, 1, &plan, &plan_len));
+    SP_OK(shardpoint_writer_final_plan(w, 0, &final_plan, &final_len));
+    SP_FAILS(shardpoint_writer_write(w, final_plan, final_len, &res, &res_len), SHARDPOINT_ESTATE, "never bound");
+    SP_OK(shardpoint_writer_abort(w));
+    shardpoint_writer_free(w);
+    int count = -1;
+    data_files_total(dir, &count);
+    assert_int_equal(count, 0);
+    free(dir);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
 
 int main(void) {
@@ -269,6 +369,8 @@ int main(void) {
         T(test_phases_refusals_at_the_global_plan),
         T(test_phases_abort_keeps_the_previous_checkpoint),
         T(test_host_planned_reads),
+        T(test_planned_then_bound),
+        T(test_unbound_item_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

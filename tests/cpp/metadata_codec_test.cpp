@@ -113,6 +113,7 @@ Metadata rich_metadata() {
     md.entries.push_back(uni);
 
     md.user = {{"step", "1200"}, {"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", "\xd0\xb7\xd0\xbd\xd0\xb0\xd1\x87"}, {"empty", ""}};
+    md.framework = {{"torch.dcp", "{\"planner_data\": {\"a.b\": [\"a\", \"b\"]}}"}, {"jax", ""}};
     return md;
 }
 
@@ -158,6 +159,7 @@ void expect_same_metadata(const Metadata &a, const Metadata &b) {
         }
     }
     EXPECT_EQ(a.user, b.user);
+    EXPECT_EQ(a.framework, b.framework);
 }
 
 Metadata decode(const std::vector<unsigned char> &bytes) { return decode_metadata(bytes.data(), bytes.size()); }
@@ -190,7 +192,7 @@ TEST(MetadataCodec, RoundTripOfRichMetadata) {
     std::memcpy(&major, bytes.data() + 8, 2);
     std::memcpy(&minor, bytes.data() + 10, 2);
     EXPECT_EQ(major, 1);
-    EXPECT_EQ(minor, 0);
+    EXPECT_EQ(minor, 1);  // 1.1: frameworkMetadata
     uint64_t body_len;
     std::memcpy(&body_len, bytes.data() + 16, 8);
     EXPECT_EQ(body_len + 32, bytes.size());
@@ -251,7 +253,7 @@ TEST(MetadataCodecError, MajorVersionZero) {
     auto bytes = encode_metadata(rich_metadata());
     put16(bytes, 8, 0);
     fix_crcs(bytes);
-    EXPECT_SP_ERROR(decode(bytes), Code::version, "0.0");
+    EXPECT_SP_ERROR(decode(bytes), Code::version, "0.1");
 }
 
 TEST(MetadataCodecError, TruncatedHeader) {
@@ -604,6 +606,8 @@ TEST(MetadataCodecError, NulInUserMetadataAndIdsIsRefused) {
     };
     EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.user[0].first = nul; })), Code::format, "key", "NUL");
     EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.user[0].second = nul; })), Code::format, "value", "NUL");
+    EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.framework[0].first = nul; })), Code::format, "framework", "NUL");
+    EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.framework[0].second = nul; })), Code::format, "framework", "NUL");
     EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.storage.checkpoint_id = nul; })), Code::format, "checkpoint id", "NUL");
     EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.storage.library_version = nul; })), Code::format, "library version");
     EXPECT_SP_ERROR(decode(with([&](Metadata &md) { md.storage.save_id[5] = '\0'; })), Code::format, "save id");

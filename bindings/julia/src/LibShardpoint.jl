@@ -442,9 +442,38 @@ shardpoint_writer_abort(writer) =
 shardpoint_writer_committed(writer, out_committed) =
     @ccall libshardpoint.shardpoint_writer_committed(writer::Ptr{shardpoint_writer}, out_committed::Ptr{Int32})::Cint
 
+shardpoint_writer_set_framework_metadata(writer, key, value) =
+    @ccall libshardpoint.shardpoint_writer_set_framework_metadata(
+        writer::Ptr{shardpoint_writer}, key::Cstring, value::Cstring)::Cint
+
+shardpoint_writer_plan_tensor(writer, fqn, dtype, ndim, global_shape, chunk_offsets, chunk_sizes) =
+    @ccall libshardpoint.shardpoint_writer_plan_tensor(
+        writer::Ptr{shardpoint_writer}, fqn::Cstring, dtype::Int32, ndim::UInt32, global_shape::Ptr{UInt64},
+        chunk_offsets::Ptr{UInt64}, chunk_sizes::Ptr{UInt64})::Cint
+
+shardpoint_writer_plan_bytes(writer, fqn) =
+    @ccall libshardpoint.shardpoint_writer_plan_bytes(writer::Ptr{shardpoint_writer}, fqn::Cstring)::Cint
+
+shardpoint_writer_assigned(writer, final_plan, len, out_items, out_count) =
+    @ccall libshardpoint.shardpoint_writer_assigned(
+        writer::Ptr{shardpoint_writer}, final_plan::Ptr{Cvoid}, len::UInt64, out_items::Ptr{Ptr{UInt32}},
+        out_count::Ptr{UInt64})::Cint
+
+shardpoint_writer_bind_tensor(writer, item, data, strides) =
+    @ccall libshardpoint.shardpoint_writer_bind_tensor(
+        writer::Ptr{shardpoint_writer}, item::UInt64, data::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
+
+shardpoint_writer_bind_bytes(writer, item, data, len) =
+    @ccall libshardpoint.shardpoint_writer_bind_bytes(
+        writer::Ptr{shardpoint_writer}, item::UInt64, data::Ptr{Cvoid}, len::UInt64)::Cint
+
 # ------------------------------------------------------------------------------------------------
 # The storage layer: StorageReader (host-planned reads)
 # ------------------------------------------------------------------------------------------------
+
+shardpoint_reader_framework_metadata_get(reader, key, out_value) =
+    @ccall libshardpoint.shardpoint_reader_framework_metadata_get(
+        reader::Ptr{shardpoint_reader}, key::Cstring, out_value::Ptr{Ptr{UInt8}})::Cint
 
 shardpoint_reader_find_chunk(reader, index, ndim, offsets, out_chunk) =
     @ccall libshardpoint.shardpoint_reader_find_chunk(

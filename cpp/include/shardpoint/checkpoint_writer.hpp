@@ -29,6 +29,22 @@ public:
     void add_bytes(const std::string &fqn, const void *data, uint64_t len);
     // Kept from the coordinator only.
     void set_metadata(const std::string &key, const std::string &value);
+    void set_framework_metadata(const std::string &key, const std::string &value);
+
+    // Items whose data comes later (hosts that resolve data only when writing, as DCP does); a
+    // bytes item's length is unknown until it is bound. Items, added or planned, are numbered in
+    // call order.
+    void plan_tensor(const std::string &fqn, DType dtype, Dims global_shape, Dims offsets, Dims sizes);
+    void plan_bytes(const std::string &fqn);
+    // The items (by number) that `final_plan` assigns to this rank.
+    std::vector<uint32_t> assigned(const std::string &final_plan) const;
+    // Gives a planned item its memory, read during write().
+    void bind_tensor(size_t item, const void *data, Strides strides);
+    void bind_bytes(size_t item, const void *data, uint64_t len);
+    // The number of dimensions of item `item` (0 when there is no such item).
+    uint32_t item_ndim(size_t item) const {
+        return item < local_.items.size() ? uint32_t(local_.items[item].sizes.size()) : 0;
+    }
 
     // This rank's local plan (a SavePlanMessage). Ends the adding of items.
     std::string local_plan();
@@ -38,7 +54,8 @@ public:
     std::vector<std::string> global_plan(const std::vector<std::string> &local_plans);
     // Writes what this rank's final plan assigns it; returns a WriteResultsMessage.
     std::string write(const std::string &final_plan);
-    // Coordinator: builds the metadata from every rank's write results and commits it.
+    // Coordinator: builds the metadata from every rank's write results (an empty message: that
+    // rank wrote nothing) and commits it.
     void finish(const std::vector<std::string> &write_results);
     // Removes this save's files of this rank (nothing once committed).
     void abort();
@@ -58,7 +75,7 @@ private:
     Phase phase_ = Phase::adding;
     SavePlan local_;
     std::unordered_map<std::string, std::vector<size_t>> items_by_fqn_;
-    std::vector<std::pair<std::string, std::string>> user_;
+    std::vector<std::pair<std::string, std::string>> user_, framework_;
     SavePlan mine_;  // what write() was asked to write: abort() removes its file
 };
 

@@ -65,6 +65,8 @@ struct WriteItem {
     Dims sizes;
     const void *data = nullptr;
     Strides strides;  // element strides; empty means C order
+    bool bound = true;            // false: planned without data, which a host binds before writing
+    bool length_unknown = false;  // bytes planned before their length is known (sizes {0} until bound)
 
     uint64_t nbytes() const;
     Box box() const { return Box{index.offsets, sizes}; }
@@ -126,7 +128,7 @@ struct StorageMeta {
     uint32_t alignment = 4096;
     uint32_t block_size = 64u << 10;  // small enough that a partial read verifies little extra
     uint32_t format_major = 1;
-    uint32_t format_minor = 0;
+    uint32_t format_minor = 1;  // what this library writes (metadata_codec.hpp)
 };
 
 struct Metadata {
@@ -134,6 +136,7 @@ struct Metadata {
     std::vector<DataFileMeta> files;
     std::vector<EntryMeta> entries;  // sorted by fqn
     std::vector<std::pair<std::string, std::string>> user;
+    std::vector<std::pair<std::string, std::string>> framework;  // per framework: its own metadata
 
     // nullptr when absent. Entries are sorted, so this is a binary search.
     const EntryMeta *find(const std::string &fqn) const;

@@ -125,6 +125,7 @@ public:
     // True once finish() has put the new metadata in place: from then on the data files belong
     // to a committed checkpoint and must never be removed by abort().
     bool committed() const { return committed_; }
+    const std::string &save_id() const { return save_id_; }
 
 private:
     std::vector<WriteResult> write_raw(int fd, const SavePlan &plan, uint64_t &file_size);
