@@ -43,13 +43,13 @@ class MessageIn {
 public:
     MessageIn(const std::string &bytes, const char *what) : what_(what) {
         if (bytes.empty() || bytes.size() % 8 != 0) bad("its length is not a positive multiple of 8");
-        words_.resize(bytes.size() / 8);
-        std::memcpy(words_.data(), bytes.data(), bytes.size());
+        words_ = kj::heapArray<capnp::word>(bytes.size() / 8);
+        std::memcpy(words_.begin(), bytes.data(), bytes.size());
         try {
             capnp::ReaderOptions options;
             options.traversalLimitInWords = words_.size() * 4 + 1024;
             options.nestingLimit = 16;
-            reader_ = std::make_unique<capnp::FlatArrayMessageReader>(kj::ArrayPtr<const capnp::word>(words_.data(), words_.size()), options);
+            reader_ = std::make_unique<capnp::FlatArrayMessageReader>(kj::ArrayPtr<const capnp::word>(words_.begin(), words_.size()), options);
         } catch (const kj::Exception &e) {
             bad(e.getDescription().cStr());
         }
@@ -68,7 +68,7 @@ public:
 
 private:
     const char *what_;
-    std::vector<capnp::word> words_;
+    kj::Array<capnp::word> words_;
     std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
 };
 

@@ -33,7 +33,9 @@ def sh(cmd, cwd, env):
 
 
 def run_app(path, cwd):
-    p = subprocess.run(["env", "-i", path], cwd=cwd, capture_output=True, text=True)
+    # An empty environment proves the install RPATH; only a sanitizer build's options pass.
+    keep = [f"{k}={v}" for k, v in os.environ.items() if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")]
+    p = subprocess.run(["env", "-i", *keep, path], cwd=cwd, capture_output=True, text=True)
     if p.returncode != 0:
         fail(f"{path} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
