@@ -42,6 +42,7 @@ from .errors import (
 )
 from .reader import ChunkInfo, EntryInfo, EntryKind, Load, Reader, StorageInfo, Transform
 from .save import Blob, Chunk, Save, save, save_flags
+from .writer import Writer
 
 __version__ = "0.1.0"
 
@@ -80,5 +81,5 @@ __all__ = [
     "MPICollectives", "NoSpaceError", "NotDurableError", "NotFoundError", "OutOfMemoryError",
     "PathError", "RangeError", "RankError", "Reader", "Save", "ShapeError", "ShardpointError",
     "StateError", "StorageInfo", "TensorBuffer", "Transform", "TruncatedError", "UncoveredError",
-    "VersionError", "describe", "library_path", "library_version", "load", "save", "save_flags",
+    "VersionError", "Writer", "describe", "library_path", "library_version", "load", "save", "save_flags",
 ]

@@ -181,6 +181,44 @@ _PROTOTYPES = {
         [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, c_void_p, i64_p],
     ),
     "shardpoint_reader_read_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64, u64_p]),
+    # The storage layer: StorageWriter phases.
+    "shardpoint_writer_new": (c_int, [_handle_p, c_char_p, POINTER(SaveOptions)]),
+    "shardpoint_writer_free": (None, [c_void_p]),
+    "shardpoint_writer_set_up": (c_int, [c_void_p, c_int32, c_int32]),
+    "shardpoint_writer_add_tensor": (
+        c_int,
+        [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, u64_p, c_void_p, i64_p],
+    ),
+    "shardpoint_writer_add_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64]),
+    "shardpoint_writer_set_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "shardpoint_writer_local_plan": (c_int, [c_void_p, POINTER(c_void_p), u64_p]),
+    "shardpoint_writer_global_plan": (c_int, [c_void_p, c_uint32, POINTER(c_void_p), u64_p]),
+    "shardpoint_writer_final_plan": (c_int, [c_void_p, c_uint32, POINTER(c_void_p), u64_p]),
+    "shardpoint_writer_write": (c_int, [c_void_p, c_void_p, c_uint64, POINTER(c_void_p), u64_p]),
+    "shardpoint_writer_finish": (c_int, [c_void_p, c_uint32, POINTER(c_void_p), u64_p]),
+    "shardpoint_writer_abort": (c_int, [c_void_p]),
+    "shardpoint_writer_committed": (c_int, [c_void_p, POINTER(c_int32)]),
+    # The storage layer: StorageReader (host-planned reads).
+    "shardpoint_reader_find_chunk": (c_int, [c_void_p, c_uint64, c_uint32, u64_p, u64_p]),
+    "shardpoint_load_add_chunk": (
+        c_int,
+        [c_void_p, c_char_p, c_int32, c_uint64, c_uint32, u64_p, u64_p, c_void_p, i64_p],
+    ),
+}
+
+# Declared when the loaded library has them (added after 0.1.0 within the same minor version);
+# `require(name)` turns a missing one into a clear LibraryNotFoundError at the point of use.
+_OPTIONAL_PROTOTYPES = {
+    # Planned items whose data comes later (torch DCP resolves data only in write_data).
+    "shardpoint_writer_plan_tensor": (c_int, [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, u64_p]),
+    "shardpoint_writer_plan_bytes": (c_int, [c_void_p, c_char_p]),
+    "shardpoint_writer_assigned": (
+        c_int, [c_void_p, c_void_p, c_uint64, POINTER(POINTER(c_uint32)), u64_p]),
+    "shardpoint_writer_bind_tensor": (c_int, [c_void_p, c_uint64, c_void_p, i64_p]),
+    "shardpoint_writer_bind_bytes": (c_int, [c_void_p, c_uint64, c_void_p, c_uint64]),
+    # Framework metadata stored in the checkpoint format (shardpoint.torch keeps "torch.dcp" there).
+    "shardpoint_writer_set_framework_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "shardpoint_reader_framework_metadata_get": (c_int, [c_void_p, c_char_p, POINTER(c_char_p)]),
 }
 
 
@@ -219,6 +257,11 @@ def _open():
                 raise LibraryNotFoundError(f"{name} lacks the symbol {fname}; is it libshardpoint?") from None
             fn.restype = restype
             fn.argtypes = argtypes
+        for fname, (restype, argtypes) in _OPTIONAL_PROTOTYPES.items():
+            fn = getattr(dll, fname, None)
+            if fn is not None:
+                fn.restype = restype
+                fn.argtypes = argtypes
         number = dll.shardpoint_version_number()
         major, minor = number // 10000, (number // 100) % 100
         # Same SONAME major; an older minor may lack what this binding declares.
@@ -240,6 +283,22 @@ def lib():
             if _lib is None:
                 _lib = _open()
     return _lib
+
+
+def require(name):
+    """The library's function `name`, or LibraryNotFoundError when this libshardpoint predates it."""
+    dll = lib()
+    if name in _OPTIONAL_PROTOTYPES and getattr(dll, name, None) is None:
+        raise LibraryNotFoundError(
+            f"libshardpoint {dll.shardpoint_version_string().decode()} ({dll._name}) lacks {name}: "
+            "it is older than this binding's storage-layer API (shardpoint.torch needs it)"
+        )
+    return getattr(dll, name)
+
+
+def has(name):
+    """True when the loaded library exports `name`."""
+    return getattr(lib(), name, None) is not None
 
 
 def u64_array(values):

@@ -225,6 +225,30 @@ class Reader(Handle):
             return default
         raise error
 
+    def framework_metadata(self, key, default=None):
+        """The framework metadata stored under `key` (e.g. "torch.dcp"), or `default`."""
+        value = ctypes.c_char_p()
+        code = _lib.require("shardpoint_reader_framework_metadata_get")(
+            self._raw(), _lib.encode(key, "framework metadata key"), ctypes.byref(value))
+        if code == 0:
+            return _lib.decode(value.value)
+        error = error_for(code)
+        if isinstance(error, NotFoundError):
+            return default
+        raise error
+
+    def find_chunk(self, fqn, offsets):
+        """The index (for chunks() and Load.add_chunk) of the saved chunk of `fqn` whose box
+        starts at `offsets`; NotFoundError when none starts there."""
+        index = fqn if isinstance(fqn, int) else self._find(fqn)
+        offsets = tuple(int(o) for o in offsets)
+        if any(o < 0 for o in offsets):
+            raise ValueError(f"offsets must not be negative: {offsets}")
+        out = ctypes.c_uint64()
+        check(_lib.lib().shardpoint_reader_find_chunk(
+            self._raw(), index, len(offsets), _lib.u64_array(offsets), ctypes.byref(out)))
+        return out.value
+
     def verify(self):
         """Reads every stored extent and checks its CRC-32 (ChecksumError, TruncatedError, ...)."""
         check(_lib.lib().shardpoint_reader_verify(self._raw()))
@@ -379,6 +403,28 @@ class Load(Handle):
             out = bytearray(self._reader.entry(fqn).nbytes)
         buf = _bytes_destination(out)
         check(_lib.lib().shardpoint_load_add_bytes(self._raw(), _lib.encode(fqn, "fqn"), buf.ptr or None, buf.nbytes))
+        self._borrowed.append(buf)
+        return out
+
+    def add_chunk(self, fqn, chunk, out, *, storage_offsets=None, dtype=None):
+        """Requests the box of saved chunk `chunk` of tensor `fqn` that starts at `storage_offsets`
+        (relative to the chunk; default its origin) and has out's shape, into `out` (any writable
+        array or TensorBuffer, strides allowed). `dtype` defaults to out's; it must be the stored
+        one. Returns `out`, filled by execute()."""
+        buf = describe(out, writable=True)
+        dt = buf.with_dtype(dtype)
+        if storage_offsets is None:
+            storage_offsets = (0,) * buf.ndim
+        storage_offsets = tuple(int(o) for o in storage_offsets)
+        if len(storage_offsets) != buf.ndim:
+            raise ValueError(f"storage_offsets has {len(storage_offsets)} values, the box has {buf.ndim} dimensions")
+        if any(o < 0 for o in storage_offsets):
+            raise ValueError(f"storage_offsets must not be negative: {storage_offsets}")
+        check(_lib.lib().shardpoint_load_add_chunk(
+            self._raw(), _lib.encode(fqn, "fqn"), int(dt), int(chunk), buf.ndim,
+            _lib.u64_array(storage_offsets), _lib.u64_array(buf.shape), buf.ptr or None,
+            _lib.i64_array(buf.c_strides()),
+        ))
         self._borrowed.append(buf)
         return out
 
