@@ -1,0 +1,246 @@
+"""StorageReader: loading shardpoint checkpoints through torch.distributed.checkpoint.
+
+read_metadata builds DCP's Metadata from shardpoint's entries (with the torch.dcp document when the
+checkpoint has one; checkpoints written by C, Rust, Go or plain Python load too: properties from the
+dtype, a flat planner_data, raw blobs loaded as `bytes`). read_data hands every ReadItem to one
+shardpoint load (parallel, merged, CRC-verified): straight into the destination tensor when it is
+a CPU tensor of the stored dtype, else through a temporary that is then copied (DCP's dtype cast).
+"""
+
+import io
+import os
+import uuid
+
+import torch
+from torch.distributed.checkpoint import StorageReader as _DcpStorageReader
+from torch.distributed.checkpoint.metadata import (
+    BytesStorageMetadata,
+    ChunkStorageMetadata,
+    Metadata,
+    MetadataIndex,
+    StorageMeta,
+    TensorStorageMetadata,
+)
+from torch.distributed.checkpoint.planner import LoadItemType
+from torch.futures import Future
+
+from ..reader import Reader
+from ._common import FRAMEWORK_KEY, Document, decode_properties, torch_dtype
+from ._writer import tensor_buffer
+
+
+class ChunkLocator:
+    """Metadata.storage_data of a shardpoint checkpoint: MetadataIndex(fqn, offset) ->
+    (entry index, chunk index), found with the reader's chunk index (shardpoint_reader_find_chunk)."""
+
+    def __init__(self, reader):
+        self._reader = reader
+        self._entries = {}
+        self._chunks = {}
+
+    def entry(self, fqn):
+        index = self._entries.get(fqn)
+        if index is None:
+            index = self._entries[fqn] = self._reader._find(fqn)
+        return index
+
+    def __getitem__(self, index):
+        key = (index.fqn, None if index.offset is None else tuple(index.offset))
+        found = self._chunks.get(key)
+        if found is None:
+            entry = self.entry(index.fqn)
+            chunk = 0 if index.offset is None else self._reader.find_chunk(entry, key[1])
+            found = self._chunks[key] = (entry, chunk)
+        return found
+
+    def __contains__(self, index):
+        try:
+            self[index]
+        except Exception:
+            return False
+        return True
+
+    def __getstate__(self):
+        raise TypeError("shardpoint's storage_data refers to an open reader and is not picklable")
+
+
+def _raw_blob_payload(data):
+    """A raw blob (written without torch) as DCP's load_bytes expects it: a torch.save stream,
+    which torch.load turns into the blob's `bytes`."""
+    out = io.BytesIO()
+    torch.save(bytes(data), out)
+    out.seek(0)
+    return out
+
+
+class StorageReader(_DcpStorageReader):
+    """Loads shardpoint checkpoints (from any language) with dcp.load.
+
+        dcp.load(state_dict, storage_reader=shardpoint.torch.StorageReader("ckpt/step-100"))
+
+    `verify_checksums` (default True) checks every CRC-32 read; `io_threads` 0 means one per core.
+    `temporary_bytes` bounds the memory of temporaries (reads that need a dtype cast or a
+    non-CPU / non-strided destination): beyond it, read_data runs several loads in turn.
+    """
+
+    def __init__(self, path=None, *, verify_checksums=True, io_threads=0, temporary_bytes=256 << 20):
+        super().__init__()
+        self.path = None if path is None else os.fspath(path)
+        self.verify_checksums = bool(verify_checksums)
+        self.io_threads = int(io_threads)
+        self.temporary_bytes = int(temporary_bytes)
+        self.load_id = uuid.uuid4().hex
+        self._reader = None
+        self._locator = None
+        self._raw_blobs = set()
+
+    def reset(self, checkpoint_id=None):
+        self.close()
+        if checkpoint_id:
+            self.path = os.fspath(checkpoint_id)
+        self.load_id = uuid.uuid4().hex
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id):
+        if isinstance(checkpoint_id, os.PathLike):
+            return True
+        return isinstance(checkpoint_id, str) and "://" not in checkpoint_id
+
+    @property
+    def checkpoint_id(self):
+        return self.path
+
+    def close(self):
+        """Closes the open checkpoint (reopened by the next read_metadata)."""
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = None
+        self._locator = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def read_metadata(self, *args, **kwargs):
+        if kwargs.get("rank") is not None:
+            raise FileNotFoundError("shardpoint checkpoints have one metadata file, no rank-local ones")
+        if self.path is None:
+            raise ValueError("shardpoint.torch.StorageReader has no path: pass one, or checkpoint_id= to dcp.load")
+        self.close()
+        reader = Reader(self.path, verify_checksums=self.verify_checksums, io_threads=self.io_threads)
+        try:
+            doc = Document(reader.framework_metadata(FRAMEWORK_KEY))
+            entries = {}
+            raw_blobs = set()
+            for entry in reader.entries():
+                if entry.is_tensor:
+                    chunks = [ChunkStorageMetadata(offsets=torch.Size(c.offsets), sizes=torch.Size(c.sizes))
+                              for c in reader.chunks(entry.fqn)]
+                    props = decode_properties(doc.tensors.get(entry.fqn), entry.dtype, entry.fqn)
+                    entries[entry.fqn] = TensorStorageMetadata(properties=props, size=torch.Size(entry.shape),
+                                                               chunks=chunks)
+                else:
+                    entries[entry.fqn] = BytesStorageMetadata()
+                    if entry.fqn not in doc.bytes:
+                        raw_blobs.add(entry.fqn)
+            planner_data = doc.planner_data
+            if planner_data is None:
+                planner_data = {fqn: (fqn,) for fqn in entries}
+            else:
+                # DCP's order (that of the state dict) where the document gives it.
+                ordered = {fqn: entries[fqn] for fqn in planner_data if fqn in entries}
+                ordered.update((fqn, md) for fqn, md in entries.items() if fqn not in ordered)
+                entries = ordered
+                planner_data = {fqn: path for fqn, path in planner_data.items() if fqn in entries}
+            if doc.storage_meta is not None:
+                storage_meta = doc.storage_meta
+            else:
+                info = reader.storage_info
+                storage_meta = StorageMeta(checkpoint_id=info.checkpoint_id, save_id=info.save_id)
+            storage_meta.load_id = self.load_id
+        except BaseException:
+            reader.close()
+            raise
+        self._reader = reader
+        self._locator = ChunkLocator(reader)
+        self._raw_blobs = raw_blobs
+        return Metadata(state_dict_metadata=entries, planner_data=planner_data, storage_data=self._locator,
+                        storage_meta=storage_meta, version=doc.dcp_version)
+
+    def set_up_storage_reader(self, metadata, is_coordinator, *args, **kwargs):
+        if self._reader is None or metadata.storage_data is not self._locator:
+            raise RuntimeError("set_up_storage_reader needs the Metadata this reader's read_metadata returned")
+
+    def prepare_local_plan(self, plan):
+        return plan
+
+    def prepare_global_plan(self, plans):
+        return plans
+
+    def read_data(self, plan, planner):
+        if self._reader is None:
+            raise RuntimeError("read_data before read_metadata")
+        pending = []        # (item, target, temporary or None, blob or None)
+        temporary = 0
+        load = self._reader.load()
+        try:
+            for item in plan.items:
+                fqn = item.storage_index.fqn
+                entry_index, chunk = self._locator[item.storage_index]
+                if item.type == LoadItemType.BYTE_IO:
+                    blob = load.add_bytes(fqn, bytearray(self._reader._entry_at(entry_index).nbytes))
+                    pending.append((item, None, None, blob))
+                    continue
+                stored = self._reader._entry_at(entry_index).dtype
+                dtype = torch_dtype(stored)
+                target = planner.resolve_tensor(item).detach()
+                lengths = tuple(int(n) for n in item.lengths)
+                if tuple(target.shape) != lengths:
+                    raise ValueError(f"{item.dest_index.fqn!r}: the destination has shape {tuple(target.shape)}, "
+                                     f"the read item {lengths}")
+                if _direct(target, dtype):
+                    load.add_chunk(fqn, chunk, tensor_buffer(target, stored),
+                                   storage_offsets=tuple(item.storage_offsets))
+                    pending.append((item, target, None, None))
+                    continue
+                nbytes = target.numel() * dtype.itemsize
+                if temporary and temporary + nbytes > self.temporary_bytes:
+                    load = self._execute(load, pending, planner)
+                    pending, temporary = [], 0
+                tmp = torch.empty(lengths, dtype=dtype)
+                load.add_chunk(fqn, chunk, tensor_buffer(tmp, stored), storage_offsets=tuple(item.storage_offsets))
+                pending.append((item, target, tmp, None))
+                temporary += nbytes
+            self._execute(load, pending, planner, last=True)
+        finally:
+            load.close()
+        future = Future()
+        future.set_result(None)
+        return future
+
+    def _execute(self, load, pending, planner, last=False):
+        load.execute()
+        load.close()
+        for item, target, tmp, blob in pending:
+            if blob is not None:
+                if item.storage_index.fqn in self._raw_blobs:
+                    planner.load_bytes(item, _raw_blob_payload(blob))
+                else:
+                    planner.load_bytes(item, io.BytesIO(bytes(blob)))
+                continue
+            if tmp is not None:
+                target.copy_(tmp)
+            planner.commit_tensor(item, target)
+        return None if last else self._reader.load()
+
+
+def _direct(target, dtype):
+    """Whether the library can write straight into `target`'s memory."""
+    if target.device.type != "cpu" or target.dtype != dtype or target.layout != torch.strided:
+        return False
+    if target.is_conj() or target.is_neg() or target.is_quantized:
+        return False
+    # Overlapping memory (expanded dimensions) would be written several times at once.
+    return all(stride != 0 or size <= 1 for size, stride in zip(target.shape, target.stride()))

@@ -1,0 +1,291 @@
+"""StorageWriter: shardpoint as the storage layer of torch.distributed.checkpoint saves.
+
+DCP's phases map one to one onto the storage-layer writer (shardpoint.Writer):
+
+  set_up_storage_writer  a new shardpoint writer for this save, set up with (rank, world size)
+  prepare_local_plan     every WriteItem declared (plan_tensor / plan_bytes) in the plan's order;
+                         the SavePlan's storage_data = shardpoint's local plan (bytes)
+  prepare_global_plan    coordinator: every rank's local plan -> shardpoint's final plans, one per
+                         rank as that rank's storage_data (shardpoint decides who writes replicated
+                         items, whatever DCP's own deduplication kept)
+  write_data             the items shardpoint assigns this rank: planner.resolve_data, bound from
+                         their memory (no copy for CPU tensors, strides for views), written
+  finish                 coordinator: the torch.dcp JSON document + every rank's write results ->
+                         the committed checkpoint
+"""
+
+import dataclasses
+import io
+import os
+import uuid
+import weakref
+
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint import StorageWriter as _DcpStorageWriter
+from torch.distributed.checkpoint.metadata import MetadataIndex, StorageMeta
+from torch.distributed.checkpoint.planner import WriteItemType
+from torch.distributed.checkpoint.storage import WriteResult
+from torch.futures import Future
+
+from .._buffer import TensorBuffer
+from ..errors import NotDurableError
+from ..writer import Writer
+from ._common import FRAMEWORK_KEY, encode_document, shardpoint_dtype
+
+try:
+    from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION
+except ImportError:  # pragma: no cover - older torch
+    CURRENT_DCP_VERSION = None
+
+
+def _release(writer, coordinator):
+    """Frees a writer of a save that may not have finished. Only the coordinator aborts: it alone
+    knows whether it committed (abort does nothing then); another rank cannot know, so it keeps
+    its data file (the next save into the directory, or shardpoint gc, removes it if unused)."""
+    if writer is None or writer.closed:
+        return
+    try:
+        if coordinator and not writer.committed:
+            writer.abort()
+    finally:
+        writer.close()
+
+
+def tensor_buffer(tensor, dtype):
+    """A TensorBuffer over a CPU tensor's own memory (element strides; no copy)."""
+    return TensorBuffer(tensor.data_ptr() if tensor.numel() else 0, dtype, tensor.element_size(), tuple(tensor.shape),
+                        tuple(tensor.stride()), False, tensor)
+
+
+def _host_tensor(tensor, planned, fqn):
+    """The tensor whose memory is written: the same tensor for CPU tensors of the planned dtype,
+    else a staged host copy (GPU), the planned dtype (a planner that changes dtypes) or resolved
+    conjugate / negative views (whose memory does not hold their values)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{fqn!r}: resolve_data returned {type(tensor).__name__}, not a tensor")
+    if tensor.is_sparse or tensor.is_quantized or tensor.layout != torch.strided:
+        raise TypeError(f"{fqn!r}: shardpoint stores dense strided tensors, not {tensor.layout} ones")
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        tensor = tensor.to("cpu")  # staged through host memory
+    if tensor.dtype != planned:
+        tensor = tensor.to(planned)
+    if tensor.is_conj():
+        tensor = tensor.resolve_conj()
+    if tensor.is_neg():
+        tensor = tensor.resolve_neg()
+    return tensor
+
+
+class StorageWriter(_DcpStorageWriter):
+    """Saves DCP checkpoints as shardpoint checkpoints (a directory; FORMAT.md).
+
+        dcp.save(state_dict, storage_writer=shardpoint.torch.StorageWriter("ckpt/step-100"))
+        dcp.save(state_dict, checkpoint_id="ckpt/step-200", storage_writer=writer)  # reuse it
+
+    Options: `overwrite` (default True, as FileSystemWriter) replaces a checkpoint at the path,
+    which stays intact until the new one commits; `durable=False` skips fsync; `compression` a
+    zlib level; `io_threads` (0: one per core), `alignment`; `allow_partial` accepts tensors the
+    ranks together leave partly uncovered. `process_group` is the group DCP saves over (default:
+    the default group), which gives the world size.
+
+    A save that fails on another rank after this rank wrote leaves the coordinator's writer
+    holding the directory's save lock and its data file until the next save with this object,
+    close(), or garbage collection releases it; other ranks' data files of that save are removed
+    by the next successful save into the directory (or `shardpoint gc`).
+    """
+
+    def __init__(self, path=None, *, overwrite=True, durable=True, compression=0, io_threads=0, alignment=0,
+                 allow_partial=False, process_group=None):
+        super().__init__()
+        self.path = None if path is None else os.fspath(path)
+        self.overwrite = bool(overwrite)
+        self.durable = bool(durable)
+        self.compression = int(compression)
+        self.io_threads = int(io_threads)
+        self.alignment = int(alignment)
+        self.allow_partial = bool(allow_partial)
+        self.process_group = process_group
+        self.save_id = uuid.uuid4().hex
+        self._writer = None
+        self._finalizer = None
+        self._coordinator = False
+        self._items = []
+
+    # --- the interface --------------------------------------------------------------------------
+
+    def reset(self, checkpoint_id=None):
+        self._release()
+        if checkpoint_id:
+            self.path = os.fspath(checkpoint_id)
+        self.save_id = uuid.uuid4().hex
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id):
+        if isinstance(checkpoint_id, os.PathLike):
+            return True
+        return isinstance(checkpoint_id, str) and "://" not in checkpoint_id
+
+    @property
+    def checkpoint_id(self):
+        return self.path
+
+    def storage_meta(self):
+        return StorageMeta(checkpoint_id=self.path, save_id=self.save_id)
+
+    def set_up_storage_writer(self, is_coordinator, *args, **kwargs):
+        self._release()
+        if self.path is None:
+            raise ValueError("shardpoint.torch.StorageWriter has no path: pass one, or checkpoint_id= to dcp.save")
+        rank, world = self._rank_and_world(is_coordinator, kwargs.get("rank"))
+        if not kwargs.get("use_collectives", True) and world > 1:
+            raise ValueError("shardpoint writes one checkpoint per save: dcp.save(use_collectives=False) is not supported")
+        writer = Writer(self.path, overwrite=self.overwrite, durable=self.durable, allow_partial=self.allow_partial,
+                        compression=self.compression, io_threads=self.io_threads, alignment=self.alignment,
+                        checkpoint_id=self.path)
+        self._finalizer = weakref.finalize(self, _release, writer, rank == 0)
+        self._writer = writer
+        self._coordinator = rank == 0
+        writer.set_up(rank, world)
+        self._items = []
+
+    def prepare_local_plan(self, plan):
+        if not plan.usable:
+            raise ValueError("shardpoint.torch.StorageWriter does not support DCP's plan caching (enable_plan_caching)")
+        writer = self._live()
+        for item in plan.items:
+            fqn = item.index.fqn
+            if item.type == WriteItemType.BYTE_IO:
+                writer.plan_bytes(fqn)
+            else:
+                td = item.tensor_data
+                dtype = shardpoint_dtype(td.properties.dtype, fqn)
+                writer.plan_tensor(fqn, dtype, tuple(td.size), tuple(td.chunk.offsets), tuple(td.chunk.sizes))
+            self._items.append(item)
+        return dataclasses.replace(plan, storage_data=writer.local_plan())
+
+    def prepare_global_plan(self, plans):
+        writer = self._live()
+        messages = []
+        for rank, plan in enumerate(plans):
+            if not isinstance(plan.storage_data, bytes):
+                raise ValueError(f"rank {rank}'s plan carries no shardpoint local plan (was it prepared by "
+                                 "shardpoint.torch.StorageWriter on every rank?)")
+            messages.append(plan.storage_data)
+        writer.global_plan(messages)
+        return [dataclasses.replace(plan, storage_data=writer.final_plan(rank)) for rank, plan in enumerate(plans)]
+
+    def write_data(self, plan, planner):
+        writer = self._live()
+        try:
+            final = plan.storage_data
+            if not isinstance(final, bytes):
+                raise ValueError("the plan carries no shardpoint final plan (prepare_global_plan did not run)")
+            written = []
+            for k in writer.assigned(final):
+                item = self._items[k]
+                data = planner.resolve_data(item)
+                if item.type == WriteItemType.BYTE_IO:
+                    if isinstance(data, io.BytesIO):
+                        blob = data.getbuffer()
+                    else:
+                        blob = memoryview(bytes(data))
+                    writer.bind_bytes(k, blob)
+                    written.append((item, blob.nbytes))
+                else:
+                    dtype = item.tensor_data.properties.dtype
+                    tensor = _host_tensor(data, dtype, item.index.fqn)
+                    buf = tensor_buffer(tensor, shardpoint_dtype(dtype, item.index.fqn))
+                    writer.bind_tensor(k, buf)
+                    written.append((item, tensor.numel() * tensor.element_size()))
+            results = writer.write(final)
+        except BaseException:
+            # This rank's failure reaches the coordinator through DCP, so nothing can commit:
+            # removing this rank's files is safe.
+            self._abort_and_release(force=True)
+            raise
+        if not self._coordinator:
+            self._release()  # the coordinator keeps its writer (and the save lock) until finish
+        out = [WriteResult(index=item.index, size_in_bytes=int(size), storage_data=None) for item, size in written]
+        if out:
+            out[0] = dataclasses.replace(out[0], storage_data=results)
+        future = Future()
+        future.set_result(out)
+        return future
+
+    def finish(self, metadata, results):
+        writer = self._live()
+        try:
+            messages = []
+            for rank_results in results:
+                message = rank_results[0].storage_data if rank_results else b""
+                if not isinstance(message, bytes):
+                    raise ValueError("a rank's write results carry no shardpoint write results message")
+                messages.append(message)
+            storage_meta = self.storage_meta()
+            if metadata.storage_meta is not None and metadata.storage_meta.modules:
+                storage_meta.modules = list(metadata.storage_meta.modules)
+            writer.set_framework_metadata(FRAMEWORK_KEY, encode_document(metadata, storage_meta, CURRENT_DCP_VERSION))
+            writer.finish(messages)
+        except NotDurableError:
+            self._release()
+            raise
+        except BaseException:
+            self._abort_and_release(force=True)
+            raise
+        metadata.storage_meta = self.storage_meta()
+        if CURRENT_DCP_VERSION is not None:
+            metadata.version = CURRENT_DCP_VERSION
+        self._release()
+
+    # --- our own ---------------------------------------------------------------------------------
+
+    def close(self):
+        """Releases this writer's unfinished save (see the class comment). Idempotent."""
+        self._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getstate__(self):
+        # For DCP's process-based async save: the C writer stays behind; a new one is made at set up.
+        state = self.__dict__.copy()
+        state.update(_writer=None, _finalizer=None, _items=[])
+        return state
+
+    def _rank_and_world(self, is_coordinator, rank):
+        if dist.is_available() and dist.is_initialized():
+            world = dist.get_world_size(self.process_group)
+            if rank is None:
+                rank = dist.get_rank(self.process_group)
+        else:
+            world = 1
+            rank = 0 if rank is None else rank
+        if bool(is_coordinator) != (rank == 0):
+            raise ValueError(f"shardpoint's coordinator is rank 0 (this is rank {rank}, "
+                             f"{'' if is_coordinator else 'not '}DCP's coordinator)")
+        return int(rank), int(world)
+
+    def _live(self):
+        if self._writer is None or self._writer.closed:
+            raise RuntimeError("shardpoint.torch.StorageWriter: set_up_storage_writer did not run for this save")
+        return self._writer
+
+    def _abort_and_release(self, force):
+        writer = self._writer
+        if writer is not None and not writer.closed:
+            try:
+                if force and not writer.committed:
+                    writer.abort()
+            finally:
+                self._release()
+
+    def _release(self):
+        finalizer, self._finalizer = self._finalizer, None
+        self._writer = None
+        if finalizer is not None:
+            finalizer()  # runs _release(writer, coordinator) once
