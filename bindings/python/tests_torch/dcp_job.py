@@ -6,6 +6,8 @@ Scenarios:
   save_rows  4 ranks save a row-sharded (Shard(0)) DTensor state, a replicated tensor, an optimizer-like
              nested dict and non-tensor values into DIR
   load_cols  any number of ranks load DIR into column-sharded (Shard(1)) DTensors and check every value
+  replicated ranks save only replicated values: shardpoint picks one writer per item, so some rank
+             writes nothing (its empty write results reach the coordinator); every rank loads them back
   fail       ranks save a good checkpoint into DIR, then a save whose rank 1 raises in write_data:
              every rank must fail, DIR must still hold the first checkpoint; then the same writer saves
              again (the failed save's lock and files released) and a failed save into a fresh directory
@@ -83,6 +85,16 @@ def main():
             cols = torch.arange(10).chunk(world)[rank]  # DTensor shards as torch.chunk does
             assert torch.equal(w, full("model.w", (12, 10), torch.float32)[:, cols]), "local columns"
             check(sd)
+        elif scenario == "replicated":
+            sd = {"x": full("x", (4, 4), torch.float64), "meta": {"epoch": 9}}
+            dcp.save(sd, storage_writer=StorageWriter(directory))
+            loaded = {"x": torch.zeros(4, 4, dtype=torch.float64), "meta": {"epoch": 0}}
+            dcp.load(loaded, storage_reader=StorageReader(directory))
+            assert torch.equal(loaded["x"], sd["x"]) and loaded["meta"]["epoch"] == 9
+            if rank == 0:
+                with sp.Reader(directory) as reader:
+                    writers = {c.writer_rank for e in reader.entries() for c in reader.chunks(e.fqn)}
+                    assert len(writers) < world and reader.storage_info.file_count == len(writers), writers
         elif scenario == "fail":
             fail_scenario(mesh, rank, world, directory)
         else:

@@ -236,3 +236,18 @@ def test_damaged_checkpoint_fails_the_load(tmp_path):
         f.seek(chunk.file_offset + 10)
         f.write(bytes([byte[0] ^ 0xFF]))
     raises("SHARDPOINT_ECHECKSUM", dcp.load, {"x": torch.zeros(4096)}, storage_reader=StorageReader(tmp_path / "k"))
+
+
+def test_cpu_tensors_are_written_from_their_own_memory(tmp_path, monkeypatch):
+    bound = []
+    original = sp.Writer.bind_tensor
+
+    def spy(self, item, data):
+        bound.append(data.ptr)
+        return original(self, item, data)
+
+    monkeypatch.setattr(sp.Writer, "bind_tensor", spy)
+    base = torch.randn(16, 16)
+    sd = {"a": torch.randn(8, 8), "view": base.t()[2:], "half": torch.ones(5, dtype=torch.bfloat16)}
+    dcp.save(sd, storage_writer=StorageWriter(tmp_path / "m"))
+    assert sorted(bound) == sorted(t.data_ptr() for t in sd.values())

@@ -33,3 +33,7 @@ def test_load_column_shards(rows_checkpoint, job, world):
 
 def test_failing_rank_commits_nothing(job, tmp_path):
     job("fail", 4, tmp_path / "f")
+
+
+def test_ranks_that_write_nothing(job, tmp_path):
+    job("replicated", 3, tmp_path / "r")
