@@ -78,7 +78,7 @@ class ChunkInfo:
 
 
 def _tuple(pointer, count):
-    return tuple(int(pointer[i]) for i in range(count)) if count else ()
+    return tuple(pointer[:count]) if count else ()  # slicing a ctypes pointer: one call, ints
 
 
 def _kind_error(fqn, what):
@@ -179,7 +179,10 @@ class Reader(Handle):
 
     def chunks(self, fqn):
         """The saved chunks of entry `fqn` (a bytes entry has one, with empty offsets/sizes)."""
-        entry = self.entry(fqn)
+        return self.chunks_of(self.entry(fqn))
+
+    def chunks_of(self, entry):
+        """The saved chunks of an EntryInfo of this reader (as chunks(), without a name lookup)."""
         ndim = len(entry.shape)
         result = []
         for c in range(entry.chunk_count):

@@ -7,6 +7,7 @@ shardpoint load (parallel, merged, CRC-verified): straight into the destination 
 a CPU tensor of the stored dtype, else through a temporary that is then copied (DCP's dtype cast).
 """
 
+import ctypes
 import io
 import os
 import uuid
@@ -24,6 +25,9 @@ from torch.distributed.checkpoint.metadata import (
 from torch.distributed.checkpoint.planner import LoadItemType
 from torch.futures import Future
 
+from .. import _lib
+from ..dtypes import DType
+from ..errors import check
 from ..reader import Reader
 from ._common import FRAMEWORK_KEY, Document, decode_properties, torch_dtype
 from ._writer import tensor_buffer
@@ -134,17 +138,15 @@ class StorageReader(_DcpStorageReader):
             doc = Document(reader.framework_metadata(FRAMEWORK_KEY))
             entries = {}
             raw_blobs = set()
-            for entry in reader.entries():
-                if entry.is_tensor:
-                    chunks = [ChunkStorageMetadata(offsets=torch.Size(c.offsets), sizes=torch.Size(c.sizes))
-                              for c in reader.chunks(entry.fqn)]
-                    props = decode_properties(doc.tensors.get(entry.fqn), entry.dtype, entry.fqn)
-                    entries[entry.fqn] = TensorStorageMetadata(properties=props, size=torch.Size(entry.shape),
-                                                               chunks=chunks)
+            for fqn, dtype, shape, boxes in _entry_boxes(reader):
+                if dtype is not None:
+                    chunks = [ChunkStorageMetadata(offsets=torch.Size(o), sizes=torch.Size(z)) for o, z in boxes]
+                    props = decode_properties(doc.tensors.get(fqn), dtype, fqn)
+                    entries[fqn] = TensorStorageMetadata(properties=props, size=torch.Size(shape), chunks=chunks)
                 else:
-                    entries[entry.fqn] = BytesStorageMetadata()
-                    if entry.fqn not in doc.bytes:
-                        raw_blobs.add(entry.fqn)
+                    entries[fqn] = BytesStorageMetadata()
+                    if fqn not in doc.bytes:
+                        raw_blobs.add(fqn)
             planner_data = doc.planner_data
             if planner_data is None:
                 planner_data = {fqn: (fqn,) for fqn in entries}
@@ -234,6 +236,32 @@ class StorageReader(_DcpStorageReader):
                 target.copy_(tmp)
             planner.commit_tensor(item, target)
         return None if last else self._reader.load()
+
+
+def _entry_boxes(reader):
+    """(fqn, DType or None for bytes, shape, [(offsets, sizes) per chunk]) of every entry: the
+    reader's entry_info / chunk_info calls with one reused struct each (read_metadata is
+    O(entries) and DCP checkpoints can hold tens of thousands of them)."""
+    dll = _lib.lib()
+    handle = reader._raw()
+    info, chunk = _lib.EntryInfo(), _lib.ChunkInfo()
+    info_ref, chunk_ref = ctypes.byref(info), ctypes.byref(chunk)
+    entry_info, chunk_info = dll.shardpoint_reader_entry_info, dll.shardpoint_reader_chunk_info
+    out = []
+    for index in range(len(reader)):
+        check(entry_info(handle, index, info_ref))
+        fqn = info.fqn.decode("utf-8", errors="replace")
+        if info.kind != _lib.ENTRY_TENSOR:
+            out.append((fqn, None, (), ()))
+            continue
+        ndim = info.ndim
+        shape = tuple(info.shape[:ndim]) if ndim else ()
+        boxes = []
+        for c in range(info.chunk_count):
+            check(chunk_info(handle, index, c, chunk_ref))
+            boxes.append((tuple(chunk.offsets[:ndim]), tuple(chunk.sizes[:ndim])) if ndim else ((), ()))
+        out.append((fqn, DType(info.dtype), shape, boxes))
+    return out
 
 
 def _direct(target, dtype):
