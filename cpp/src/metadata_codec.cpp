@@ -210,6 +210,7 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
     const unsigned char *body = data + metadata_header_size;
     if (crc32_of(body, body_len) != get_u32(data + 24)) throw Error(Code::checksum, "metadata fails its CRC-32");
 
+    if (body_len == 0) throw Error(Code::format, "corrupt metadata: the message is empty");
     // Cap'n Proto reads words in place; copy into aligned storage first.
     std::vector<capnp::word> words(body_len / 8);
     std::memcpy(words.data(), body, body_len);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,14 +53,22 @@ void start_writeback(int fd, uint64_t offset, uint64_t len);
 class ScratchBuffers {
 public:
     ScratchBuffers(size_t tasks, unsigned threads) : buffers_(worker_count(tasks, threads)) {}
+    // At least `len` bytes, uninitialized (every use reads into them before looking).
     unsigned char *get(unsigned worker, size_t len) {
-        auto &b = buffers_[worker];
-        if (b.size() < len) b.resize(len);
-        return b.data();
+        Buffer &b = buffers_[worker];
+        if (b.size < len) {
+            b.bytes.reset(new unsigned char[len]);
+            b.size = len;
+        }
+        return b.bytes.get();
     }
 
 private:
-    std::vector<std::vector<unsigned char>> buffers_;
+    struct Buffer {
+        std::unique_ptr<unsigned char[]> bytes;
+        size_t size = 0;
+    };
+    std::vector<Buffer> buffers_;
 };
 
 }  // namespace io

@@ -156,13 +156,17 @@ void check_blocks(const EntryMeta &entry, const Extent &e, const std::string &fi
 
 // Streams a compressed extent through `buffer` (read_piece_bytes long) into `out` (raw_length
 // bytes; null: only check), verifying its CRC-32 when asked.
+// The staging buffer a compressed extent streams through: no larger than the extent.
+uint64_t inflate_buffer_bytes(const Extent &e) { return std::max<uint64_t>(1, std::min(read_piece_bytes, e.stored_length)); }
+
 void inflate_extent(int fd, const EntryMeta &entry, const Extent &e, const std::string &file, bool verify,
                     unsigned char *out, unsigned char *buffer) {
     Inflater z(out, e.raw_length);
     uint32_t crc = 0;
     try {
-        for (uint64_t at = 0; at < e.stored_length; at += read_piece_bytes) {
-            uint64_t n = std::min(read_piece_bytes, e.stored_length - at);
+        const uint64_t piece = inflate_buffer_bytes(e);
+        for (uint64_t at = 0; at < e.stored_length; at += piece) {
+            uint64_t n = std::min(piece, e.stored_length - at);
             pread_full(fd, buffer, n, e.offset + at, file);
             if (verify) crc = crc32_of(buffer, n, crc);
             z.write(buffer, n);
@@ -419,15 +423,17 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             std::set<std::pair<const Extent *, uint64_t>> checked;  // blocks verified in this batch
             for (size_t k = batch.first; k < batch.first + batch.count; ++k) {
                 const Piece &p = bounce[k];
-                const unsigned char *base = buffer + (p.extent->offset - batch.start);
+                // Byte `x` of the piece's extent, inside the buffer (the batch may start inside the
+                // extent, so the extent's own start may lie before the buffer: never form it).
+                auto in_buffer = [&](uint64_t x) { return buffer + (p.extent->offset + x - batch.start); };
                 for (uint64_t at = p.read_a; verify && at < p.read_b; at += bs) {
                     if (!checked.insert({p.extent, at}).second) continue;
                     uint64_t to = std::min<uint64_t>(at + bs, p.extent->stored_length);
-                    check_blocks(*p.entry, *p.extent, file_name(p.extent), bs, at, to, base + at);
+                    check_blocks(*p.entry, *p.extent, file_name(p.extent), bs, at, to, in_buffer(at));
                 }
                 if (p.kind == Piece::linear)
-                    p.scatter->each(p.a, p.b, [&](unsigned char *dst, uint64_t at, uint64_t n) { std::memcpy(dst, base + at, n); });
-                else copy_box(base + p.a, p.src_strides, p.dst, p.dst_strides, p.lengths, dtype_size(int32_t(p.entry->dtype)));
+                    p.scatter->each(p.a, p.b, [&](unsigned char *dst, uint64_t at, uint64_t n) { std::memcpy(dst, in_buffer(at), n); });
+                else copy_box(in_buffer(p.a), p.src_strides, p.dst, p.dst_strides, p.lengths, dtype_size(int32_t(p.entry->dtype)));
             }
             return;
         }
@@ -450,7 +456,7 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             raw.resize(e.raw_length);
             out = raw.data();
         }
-        inflate_extent(task.fd, *task.entry, e, file_name(&e), verify, out, scratch.get(worker, read_piece_bytes));
+        inflate_extent(task.fd, *task.entry, e, file_name(&e), verify, out, scratch.get(worker, inflate_buffer_bytes(e)));
         if (direct_out) return;
         for (size_t i : task.items) {
             const ReadItem &item = plan.items[i];
@@ -536,7 +542,7 @@ void FileSystemReader::verify_all() {
         try {
             if (e.transform == Transform::deflate) {
                 // Checks the CRC and that the stream inflates to its raw length, keeping nothing.
-                inflate_extent(check.fd, entry, e, name, true, nullptr, scratch.get(worker, read_piece_bytes));
+                inflate_extent(check.fd, entry, e, name, true, nullptr, scratch.get(worker, inflate_buffer_bytes(e)));
                 return;
             }
             unsigned char *buffer = scratch.get(worker, task.b - task.a);

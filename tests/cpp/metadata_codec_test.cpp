@@ -249,6 +249,15 @@ TEST(MetadataCodecError, UnsupportedMajorVersion) {
     EXPECT_SP_ERROR(decode(bytes), Code::version, "2.3", "not supported", "1");
 }
 
+// Found by the fuzzer: a header announcing an empty body (valid CRCs) was copied through NULL.
+TEST(MetadataCodecError, EmptyBodyIsMalformed) {
+    auto bytes = encode_metadata(rich_metadata());
+    bytes.resize(32);
+    put64(bytes, 16, 0);
+    fix_crcs(bytes);
+    EXPECT_SP_ERROR(decode(bytes), Code::format, "empty");
+}
+
 TEST(MetadataCodecError, MajorVersionZero) {
     auto bytes = encode_metadata(rich_metadata());
     put16(bytes, 8, 0);
