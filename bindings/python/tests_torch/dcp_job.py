@@ -8,6 +8,8 @@ Scenarios:
   load_cols  any number of ranks load DIR into column-sharded (Shard(1)) DTensors and check every value
   replicated ranks save only replicated values: shardpoint picks one writer per item, so some rank
              writes nothing (its empty write results reach the coordinator); every rank loads them back
+  sharded    a ShardedTensor: saved row-wise (ChunkShardingSpec dim 0) into DIR by the ranks of the
+             first run, loaded column-wise (dim 1) by the ranks of a second run ("sharded_load")
   fail       ranks save a good checkpoint into DIR, then a save whose rank 1 raises in write_data:
              every rank must fail, DIR must still hold the first checkpoint; then the same writer saves
              again (the failed save's lock and files released) and a failed save into a fresh directory
@@ -95,6 +97,27 @@ def main():
                 with sp.Reader(directory) as reader:
                     writers = {c.writer_rank for e in reader.entries() for c in reader.chunks(e.fqn)}
                     assert len(writers) < world and reader.storage_info.file_count == len(writers), writers
+        elif scenario in ("sharded", "sharded_load"):
+            from torch.distributed._shard import sharded_tensor
+            from torch.distributed._shard.sharding_spec import ChunkShardingSpec
+
+            expected = full("st", (12, 10), torch.float32)
+            dim = 0 if scenario == "sharded" else 1
+            spec = ChunkShardingSpec(dim=dim, placements=[f"rank:{r}/cpu" for r in range(world)])
+            st = sharded_tensor.zeros(spec, 12, 10)
+
+            def box(shard):
+                o, z = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                return expected[o[0]:o[0] + z[0], o[1]:o[1] + z[1]]
+
+            if scenario == "sharded":
+                for shard in st.local_shards():
+                    shard.tensor.copy_(box(shard))
+                dcp.save({"st": st}, storage_writer=StorageWriter(directory))
+            else:
+                dcp.load({"st": st}, storage_reader=StorageReader(directory))
+                for shard in st.local_shards():
+                    assert torch.equal(shard.tensor, box(shard)), shard.metadata
         elif scenario == "fail":
             fail_scenario(mesh, rank, world, directory)
         else:

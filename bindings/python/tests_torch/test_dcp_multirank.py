@@ -37,3 +37,10 @@ def test_failing_rank_commits_nothing(job, tmp_path):
 
 def test_ranks_that_write_nothing(job, tmp_path):
     job("replicated", 3, tmp_path / "r")
+
+
+def test_sharded_tensor_rows_to_columns(job, tmp_path):
+    job("sharded", 4, tmp_path / "st")
+    with sp.Reader(tmp_path / "st") as reader:
+        assert sorted(c.offsets for c in reader.chunks("st")) == [(0, 0), (3, 0), (6, 0), (9, 0)]
+    job("sharded_load", 3, tmp_path / "st")
