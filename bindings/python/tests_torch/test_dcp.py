@@ -114,6 +114,8 @@ def test_metadata_rebuilt(tmp_path):
     assert md.planner_data["optim.param_groups.0.lr"] == ("optim", "param_groups", 0, "lr")
     assert type(md.state_dict_metadata["optim.param_groups.0.lr"]).__name__ == "BytesStorageMetadata"
     assert md.storage_meta.checkpoint_id == str(tmp_path / "c") and md.storage_meta.load_id
+    import copy
+    assert copy.deepcopy(md).storage_data is md.storage_data
     # DCP's own planner rebuilds the nested state dict from this metadata alone (as dcp_to_torch_save).
     from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
     from torch.distributed.checkpoint.state_dict_loader import _load_state_dict

@@ -64,8 +64,15 @@ class ChunkLocator:
             return False
         return True
 
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self  # a view of the open reader, shared by copies of the Metadata
+
     def __getstate__(self):
-        raise TypeError("shardpoint's storage_data refers to an open reader and is not picklable")
+        raise TypeError("shardpoint's storage_data refers to an open reader and is not picklable; "
+                        "every rank reads the metadata itself (StorageReader.read_metadata)")
 
 
 def _raw_blob_payload(data):
