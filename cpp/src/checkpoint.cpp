@@ -264,6 +264,17 @@ const EntryMeta *LoadSession::find(const std::string &fqn) {
     throw Error(Code::not_found, "no entry '" + fqn + "' in the checkpoint");
 }
 
+const EntryMeta *LoadSession::find_tensor(const std::string &fqn, DType dtype) {
+    const EntryMeta *entry = find(fqn);
+    if (!entry) return nullptr;
+    require(entry->kind == EntryKind::tensor, Code::kind, "'" + fqn + "' is a bytes entry, not a tensor");
+    if (dtype != entry->dtype) {
+        const char *asked = dtype_name(int32_t(dtype));
+        throw Error(Code::dtype, "'" + fqn + "' is " + dtype_name(int32_t(entry->dtype)) + ", not " + (asked ? asked : "an unknown dtype"));
+    }
+    return entry;
+}
+
 void LoadSession::add_request(ReadRequest request) {
     LoadPlan one;
     one.requests.push_back(std::move(request));
@@ -277,13 +288,8 @@ void LoadSession::add_request(ReadRequest request) {
 
 void LoadSession::add_tensor(const std::string &fqn, DType dtype, uint32_t ndim, Dims offsets, Dims sizes, void *dst,
                              Strides strides) {
-    const EntryMeta *entry = find(fqn);
+    const EntryMeta *entry = find_tensor(fqn, dtype);
     if (!entry) return;
-    require(entry->kind == EntryKind::tensor, Code::kind, "'" + fqn + "' is a bytes entry, not a tensor");
-    if (dtype != entry->dtype) {
-        const char *asked = dtype_name(int32_t(dtype));
-        throw Error(Code::dtype, "'" + fqn + "' is " + dtype_name(int32_t(entry->dtype)) + ", not " + (asked ? asked : "an unknown dtype"));
-    }
     require(ndim == entry->shape.size(), Code::shape,
             "'" + fqn + "' has " + std::to_string(entry->shape.size()) + " dimensions, not " + std::to_string(ndim));
     Box box{std::move(offsets), std::move(sizes)};
@@ -306,13 +312,8 @@ void LoadSession::add_bytes(const std::string &fqn, void *dst, uint64_t capacity
 
 void LoadSession::add_chunk(const std::string &fqn, DType dtype, size_t chunk, Dims storage_offsets, Dims lengths, void *dst,
                             Strides strides) {
-    const EntryMeta *entry = find(fqn);
+    const EntryMeta *entry = find_tensor(fqn, dtype);
     if (!entry) return;
-    require(entry->kind == EntryKind::tensor, Code::kind, "'" + fqn + "' is a bytes entry, not a tensor");
-    if (dtype != entry->dtype) {
-        const char *asked = dtype_name(int32_t(dtype));
-        throw Error(Code::dtype, "'" + fqn + "' is " + dtype_name(int32_t(entry->dtype)) + ", not " + (asked ? asked : "an unknown dtype"));
-    }
     require(chunk < entry->chunks.size(), Code::range,
             "'" + fqn + "' has " + std::to_string(entry->chunks.size()) + " saved chunks, not chunk " + std::to_string(chunk));
     const Box &saved = entry->chunks[chunk].box;

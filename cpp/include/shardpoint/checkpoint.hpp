@@ -84,6 +84,8 @@ public:
 private:
     // The entry or nullptr (counted as skipped) when partial loads are allowed; throws otherwise.
     const EntryMeta *find(const std::string &fqn);
+    // find(), then the entry must be a tensor of `dtype` (nothing is converted).
+    const EntryMeta *find_tensor(const std::string &fqn, DType dtype);
     void add_request(ReadRequest request);
 
     Reader &reader_;
