@@ -237,9 +237,10 @@ void CheckpointWriter::set_framework_metadata(const std::string &key, const std:
 }
 
 void CheckpointWriter::plan_tensor(const std::string &fqn, DType dtype, Dims shape, Dims offsets, Dims sizes) {
-    // Validated as add_tensor validates, with a placeholder for the data that bind_tensor gives.
-    static const unsigned char placeholder = 0;
-    add_tensor(fqn, dtype, std::move(shape), std::move(offsets), std::move(sizes), &placeholder, {});
+    // add_tensor's checks, which want a non-NULL address: any will do, it is cleared right after
+    // and write() refuses the item until bind_tensor gives the real one.
+    static const unsigned char no_data_yet = 0;
+    add_tensor(fqn, dtype, std::move(shape), std::move(offsets), std::move(sizes), &no_data_yet, {});
     local_.items.back().data = nullptr;
     local_.items.back().bound = false;
 }
