@@ -404,6 +404,21 @@ typedef struct shardpoint_chunk_info {
 SHARDPOINT_API int shardpoint_reader_chunk_info(const shardpoint_reader *reader, uint64_t index, uint64_t chunk,
                                                 shardpoint_chunk_info *out);
 
+/* Bulk forms of the two calls above, for hosts that build their own metadata of checkpoints with
+ * many entries (one call instead of one per entry or chunk). */
+
+/* Every entry's fqn in index order, each followed by a NUL byte, as one buffer of `*out_len` bytes
+ * (NULs included) owned by the reader. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_reader_entry_names(const shardpoint_reader *reader, const char **out_names,
+                                                 uint64_t *out_len);
+
+/* The boxes of chunks first .. first+count-1 of entry `index`: chunk first+k's offsets go to
+ * offsets[k*ndim .. k*ndim+ndim-1] and its sizes to the same places of `sizes` (count*ndim values
+ * each; nothing is written for bytes entries and 0-dimensional tensors, where the arrays may be NULL).
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE (index, or chunks beyond the entry's chunk_count). */
+SHARDPOINT_API int shardpoint_reader_chunk_boxes(const shardpoint_reader *reader, uint64_t index, uint64_t first,
+                                                 uint64_t count, uint64_t *offsets, uint64_t *sizes);
+
 /* Number of user key/value pairs. Errors: SHARDPOINT_EINVAL. */
 SHARDPOINT_API int shardpoint_reader_metadata_count(const shardpoint_reader *reader, uint64_t *out_count);
 /* Pair `index`; the strings are owned by the reader. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE. */

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -20,6 +21,9 @@ struct shardpoint_save {
 };
 struct shardpoint_reader {
     std::unique_ptr<shardpoint::Reader> impl;
+    // shardpoint_reader_entry_names: every fqn, NUL-terminated, built on first use.
+    std::once_flag names_once;
+    std::string names;
 };
 struct shardpoint_load {
     std::unique_ptr<shardpoint::LoadSession> impl;

@@ -35,7 +35,9 @@ int shardpoint_reader_open(shardpoint_reader **out, const char *dir, const shard
     return guarded([&] {
         need(out, "out");
         auto impl = std::make_unique<Reader>(text(dir, "dir"), load_options_of(options));
-        *out = new shardpoint_reader{std::move(impl)};
+        auto *reader = new shardpoint_reader;
+        reader->impl = std::move(impl);
+        *out = reader;
     });
 }
 
@@ -138,6 +140,44 @@ int shardpoint_reader_chunk_info(const shardpoint_reader *reader, uint64_t index
         info.transform = c.extent.transform == Transform::deflate ? SHARDPOINT_TRANSFORM_DEFLATE : SHARDPOINT_TRANSFORM_NONE;
         info.writer_rank = int32_t(c.extent.writer_rank);
         *out = info;
+    });
+}
+
+int shardpoint_reader_entry_names(const shardpoint_reader *reader, const char **out_names, uint64_t *out_len) {
+    return guarded([&] {
+        need(reader, "reader");
+        need(out_names, "out_names");
+        need(out_len, "out_len");
+        auto *mutable_reader = const_cast<shardpoint_reader *>(reader);  // the cache only
+        std::call_once(mutable_reader->names_once, [&] {
+            std::string names;
+            for (const EntryMeta &e : reader->impl->metadata().entries) names.append(e.fqn).push_back('\0');
+            mutable_reader->names = std::move(names);
+        });
+        *out_names = reader->names.data();
+        *out_len = reader->names.size();
+    });
+}
+
+int shardpoint_reader_chunk_boxes(const shardpoint_reader *reader, uint64_t index, uint64_t first, uint64_t count,
+                                  uint64_t *offsets, uint64_t *sizes) {
+    return guarded([&] {
+        need(reader, "reader");
+        const auto &entries = reader->impl->metadata().entries;
+        if (index >= entries.size()) throw Error(Code::range, "entry index " + std::to_string(index) + " out of range");
+        const EntryMeta &e = entries[index];
+        if (first > e.chunks.size() || count > e.chunks.size() - first)
+            throw Error(Code::range, "chunks " + std::to_string(first) + " + " + std::to_string(count) + " of an entry with " +
+                                         std::to_string(e.chunks.size()));
+        const size_t ndim = e.kind == EntryKind::tensor ? e.shape.size() : 0;
+        if (ndim == 0 || count == 0) return;
+        need(offsets, "offsets");
+        need(sizes, "sizes");
+        for (uint64_t k = 0; k < count; ++k) {
+            const Box &box = e.chunks[first + k].box;
+            std::copy(box.offsets.begin(), box.offsets.end(), offsets + k * ndim);
+            std::copy(box.sizes.begin(), box.sizes.end(), sizes + k * ndim);
+        }
     });
 }
 

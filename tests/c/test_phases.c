@@ -2,6 +2,7 @@
  * torch.distributed.checkpoint or an MPI code would): the happy path with replicated chunks, every
  * out-of-order call, malformed and misdirected messages, refusals at the global plan, and abort. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "helpers.h"
 
@@ -259,6 +260,68 @@ static void test_host_planned_reads(void **state) {
     free(dir);
 }
 
+/* The bulk metadata calls agree with the per-entry and per-chunk ones they stand for. */
+static void test_bulk_metadata(void **state) {
+    char *dir = path_join(*state, "bulk");
+    job j;
+    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
+    SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
+    job_write(&j);
+    SP_OK(shardpoint_writer_finish(j.w[0], WORLD, j.result, j.result_len));
+    job_end(&j);
+
+    shardpoint_reader *rd = NULL;
+    SP_OK(shardpoint_reader_open(&rd, dir, NULL));
+    uint64_t count = 0, len = 0;
+    const char *names = NULL;
+    SP_OK(shardpoint_reader_entry_count(rd, &count));
+    assert_true(count >= 2);
+    SP_OK(shardpoint_reader_entry_names(rd, &names, &len));
+    const char *again = NULL;
+    uint64_t again_len = 0;
+    SP_OK(shardpoint_reader_entry_names(rd, &again, &again_len));
+    assert_ptr_equal(again, names); /* built once, owned by the reader */
+    assert_int_equal(again_len, len);
+    const char *name = names;
+    int tensors = 0;
+    for (uint64_t i = 0; i < count; ++i) {
+        shardpoint_entry_info info;
+        SP_OK(shardpoint_reader_entry_info(rd, i, &info));
+        assert_string_equal(name, info.fqn);
+        name += strlen(name) + 1;
+        uint64_t n = info.chunk_count, ndim = info.ndim;
+        uint64_t *offs = calloc(n * ndim + 1, sizeof(uint64_t)), *sizes = calloc(n * ndim + 1, sizeof(uint64_t));
+        SP_OK(shardpoint_reader_chunk_boxes(rd, i, 0, n, offs, sizes));
+        for (uint64_t c = 0; c < n; ++c) {
+            shardpoint_chunk_info chunk;
+            SP_OK(shardpoint_reader_chunk_info(rd, i, c, &chunk));
+            for (uint64_t d = 0; d < ndim; ++d) {
+                assert_int_equal(offs[c * ndim + d], chunk.offsets[d]);
+                assert_int_equal(sizes[c * ndim + d], chunk.sizes[d]);
+            }
+        }
+        if (n > 1) { /* a window of the chunks: the last one alone */
+            SP_OK(shardpoint_reader_chunk_boxes(rd, i, n - 1, 1, offs, sizes));
+            shardpoint_chunk_info last;
+            SP_OK(shardpoint_reader_chunk_info(rd, i, n - 1, &last));
+            assert_int_equal(offs[0], last.offsets[0]);
+            assert_int_equal(sizes[0], last.sizes[0]);
+            ++tensors;
+        }
+        SP_FAILS(shardpoint_reader_chunk_boxes(rd, i, n, 1, offs, sizes), SHARDPOINT_ERANGE, "chunks");
+        SP_FAILS(shardpoint_reader_chunk_boxes(rd, i, 1, UINT64_MAX, offs, sizes), SHARDPOINT_ERANGE, "chunks");
+        free(offs);
+        free(sizes);
+    }
+    assert_int_equal(tensors, 1); /* W, in WORLD row chunks */
+    assert_ptr_equal(name, names + len);
+    uint64_t one = 0;
+    SP_FAILS(shardpoint_reader_chunk_boxes(rd, count, 0, 1, &one, &one), SHARDPOINT_ERANGE, "entry index");
+    SP_FAILS(shardpoint_reader_entry_names(rd, NULL, &len), SHARDPOINT_EINVAL, "out_names");
+    shardpoint_reader_free(rd);
+    free(dir);
+}
+
 /* A host that resolves its data only when writing (as DCP does): items planned without data,
  * bound once the final plan says which to write; bytes of unknown length; a rank with nothing to
  * write; framework metadata carried in the checkpoint. */
@@ -369,6 +432,7 @@ int main(void) {
         T(test_phases_refusals_at_the_global_plan),
         T(test_phases_abort_keeps_the_previous_checkpoint),
         T(test_host_planned_reads),
+        T(test_bulk_metadata),
         T(test_planned_then_bound),
         T(test_unbound_item_is_refused),
     };

@@ -317,6 +317,15 @@ shardpoint_reader_chunk_info(reader, index, chunk, out) =
     @ccall libshardpoint.shardpoint_reader_chunk_info(
         reader::Ptr{shardpoint_reader}, index::UInt64, chunk::UInt64, out::Ptr{shardpoint_chunk_info})::Cint
 
+shardpoint_reader_entry_names(reader, out_names, out_len) =
+    @ccall libshardpoint.shardpoint_reader_entry_names(
+        reader::Ptr{shardpoint_reader}, out_names::Ptr{Ptr{UInt8}}, out_len::Ptr{UInt64})::Cint
+
+shardpoint_reader_chunk_boxes(reader, index, first, count, offsets, sizes) =
+    @ccall libshardpoint.shardpoint_reader_chunk_boxes(
+        reader::Ptr{shardpoint_reader}, index::UInt64, first::UInt64, count::UInt64,
+        offsets::Ptr{UInt64}, sizes::Ptr{UInt64})::Cint
+
 shardpoint_reader_metadata_count(reader, out_count) =
     @ccall libshardpoint.shardpoint_reader_metadata_count(
         reader::Ptr{shardpoint_reader}, out_count::Ptr{UInt64})::Cint

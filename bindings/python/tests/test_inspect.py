@@ -49,6 +49,12 @@ def test_chunks_describe_the_files(ckpt):
             assert zlib.crc32(stored) == c.crc32
         (blob,) = reader.chunks("blob")
         assert blob.offsets == () and blob.sizes == () and chunk_file_bytes(ckpt, blob) == b"abc" * 100
+        # The bulk form (one call per entry) gives the same boxes, in the entry's chunk order.
+        assert reader.chunk_boxes("t") == [(c.offsets, c.sizes) for c in reader.chunks("t")]
+        assert reader.chunk_boxes(reader.entry("t")) == reader.chunk_boxes(reader.entry("t").index)
+        assert reader.chunk_boxes("blob") == [((), ())]
+        with pytest.raises(sp.NotFoundError):
+            reader.chunk_boxes("nope")
 
 
 def test_box_reads_spanning_chunks(ckpt):

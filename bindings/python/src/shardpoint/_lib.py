@@ -219,6 +219,9 @@ _OPTIONAL_PROTOTYPES = {
     # Framework metadata stored in the checkpoint format (shardpoint.torch keeps "torch.dcp" there).
     "shardpoint_writer_set_framework_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
     "shardpoint_reader_framework_metadata_get": (c_int, [c_void_p, c_char_p, POINTER(c_char_p)]),
+    # Bulk metadata (one call for all names, one per entry for its chunk boxes).
+    "shardpoint_reader_entry_names": (c_int, [c_void_p, POINTER(c_void_p), u64_p]),
+    "shardpoint_reader_chunk_boxes": (c_int, [c_void_p, c_uint64, c_uint64, c_uint64, u64_p, u64_p]),
 }
 
 

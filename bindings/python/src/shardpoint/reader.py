@@ -172,10 +172,30 @@ class Reader(Handle):
         return True
 
     def __iter__(self):
-        return iter([e.fqn for e in self.entries()])
+        return iter(self.keys())
 
     def keys(self):
-        return [e.fqn for e in self.entries()]
+        """Every entry's fqn, sorted (byte order): one call for all of them."""
+        names, length = ctypes.c_void_p(), ctypes.c_uint64()
+        check(_lib.require("shardpoint_reader_entry_names")(self._raw(), ctypes.byref(names), ctypes.byref(length)))
+        if not length.value:
+            return []
+        return ctypes.string_at(names.value, length.value)[:-1].decode("utf-8", errors="replace").split("\0")
+
+    def chunk_boxes(self, entry):
+        """The (offsets, sizes) of every saved chunk of an entry (an index, fqn or EntryInfo of
+        this reader), in one call; () for each chunk of a bytes entry or a 0-d tensor."""
+        if isinstance(entry, EntryInfo):
+            info = entry
+        else:
+            info = self._entry_at(entry if isinstance(entry, int) else self._find(entry))
+        ndim, count = len(info.shape), info.chunk_count
+        if ndim == 0:
+            return [((), ())] * count
+        offsets, sizes = (ctypes.c_uint64 * (count * ndim))(), (ctypes.c_uint64 * (count * ndim))()
+        check(_lib.require("shardpoint_reader_chunk_boxes")(self._raw(), info.index, 0, count, offsets, sizes))
+        offsets, sizes = list(offsets), list(sizes)
+        return [(tuple(offsets[k:k + ndim]), tuple(sizes[k:k + ndim])) for k in range(0, count * ndim, ndim)]
 
     def chunks(self, fqn):
         """The saved chunks of entry `fqn` (a bytes entry has one, with empty offsets/sizes)."""
