@@ -92,13 +92,18 @@ def test_model_and_optimizer_round_trip(tmp_path):
         assert np.array_equal(w, saved["model"]["0.weight"].numpy())
         assert not reader.entry("extra.epoch").is_tensor
         doc = json.loads(reader.framework_metadata(FRAMEWORK_KEY))
+        planner_data = json.loads(reader.framework_metadata("torch.dcp.planner_data"))
+        tensors = json.loads(reader.framework_metadata("torch.dcp.tensors"))
+        blobs = json.loads(reader.framework_metadata("torch.dcp.bytes"))
         assert reader.metadata == {}  # nothing in the user metadata
-    assert doc["format"] == "shardpoint.torch.dcp"
+    assert doc["format"] == "shardpoint.torch.dcp" and doc["version"] == 2 and doc["planner_data"] is True
     # DCP's flattening map keeps list indices as ints and dict keys as str: the tags keep them apart.
-    assert doc["planner_data"]["optim.state.0.exp_avg"] == [["s", "optim"], ["s", "state"], ["s", "0"], ["s", "exp_avg"]]
-    assert doc["planner_data"]["extra.list.1"] == [["s", "extra"], ["s", "list"], ["i", 1]]
-    assert doc["tensors"]["model.0.weight"]["dtype"] == "float32"
-    assert "extra.epoch" in doc["bytes"] and "model.0.weight" not in doc["bytes"]
+    assert planner_data["optim.state.0.exp_avg"] == [["s", "optim"], ["s", "state"], ["s", "0"], ["s", "exp_avg"]]
+    assert planner_data["extra.list.1"] == [["s", "extra"], ["s", "list"], ["i", 1]]
+    assert list(planner_data)[0].startswith("model.")  # the state dict's order
+    # Only properties that differ from DCP's defaults are stored (none here: detached, contiguous).
+    assert tensors == {}
+    assert "extra.epoch" in blobs and "model.0.weight" not in blobs
     assert doc["storage_meta"]["checkpoint_id"] == str(tmp_path / "ckpt")
 
 
@@ -125,6 +130,56 @@ def test_metadata_rebuilt(tmp_path):
     # (DCP's flattening map keeps dict keys as str: optimizer state comes back keyed "0", "1", ...)
     assert_same({str(k): v for k, v in sd["optim"]["state"].items()}, rebuilt["optim"]["state"])
     assert torch.equal(rebuilt["t"], sd["t"])
+
+
+def test_metadata_is_lazy_ordered_and_editable(tmp_path):
+    sd = {"z": torch.arange(6.0).reshape(2, 3), "a": {"w": torch.ones(4, requires_grad=True)}, "m": torch.zeros(2)}
+    sd["a"]["w"] = sd["a"]["w"].detach().requires_grad_(True)  # a non-default property, recorded
+    dcp.save(sd, storage_writer=StorageWriter(tmp_path / "c"))
+    md = StorageReader(tmp_path / "c").read_metadata()
+    entries = md.state_dict_metadata
+    assert entries._built == {}  # read_metadata built no entry
+    assert "a.w" in entries and "nope" not in entries and len(entries) == 3
+    assert list(entries) == ["z", "a.w", "m"]  # the state dict's order, not fqn order
+    assert entries["a.w"].properties.requires_grad is True and entries["z"].properties.requires_grad is False
+    assert entries["z"].properties.strides == (3, 1)  # as DCP records them, though not stored
+    assert set(entries._built) == {"a.w", "z"}  # only what was asked for
+    assert md.planner_data["a.w"] == ("a", "w") and list(md.planner_data) == ["z", "a.w", "m"]
+    raises("nope", lambda: entries["nope"])
+    # Planners may edit the metadata: the mapping behaves as a dict.
+    del entries["m"]
+    assert "m" not in entries and list(entries) == ["z", "a.w"]
+    entries["extra"] = entries["z"]
+    assert list(entries) == ["z", "a.w", "extra"] and dict(entries)["extra"] is entries["z"]
+    # A partial load with a planner that allows it reads only the entries asked for.
+    target = {"z": torch.zeros(2, 3)}
+    dcp.load(target, storage_reader=StorageReader(tmp_path / "c"))
+    assert torch.equal(target["z"], sd["z"])
+
+
+def test_version_1_document_is_still_read(tmp_path):
+    """Checkpoints written by shardpoint.torch's first document version (everything in "torch.dcp")."""
+    w = sp.Writer(tmp_path / "v1")
+    w.set_up(0, 1)
+    w.add_tensor("s.t", np.arange(4, dtype=np.float32))
+    w.add_bytes("s.n", b"raw")
+    w.global_plan([w.local_plan()])
+    final = w.final_plan(0)
+    results = w.write(final)
+    w.set_framework_metadata(FRAMEWORK_KEY, json.dumps({
+        "format": "shardpoint.torch.dcp", "version": 1, "dcp_version": "1.0.0",
+        "planner_data": {"s.t": [["s", "s"], ["s", "t"]], "s.n": [["s", "s"], ["s", "n"]]},
+        "tensors": {"s.t": {"dtype": "float32", "layout": "strided", "requires_grad": True,
+                            "memory_format": "contiguous_format", "pin_memory": False, "strides": None}},
+        "bytes": [], "storage_meta": None}))
+    w.finish([results])
+    w.close()
+    md = StorageReader(tmp_path / "v1").read_metadata()
+    assert md.state_dict_metadata["s.t"].properties.requires_grad is True
+    assert md.planner_data["s.t"] == ("s", "t") and md.version == "1.0.0"
+    target = {"s": {"t": torch.zeros(4), "n": None}}
+    dcp.load(target, storage_reader=StorageReader(tmp_path / "v1"))
+    assert torch.equal(target["s"]["t"], torch.arange(4.0)) and target["s"]["n"] == b"raw"  # a raw blob
 
 
 DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32,

@@ -52,7 +52,8 @@ class _LazyPlanner(DefaultSavePlanner):
         super().__init__(flatten_state_dict=False, flatten_sharded_tensors=False)
         self._make_reader = make_reader
         self._md = metadata.state_dict_metadata
-        self._planner_data = metadata.planner_data
+        # A plain dict: the source's may be a view of an open reader, and DCP pickles this one.
+        self._planner_data = None if metadata.planner_data is None else dict(metadata.planner_data)
 
     def create_global_plan(self, all_plans):
         plans, metadata = super().create_global_plan(all_plans)

@@ -1,17 +1,26 @@
 """What the torch writer and reader share: the dtype table and the "torch.dcp" framework metadata.
 
-The framework metadata is one JSON document (never pickle) stored in the checkpoint's framework
-metadata field under FRAMEWORK_KEY. It holds what DCP needs to rebuild its Metadata beyond what
-shardpoint's entries say (fqn, dtype, global shape, chunks):
+The framework metadata (never pickle) is what DCP needs to rebuild its Metadata beyond what
+shardpoint's entries say (fqn, dtype, global shape, chunks). Version 2 keeps it in four JSON
+values of the checkpoint's framework metadata, so that read_metadata parses only the small head
+and the per-tensor parts are parsed when DCP first looks at them:
 
-    {"format": "shardpoint.torch.dcp", "version": 1,
-     "dcp_version": "1.0.0",
-     "planner_data": {"fqn": [["s", "optim"], ["s", "state"], ["i", 0], ["s", "exp_avg"]], ...} | null,
-     "tensors": {"fqn": {"dtype": "bfloat16", "layout": "strided", "requires_grad": false,
-                         "memory_format": "contiguous_format", "pin_memory": false,
-                         "strides": [4, 1] | null}, ...},
-     "bytes": ["fqn", ...],            # DCP BytesIO items (torch.save payloads written by DCP)
-     "storage_meta": {"checkpoint_id": str | null, "save_id": str | null, "modules": [str, ...]} | null}
+    "torch.dcp"               {"format": "shardpoint.torch.dcp", "version": 2, "dcp_version": "1.0.0",
+                               "storage_meta": {"checkpoint_id": str | null, "save_id": str | null,
+                                                "modules": [str, ...]} | null,
+                               "planner_data": true | false}
+    "torch.dcp.tensors"       {"fqn": {"requires_grad": true, ...}, ...}: TensorProperties that
+                              differ from the defaults (dtype is the entry's; layout "strided",
+                              requires_grad false, memory_format "contiguous_format",
+                              pin_memory false, strides the C-order strides of the global shape;
+                              "strides": null records None), for those tensors only
+    "torch.dcp.planner_data"  {"fqn": [["s", "optim"], ["s", "state"], ["i", 0], ["s", "exp_avg"]], ...}
+                              DCP's flattening map, in the state dict's order (present when the
+                              head says true)
+    "torch.dcp.bytes"         ["fqn", ...]: DCP BytesIO items (torch.save payloads written by DCP)
+
+Version 1 (shardpoint 0.2 development builds) held all of it in "torch.dcp" ("tensors" with every
+tensor's properties, "planner_data", "bytes"); it is still read.
 
 Path elements of planner_data are tagged "s" (str) or "i" (int): DCP's flattening map uses both
 (optimizer state is keyed by parameter index) and JSON alone cannot tell "0" from 0.
@@ -25,8 +34,11 @@ from torch.distributed.checkpoint.metadata import StorageMeta, TensorProperties
 from ..dtypes import DType
 
 FRAMEWORK_KEY = "torch.dcp"
+TENSORS_KEY = "torch.dcp.tensors"
+PLANNER_DATA_KEY = "torch.dcp.planner_data"
+BYTES_KEY = "torch.dcp.bytes"
 FORMAT_NAME = "shardpoint.torch.dcp"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # torch dtype <-> shardpoint dtype: every torch dtype that has a shardpoint dtype.
 TORCH_TO_DTYPE = {
@@ -102,25 +114,45 @@ def _decode_path(path):
     return tuple(out)
 
 
-def encode_properties(props):
-    return {
-        "dtype": str(props.dtype).removeprefix("torch."),
+_DEFAULT_PROPERTIES = {"layout": "strided", "requires_grad": False, "memory_format": "contiguous_format",
+                       "pin_memory": False}
+
+
+def _contiguous_strides(size):
+    strides, step = [], 1
+    for n in reversed(tuple(size)):
+        strides.append(step)
+        step *= max(int(n), 1)
+    return strides[::-1]
+
+
+def encode_properties(props, size):
+    """The TensorProperties that differ from the defaults (an empty dict for most tensors);
+    strides default to the C-order strides of `size` (what DCP records for contiguous tensors)."""
+    full = {
         "layout": _name_of(props.layout, _LAYOUTS, "layout"),
         "requires_grad": bool(props.requires_grad),
         "memory_format": _name_of(props.memory_format, _MEMORY_FORMATS, "memory format"),
         "pin_memory": bool(props.pin_memory),
-        "strides": None if getattr(props, "strides", None) is None else [int(s) for s in props.strides],
     }
+    out = {k: v for k, v in full.items() if v != _DEFAULT_PROPERTIES[k]}
+    strides = getattr(props, "strides", None)
+    strides = None if strides is None else [int(s) for s in strides]
+    if strides != _contiguous_strides(size):
+        out["strides"] = strides
+    return out
 
 
-def decode_properties(doc, stored_dtype, fqn):
+def decode_properties(doc, stored_dtype, fqn, shape):
     dtype = torch_dtype(stored_dtype)
     if doc is None:
         return TensorProperties(dtype=dtype)
+    if not isinstance(doc, dict):
+        raise ValueError(f"the torch.dcp metadata of {fqn!r} is not a JSON object")
     named = _TORCH_BY_NAME.get(doc.get("dtype"))
     if named is not None and named != dtype:
         raise ValueError(f"the torch.dcp metadata says {fqn!r} is {named}, the checkpoint stores {stored_dtype}")
-    strides = doc.get("strides")
+    strides = doc.get("strides", _contiguous_strides(shape))
     return TensorProperties(
         dtype=dtype,
         layout=_LAYOUTS.get(doc.get("layout"), torch.strided),
@@ -132,13 +164,16 @@ def decode_properties(doc, stored_dtype, fqn):
 
 
 def encode_document(metadata, storage_meta, dcp_version):
-    """The JSON text for a DCP Metadata (given to the writer's finish) and our StorageMeta."""
+    """The framework metadata values (key -> JSON text) for a DCP Metadata (given to the
+    writer's finish) and our StorageMeta."""
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
     tensors, blobs = {}, []
     for fqn, md in metadata.state_dict_metadata.items():
         if isinstance(md, TensorStorageMetadata):
-            tensors[fqn] = encode_properties(md.properties)
+            props = encode_properties(md.properties, md.size)
+            if props:
+                tensors[fqn] = props
         elif isinstance(md, BytesStorageMetadata):
             blobs.append(fqn)
     planner_data = metadata.planner_data
@@ -154,35 +189,82 @@ def encode_document(metadata, storage_meta, dcp_version):
             "save_id": storage_meta.save_id,
             "modules": [str(m) for m in (storage_meta.modules or [])],
         }
-    doc = {
+    head = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "dcp_version": dcp_version,
-        "planner_data": planner_data,
-        "tensors": tensors,
-        "bytes": blobs,
         "storage_meta": meta,
+        "planner_data": planner_data is not None,
     }
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    values = {FRAMEWORK_KEY: head, TENSORS_KEY: tensors, BYTES_KEY: blobs}
+    if planner_data is not None:
+        values[PLANNER_DATA_KEY] = planner_data
+    return {key: json.dumps(value, separators=(",", ":"), allow_nan=False) for key, value in values.items()}
 
 
 class Document:
-    """The decoded "torch.dcp" document (empty for checkpoints written without torch)."""
+    """The "torch.dcp" framework metadata of an open reader (empty for checkpoints written without
+    torch). The head is parsed at once; the per-tensor parts when first used."""
 
-    def __init__(self, text=None):
-        doc = {} if text is None else json.loads(text)
-        if not isinstance(doc, dict) or (text is not None and doc.get("format") != FORMAT_NAME):
+    def __init__(self, reader):
+        self._reader = reader
+        text = reader.framework_metadata(FRAMEWORK_KEY)
+        head = {} if text is None else json.loads(text)
+        if not isinstance(head, dict) or (text is not None and head.get("format") != FORMAT_NAME):
             raise ValueError("the checkpoint's torch.dcp framework metadata is not a shardpoint.torch.dcp document")
-        if int(doc.get("version", FORMAT_VERSION)) > FORMAT_VERSION:
-            raise ValueError(f"torch.dcp metadata version {doc.get('version')} is newer than this shardpoint.torch reads")
+        self.version = int(head.get("version", FORMAT_VERSION))
+        if self.version > FORMAT_VERSION:
+            raise ValueError(f"torch.dcp metadata version {head.get('version')} is newer than this shardpoint.torch reads")
         self.present = text is not None
-        self.dcp_version = doc.get("dcp_version")
-        raw = doc.get("planner_data")
-        self.planner_data = None if raw is None else {fqn: _decode_path(path) for fqn, path in raw.items()}
-        self.tensors = doc.get("tensors") or {}
-        self.bytes = set(doc.get("bytes") or [])
-        meta = doc.get("storage_meta")
+        self._head = head
+        self.dcp_version = head.get("dcp_version")
+        self.has_planner_data = bool(head.get("planner_data")) if self.version >= 2 else head.get("planner_data") is not None
+        meta = head.get("storage_meta")
         self.storage_meta = None
         if meta is not None:
             self.storage_meta = StorageMeta(checkpoint_id=meta.get("checkpoint_id"), save_id=meta.get("save_id"),
                                             modules=list(meta.get("modules") or []))
+        self._tensors = self._planner_data = self._bytes = None
+
+    def _part(self, key, v1_name, empty):
+        if self.version < 2:
+            return self._head.get(v1_name) or empty
+        text = self._reader.framework_metadata(key)
+        if text is None:
+            if key == PLANNER_DATA_KEY and self.has_planner_data:
+                raise ValueError(f"the checkpoint's torch.dcp metadata lacks its {key!r} part")
+            return empty
+        value = json.loads(text)
+        if not isinstance(value, type(empty)):
+            raise ValueError(f"the checkpoint's {key!r} framework metadata is not a JSON {type(empty).__name__}")
+        return value
+
+    @property
+    def tensors(self):
+        """fqn -> the recorded TensorProperties fields (absent: all default)."""
+        if self._tensors is None:
+            self._tensors = self._part(TENSORS_KEY, "tensors", {})
+        return self._tensors
+
+    def properties_of(self, fqn):
+        """The recorded TensorProperties fields of a tensor: {} (all default) for tensors a
+        version 2 document leaves out, None when nothing was recorded (no document)."""
+        recorded = self.tensors.get(fqn)
+        if recorded is None and self.present and self.version >= 2:
+            return {}
+        return recorded
+
+    @property
+    def bytes(self):
+        """The fqns of DCP BytesIO items (as opposed to raw blobs written without torch)."""
+        if self._bytes is None:
+            self._bytes = set(self._part(BYTES_KEY, "bytes", []))
+        return self._bytes
+
+    @property
+    def planner_data(self):
+        """DCP's flattening map in the state dict's order, or None."""
+        if self._planner_data is None and self.has_planner_data:
+            raw = self._part(PLANNER_DATA_KEY, "planner_data", {})
+            self._planner_data = {fqn: _decode_path(path) for fqn, path in raw.items()}
+        return self._planner_data

@@ -2,15 +2,19 @@
 
 read_metadata builds DCP's Metadata from shardpoint's entries (with the torch.dcp document when the
 checkpoint has one; checkpoints written by C, Rust, Go or plain Python load too: properties from the
-dtype, a flat planner_data, raw blobs loaded as `bytes`). read_data hands every ReadItem to one
+dtype, a flat planner_data, raw blobs loaded as `bytes`). It is lazy: state_dict_metadata and
+planner_data are mappings over the open reader that build an entry's TensorStorageMetadata (one
+bulk call for its chunk boxes) when DCP first asks for it, so opening a checkpoint of 20,000
+tensors costs one metadata decode and one call for all names, and a partial load pays only for
+the entries it loads. read_data hands every ReadItem to one
 shardpoint load (parallel, merged, CRC-verified): straight into the destination tensor when it is
 a CPU tensor of the stored dtype, else through a temporary that is then copied (DCP's dtype cast).
 """
 
-import ctypes
 import io
 import os
 import uuid
+from collections.abc import Mapping, MutableMapping
 
 import torch
 from torch.distributed.checkpoint import StorageReader as _DcpStorageReader
@@ -25,11 +29,8 @@ from torch.distributed.checkpoint.metadata import (
 from torch.distributed.checkpoint.planner import LoadItemType
 from torch.futures import Future
 
-from .. import _lib
-from ..dtypes import DType
-from ..errors import check
-from ..reader import Reader
-from ._common import FRAMEWORK_KEY, Document, decode_properties, torch_dtype
+from ..reader import EntryKind, Reader
+from ._common import Document, decode_properties, torch_dtype
 from ._writer import tensor_buffer
 
 
@@ -75,6 +76,120 @@ class ChunkLocator:
                         "every rank reads the metadata itself (StorageReader.read_metadata)")
 
 
+class LazyEntries(MutableMapping):
+    """Metadata.state_dict_metadata of a shardpoint checkpoint: fqn -> TensorStorageMetadata or
+    BytesStorageMetadata, each built on first access and kept. Iterates in the state dict's order
+    when the checkpoint records it (DCP's planner_data), else in fqn order. Assignments and
+    deletions (planners may edit the metadata) apply to this mapping only."""
+
+    def __init__(self, reader, doc, names):
+        self._reader = reader
+        self._doc = doc
+        self._index = {fqn: i for i, fqn in enumerate(names)}
+        self._built = {}
+        self._order = None
+
+    def __getitem__(self, fqn):
+        found = self._built.get(fqn)
+        if found is None:
+            index = self._index[fqn]  # KeyError for unknown names, as a dict
+            if index is None:
+                raise KeyError(fqn)
+            found = self._built[fqn] = self._build(index, fqn)
+        return found
+
+    def _build(self, index, fqn):
+        entry = self._reader._entry_at(index)
+        if entry.kind != EntryKind.TENSOR:
+            return BytesStorageMetadata()
+        chunks = [ChunkStorageMetadata(offsets=torch.Size(o), sizes=torch.Size(z))
+                  for o, z in self._reader.chunk_boxes(entry)]
+        props = decode_properties(self._doc.properties_of(fqn), entry.dtype, fqn, entry.shape)
+        return TensorStorageMetadata(properties=props, size=torch.Size(entry.shape), chunks=chunks)
+
+    def __contains__(self, fqn):
+        return self._index.get(fqn, None) is not None or fqn in self._built
+
+    def __len__(self):
+        return len(self._names())
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def _names(self):
+        if self._order is None:
+            names = [fqn for fqn in self._index if fqn in self]
+            planner_data = self._doc.planner_data
+            if planner_data is not None:
+                position = {fqn: k for k, fqn in enumerate(planner_data)}
+                names.sort(key=lambda fqn: position.get(fqn, len(position)))  # stable: others after
+            self._order = names
+        return self._order
+
+    def __setitem__(self, fqn, value):
+        if fqn not in self:
+            self._order = None
+        self._built[fqn] = value
+        self._index.setdefault(fqn, None)
+
+    def __delitem__(self, fqn):
+        if fqn not in self:
+            raise KeyError(fqn)
+        self._built.pop(fqn, None)
+        self._index[fqn] = None
+        self._order = None
+
+    def __repr__(self):
+        return f"<shardpoint.torch state_dict_metadata of {len(self)} entries>"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self  # a view of the open reader, shared by copies of the Metadata
+
+    def __getstate__(self):
+        raise TypeError("shardpoint's Metadata refers to an open reader and is not picklable; "
+                        "every rank reads the metadata itself (StorageReader.read_metadata)")
+
+
+class PlannerData(Mapping):
+    """Metadata.planner_data: DCP's flattening map (fqn -> path), parsed from the checkpoint when
+    first used; for checkpoints written without torch, every fqn is its own path."""
+
+    def __init__(self, doc, entries):
+        self._doc = doc
+        self._entries = entries
+
+    def _map(self):
+        return self._doc.planner_data if self._doc.has_planner_data else None
+
+    def __getitem__(self, fqn):
+        mapping = self._map()
+        if mapping is not None:
+            return mapping[fqn]
+        if fqn not in self._entries:
+            raise KeyError(fqn)
+        return (fqn,)
+
+    def __iter__(self):
+        mapping = self._map()
+        return iter(mapping if mapping is not None else self._entries)
+
+    def __len__(self):
+        mapping = self._map()
+        return len(mapping if mapping is not None else self._entries)
+
+    def __repr__(self):
+        return f"<shardpoint.torch planner_data of {len(self)} entries>"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 def _raw_blob_payload(data):
     """A raw blob (written without torch) as DCP's load_bytes expects it: a torch.save stream,
     which torch.load turns into the blob's `bytes`."""
@@ -103,7 +218,7 @@ class StorageReader(_DcpStorageReader):
         self.load_id = uuid.uuid4().hex
         self._reader = None
         self._locator = None
-        self._raw_blobs = set()
+        self._doc = None
 
     def reset(self, checkpoint_id=None):
         self.close()
@@ -142,27 +257,9 @@ class StorageReader(_DcpStorageReader):
         self.close()
         reader = Reader(self.path, verify_checksums=self.verify_checksums, io_threads=self.io_threads)
         try:
-            doc = Document(reader.framework_metadata(FRAMEWORK_KEY))
-            entries = {}
-            raw_blobs = set()
-            for fqn, dtype, shape, boxes in _entry_boxes(reader):
-                if dtype is not None:
-                    chunks = [ChunkStorageMetadata(offsets=torch.Size(o), sizes=torch.Size(z)) for o, z in boxes]
-                    props = decode_properties(doc.tensors.get(fqn), dtype, fqn)
-                    entries[fqn] = TensorStorageMetadata(properties=props, size=torch.Size(shape), chunks=chunks)
-                else:
-                    entries[fqn] = BytesStorageMetadata()
-                    if fqn not in doc.bytes:
-                        raw_blobs.add(fqn)
-            planner_data = doc.planner_data
-            if planner_data is None:
-                planner_data = {fqn: (fqn,) for fqn in entries}
-            else:
-                # DCP's order (that of the state dict) where the document gives it.
-                ordered = {fqn: entries[fqn] for fqn in planner_data if fqn in entries}
-                ordered.update((fqn, md) for fqn, md in entries.items() if fqn not in ordered)
-                entries = ordered
-                planner_data = {fqn: path for fqn, path in planner_data.items() if fqn in entries}
+            doc = Document(reader)
+            entries = LazyEntries(reader, doc, reader.keys())
+            planner_data = PlannerData(doc, entries)
             if doc.storage_meta is not None:
                 storage_meta = doc.storage_meta
             else:
@@ -174,7 +271,7 @@ class StorageReader(_DcpStorageReader):
             raise
         self._reader = reader
         self._locator = ChunkLocator(reader)
-        self._raw_blobs = raw_blobs
+        self._doc = doc
         return Metadata(state_dict_metadata=entries, planner_data=planner_data, storage_data=self._locator,
                         storage_meta=storage_meta, version=doc.dcp_version)
 
@@ -234,7 +331,7 @@ class StorageReader(_DcpStorageReader):
         load.close()
         for item, target, tmp, blob in pending:
             if blob is not None:
-                if item.storage_index.fqn in self._raw_blobs:
+                if item.storage_index.fqn not in self._doc.bytes:  # a raw blob, written without torch
                     planner.load_bytes(item, _raw_blob_payload(blob))
                 else:
                     planner.load_bytes(item, io.BytesIO(bytes(blob)))
@@ -243,32 +340,6 @@ class StorageReader(_DcpStorageReader):
                 target.copy_(tmp)
             planner.commit_tensor(item, target)
         return None if last else self._reader.load()
-
-
-def _entry_boxes(reader):
-    """(fqn, DType or None for bytes, shape, [(offsets, sizes) per chunk]) of every entry: the
-    reader's entry_info / chunk_info calls with one reused struct each (read_metadata is
-    O(entries) and DCP checkpoints can hold tens of thousands of them)."""
-    dll = _lib.lib()
-    handle = reader._raw()
-    info, chunk = _lib.EntryInfo(), _lib.ChunkInfo()
-    info_ref, chunk_ref = ctypes.byref(info), ctypes.byref(chunk)
-    entry_info, chunk_info = dll.shardpoint_reader_entry_info, dll.shardpoint_reader_chunk_info
-    out = []
-    for index in range(len(reader)):
-        check(entry_info(handle, index, info_ref))
-        fqn = info.fqn.decode("utf-8", errors="replace")
-        if info.kind != _lib.ENTRY_TENSOR:
-            out.append((fqn, None, (), ()))
-            continue
-        ndim = info.ndim
-        shape = tuple(info.shape[:ndim]) if ndim else ()
-        boxes = []
-        for c in range(info.chunk_count):
-            check(chunk_info(handle, index, c, chunk_ref))
-            boxes.append((tuple(chunk.offsets[:ndim]), tuple(chunk.sizes[:ndim])) if ndim else ((), ()))
-        out.append((fqn, DType(info.dtype), shape, boxes))
-    return out
 
 
 def _direct(target, dtype):

@@ -31,7 +31,7 @@ from torch.futures import Future
 from .._buffer import TensorBuffer
 from ..errors import NotDurableError
 from ..writer import Writer
-from ._common import FRAMEWORK_KEY, encode_document, shardpoint_dtype
+from ._common import encode_document, shardpoint_dtype
 
 try:
     from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION
@@ -226,7 +226,8 @@ class StorageWriter(_DcpStorageWriter):
             storage_meta = self.storage_meta()
             if metadata.storage_meta is not None and metadata.storage_meta.modules:
                 storage_meta.modules = list(metadata.storage_meta.modules)
-            writer.set_framework_metadata(FRAMEWORK_KEY, encode_document(metadata, storage_meta, CURRENT_DCP_VERSION))
+            for key, text in encode_document(metadata, storage_meta, CURRENT_DCP_VERSION).items():
+                writer.set_framework_metadata(key, text)
             writer.finish(messages)
         except NotDurableError:
             self._release()
