@@ -151,7 +151,13 @@ def test_metadata_is_lazy_ordered_and_editable(tmp_path):
     assert "m" not in entries and list(entries) == ["z", "a.w"]
     entries["extra"] = entries["z"]
     assert list(entries) == ["z", "a.w", "extra"] and dict(entries)["extra"] is entries["z"]
-    # A partial load with a planner that allows it reads only the entries asked for.
+    # Closing the reader keeps a Metadata still in use whole (its entries are built first).
+    with StorageReader(tmp_path / "c") as reader:
+        kept = reader.read_metadata()
+        kept.state_dict_metadata["z"]
+    assert list(kept.state_dict_metadata) == ["z", "a.w", "m"] and kept.state_dict_metadata["m"].size == (2,)
+    assert kept.planner_data["m"] == ("m",)
+    # A partial load reads only the entries asked for.
     target = {"z": torch.zeros(2, 3)}
     dcp.load(target, storage_reader=StorageReader(tmp_path / "c"))
     assert torch.equal(target["z"], sd["z"])

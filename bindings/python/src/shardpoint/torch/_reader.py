@@ -14,6 +14,7 @@ a CPU tensor of the stored dtype, else through a temporary that is then copied (
 import io
 import os
 import uuid
+import weakref
 from collections.abc import Mapping, MutableMapping
 
 import torch
@@ -109,6 +110,15 @@ class LazyEntries(MutableMapping):
 
     def __contains__(self, fqn):
         return self._index.get(fqn, None) is not None or fqn in self._built
+
+    def detach(self):
+        """Builds every entry not built yet (and parses the planner data), so that the mapping
+        outlives the reader: StorageReader.close() calls it while the Metadata is still in use."""
+        for fqn, index in self._index.items():
+            if index is not None and fqn not in self._built:
+                self._built[fqn] = self._build(index, fqn)
+        self._names()
+        self._index = {fqn: None for fqn in self._index}
 
     def __len__(self):
         return len(self._names())
@@ -219,6 +229,7 @@ class StorageReader(_DcpStorageReader):
         self._reader = None
         self._locator = None
         self._doc = None
+        self._entries_ref = None
 
     def reset(self, checkpoint_id=None):
         self.close()
@@ -237,7 +248,13 @@ class StorageReader(_DcpStorageReader):
         return self.path
 
     def close(self):
-        """Closes the open checkpoint (reopened by the next read_metadata)."""
+        """Closes the open checkpoint (reopened by the next read_metadata). A Metadata that
+        read_metadata returned and that is still referenced stays usable: its remaining entries
+        are built first."""
+        entries = self._entries_ref() if self._entries_ref is not None else None
+        self._entries_ref = None
+        if entries is not None:
+            entries.detach()
         if self._reader is not None:
             self._reader.close()
         self._reader = None
@@ -272,6 +289,7 @@ class StorageReader(_DcpStorageReader):
         self._reader = reader
         self._locator = ChunkLocator(reader)
         self._doc = doc
+        self._entries_ref = weakref.ref(entries)
         return Metadata(state_dict_metadata=entries, planner_data=planner_data, storage_data=self._locator,
                         storage_meta=storage_meta, version=doc.dcp_version)
 
