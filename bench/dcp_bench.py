@@ -189,6 +189,16 @@ def check_state(state, loaded, what):
             raise SystemExit(f"dcp_bench: {what}: {k} differs after loading")
 
 
+def fresh_writers(paths, args):
+    """A writer factory for interleaved(): each save into an emptied directory, after a sync so
+    that the write-back of the previous rep is not paid by this one."""
+    def fresh_writer(name):
+        shutil.rmtree(paths[name], ignore_errors=True)
+        os.sync()
+        return writer_for(name, paths[name], args.dcp_threads)
+    return fresh_writer
+
+
 def single_process(args, root, dropper, results):
     state = make_state(args.mib)
     tensors = tensors_of(state)
@@ -196,14 +206,8 @@ def single_process(args, root, dropper, results):
     print(f"[1] single process: {nbytes / 2**20:.0f} MiB in {len(tensors)} tensors", flush=True)
     paths = {name: os.path.join(root, "single-" + name) for name in NAMES}
 
-    # Save: a fresh directory each rep, after a sync so that the write-back of the previous rep
-    # is not paid by this one. The last rep's checkpoint stays for the loads.
-    def fresh_writer(name):
-        shutil.rmtree(paths[name], ignore_errors=True)
-        os.sync()
-        return writer_for(name, paths[name], args.dcp_threads)
-
-    saves = interleaved(args.reps, fresh_writer, lambda name, writer: dcp.save(state, storage_writer=writer))
+    # Save: a fresh directory each rep (see fresh_writers). The last rep's checkpoint stays for the loads.
+    saves = interleaved(args.reps, fresh_writers(paths, args), lambda name, writer: dcp.save(state, storage_writer=writer))
     record(results, "save", f"save, 1 rank, {nbytes / 2**20:.0f} MiB, durable", saves, TARGET_SAVE, nbytes)
 
     # Loads in place into one set of tensors, zeroed before and checked after every rep.
@@ -414,12 +418,7 @@ def small_tensors(args, root, results):
     print(f"[3] small: {n} tensors of 64 f32 (256 bytes) in a flat dict", flush=True)
     paths = {name: os.path.join(root, "small-" + name) for name in NAMES}
 
-    def fresh_writer(name):
-        shutil.rmtree(paths[name], ignore_errors=True)
-        os.sync()
-        return writer_for(name, paths[name], args.dcp_threads)
-
-    saves = interleaved(args.reps, fresh_writer, lambda name, writer: dcp.save(state, storage_writer=writer))
+    saves = interleaved(args.reps, fresh_writers(paths, args), lambda name, writer: dcp.save(state, storage_writer=writer))
     record(results, "small_save", f"save, {n} small tensors", saves, TARGET_SAVE)
 
     # read_metadata alone, on a new reader each rep (nothing cached from an earlier rep).

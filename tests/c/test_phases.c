@@ -203,17 +203,22 @@ static void test_phases_abort_keeps_the_previous_checkpoint(void **state) {
     free(dir);
 }
 
-/* The reader side: the host plans ReadItems itself (chunk + box inside it) and shardpoint reads
- * them, here the transpose of rows 3..8 of W into a column-major buffer from the chunks that
- * hold them. */
-static void test_host_planned_reads(void **state) {
-    char *dir = path_join(*state, "reads");
+/* A committed checkpoint of W saved by WORLD ranks, one row chunk each. */
+static void save_rows_of_w(const char *dir) {
     job j;
     job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
     SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
     job_write(&j);
     SP_OK(shardpoint_writer_finish(j.w[0], WORLD, j.result, j.result_len));
     job_end(&j);
+}
+
+/* The reader side: the host plans ReadItems itself (chunk + box inside it) and shardpoint reads
+ * them, here the transpose of rows 3..8 of W into a column-major buffer from the chunks that
+ * hold them. */
+static void test_host_planned_reads(void **state) {
+    char *dir = path_join(*state, "reads");
+    save_rows_of_w(dir);
 
     shardpoint_reader *rd = NULL;
     SP_OK(shardpoint_reader_open(&rd, dir, NULL));
@@ -263,12 +268,7 @@ static void test_host_planned_reads(void **state) {
 /* The bulk metadata calls agree with the per-entry and per-chunk ones they stand for. */
 static void test_bulk_metadata(void **state) {
     char *dir = path_join(*state, "bulk");
-    job j;
-    job_start(&j, dir, NULL, (int)part_len(W.shape[0], 2, WORLD));
-    SP_OK(shardpoint_writer_global_plan(j.w[0], WORLD, j.plan, j.plan_len));
-    job_write(&j);
-    SP_OK(shardpoint_writer_finish(j.w[0], WORLD, j.result, j.result_len));
-    job_end(&j);
+    save_rows_of_w(dir);
 
     shardpoint_reader *rd = NULL;
     SP_OK(shardpoint_reader_open(&rd, dir, NULL));

@@ -146,6 +146,10 @@ def test_metadata_is_lazy_ordered_and_editable(tmp_path):
     assert set(entries._built) == {"a.w", "z"}  # only what was asked for
     assert md.planner_data["a.w"] == ("a", "w") and list(md.planner_data) == ["z", "a.w", "m"]
     raises("nope", lambda: entries["nope"])
+    import copy
+    import pickle
+    assert copy.deepcopy(md).state_dict_metadata is entries  # a view of the open reader, shared
+    raises("not picklable", pickle.dumps, md)  # every rank reads the metadata itself
     # Planners may edit the metadata: the mapping behaves as a dict.
     del entries["m"]
     assert "m" not in entries and list(entries) == ["z", "a.w"]

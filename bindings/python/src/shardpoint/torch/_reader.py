@@ -35,7 +35,22 @@ from ._common import Document, decode_properties, torch_dtype
 from ._writer import tensor_buffer
 
 
-class ChunkLocator:
+class ReaderView:
+    """Parts of a Metadata that are views of the open reader: copies of the Metadata share them,
+    and they are not picklable (every rank reads the metadata itself)."""
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __getstate__(self):
+        raise TypeError(f"shardpoint's {type(self).__name__} refers to an open reader and is not picklable; "
+                        "every rank reads the metadata itself (StorageReader.read_metadata)")
+
+
+class ChunkLocator(ReaderView):
     """Metadata.storage_data of a shardpoint checkpoint: MetadataIndex(fqn, offset) ->
     (entry index, chunk index), found with the reader's chunk index (shardpoint_reader_find_chunk)."""
 
@@ -66,18 +81,9 @@ class ChunkLocator:
             return False
         return True
 
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self  # a view of the open reader, shared by copies of the Metadata
-
-    def __getstate__(self):
-        raise TypeError("shardpoint's storage_data refers to an open reader and is not picklable; "
-                        "every rank reads the metadata itself (StorageReader.read_metadata)")
 
 
-class LazyEntries(MutableMapping):
+class LazyEntries(ReaderView, MutableMapping):
     """Metadata.state_dict_metadata of a shardpoint checkpoint: fqn -> TensorStorageMetadata or
     BytesStorageMetadata, each built on first access and kept. Iterates in the state dict's order
     when the checkpoint records it (DCP's planner_data), else in fqn order. Assignments and
@@ -152,18 +158,9 @@ class LazyEntries(MutableMapping):
     def __repr__(self):
         return f"<shardpoint.torch state_dict_metadata of {len(self)} entries>"
 
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self  # a view of the open reader, shared by copies of the Metadata
-
-    def __getstate__(self):
-        raise TypeError("shardpoint's Metadata refers to an open reader and is not picklable; "
-                        "every rank reads the metadata itself (StorageReader.read_metadata)")
 
 
-class PlannerData(Mapping):
+class PlannerData(ReaderView, Mapping):
     """Metadata.planner_data: DCP's flattening map (fqn -> path), parsed from the checkpoint when
     first used; for checkpoints written without torch, every fqn is its own path."""
 
@@ -192,12 +189,6 @@ class PlannerData(Mapping):
 
     def __repr__(self):
         return f"<shardpoint.torch planner_data of {len(self)} entries>"
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
 
 def _raw_blob_payload(data):
