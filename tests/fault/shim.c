@@ -61,6 +61,11 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
  * descriptor number another thread's close just released, or a mkdir that finds the directory
  * another thread just created, comes after that call in the trace. */
 static pthread_mutex_t fd_order = PTHREAD_MUTEX_INITIALIZER;
+/* Held shared across a write and its trace line; a KILL takes it (and fd_order) exclusively, so
+ * that every call the kernel performed before the process dies is in the trace. Without it, a
+ * thread killed the process between another thread's mkdir and its line, and the model then met
+ * a directory it had never seen. Writer-preferring, so a stream of writes cannot starve a KILL. */
+static pthread_rwlock_t recording = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static fd_info fds[MAX_FDS];
 static fault_spec specs[MAX_SPECS];
@@ -280,6 +285,10 @@ static int decide(const char *op, const char *p1, const char *p2, int is_dir, in
         if (!spec_matches(s, op, p1, p2, is_dir)) continue;
         if (++s->seen != s->nth) continue;
         if (s->err == 0) {
+            pthread_mutex_unlock(&lock); /* trace() of the calls in flight needs it */
+            pthread_mutex_lock(&fd_order);
+            pthread_rwlock_wrlock(&recording);
+            pthread_mutex_lock(&lock);
             if (trace_fd >= 0) {
                 char line[9000];
                 int n = snprintf(line, sizeof line, "%lu\tKILL\t%s\t%s\t%s\t%d\t%d\n", ++seq, op, p1 ? p1 : "-",
@@ -471,9 +480,11 @@ static ssize_t do_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off
         errno = err;
         return -1;
     }
+    pthread_rwlock_rdlock(&recording);
     ssize_t n = perform(fd, iov, iovcnt, off);
     int saved = errno;
     trace(op, path, NULL, fd, fd_is_dir(fd), at, len, n, n < 0 ? saved : 0, 0, name, iov, iovcnt);
+    pthread_rwlock_unlock(&recording);
     free(path);
     errno = saved;
     return n;
@@ -609,8 +620,10 @@ int syncfs(int fd) { return do_fd_call("sync", fd, 0, 0, "syncfs", perform_syncf
 void sync(void) {
     ensure_init();
     if (decide("sync", "/", NULL, 1, -1) != 0) return; /* sync cannot fail: an injection skips it */
+    pthread_mutex_lock(&fd_order);
     real_sync();
     trace("sync", "/", NULL, -1, 1, 0, 0, 0, 0, 0, "sync", NULL, 0);
+    pthread_mutex_unlock(&fd_order);
 }
 int flock(int fd, int operation) {
     return do_fd_call("flock", fd, 0, operation, "flock", perform_flock, operation, 0, 0);
