@@ -632,6 +632,15 @@ SHARDPOINT_API int shardpoint_writer_final_plan(const shardpoint_writer *writer,
 SHARDPOINT_API int shardpoint_writer_write(shardpoint_writer *writer, const void *final_plan, uint64_t len,
                                            const void **out_results, uint64_t *out_len);
 
+/* Writes the items of this rank's final plan bound so far and not yet written; their memory is
+ * not read again once this returns. For hosts that stage their data (GPU tensors, converted
+ * dtypes, a conversion tool) and want bounded memory: bind a batch, write it with this, free or
+ * reuse its memory, bind the next batch, ...; shardpoint_writer_write then writes the rest and
+ * returns the write results of every item. Every write call of one save passes the same final
+ * plan. Errors: as shardpoint_writer_write, and SHARDPOINT_ESTATE after a failed write (the save
+ * can only be aborted then). */
+SHARDPOINT_API int shardpoint_writer_write_bound(shardpoint_writer *writer, const void *final_plan, uint64_t len);
+
 /* Coordinator only, after its own write: `count` write results, results r from rank r (a
  * zero-length one: rank r wrote nothing). Builds the
  * metadata and commits it (FORMAT.md section 5). Errors: as shardpoint_save_commit (except

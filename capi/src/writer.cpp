@@ -172,6 +172,14 @@ int shardpoint_writer_write(shardpoint_writer *writer, const void *final_plan, u
     });
 }
 
+int shardpoint_writer_write_bound(shardpoint_writer *writer, const void *final_plan, uint64_t len) {
+    return guarded([&] {
+        need(writer, "writer");
+        if (len) need(final_plan, "final_plan");
+        writer->impl->write_bound(std::string(static_cast<const char *>(final_plan), size_t(len)));
+    });
+}
+
 int shardpoint_writer_finish(shardpoint_writer *writer, uint32_t count, const void *const *results, const uint64_t *lens) {
     return guarded([&] {
         need(writer, "writer");

@@ -144,7 +144,7 @@ CheckpointWriter::CheckpointWriter(std::string dir, SaveOptions options)
 }
 
 void CheckpointWriter::require_phase(Phase phase, const char *call) const {
-    static const char *names[] = {"adding items", "planned", "written", "finished"};
+    static const char *names[] = {"adding items", "planned", "writing", "written", "finished"};
     if (phase_ != phase)
         throw Error(Code::state, std::string(call) + " is not allowed now: this save is " + names[int(phase_)] +
                                      (phase_ != Phase::adding ? " (each phase runs once, in order)" : ""));
@@ -266,7 +266,8 @@ std::vector<uint32_t> CheckpointWriter::assigned(const std::string &final_plan) 
 }
 
 void CheckpointWriter::bind_tensor(size_t item, const void *data, Strides strides) {
-    require(phase_ == Phase::adding || phase_ == Phase::planned, Code::state, "items are bound before write");
+    require(phase_ == Phase::adding || phase_ == Phase::planned || phase_ == Phase::writing, Code::state,
+            "items are bound before the save's last write");
     require(item < local_.items.size(), Code::range,
             "item " + std::to_string(item) + " of " + std::to_string(local_.items.size()) + " does not exist");
     WriteItem &w = local_.items[item];
@@ -279,7 +280,8 @@ void CheckpointWriter::bind_tensor(size_t item, const void *data, Strides stride
 }
 
 void CheckpointWriter::bind_bytes(size_t item, const void *data, uint64_t len) {
-    require(phase_ == Phase::adding || phase_ == Phase::planned, Code::state, "items are bound before write");
+    require(phase_ == Phase::adding || phase_ == Phase::planned || phase_ == Phase::writing, Code::state,
+            "items are bound before the save's last write");
     require(item < local_.items.size(), Code::range,
             "item " + std::to_string(item) + " of " + std::to_string(local_.items.size()) + " does not exist");
     WriteItem &w = local_.items[item];
@@ -336,39 +338,99 @@ std::vector<std::string> CheckpointWriter::global_plan(const std::vector<std::st
     return finals;
 }
 
-std::string CheckpointWriter::write(const std::string &final_plan) {
-    require(phase_ == Phase::planned, Code::state, "write comes once, after the local plan");
+void CheckpointWriter::start_write(const std::string &final_plan, bool all_bound) {
+    auto check_bound = [&](const std::vector<uint32_t> &writes) {
+        for (uint32_t k : writes)
+            if (all_bound && !local_.items[k].bound)
+                throw Error(Code::state, "item " + std::to_string(k) + " ('" + local_.items[k].index.fqn +
+                                             "') was planned without data and never bound");
+    };
+    if (phase_ == Phase::writing) {
+        // The data file is already open for this plan: later calls must name the same one.
+        if (final_plan != final_plan_)
+            throw Error(Code::invalid_argument, "final save plan: not the plan this save's first write was given");
+        check_bound(writes_);
+        return;
+    }
+    require(phase_ == Phase::planned, Code::state, "write comes once per save, after the local plan (write_bound may come before it)");
     MessageIn in(final_plan, "final save plan");
     auto msg = in.root<schema::SavePlanMessage>();
     if (!msg.getFinal()) in.bad("it is a local plan, not the coordinator's final plan");
     if (msg.getRank() != uint32_t(rank_)) in.bad("it is rank " + std::to_string(msg.getRank()) + "'s plan");
     const std::string save_id = text_of(msg.getSaveId());
-    mine_ = SavePlan{};
-    mine_.file_name = text_of(msg.getFileName());
-    if (!is_own_file_name(mine_.file_name) || mine_.file_name.compare(5, 32, save_id) != 0)
-        in.bad("data file name '" + mine_.file_name + "' is not one of this save's");
+    std::string file_name = text_of(msg.getFileName());
+    if (!is_own_file_name(file_name) || file_name.compare(5, 32, save_id) != 0)
+        in.bad("data file name '" + file_name + "' is not one of this save's");
+    std::vector<uint32_t> writes;
     for (uint32_t k : msg.getWrites()) {
         if (k >= local_.items.size()) in.bad("it names item " + std::to_string(k) + " of " + std::to_string(local_.items.size()));
-        if (!local_.items[k].bound)
-            throw Error(Code::state, "item " + std::to_string(k) + " ('" + local_.items[k].index.fqn +
-                                         "') was planned without data and never bound");
-        mine_.items.push_back(local_.items[k]);
+        writes.push_back(k);
     }
-    phase_ = Phase::written;  // even on failure: abort() then knows which file to remove
-    storage_.reset(save_id);
+    check_bound(writes);
+    final_plan_ = final_plan;
+    save_id_ = save_id;
+    writes_ = std::move(writes);
+    results_.assign(writes_.size(), WriteResult{});
+    done_.assign(writes_.size(), false);
+    mine_ = SavePlan{};
+    mine_.file_name = std::move(file_name);  // from here on abort() removes the file
+    phase_ = Phase::writing;
+    storage_.reset(save_id_);
+    storage_.begin_data(mine_.file_name);
+}
+
+void CheckpointWriter::write_pending() {
+    std::vector<size_t> batch;
+    std::vector<WriteItem> items;
+    for (size_t p = 0; p < writes_.size(); ++p) {
+        const WriteItem &w = local_.items[writes_[p]];
+        if (done_[p] || !w.bound) continue;
+        batch.push_back(p);
+        items.push_back(w);
+    }
+    std::vector<WriteResult> results;
+    try {
+        results = storage_.write_items(items);
+    } catch (...) {
+        write_failed_ = true;
+        throw;
+    }
+    for (size_t j = 0; j < batch.size(); ++j) {
+        results_[batch[j]] = std::move(results[j]);
+        done_[batch[j]] = true;
+        local_.items[writes_[batch[j]]].data = nullptr;  // written: the host may reuse the memory
+    }
+}
+
+void CheckpointWriter::write_bound(const std::string &final_plan) {
+    require(!write_failed_, Code::state, "an earlier write of this save failed: abort it");
+    start_write(final_plan, false);
+    write_pending();
+}
+
+std::string CheckpointWriter::write(const std::string &final_plan) {
+    require(!write_failed_, Code::state, "an earlier write of this save failed: abort it");
+    start_write(final_plan, true);
+    write_pending();
+    phase_ = Phase::written;
     uint64_t file_size = 0;
-    std::vector<WriteResult> results = storage_.write_data(mine_, file_size);
+    try {
+        file_size = storage_.end_data();
+    } catch (...) {
+        write_failed_ = true;
+        throw;
+    }
 
     capnp::MallocMessageBuilder message;
     auto out = message.initRoot<schema::WriteResultsMessage>();
     out.setRank(uint32_t(rank_));
-    out.setSaveId(save_id);
+    out.setSaveId(save_id_);
     out.setFileName(mine_.file_name);
     out.setFileSize(file_size);
-    auto entries = out.initResults(unsigned(results.size()));
-    for (size_t i = 0; i < results.size(); ++i) {
-        build_item(entries[unsigned(i)].initItem(), mine_.items[i]);
-        build_extent(entries[unsigned(i)].initExtent(), results[i].extent);
+    auto entries = out.initResults(unsigned(results_.size()));
+    for (size_t p = 0; p < results_.size(); ++p) {
+        build_item(entries[unsigned(p)].initItem(), local_.items[writes_[p]]);
+        build_extent(entries[unsigned(p)].initExtent(), results_[p].extent);
     }
     return to_bytes(message);
 }

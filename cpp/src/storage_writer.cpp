@@ -112,31 +112,57 @@ std::vector<SavePlan> FileSystemWriter::prepare_global_plan(std::vector<SavePlan
 }
 
 std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan &plan, uint64_t &file_size) {
-    file_size = 0;
-    if (plan.items.empty()) return {};
-    std::string path = join(dir_, plan.file_name);
-    FileDescriptor fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (fd.get() < 0) throw_errno(Code::io, "create data file '" + path + "'", errno);
-    auto results = options_.compression_level > 0 ? write_compressed(fd.get(), plan, file_size)
-                                                  : write_raw(fd.get(), plan, file_size);
-    if (::ftruncate(fd.get(), off_t(file_size)) != 0) throw_errno(Code::io, "size data file '" + path + "'", errno);
-    if (options_.fsync) fsync_or_throw(fd.get(), "data file '" + path + "'");
-    if (::close(fd.release()) != 0) throw_errno(Code::io, "close data file '" + path + "'", errno);
+    begin_data(plan.file_name);
+    std::vector<WriteResult> results = write_items(plan.items);
+    file_size = end_data();
     return results;
 }
 
-std::vector<WriteResult> FileSystemWriter::write_raw(int fd, const SavePlan &plan, uint64_t &file_size) {
+FileSystemWriter::~FileSystemWriter() {
+    if (data_fd_ >= 0) ::close(data_fd_);
+}
+
+void FileSystemWriter::begin_data(const std::string &file_name) {
+    if (data_fd_ >= 0) ::close(data_fd_);
+    data_fd_ = -1;
+    data_name_ = file_name;
+    data_end_ = 0;
+}
+
+std::vector<WriteResult> FileSystemWriter::write_items(const std::vector<WriteItem> &items) {
+    if (items.empty()) return {};
+    if (data_fd_ < 0) {
+        std::string path = join(dir_, data_name_);
+        data_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (data_fd_ < 0) throw_errno(Code::io, "create data file '" + path + "'", errno);
+    }
+    return options_.compression_level > 0 ? write_compressed(items) : write_raw(items);
+}
+
+uint64_t FileSystemWriter::end_data() {
+    if (data_fd_ < 0) return 0;  // nothing written: no file
+    FileDescriptor fd(data_fd_);
+    data_fd_ = -1;
+    const std::string path = join(dir_, data_name_);
+    if (::ftruncate(fd.get(), off_t(data_end_)) != 0) throw_errno(Code::io, "size data file '" + path + "'", errno);
+    if (options_.fsync) fsync_or_throw(fd.get(), "data file '" + path + "'");
+    if (::close(fd.release()) != 0) throw_errno(Code::io, "close data file '" + path + "'", errno);
+    return data_end_;
+}
+
+std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem> &items) {
+    const int fd = data_fd_;
     const uint64_t bs = options_.block_size;
     const uint64_t piece = std::max<uint64_t>(write_piece_bytes / bs, 1) * bs;
-    std::vector<WriteResult> results(plan.items.size());
+    std::vector<WriteResult> results(items.size());
     struct Piece {
         size_t item;
         uint64_t begin, len;
     };
     std::vector<Piece> pieces;
-    uint64_t cursor = 0;
-    for (size_t i = 0; i < plan.items.size(); ++i) {
-        const WriteItem &w = plan.items[i];
+    uint64_t cursor = data_end_;
+    for (size_t i = 0; i < items.size(); ++i) {
+        const WriteItem &w = items[i];
         uint64_t nb = w.nbytes();
         Extent &e = results[i].extent;
         results[i].index = w.index;
@@ -151,7 +177,7 @@ std::vector<WriteResult> FileSystemWriter::write_raw(int fd, const SavePlan &pla
     ScratchBuffers scratch(pieces.size(), options_.io_threads);
     parallel_for(pieces.size(), options_.io_threads, [&](size_t k, unsigned worker) {
         const Piece &p = pieces[k];
-        const WriteItem &w = plan.items[p.item];
+        const WriteItem &w = items[p.item];
         Extent &e = results[p.item].extent;
         const uint32_t itemsize = dtype_size(int32_t(w.dtype));
         const unsigned char *src;
@@ -165,7 +191,7 @@ std::vector<WriteResult> FileSystemWriter::write_raw(int fd, const SavePlan &pla
         }
         for (uint64_t b = 0; b < p.len; b += bs)
             e.block_crc32[(p.begin + b) / bs] = crc32_of(src + b, std::min(bs, p.len - b));
-        pwrite_full(fd, src, p.len, e.offset + p.begin, plan.file_name);
+        pwrite_full(fd, src, p.len, e.offset + p.begin, data_name_);
         // With fsync asked for, start writeback now so the disk works while we compute and
         // write the next pieces; the final fsync then has little left to wait for.
         if (options_.fsync) start_writeback(fd, e.offset + p.begin, p.len);
@@ -177,23 +203,24 @@ std::vector<WriteResult> FileSystemWriter::write_raw(int fd, const SavePlan &pla
             crc = crc32_combine_of(crc, e.block_crc32[k], std::min(bs, e.stored_length - k * bs));
         e.crc32 = crc;
     }
-    file_size = cursor;
+    data_end_ = cursor;
     return results;
 }
 
-std::vector<WriteResult> FileSystemWriter::write_compressed(int fd, const SavePlan &plan, uint64_t &file_size) {
-    std::vector<WriteResult> results(plan.items.size());
+std::vector<WriteResult> FileSystemWriter::write_compressed(const std::vector<WriteItem> &items) {
+    const int fd = data_fd_;
+    std::vector<WriteResult> results(items.size());
     std::mutex cursor_mutex;
-    uint64_t cursor = 0;
+    uint64_t cursor = data_end_;
     auto reserve = [&](uint64_t len) {
         std::lock_guard<std::mutex> lock(cursor_mutex);
         uint64_t offset = align_up(cursor, options_.alignment);
         cursor = offset + len;
         return offset;
     };
-    ScratchBuffers scratch(plan.items.size(), options_.io_threads);
-    parallel_for(plan.items.size(), options_.io_threads, [&](size_t i, unsigned worker) {
-        const WriteItem &w = plan.items[i];
+    ScratchBuffers scratch(items.size(), options_.io_threads);
+    parallel_for(items.size(), options_.io_threads, [&](size_t i, unsigned worker) {
+        const WriteItem &w = items[i];
         const uint64_t nb = w.nbytes();
         const uint32_t itemsize = dtype_size(int32_t(w.dtype));
         Extent &e = results[i].extent;
@@ -215,7 +242,7 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(int fd, const SavePl
                 small.insert(small.end(), p, p + n);
                 return;
             }
-            pwrite_full(fd, p, n, e.offset + written, plan.file_name);
+            pwrite_full(fd, p, n, e.offset + written, data_name_);
             if (options_.fsync) start_writeback(fd, e.offset + written, n);
             written += n;
         });
@@ -234,14 +261,14 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(int fd, const SavePl
         z.finish();
         if (!stream) {
             e.offset = reserve(small.size());
-            pwrite_full(fd, small.data(), small.size(), e.offset, plan.file_name);
+            pwrite_full(fd, small.data(), small.size(), e.offset, data_name_);
             if (options_.fsync) start_writeback(fd, e.offset, small.size());
             written = small.size();
         }
         e.stored_length = written;
         e.crc32 = crc;
     });
-    file_size = cursor;
+    data_end_ = cursor;
     return results;
 }
 
@@ -333,6 +360,8 @@ void FileSystemWriter::publish(const std::string &tmp_path, const std::string &f
 }
 
 void FileSystemWriter::abort(const SavePlan &plan) {
+    if (data_fd_ >= 0) ::close(data_fd_);
+    data_fd_ = -1;
     if (committed_) return;
     if (!plan.file_name.empty()) ::unlink(join(dir_, plan.file_name).c_str());
     ::unlink(join(dir_, metadata_temp_name(save_id_)).c_str());

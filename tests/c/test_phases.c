@@ -422,6 +422,104 @@ static void test_unbound_item_is_refused(void **state) {
     free(dir);
 }
 
+/* One rank plans W as 6 row bands and a blob, then binds and writes them in batches, scribbling
+ * over and freeing each batch's memory once written: the checkpoint holds the values of the
+ * first binding (the library never read a batch again). Raw and compressed. */
+static void test_write_in_batches(void **state) {
+    for (int level = 0; level <= 6; level += 6) {
+        char name[32];
+        snprintf(name, sizeof name, "batches-%d", level);
+        char *dir = path_join(*state, name);
+        shardpoint_save_options o;
+        SP_OK(shardpoint_save_options_init(&o, SHARDPOINT_SAVE_OPTIONS_VERSION));
+        o.compression_level = level;
+        shardpoint_writer *w = NULL;
+        const void *plan = NULL, *final_plan = NULL, *res = NULL;
+        uint64_t plan_len = 0, final_len = 0, res_len = 0, count = 0;
+        const uint32_t *items = NULL;
+        SP_OK(shardpoint_writer_new(&w, dir, &o));
+        SP_OK(shardpoint_writer_set_up(w, 0, 1));
+        enum { bands = 6 };
+        for (int b = 0; b < bands; ++b) {
+            uint64_t offs[2] = {(uint64_t)b * 2, 0}, sizes[2] = {2, W.shape[1]};
+            SP_OK(shardpoint_writer_plan_tensor(w, W.fqn, W.dtype, 2, W.shape, offs, sizes));
+        }
+        SP_OK(shardpoint_writer_plan_bytes(w, "extra_state"));
+        SP_OK(shardpoint_writer_local_plan(w, &plan, &plan_len));
+        SP_OK(shardpoint_writer_global_plan(w, 1, &plan, &plan_len));
+        SP_OK(shardpoint_writer_final_plan(w, 0, &final_plan, &final_len));
+        SP_OK(shardpoint_writer_assigned(w, final_plan, final_len, &items, &count));
+        assert_int_equal(count, bands + 1);
+        /* Nothing bound yet: a batch of nothing. */
+        SP_OK(shardpoint_writer_write_bound(w, final_plan, final_len));
+        for (int b = 0; b < bands; b += 2) { /* batches of two bands */
+            void *mem[2];
+            for (int k = 0; k < 2; ++k) {
+                uint64_t offs[2] = {(uint64_t)(b + k) * 2, 0}, sizes[2] = {2, W.shape[1]};
+                mem[k] = make_box(&W, offs, sizes);
+                SP_OK(shardpoint_writer_bind_tensor(w, (uint64_t)(b + k), mem[k], NULL));
+            }
+            SP_OK(shardpoint_writer_write_bound(w, final_plan, final_len));
+            SP_FAILS(shardpoint_writer_bind_tensor(w, (uint64_t)b, mem[0], NULL), SHARDPOINT_ESTATE, "planned without data");
+            for (int k = 0; k < 2; ++k) {
+                memset(mem[k], 0xAB, 2 * W.shape[1] * 4);
+                free(mem[k]);
+            }
+        }
+        /* Every write call of one save names the same final plan. */
+        SP_FAILS(shardpoint_writer_write_bound(w, plan, plan_len), SHARDPOINT_EINVAL, "not the plan");
+        char blob[] = "host state";
+        SP_OK(shardpoint_writer_bind_bytes(w, bands, blob, strlen(blob)));
+        SP_OK(shardpoint_writer_write(w, final_plan, final_len, &res, &res_len));
+        memset(blob, 'x', strlen(blob));
+        SP_FAILS(shardpoint_writer_write_bound(w, final_plan, final_len), SHARDPOINT_ESTATE, "once");
+        SP_OK(shardpoint_writer_finish(w, 1, &res, &res_len));
+        shardpoint_writer_free(w);
+
+        shardpoint_reader *rd = NULL;
+        SP_OK(shardpoint_reader_open(&rd, dir, NULL));
+        SP_OK(shardpoint_reader_verify(rd));
+        assert_int_equal(load_whole_mismatches(rd, &W, NULL), 0);
+        char got_blob[32] = {0};
+        uint64_t got = 0;
+        SP_OK(shardpoint_reader_read_bytes(rd, "extra_state", got_blob, sizeof got_blob, &got));
+        assert_int_equal(got, 10);
+        assert_memory_equal(got_blob, "host state", 10);
+        shardpoint_reader_free(rd);
+        free(dir);
+    }
+}
+
+/* A batch that fails (here: the directory is gone, so the data file cannot be created) ends the
+ * save's writing: later writes are refused, abort still works, and nothing is committed. */
+static void test_failed_batch_ends_the_write(void **state) {
+    char *dir = path_join(*state, "failed-batch");
+    shardpoint_writer *w = NULL;
+    const void *plan = NULL, *final_plan = NULL, *res = NULL;
+    uint64_t plan_len = 0, final_len = 0, res_len = 0;
+    SP_OK(shardpoint_writer_new(&w, dir, NULL));
+    SP_OK(shardpoint_writer_set_up(w, 0, 1));
+    SP_OK(shardpoint_writer_plan_tensor(w, B.fqn, B.dtype, 1, B.shape, ZEROS, B.shape));
+    SP_OK(shardpoint_writer_local_plan(w, &plan, &plan_len));
+    SP_OK(shardpoint_writer_global_plan(w, 1, &plan, &plan_len));
+    SP_OK(shardpoint_writer_final_plan(w, 0, &final_plan, &final_len));
+    void *bias = make_box(&B, ZEROS, B.shape);
+    SP_OK(shardpoint_writer_bind_tensor(w, 0, bias, NULL));
+    char *gone = path_join(*state, "failed-batch-moved");
+    assert_int_equal(rename(dir, gone), 0);
+    SP_FAILS(shardpoint_writer_write_bound(w, final_plan, final_len), SHARDPOINT_EIO, "create data file");
+    SP_FAILS(shardpoint_writer_write(w, final_plan, final_len, &res, &res_len), SHARDPOINT_ESTATE, "failed");
+    SP_FAILS(shardpoint_writer_write_bound(w, final_plan, final_len), SHARDPOINT_ESTATE, "failed");
+    SP_OK(shardpoint_writer_abort(w));
+    shardpoint_writer_free(w);
+    int count = -1;
+    data_files_total(gone, &count);
+    assert_int_equal(count, 0);
+    free(bias);
+    free(gone);
+    free(dir);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
 
 int main(void) {
@@ -435,6 +533,8 @@ int main(void) {
         T(test_bulk_metadata),
         T(test_planned_then_bound),
         T(test_unbound_item_is_refused),
+        T(test_write_in_batches),
+        T(test_failed_batch_ends_the_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

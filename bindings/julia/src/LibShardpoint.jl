@@ -441,6 +441,10 @@ shardpoint_writer_write(writer, final_plan, len, out_results, out_len) =
         writer::Ptr{shardpoint_writer}, final_plan::Ptr{Cvoid}, len::UInt64, out_results::Ptr{Ptr{Cvoid}},
         out_len::Ptr{UInt64})::Cint
 
+shardpoint_writer_write_bound(writer, final_plan, len) =
+    @ccall libshardpoint.shardpoint_writer_write_bound(
+        writer::Ptr{shardpoint_writer}, final_plan::Ptr{Cvoid}, len::UInt64)::Cint
+
 shardpoint_writer_finish(writer, count, results, lens) =
     @ccall libshardpoint.shardpoint_writer_finish(
         writer::Ptr{shardpoint_writer}, count::UInt32, results::Ptr{Ptr{Cvoid}}, lens::Ptr{UInt64})::Cint

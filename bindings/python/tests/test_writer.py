@@ -99,3 +99,28 @@ def test_abort_leaves_the_previous_checkpoint(tmp_path):
     with sp.Reader(tmp_path / "c") as reader:
         assert np.array_equal(reader.read_tensor("w"), w)
         assert reader.read_bytes("blob") == b"one"
+
+
+def test_write_bound_in_batches(tmp_path):
+    """Bind a batch, write it, overwrite its memory, bind the next: the checkpoint holds what
+    was bound (write_bound wrote it and the library never read it again)."""
+    w = np.arange(6 * 5, dtype=np.float32).reshape(6, 5)
+    writer = sp.Writer(tmp_path / "c")
+    writer.set_up(0, 1)
+    for row in range(6):
+        assert writer.plan_tensor("w", "f32", w.shape, (row, 0), (1, 5)) == row
+    writer.global_plan([writer.local_plan()])
+    final = writer.final_plan(0)
+    scratch = np.empty((1, 5), np.float32)
+    for row in writer.assigned(final):
+        scratch[:] = w[row]
+        writer.bind_tensor(row, scratch)
+        writer.write_bound(final)
+        scratch[:] = -1  # reused for the next row
+    with pytest.raises(sp.errors.StateError, match="planned without data"):
+        writer.bind_tensor(0, scratch)  # written: no longer bindable
+    writer.finish([writer.write(final)])
+    writer.close()
+    with sp.Reader(tmp_path / "c") as reader:
+        reader.verify()
+        assert np.array_equal(reader.read_tensor("w"), w)

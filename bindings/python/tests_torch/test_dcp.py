@@ -1,6 +1,7 @@
 """shardpoint.torch in one process: dcp.save / dcp.load / dcp.async_save round trips, exact values."""
 
 import json
+import weakref
 import warnings
 
 import numpy as np
@@ -318,3 +319,38 @@ def test_cpu_tensors_are_written_from_their_own_memory(tmp_path, monkeypatch):
     sd = {"a": torch.randn(8, 8), "view": base.t()[2:], "half": torch.ones(5, dtype=torch.bfloat16)}
     dcp.save(sd, storage_writer=StorageWriter(tmp_path / "m"))
     assert sorted(bound) == sorted(t.data_ptr() for t in sd.values())
+
+
+def test_staging_bytes_bounds_what_write_data_holds(tmp_path):
+    """A planner that materializes every tensor when asked (as GPU staging or a conversion
+    does): with staging_bytes, write_data writes and drops batches as it goes, so only about a
+    batch of those tensors is alive at once; with no bound, all of them are at the end."""
+    from torch.distributed.checkpoint import DefaultSavePlanner
+
+    class Materializing(DefaultSavePlanner):
+        def __init__(self):
+            super().__init__()
+            self.alive = 0
+            self.most = 0
+
+        def _freed(self):
+            self.alive -= 1
+
+        def resolve_data(self, write_item):
+            # A tensor over a numpy array: the array lives exactly as long as the tensor's memory
+            # (views and detached tensors included), which the finalizer then counts.
+            memory = super().resolve_data(write_item).numpy().copy()
+            weakref.finalize(memory, self._freed)
+            self.alive += 1
+            self.most = max(self.most, self.alive)
+            return torch.from_numpy(memory)
+
+    state = {f"t{i}": torch.full((256, 1024), float(i)) for i in range(16)}  # 1 MiB each
+    for staging, expect_most in ((2 << 20, 2), (0, 16)):
+        planner = Materializing()
+        path = tmp_path / f"staging-{staging}"
+        dcp.save(state, storage_writer=StorageWriter(path, staging_bytes=staging), planner=planner)
+        assert planner.most == expect_most
+        loaded = {k: torch.zeros_like(v) for k, v in state.items()}
+        dcp.load(loaded, storage_reader=StorageReader(path))
+        assert all(torch.equal(loaded[k], state[k]) for k in state)

@@ -54,6 +54,11 @@ public:
     std::vector<std::string> global_plan(const std::vector<std::string> &local_plans);
     // Writes what this rank's final plan assigns it; returns a WriteResultsMessage.
     std::string write(const std::string &final_plan);
+    // Writes the items of `final_plan` bound so far and not yet written, after which their
+    // memory is no longer read: a host that stages its data (GPU tensors, converted dtypes) binds
+    // and writes in batches of bounded size, then write() writes the rest and returns the results
+    // of all. Every call of one save names the same final plan.
+    void write_bound(const std::string &final_plan);
     // Coordinator: builds the metadata from every rank's write results (an empty message: that
     // rank wrote nothing) and commits it.
     void finish(const std::vector<std::string> &write_results);
@@ -63,9 +68,13 @@ public:
     bool committed() const { return storage_.committed(); }
 
 private:
-    enum class Phase { adding, planned, written, finished };
+    enum class Phase { adding, planned, writing, written, finished };
     void require_phase(Phase phase, const char *call) const;
     void add_item(WriteItem item);
+    // The first write call checks the plan and opens the data file; `all_bound`: refuse (before
+    // anything is written) an assigned item that was never bound.
+    void start_write(const std::string &final_plan, bool all_bound);
+    void write_pending();                             // the bound, unwritten items of the plan
 
     std::string dir_;
     SaveOptions options_;
@@ -76,7 +85,14 @@ private:
     SavePlan local_;
     std::unordered_map<std::string, std::vector<size_t>> items_by_fqn_;
     std::vector<std::pair<std::string, std::string>> user_, framework_;
-    SavePlan mine_;  // what write() was asked to write: abort() removes its file
+    SavePlan mine_;  // the data file of this rank's write: abort() removes it
+    // The write in progress: its final plan, the items it assigns (local numbers), their results
+    // so far (by position in the plan) and whether each is written.
+    std::string final_plan_, save_id_;
+    std::vector<uint32_t> writes_;
+    std::vector<WriteResult> results_;
+    std::vector<bool> done_;
+    bool write_failed_ = false;
 };
 
 }  // namespace shardpoint

@@ -116,6 +116,16 @@ public:
     // overwrite is off, names files.
     std::vector<SavePlan> prepare_global_plan(std::vector<SavePlan> plans) override;
     std::vector<WriteResult> write_data(const SavePlan &plan, uint64_t &file_size) override;
+    // The same in batches, for hosts that stage their data and want bounded memory: begin_data,
+    // then write_items any number of times (each batch's memory is free again once it returns),
+    // then end_data. Items land in the file in call order; the file is created by the first
+    // non-empty batch.
+    void begin_data(const std::string &file_name);
+    std::vector<WriteResult> write_items(const std::vector<WriteItem> &items);
+    uint64_t end_data();  // sizes, fsyncs and closes the data file: its final size
+    ~FileSystemWriter();
+    FileSystemWriter(const FileSystemWriter &) = delete;
+    FileSystemWriter &operator=(const FileSystemWriter &) = delete;
     // Commit (FORMAT.md section 5): directory fsync (data file names), metadata through a
     // temporary name, fsync, publish (the commit point; never replaces a concurrent winner unless
     // overwriting), directory fsync (Code::not_durable if it fails), then removes the replaced
@@ -128,8 +138,8 @@ public:
     const std::string &save_id() const { return save_id_; }
 
 private:
-    std::vector<WriteResult> write_raw(int fd, const SavePlan &plan, uint64_t &file_size);
-    std::vector<WriteResult> write_compressed(int fd, const SavePlan &plan, uint64_t &file_size);
+    std::vector<WriteResult> write_raw(const std::vector<WriteItem> &items);
+    std::vector<WriteResult> write_compressed(const std::vector<WriteItem> &items);
 
     // Publishes the temporary metadata file as shardpoint.meta: the commit point.
     void publish(const std::string &tmp_path, const std::string &final_path);
@@ -141,6 +151,11 @@ private:
     bool committed_ = false;
     DirectoryLock lock_;          // coordinator only, from prepare_global_plan to destruction
     bool replace_metadata_ = false;  // overwrite asked, or the existing file is not a checkpoint
+    // The data file being written (begin_data .. end_data): its name, descriptor (-1 until the
+    // first non-empty batch) and end so far.
+    std::string data_name_;
+    int data_fd_ = -1;
+    uint64_t data_end_ = 0;
 };
 
 class FileSystemReader final : public StorageReader {

@@ -216,6 +216,7 @@ _OPTIONAL_PROTOTYPES = {
         c_int, [c_void_p, c_void_p, c_uint64, POINTER(POINTER(c_uint32)), u64_p]),
     "shardpoint_writer_bind_tensor": (c_int, [c_void_p, c_uint64, c_void_p, i64_p]),
     "shardpoint_writer_bind_bytes": (c_int, [c_void_p, c_uint64, c_void_p, c_uint64]),
+    "shardpoint_writer_write_bound": (c_int, [c_void_p, c_void_p, c_uint64]),
     # Framework metadata stored in the checkpoint format (shardpoint.torch keeps "torch.dcp" there).
     "shardpoint_writer_set_framework_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
     "shardpoint_reader_framework_metadata_get": (c_int, [c_void_p, c_char_p, POINTER(c_char_p)]),

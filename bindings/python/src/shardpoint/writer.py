@@ -212,6 +212,17 @@ class Writer(Handle):
             self._borrowed.clear()  # the library no longer reads them
         return _take(ptr, length)
 
+    def write_bound(self, final_plan):
+        """Writes the items bound so far and not yet written (bounded memory: bind a batch,
+        write it, drop it, bind the next); write() then writes the rest and returns the results
+        of all. Every call of one save passes the same final plan."""
+        data = bytes(final_plan)
+        buf = ctypes.create_string_buffer(data, len(data)) if data else None
+        try:
+            check(_lib.require("shardpoint_writer_write_bound")(self._raw(), buf, len(data)))
+        finally:
+            self._borrowed.clear()  # the library no longer reads them
+
     def finish(self, write_results):
         """Coordinator: every rank's write results, in rank order (b"" for a rank that wrote
         nothing); builds and commits the metadata."""

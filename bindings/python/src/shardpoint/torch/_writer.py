@@ -88,7 +88,10 @@ class StorageWriter(_DcpStorageWriter):
     which stays intact until the new one commits; `durable=False` skips fsync; `compression` a
     zlib level; `io_threads` (0: one per core), `alignment`; `allow_partial` accepts tensors the
     ranks together leave partly uncovered. `process_group` is the group DCP saves over (default:
-    the default group), which gives the world size.
+    the default group), which gives the world size. `staging_bytes` bounds the memory write_data
+    holds at once: once the items resolved so far reach it, they are written and released before
+    more are resolved, so host copies of GPU tensors, dtype conversions and tensors a planner
+    materializes (a conversion) take at most about that much memory (0: no bound).
 
     A save that fails on another rank after this rank wrote leaves the coordinator's writer
     holding the directory's save lock and its data file until the next save with this object,
@@ -97,7 +100,7 @@ class StorageWriter(_DcpStorageWriter):
     """
 
     def __init__(self, path=None, *, overwrite=True, durable=True, compression=0, io_threads=0, alignment=0,
-                 allow_partial=False, process_group=None):
+                 allow_partial=False, process_group=None, staging_bytes=256 << 20):
         super().__init__()
         self.path = None if path is None else os.fspath(path)
         self.overwrite = bool(overwrite)
@@ -107,6 +110,7 @@ class StorageWriter(_DcpStorageWriter):
         self.alignment = int(alignment)
         self.allow_partial = bool(allow_partial)
         self.process_group = process_group
+        self.staging_bytes = int(staging_bytes)
         self.save_id = uuid.uuid4().hex
         self._writer = None
         self._finalizer = None
@@ -183,6 +187,7 @@ class StorageWriter(_DcpStorageWriter):
             if not isinstance(final, bytes):
                 raise ValueError("the plan carries no shardpoint final plan (prepare_global_plan did not run)")
             written = []
+            held = 0  # bytes bound since the last batch was written
             for k in writer.assigned(final):
                 item = self._items[k]
                 data = planner.resolve_data(item)
@@ -192,13 +197,19 @@ class StorageWriter(_DcpStorageWriter):
                     else:
                         blob = memoryview(bytes(data))
                     writer.bind_bytes(k, blob)
-                    written.append((item, blob.nbytes))
+                    size = blob.nbytes
                 else:
                     dtype = item.tensor_data.properties.dtype
                     tensor = _host_tensor(data, dtype, item.index.fqn)
                     buf = tensor_buffer(tensor, shardpoint_dtype(dtype, item.index.fqn))
                     writer.bind_tensor(k, buf)
-                    written.append((item, tensor.numel() * tensor.element_size()))
+                    size = tensor.numel() * tensor.element_size()
+                written.append((item, size))
+                data = blob = tensor = buf = None  # the writer holds what it still needs
+                held += size
+                if self.staging_bytes and held >= self.staging_bytes:
+                    writer.write_bound(final)  # and drops its references to the batch
+                    held = 0
             results = writer.write(final)
         except BaseException:
             # This rank's failure reaches the coordinator through DCP, so nothing can commit:
