@@ -22,16 +22,12 @@ How each kind of model entry goes through DCP:
 - dtypes: bool, bfloat16, float8_e4m3fn / e5m2, complex, uint16/32/64 are torch dtypes (the table
   of shardpoint.torch); values are the generator's bytes viewed as the dtype (`Tensor.view(dtype)`).
 - `bytes` entries: `bytes` values. DCP itself stores every non-tensor value as a torch.save (pickle)
-  payload, which no other language reads as the model's blob; the save planner here
-  (RawBytesSavePlanner, DCP's transform_object extension point) hands DCP's writer the raw bytes
-  instead, and GoldenStorageWriter.finish does not list those blobs in the torch.dcp document as
-  torch.save payloads. The checkpoint's blobs are then what the C, Rust, Go and Python writers
-  store, and shardpoint.torch.StorageReader loads them through a plain dcp.load (default planner)
-  as `bytes` values, as it does for every checkpoint written without torch.
-- `meta` pairs: DCP has no user key/value metadata, so they cannot go through dcp.save.
-  GoldenStorageWriter sets them on every rank (as the README says) on the shardpoint.Writer that
-  the StorageWriter drives, reached through its private _live(): shardpoint.torch has no public
-  option for user metadata.
+  payload, which no other language reads as the model's blob; StorageWriter(raw_bytes=True) stores
+  bytes values as their raw bytes instead. The checkpoint's blobs are then what the C, Rust, Go and
+  Python writers store, and shardpoint.torch.StorageReader loads them through a plain dcp.load
+  (default planner) as `bytes` values, as it does for every checkpoint written without torch.
+- `meta` pairs: DCP has no user key/value metadata, so they cannot go through dcp.save: they are
+  StorageWriter(metadata=...), given on every rank (as the README says).
   The reader checks them with shardpoint.Reader(DIR).metadata: DCP's Metadata cannot carry them.
 
 The reader: the entry set, kinds, dtypes and shapes come from the DCP Metadata that
@@ -43,8 +39,6 @@ world-1 gloo group), the box being the C-order local shard [lo, n). Comparisons 
 (`.view(torch.uint8)`).
 """
 
-import dataclasses
-import io
 import math
 import os
 import subprocess
@@ -110,44 +104,6 @@ def bytes_of(tensor):
 
 # --- write ------------------------------------------------------------------------------------------
 
-def make_classes():
-    """The planner and writer (defined once torch is imported)."""
-    from torch.distributed.checkpoint import DefaultSavePlanner
-    from torch.distributed.checkpoint.planner import WriteItemType
-
-    from shardpoint.torch import StorageWriter
-
-    class RawBytesSavePlanner(DefaultSavePlanner):
-        """Hands DCP's writer a `bytes` value as its raw bytes, not as a torch.save payload."""
-
-        def transform_object(self, write_item, object):
-            if write_item.type == WriteItemType.BYTE_IO and isinstance(object, (bytes, bytearray)):
-                return io.BytesIO(bytes(object))
-            return super().transform_object(write_item, object)
-
-    class GoldenStorageWriter(StorageWriter):
-        """shardpoint.torch.StorageWriter plus the model's user metadata pairs, and raw blobs that
-        the torch.dcp document does not call torch.save payloads."""
-
-        def __init__(self, path, meta, raw_blobs):
-            super().__init__(path, overwrite=True)
-            self.golden_meta = list(meta)
-            self.raw_blobs = set(raw_blobs)
-
-        def set_up_storage_writer(self, is_coordinator, *args, **kwargs):
-            super().set_up_storage_writer(is_coordinator, *args, **kwargs)
-            for key, value in self.golden_meta:
-                self._live().set_metadata(key, value)  # no public StorageWriter option for these
-
-        def finish(self, metadata, results):
-            shown = dataclasses.replace(metadata, state_dict_metadata={
-                fqn: md for fqn, md in metadata.state_dict_metadata.items() if fqn not in self.raw_blobs})
-            super().finish(shown, results)
-            metadata.storage_meta, metadata.version = shown.storage_meta, shown.version
-
-    return RawBytesSavePlanner, GoldenStorageWriter
-
-
 def rank_state(model, rank, world):
     from torch.distributed._shard.sharded_tensor import Shard, ShardMetadata, init_from_local_shards
 
@@ -191,11 +147,11 @@ def rank_main(directory, rank, world, store):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=WRITE_TIMEOUT))
     try:
-        planner_class, writer_class = make_classes()
-        meta = [(r.fqn, r.value) for r in model if r.kind == "meta"]
-        blobs = [r.fqn for r in model if r.kind == "bytes"]
-        dcp.save(rank_state(model, rank, world), storage_writer=writer_class(directory, meta, blobs),
-                 planner=planner_class())
+        from shardpoint.torch import StorageWriter
+
+        meta = {r.fqn: r.value for r in model if r.kind == "meta"}
+        writer = StorageWriter(directory, overwrite=True, metadata=meta, raw_bytes=True)
+        dcp.save(rank_state(model, rank, world), storage_writer=writer)
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -354,3 +354,24 @@ def test_staging_bytes_bounds_what_write_data_holds(tmp_path):
         loaded = {k: torch.zeros_like(v) for k, v in state.items()}
         dcp.load(loaded, storage_reader=StorageReader(path))
         assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_user_metadata_and_raw_bytes(tmp_path):
+    """metadata= lands in the checkpoint's user metadata; raw_bytes=True stores bytes values as
+    themselves (what any language reads) while other objects stay DCP payloads; dcp.load returns
+    the same values either way."""
+    state = {"w": torch.arange(4.0), "blob": b"\x00\x01raw\xff", "buf": bytearray(b"abc"), "epoch": 3}
+    for raw in (False, True):
+        path = tmp_path / f"raw-{raw}"
+        dcp.save(state, storage_writer=StorageWriter(path, metadata={"step": "100"}, raw_bytes=raw))
+        with sp.Reader(path) as reader:
+            assert reader.metadata == {"step": "100"}
+            assert (reader.read_bytes("blob") == b"\x00\x01raw\xff") == raw
+            assert (reader.read_bytes("buf") == b"abc") == raw
+            assert reader.read_bytes("epoch") != b"3"  # a torch.save payload in both cases
+        loaded = {"w": torch.zeros(4), "blob": None, "buf": None, "epoch": None}
+        dcp.load(loaded, storage_reader=StorageReader(path))
+        assert torch.equal(loaded["w"], state["w"]) and loaded["epoch"] == 3
+        assert bytes(loaded["blob"]) == state["blob"] and bytes(loaded["buf"]) == b"abc"
+    with pytest.raises(TypeError, match="str to str"):
+        StorageWriter(tmp_path / "x", metadata={"step": 100})

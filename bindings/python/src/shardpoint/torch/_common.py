@@ -163,9 +163,10 @@ def decode_properties(doc, stored_dtype, fqn, shape):
     )
 
 
-def encode_document(metadata, storage_meta, dcp_version):
+def encode_document(metadata, storage_meta, dcp_version, raw_blobs=()):
     """The framework metadata values (key -> JSON text) for a DCP Metadata (given to the
-    writer's finish) and our StorageMeta."""
+    writer's finish) and our StorageMeta. `raw_blobs`: bytes entries stored as their raw bytes,
+    not as torch.save payloads (left out of the document's list of payloads)."""
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
     tensors, blobs = {}, []
@@ -174,7 +175,7 @@ def encode_document(metadata, storage_meta, dcp_version):
             props = encode_properties(md.properties, md.size)
             if props:
                 tensors[fqn] = props
-        elif isinstance(md, BytesStorageMetadata):
+        elif isinstance(md, BytesStorageMetadata) and fqn not in raw_blobs:
             blobs.append(fqn)
     planner_data = metadata.planner_data
     if planner_data is not None:

@@ -39,6 +39,15 @@ except ImportError:  # pragma: no cover - older torch
     CURRENT_DCP_VERSION = None
 
 
+@dataclasses.dataclass(frozen=True)
+class _RankResults:
+    """What a rank's first WriteResult carries to the coordinator's finish: shardpoint's write
+    results message, and the bytes entries it stored raw."""
+
+    message: bytes
+    raw_blobs: tuple
+
+
 def _release(writer, coordinator):
     """Frees a writer of a save that may not have finished. Only the coordinator aborts: it alone
     knows whether it committed (abort does nothing then); another rank cannot know, so it keeps
@@ -93,6 +102,13 @@ class StorageWriter(_DcpStorageWriter):
     more are resolved, so host copies of GPU tensors, dtype conversions and tensors a planner
     materializes (a conversion) take at most about that much memory (0: no bound).
 
+    `metadata` (a dict of str -> str, e.g. {"step": "100"}) is stored as the checkpoint's user
+    metadata, which every language reads (shardpoint.Reader(path).metadata); DCP's Metadata has no
+    place for it. With `raw_bytes=True`, non-tensor values that are `bytes`, `bytearray` or
+    `memoryview` are stored as their raw bytes instead of DCP's torch.save payload, so that C, Rust,
+    Go or Julia programs read them as plain blobs; dcp.load still returns them as `bytes`. (The
+    object is taken from the planner's lookup_object, bypassing its transform_object.)
+
     A save that fails on another rank after this rank wrote leaves the coordinator's writer
     holding the directory's save lock and its data file until the next save with this object,
     close(), or garbage collection releases it; other ranks' data files of that save are removed
@@ -100,7 +116,7 @@ class StorageWriter(_DcpStorageWriter):
     """
 
     def __init__(self, path=None, *, overwrite=True, durable=True, compression=0, io_threads=0, alignment=0,
-                 allow_partial=False, process_group=None, staging_bytes=256 << 20):
+                 allow_partial=False, process_group=None, staging_bytes=256 << 20, metadata=None, raw_bytes=False):
         super().__init__()
         self.path = None if path is None else os.fspath(path)
         self.overwrite = bool(overwrite)
@@ -111,6 +127,11 @@ class StorageWriter(_DcpStorageWriter):
         self.allow_partial = bool(allow_partial)
         self.process_group = process_group
         self.staging_bytes = int(staging_bytes)
+        self.metadata = {} if metadata is None else dict(metadata)
+        for key, value in self.metadata.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError(f"metadata maps str to str, not {type(key).__name__} to {type(value).__name__}")
+        self.raw_bytes = bool(raw_bytes)
         self.save_id = uuid.uuid4().hex
         self._writer = None
         self._finalizer = None
@@ -152,6 +173,8 @@ class StorageWriter(_DcpStorageWriter):
         self._writer = writer
         self._coordinator = rank == 0
         writer.set_up(rank, world)
+        for key, value in self.metadata.items():
+            writer.set_metadata(key, value)
         self._items = []
 
     def prepare_local_plan(self, plan):
@@ -187,11 +210,19 @@ class StorageWriter(_DcpStorageWriter):
             if not isinstance(final, bytes):
                 raise ValueError("the plan carries no shardpoint final plan (prepare_global_plan did not run)")
             written = []
+            raw_blobs = []  # fqns of bytes written as their raw bytes
             held = 0  # bytes bound since the last batch was written
             for k in writer.assigned(final):
                 item = self._items[k]
-                data = planner.resolve_data(item)
-                if item.type == WriteItemType.BYTE_IO:
+                raw = self._raw_object(planner, item)
+                if raw is not None:
+                    blob = memoryview(raw).cast("B")
+                    writer.bind_bytes(k, blob)
+                    raw_blobs.append(item.index.fqn)
+                    size = blob.nbytes
+                    data = None
+                elif item.type == WriteItemType.BYTE_IO:
+                    data = planner.resolve_data(item)
                     if isinstance(data, io.BytesIO):
                         blob = data.getbuffer()
                     else:
@@ -199,6 +230,7 @@ class StorageWriter(_DcpStorageWriter):
                     writer.bind_bytes(k, blob)
                     size = blob.nbytes
                 else:
+                    data = planner.resolve_data(item)
                     dtype = item.tensor_data.properties.dtype
                     tensor = _host_tensor(data, dtype, item.index.fqn)
                     buf = tensor_buffer(tensor, shardpoint_dtype(dtype, item.index.fqn))
@@ -220,7 +252,7 @@ class StorageWriter(_DcpStorageWriter):
             self._release()  # the coordinator keeps its writer (and the save lock) until finish
         out = [WriteResult(index=item.index, size_in_bytes=int(size), storage_data=None) for item, size in written]
         if out:
-            out[0] = dataclasses.replace(out[0], storage_data=results)
+            out[0] = dataclasses.replace(out[0], storage_data=_RankResults(results, tuple(raw_blobs)))
         future = Future()
         future.set_result(out)
         return future
@@ -228,16 +260,17 @@ class StorageWriter(_DcpStorageWriter):
     def finish(self, metadata, results):
         writer = self._live()
         try:
-            messages = []
+            messages, raw_blobs = [], set()
             for rank_results in results:
-                message = rank_results[0].storage_data if rank_results else b""
-                if not isinstance(message, bytes):
+                carried = rank_results[0].storage_data if rank_results else _RankResults(b"", ())
+                if not isinstance(carried, _RankResults) or not isinstance(carried.message, bytes):
                     raise ValueError("a rank's write results carry no shardpoint write results message")
-                messages.append(message)
+                messages.append(carried.message)
+                raw_blobs.update(carried.raw_blobs)
             storage_meta = self.storage_meta()
             if metadata.storage_meta is not None and metadata.storage_meta.modules:
                 storage_meta.modules = list(metadata.storage_meta.modules)
-            for key, text in encode_document(metadata, storage_meta, CURRENT_DCP_VERSION).items():
+            for key, text in encode_document(metadata, storage_meta, CURRENT_DCP_VERSION, raw_blobs).items():
                 writer.set_framework_metadata(key, text)
             writer.finish(messages)
         except NotDurableError:
@@ -281,6 +314,13 @@ class StorageWriter(_DcpStorageWriter):
             raise ValueError(f"shardpoint's coordinator is rank 0 (this is rank {rank}, "
                              f"{'' if is_coordinator else 'not '}DCP's coordinator)")
         return int(rank), int(world)
+
+    def _raw_object(self, planner, item):
+        """With raw_bytes, the bytes-like object of a bytes item (to store as is), else None."""
+        if not self.raw_bytes or item.type != WriteItemType.BYTE_IO or not hasattr(planner, "lookup_object"):
+            return None
+        obj = planner.lookup_object(item.index)
+        return obj if isinstance(obj, (bytes, bytearray, memoryview)) else None
 
     def _live(self):
         if self._writer is None or self._writer.closed:
