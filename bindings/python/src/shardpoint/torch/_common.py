@@ -27,6 +27,7 @@ Path elements of planner_data are tagged "s" (str) or "i" (int): DCP's flattenin
 """
 
 import json
+import os
 
 import torch
 from torch.distributed.checkpoint.metadata import StorageMeta, TensorProperties
@@ -161,6 +162,13 @@ def decode_properties(doc, stored_dtype, fqn, shape):
         pin_memory=bool(doc.get("pin_memory", False)),
         strides=None if strides is None else tuple(int(s) for s in strides),
     )
+
+
+def is_local_path(checkpoint_id):
+    """Whether a DCP checkpoint_id names a local directory (a path, not a URL such as s3://)."""
+    if isinstance(checkpoint_id, os.PathLike):
+        return True
+    return isinstance(checkpoint_id, str) and "://" not in checkpoint_id
 
 
 def encode_document(metadata, storage_meta, dcp_version, raw_blobs=()):

@@ -31,7 +31,7 @@ from torch.distributed.checkpoint.planner import LoadItemType
 from torch.futures import Future
 
 from ..reader import EntryKind, Reader
-from ._common import Document, decode_properties, torch_dtype
+from ._common import Document, decode_properties, is_local_path, torch_dtype
 from ._writer import tensor_buffer
 
 
@@ -230,9 +230,7 @@ class StorageReader(_DcpStorageReader):
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id):
-        if isinstance(checkpoint_id, os.PathLike):
-            return True
-        return isinstance(checkpoint_id, str) and "://" not in checkpoint_id
+        return is_local_path(checkpoint_id)
 
     @property
     def checkpoint_id(self):

@@ -31,7 +31,7 @@ from torch.futures import Future
 from .._buffer import TensorBuffer
 from ..errors import NotDurableError
 from ..writer import Writer
-from ._common import encode_document, shardpoint_dtype
+from ._common import encode_document, is_local_path, shardpoint_dtype
 
 try:
     from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION
@@ -148,9 +148,7 @@ class StorageWriter(_DcpStorageWriter):
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id):
-        if isinstance(checkpoint_id, os.PathLike):
-            return True
-        return isinstance(checkpoint_id, str) and "://" not in checkpoint_id
+        return is_local_path(checkpoint_id)
 
     @property
     def checkpoint_id(self):
