@@ -401,18 +401,26 @@ static void test_planned_then_bound(void **state) {
     free(dir);
 }
 
-/* A planned item that is never bound cannot be written. */
-static void test_unbound_item_is_refused(void **state) {
-    char *dir = path_join(*state, "unbound");
+/* A one-rank save of B planned without data, planned up to its final plan (owned by the writer). */
+static shardpoint_writer *planned_bias_alone(const char *dir, const void **final_plan, uint64_t *final_len) {
     shardpoint_writer *w = NULL;
-    const void *plan = NULL, *final_plan = NULL, *res = NULL;
-    uint64_t plan_len = 0, final_len = 0, res_len = 0;
+    const void *plan = NULL;
+    uint64_t plan_len = 0;
     SP_OK(shardpoint_writer_new(&w, dir, NULL));
     SP_OK(shardpoint_writer_set_up(w, 0, 1));
     SP_OK(shardpoint_writer_plan_tensor(w, B.fqn, B.dtype, 1, B.shape, ZEROS, B.shape));
     SP_OK(shardpoint_writer_local_plan(w, &plan, &plan_len));
     SP_OK(shardpoint_writer_global_plan(w, 1, &plan, &plan_len));
-    SP_OK(shardpoint_writer_final_plan(w, 0, &final_plan, &final_len));
+    SP_OK(shardpoint_writer_final_plan(w, 0, final_plan, final_len));
+    return w;
+}
+
+/* A planned item that is never bound cannot be written. */
+static void test_unbound_item_is_refused(void **state) {
+    char *dir = path_join(*state, "unbound");
+    const void *final_plan = NULL, *res = NULL;
+    uint64_t final_len = 0, res_len = 0;
+    shardpoint_writer *w = planned_bias_alone(dir, &final_plan, &final_len);
     SP_FAILS(shardpoint_writer_write(w, final_plan, final_len, &res, &res_len), SHARDPOINT_ESTATE, "never bound");
     SP_OK(shardpoint_writer_abort(w));
     shardpoint_writer_free(w);
@@ -494,15 +502,9 @@ static void test_write_in_batches(void **state) {
  * save's writing: later writes are refused, abort still works, and nothing is committed. */
 static void test_failed_batch_ends_the_write(void **state) {
     char *dir = path_join(*state, "failed-batch");
-    shardpoint_writer *w = NULL;
-    const void *plan = NULL, *final_plan = NULL, *res = NULL;
-    uint64_t plan_len = 0, final_len = 0, res_len = 0;
-    SP_OK(shardpoint_writer_new(&w, dir, NULL));
-    SP_OK(shardpoint_writer_set_up(w, 0, 1));
-    SP_OK(shardpoint_writer_plan_tensor(w, B.fqn, B.dtype, 1, B.shape, ZEROS, B.shape));
-    SP_OK(shardpoint_writer_local_plan(w, &plan, &plan_len));
-    SP_OK(shardpoint_writer_global_plan(w, 1, &plan, &plan_len));
-    SP_OK(shardpoint_writer_final_plan(w, 0, &final_plan, &final_len));
+    const void *final_plan = NULL, *res = NULL;
+    uint64_t final_len = 0, res_len = 0;
+    shardpoint_writer *w = planned_bias_alone(dir, &final_plan, &final_len);
     void *bias = make_box(&B, ZEROS, B.shape);
     SP_OK(shardpoint_writer_bind_tensor(w, 0, bias, NULL));
     char *gone = path_join(*state, "failed-batch-moved");
