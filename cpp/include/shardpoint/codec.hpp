@@ -11,6 +11,12 @@
 namespace shardpoint {
 
 uint32_t crc32_of(const void *data, size_t len, uint32_t crc = 0);
+
+// The CRC-32 kernels crc32_of chooses from (the fastest this CPU has), named for tests and
+// benchmarks that check or time each one. All give zlib's values.
+enum class Crc32Kernel { zlib, clmul, vpclmul };
+bool crc32_kernel_available(Crc32Kernel kernel);
+uint32_t crc32_with(Crc32Kernel kernel, const void *data, size_t len, uint32_t crc = 0);  // kernel must be available
 // CRC-32 of A||B from crc(A), crc(B) and len(B).
 uint32_t crc32_combine_of(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
