@@ -13,9 +13,11 @@ namespace shardpoint {
 namespace io {
 
 constexpr uint64_t write_piece_bytes = 8ull << 20;   // unit of parallel writing
-constexpr uint64_t read_piece_bytes = 16ull << 20;   // largest single read or staged slab
+constexpr uint64_t read_piece_bytes = 16ull << 20;   // largest single read
 constexpr uint64_t merge_gap_bytes = 64ull << 10;    // nearby reads closer than this are merged
-constexpr uint64_t merge_limit_bytes = 16ull << 20;  // ... into reads of at most this size
+// Bytes that are checksummed or copied again after their read are read in steps of about this
+// size, so that the second pass finds them in the core's L2 cache instead of in memory.
+constexpr uint64_t cache_step_bytes = 512ull << 10;
 
 // Owns a file descriptor; closes it unless released.
 class FileDescriptor {

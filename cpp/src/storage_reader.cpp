@@ -256,6 +256,7 @@ struct Piece {
 void FileSystemReader::read_data(const LoadPlan &plan) {
     const bool verify = options_.verify;
     const uint32_t bs = metadata_->storage.block_size;
+    const uint64_t verify_step = std::max<uint64_t>(bs, cache_step_bytes / bs * bs);  // whole blocks
     // Per-item strides must outlive the pieces that point at them.
     std::vector<Strides> src_strides(plan.items.size()), dst_strides(plan.items.size());
     std::vector<Piece> direct, bounce;
@@ -344,9 +345,10 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             }
             continue;
         }
-        // Strided: slabs along the outermost dimension, each read as one covering range.
+        // Strided: slabs along the outermost dimension, each read as one covering range into a
+        // cache-sized buffer, checked and copied from there while it is still in cache.
         const uint64_t row_bytes = uint64_t(ss[d0]) * isz;
-        const uint64_t rows_per_slab = std::max<uint64_t>(1, read_piece_bytes / std::max<uint64_t>(row_bytes, 1));
+        const uint64_t rows_per_slab = std::max<uint64_t>(1, cache_step_bytes / std::max<uint64_t>(row_bytes, 1));
         for (uint64_t j = 0; j < item.lengths[d0]; j += rows_per_slab) {
             Dims lengths = item.lengths;
             lengths[d0] = std::min(rows_per_slab, item.lengths[d0] - j);
@@ -363,7 +365,8 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         }
     }
 
-    // Merge bounce reads of nearby bytes of the same file into one read.
+    // Merge bounce reads of nearby bytes of the same file into one read, no larger than the cache
+    // step unless a single piece is.
     std::sort(bounce.begin(), bounce.end(), [](const Piece &x, const Piece &y) {
         return x.fd != y.fd ? x.fd < y.fd : x.extent->offset + x.read_a < y.extent->offset + y.read_a;
     });
@@ -378,7 +381,7 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         uint64_t s = p.extent->offset + p.read_a, t = p.extent->offset + p.read_b;
         if (!batches.empty()) {
             Batch &last = batches.back();
-            if (last.fd == p.fd && s <= last.end + merge_gap_bytes && std::max(t, last.end) - last.start <= merge_limit_bytes) {
+            if (last.fd == p.fd && s <= last.end + merge_gap_bytes && std::max(t, last.end) - last.start <= cache_step_bytes) {
                 last.end = std::max(last.end, t);
                 ++last.count;
                 continue;
@@ -396,23 +399,29 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             const Piece &p = direct[t];
             const Scatter &sc = *p.scatter;
             const std::string &name = file_name(p.extent);
-            if (sc.outer.empty()) {  // one contiguous destination
-                unsigned char *dst = sc.dst0 + (p.a - sc.a);
-                pread_full(p.fd, dst, p.b - p.a, p.extent->offset + p.a, name);
-                if (verify) check_blocks(*p.entry, *p.extent, name, bs, p.a, p.b, dst);
-                return;
-            }
-            std::vector<struct iovec> iov;
-            sc.each(p.a, p.b, [&](unsigned char *dst, uint64_t, uint64_t n) { iov.push_back({dst, size_t(n)}); });
-            preadv_full(p.fd, iov, p.extent->offset + p.a, name);
-            for (uint64_t at = p.a; verify && at < p.b; at += bs) {  // [p.a, p.b) is whole blocks
-                uint64_t to = std::min<uint64_t>(at + bs, p.b);
-                uint32_t crc = 0;
-                sc.each(at, to, [&](unsigned char *dst, uint64_t, uint64_t n) { crc = crc32_of(dst, n, crc); });
-                if (crc != p.extent->block_crc32[at / bs])
-                    throw Error(Code::checksum, "checksum mismatch in entry '" + p.entry->fqn + "': data file '" + name +
-                                                    "', bytes " + std::to_string(p.extent->offset + at) + ".." +
-                                                    std::to_string(p.extent->offset + to));
+            // [p.a, p.b) is whole blocks when verifying: read it in cache-sized steps of whole
+            // blocks and check each step while its bytes are still in cache.
+            const uint64_t step = verify ? verify_step : p.b - p.a;
+            for (uint64_t a = p.a; a < p.b; a += step) {
+                const uint64_t b = std::min(p.b, a + step);
+                if (sc.outer.empty()) {  // one contiguous destination
+                    unsigned char *dst = sc.dst0 + (a - sc.a);
+                    pread_full(p.fd, dst, b - a, p.extent->offset + a, name);
+                    if (verify) check_blocks(*p.entry, *p.extent, name, bs, a, b, dst);
+                    continue;
+                }
+                std::vector<struct iovec> iov;
+                sc.each(a, b, [&](unsigned char *dst, uint64_t, uint64_t n) { iov.push_back({dst, size_t(n)}); });
+                preadv_full(p.fd, iov, p.extent->offset + a, name);
+                for (uint64_t at = a; verify && at < b; at += bs) {
+                    uint64_t to = std::min<uint64_t>(at + bs, b);
+                    uint32_t crc = 0;
+                    sc.each(at, to, [&](unsigned char *dst, uint64_t, uint64_t n) { crc = crc32_of(dst, n, crc); });
+                    if (crc != p.extent->block_crc32[at / bs])
+                        throw Error(Code::checksum, "checksum mismatch in entry '" + p.entry->fqn + "': data file '" +
+                                                        name + "', bytes " + std::to_string(p.extent->offset + at) + ".." +
+                                                        std::to_string(p.extent->offset + to));
+                }
             }
             return;
         }
