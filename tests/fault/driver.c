@@ -1,8 +1,11 @@
 /* The fault harness's program under test: saves, checks and describes one small deterministic
  * checkpoint through the C ABI only.
  *
- *   fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N]
- *       prints {"codes":[...],"names":[...],"message":"..."}; exit 0 when every rank succeeded
+ *   fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N] [phases]
+ *       prints {"codes":[...],"names":[...],"message":"..."}; exit 0 when every rank succeeded.
+ *       With `phases` the ranks are a host driving the storage-layer phases (shardpoint_writer_*)
+ *       with collectives of its own, as DCP does: items planned without data, bound one at a
+ *       time and each written in its own batch (shardpoint_writer_write_bound).
  *   fault_driver check DIR SEED
  *       exit 0 when DIR holds the checkpoint of SEED with every byte exact, 1 otherwise
  *   fault_driver state DIR
@@ -75,6 +78,7 @@ typedef struct save_job {
     int compression;
     int rank, ranks;
     sp_group *g;
+    struct host *host; /* with `phases`: the host's collectives */
     int code;
     char message[1024];
 } save_job;
@@ -100,8 +104,14 @@ static int add_entries(shardpoint_save *s, const save_job *j) {
     return rc;
 }
 
+static void phased_save(save_job *j); /* below */
+
 static void *run_save(void *arg) {
     save_job *j = arg;
+    if (j->host) {
+        phased_save(j);
+        return NULL;
+    }
     shardpoint_comm *comm = NULL;
     shardpoint_save *s = NULL;
     int rc = j->ranks > 1 ? group_comm(j->g, j->rank, &comm) : 0;
@@ -119,6 +129,133 @@ static void *run_save(void *arg) {
     return NULL;
 }
 
+/* ---- save through the storage-layer phases ------------------------------------------------- */
+
+/* The host's own collectives between the rank threads: slots and a barrier. */
+typedef struct host {
+    pthread_barrier_t barrier;
+    const void *bufs[MAX_RANKS];
+    uint64_t lens[MAX_RANKS];
+    int codes[MAX_RANKS];
+} host;
+
+/* Every rank learns whether some rank failed: its own code, else ERANK if another failed. */
+static int agree(host *h, int rank, int ranks, int rc) {
+    h->codes[rank] = rc;
+    pthread_barrier_wait(&h->barrier);
+    int any = 0;
+    for (int r = 0; r < ranks; ++r) any |= h->codes[r] != 0;
+    pthread_barrier_wait(&h->barrier); /* nobody writes a code before everyone has read them */
+    return rc != 0 ? rc : any ? SHARDPOINT_ERANK : 0;
+}
+
+/* The items of add_entries, planned without data, in the same order; `data`/`strides` get each
+ * item's memory (item k is bound with data[k]). Returns the item count or a negative code. */
+static int plan_entries(shardpoint_writer *w, const save_job *j, const void **data, const int64_t **strides,
+                        uint64_t *blob_len) {
+    const model *m = j->m;
+    static const int64_t t_strides[2] = {1, T_ROWS};
+    const uint64_t w_shape[2] = {W_ROWS, W_COLS};
+    const uint64_t row0 = (uint64_t)(W_ROWS * j->rank / j->ranks), row1 = (uint64_t)(W_ROWS * (j->rank + 1) / j->ranks);
+    const uint64_t w_offs[2] = {row0, 0}, w_sizes[2] = {row1 - row0, W_COLS};
+    int n = 0;
+    int rc = shardpoint_writer_plan_tensor(w, "layers.0.w", SHARDPOINT_DTYPE_F32, 2, w_shape, w_offs, w_sizes);
+    data[n] = m->w[row0], strides[n++] = NULL;
+    const uint64_t b_shape[1] = {B_LEN}, b_offs[1] = {0};
+    if (rc == 0) rc = shardpoint_writer_plan_tensor(w, "layers.0.b", SHARDPOINT_DTYPE_I64, 1, b_shape, b_offs, b_shape);
+    data[n] = m->b, strides[n++] = NULL;
+    if (rc == 0 && j->rank == j->ranks - 1) {
+        const uint64_t t_shape[2] = {T_ROWS, T_COLS}, t_offs[2] = {0, 0};
+        rc = shardpoint_writer_plan_tensor(w, "layers.1.t", SHARDPOINT_DTYPE_F64, 2, t_shape, t_offs, t_shape);
+        data[n] = m->t_storage, strides[n++] = t_strides;
+    }
+    if (rc == 0 && j->rank == 0) {
+        rc = shardpoint_writer_plan_bytes(w, "optim.state");
+        data[n] = m->blob, strides[n] = NULL, blob_len[n++] = BLOB_LEN;
+    }
+    char seed_text[32];
+    snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)j->seed);
+    if (rc == 0) rc = shardpoint_writer_set_metadata(w, "seed", seed_text);
+    return rc != 0 ? rc : n;
+}
+
+static void phased_save(save_job *j) {
+    host *h = j->host;
+    const int rank = j->rank, ranks = j->ranks;
+    shardpoint_save_options opts = SHARDPOINT_SAVE_OPTIONS_INIT;
+    opts.flags = j->flags;
+    opts.compression_level = j->compression;
+    opts.io_threads = 1;
+    shardpoint_writer *w = NULL;
+    const void *data[4] = {0};
+    const int64_t *strides[4] = {0};
+    uint64_t blob_len[4] = {0};
+    int rc = shardpoint_writer_new(&w, j->dir, &opts);
+    if (rc == 0) rc = shardpoint_writer_set_up(w, rank, ranks);
+    if (rc == 0) {
+        rc = plan_entries(w, j, data, strides, blob_len);
+        if (rc > 0) rc = 0;
+    }
+    const void *plan = NULL;
+    uint64_t plan_len = 0;
+    if (rc == 0) rc = shardpoint_writer_local_plan(w, &plan, &plan_len);
+    rc = agree(h, rank, ranks, rc);
+
+    /* Gather the local plans on rank 0; it plans globally and hands out copies of the final plans. */
+    h->bufs[rank] = plan, h->lens[rank] = plan_len;
+    pthread_barrier_wait(&h->barrier);
+    static void *finals[MAX_RANKS];
+    static uint64_t final_lens[MAX_RANKS];
+    if (rank == 0 && rc == 0) {
+        rc = shardpoint_writer_global_plan(w, (uint32_t)ranks, h->bufs, h->lens);
+        for (int r = 0; rc == 0 && r < ranks; ++r) {
+            const void *fp;
+            rc = shardpoint_writer_final_plan(w, (uint32_t)r, &fp, &final_lens[r]);
+            if (rc == 0 && !(finals[r] = malloc(final_lens[r] ? final_lens[r] : 1))) rc = SHARDPOINT_ENOMEM;
+            if (rc == 0) memcpy(finals[r], fp, final_lens[r]);
+        }
+    }
+    pthread_barrier_wait(&h->barrier);
+    rc = agree(h, rank, ranks, rc);
+
+    /* Bind and write one item per batch, then the rest (nothing) and the results. */
+    const void *results = NULL;
+    uint64_t results_len = 0;
+    if (rc == 0) {
+        const uint32_t *items;
+        uint64_t count;
+        rc = shardpoint_writer_assigned(w, finals[rank], final_lens[rank], &items, &count);
+        for (uint64_t k = 0; rc == 0 && k < count; ++k) {
+            uint32_t item = items[k];
+            rc = blob_len[item] ? shardpoint_writer_bind_bytes(w, item, data[item], blob_len[item])
+                                : shardpoint_writer_bind_tensor(w, item, data[item], strides[item]);
+            if (rc == 0) rc = shardpoint_writer_write_bound(w, finals[rank], final_lens[rank]);
+        }
+        if (rc == 0) rc = shardpoint_writer_write(w, finals[rank], final_lens[rank], &results, &results_len);
+    }
+    rc = agree(h, rank, ranks, rc);
+
+    /* Rank 0 finishes from the gathered results; every rank adopts its outcome. */
+    h->bufs[rank] = results, h->lens[rank] = results_len;
+    pthread_barrier_wait(&h->barrier);
+    if (rank == 0 && rc == 0) rc = shardpoint_writer_finish(w, (uint32_t)ranks, h->bufs, h->lens);
+    if (rank == 0) h->codes[0] = rc;
+    pthread_barrier_wait(&h->barrier);
+    if (rank != 0 && rc == 0) {
+        int rc0 = h->codes[0];
+        rc = rc0 == 0 || rc0 == SHARDPOINT_ENOTDURABLE ? rc0 : SHARDPOINT_ERANK;
+    }
+    j->code = rc;
+    if (rc != 0) {
+        snprintf(j->message, sizeof j->message, "%s", shardpoint_last_error());
+        if (rc != SHARDPOINT_ENOTDURABLE) shardpoint_writer_abort(w);
+    }
+    pthread_barrier_wait(&h->barrier); /* the final plans are freed once nobody reads them */
+    if (rank == 0)
+        for (int r = 0; r < ranks; ++r) free(finals[r]), finals[r] = NULL;
+    shardpoint_writer_free(w);
+}
+
 static void print_json_string(const char *s) {
     putchar('"');
     for (; *s; ++s) {
@@ -132,12 +269,13 @@ static void print_json_string(const char *s) {
 
 static int cmd_save(const char *dir, uint64_t seed, int argc, char **argv) {
     uint32_t flags = 0;
-    int compression = 0, ranks = 1;
+    int compression = 0, ranks = 1, phases = 0;
     for (int k = 0; k < argc; ++k) {
         if (strcmp(argv[k], "overwrite") == 0) flags |= SHARDPOINT_SAVE_OVERWRITE;
         else if (strcmp(argv[k], "nofsync") == 0) flags |= SHARDPOINT_SAVE_NO_FSYNC;
         else if (strcmp(argv[k], "deflate") == 0) compression = 1;
         else if (strncmp(argv[k], "ranks=", 6) == 0) ranks = atoi(argv[k] + 6);
+        else if (strcmp(argv[k], "phases") == 0) phases = 1;
         else {
             fprintf(stderr, "unknown save option '%s'\n", argv[k]);
             return 2;
@@ -148,16 +286,19 @@ static int cmd_save(const char *dir, uint64_t seed, int argc, char **argv) {
     make_model(&m, seed);
     sp_group *g = group_new(ranks);
     if (!g) return 1;
+    static host h;
+    if (phases) pthread_barrier_init(&h.barrier, NULL, (unsigned)ranks);
     save_job jobs[MAX_RANKS];
     pthread_t threads[MAX_RANKS];
     for (int r = 0; r < ranks; ++r) {
-        jobs[r] = (save_job){dir, &m, seed, flags, compression, r, ranks, g, 0, ""};
+        jobs[r] = (save_job){dir, &m, seed, flags, compression, r, ranks, g, phases ? &h : NULL, 0, ""};
         if (ranks > 1) pthread_create(&threads[r], NULL, run_save, &jobs[r]);
     }
     if (ranks == 1) run_save(&jobs[0]);
     else
         for (int r = 0; r < ranks; ++r) pthread_join(threads[r], NULL);
     group_free(g);
+    if (phases) pthread_barrier_destroy(&h.barrier);
     int failed = 0;
     printf("{\"codes\":[");
     for (int r = 0; r < ranks; ++r) printf("%s%d", r ? "," : "", jobs[r].code);
@@ -335,7 +476,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "state") == 0) return cmd_state(argv[2]);
     if ((argc == 3 || argc == 4) && strcmp(argv[1], "gc") == 0) return cmd_gc(argv[2], argc == 4 && strcmp(argv[3], "dry") == 0);
     fprintf(stderr,
-            "usage: fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N]\n"
+            "usage: fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N] [phases]\n"
             "       fault_driver check DIR SEED | state DIR | gc DIR [dry]\n");
     return 2;
 }

@@ -262,7 +262,7 @@ CODE_OF = {"EIO": "SHARDPOINT_EIO", "ENOSPC": "SHARDPOINT_ENOSPC", "EDQUOT": "SH
 
 
 def scenario_inject(h, fresh):
-    name = "inject-fresh" if fresh else "inject-overwrite"
+    name = ("inject-fresh" if fresh else "inject-overwrite") + ("-phases" if "phases" in h.save_opts else "")
     _, tckpt, trace, _ = clean_trace(h, name, fresh)
     publish, durable = commit_points(trace, tckpt)
     expect(durable is not None, "no directory fsync after the publish in a durable save")
@@ -466,6 +466,19 @@ def scenario_inject_deflate(h):
     scenario_inject(h, False)
 
 
+def scenario_inject_phases(h):
+    """The per-step injection for a 2-rank overwrite saved through the storage-layer phases by a
+    host with its own collectives, every item written in its own write_bound batch."""
+    h.save_opts = ["ranks=2", "phases"]
+    scenario_inject(h, False)
+
+
+def scenario_kill_phases(h):
+    """kill -9 at every step of the same phased, batched save: A or B whole, never a mix."""
+    h.save_opts = ["ranks=2", "phases"]
+    scenario_kill(h, False)
+
+
 def plant(ckpt):
     """Files that look like shardpoint's own but are not its patterns, and a user's file."""
     with open(os.path.join(ckpt, "notes.txt"), "w") as f:
@@ -476,7 +489,7 @@ def plant(ckpt):
 
 
 def scenario_kill(h, fresh):
-    name = "kill-fresh" if fresh else "kill-overwrite"
+    name = ("kill-fresh" if fresh else "kill-overwrite") + ("-phases" if "phases" in h.save_opts else "")
     _, tckpt, trace, _ = clean_trace(h, name, fresh)
     publish, durable = commit_points(trace, tckpt)
     specs = fault_specs(trace)
@@ -1029,6 +1042,8 @@ SCENARIOS = {
     "kill-overwrite": lambda h: scenario_kill(h, False),
     "kill-fresh": lambda h: scenario_kill(h, True),
     "kill-nofsync": scenario_kill_nofsync,
+    "inject-phases": scenario_inject_phases,
+    "kill-phases": scenario_kill_phases,
     "torn-meta": scenario_torn_meta,
     "publish": scenario_publish,
     "double-faults": scenario_double_faults,
