@@ -218,7 +218,8 @@ typedef struct shardpoint_save_options {
     uint32_t flags;              /* SHARDPOINT_SAVE_* */
     int32_t compression_level;   /* 0: store raw (default); 1..9: zlib deflate at that level */
     uint32_t io_threads;         /* worker threads for I/O and checksums; 0: one per core */
-    uint64_t alignment;          /* extent alignment in bytes, a power of two; 0: 4096 */
+    uint64_t alignment;          /* alignment in bytes of every extent at least that long, a power of
+                                    two; 0: 4096. Shorter extents are packed at 64 (FORMAT.md 4) */
     const char *checkpoint_id;   /* recorded in the metadata (copied by shardpoint_save_new);
                                     NULL: the directory's name */
 } shardpoint_save_options;
@@ -336,7 +337,7 @@ typedef struct shardpoint_storage_info {
     int32_t world_size;         /* ranks that saved it */
     uint32_t format_major;
     uint32_t format_minor;
-    uint32_t alignment;         /* extent alignment used by the writer */
+    uint32_t alignment;         /* extent alignment used by the writer (for extents that long) */
     uint64_t file_count;        /* data files */
     uint64_t total_stored_bytes;/* sum of stored extent lengths */
 } shardpoint_storage_info;

@@ -2,6 +2,7 @@
 // file descriptors, full reads and writes, fsync helpers, per-worker scratch buffers.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,6 +16,11 @@ namespace io {
 constexpr uint64_t write_piece_bytes = 8ull << 20;   // unit of parallel writing
 constexpr uint64_t read_piece_bytes = 16ull << 20;   // largest single read
 constexpr uint64_t merge_gap_bytes = 64ull << 10;    // nearby reads closer than this are merged
+// Extents shorter than the save's alignment gain nothing from it (they would waste more than they
+// hold): they are packed at this alignment instead (format 1.2), and written in runs of up to
+// pack_run_bytes with one pwrite per run.
+constexpr uint64_t packed_alignment = 64;
+constexpr uint64_t pack_run_bytes = 1ull << 20;
 // Bytes that are checksummed or copied again after their read are read in steps of about this
 // size, so that the second pass finds them in the core's L2 cache instead of in memory.
 constexpr uint64_t cache_step_bytes = 512ull << 10;
@@ -39,6 +45,10 @@ private:
 
 std::string join(const std::string &dir, const std::string &name);
 inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+// Where an extent of `len` bytes starts at or after `cursor` (FORMAT.md section 4).
+inline uint64_t extent_offset(uint64_t cursor, uint64_t len, uint64_t alignment) {
+    return align_up(cursor, len >= alignment ? alignment : std::min(alignment, packed_alignment));
+}
 
 // Writes exactly len bytes (Code::io, or Code::no_space when the disk is full).
 void pwrite_full(int fd, const void *data, uint64_t len, uint64_t offset, const std::string &file);

@@ -155,9 +155,12 @@ std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem
     const uint64_t bs = options_.block_size;
     const uint64_t piece = std::max<uint64_t>(write_piece_bytes / bs, 1) * bs;
     std::vector<WriteResult> results(items.size());
+    // A piece is part of one large extent, or a run of `count` whole small (packed) extents
+    // written with one pwrite from a buffer.
     struct Piece {
         size_t item;
         uint64_t begin, len;
+        size_t count;  // 0: part of item `item`; else items [item, item + count), packed
     };
     std::vector<Piece> pieces;
     uint64_t cursor = data_end_;
@@ -168,15 +171,44 @@ std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem
         results[i].index = w.index;
         e.writer_rank = uint32_t(rank_);
         e.stored_length = e.raw_length = nb;
-        if (nb > 0) cursor = align_up(cursor, options_.alignment);
+        if (nb > 0) cursor = extent_offset(cursor, nb, options_.alignment);
         e.offset = cursor;
         e.block_crc32.assign((nb + bs - 1) / bs, 0);
         cursor += nb;
-        for (uint64_t b = 0; b < nb; b += piece) pieces.push_back(Piece{i, b, std::min(piece, nb - b)});
+        if (nb == 0) continue;
+        if (nb >= options_.alignment) {
+            for (uint64_t b = 0; b < nb; b += piece) pieces.push_back(Piece{i, b, std::min(piece, nb - b), 0});
+            continue;
+        }
+        Piece *run = pieces.empty() ? nullptr : &pieces.back();
+        if (run && run->count > 0 && run->item + run->count == i && e.offset + nb - run->begin <= pack_run_bytes) {
+            run->len = e.offset + nb - run->begin;  // extend the run (begin, len: file offsets)
+            ++run->count;
+        } else {
+            pieces.push_back(Piece{i, e.offset, nb, 1});
+        }
     }
     ScratchBuffers scratch(pieces.size(), options_.io_threads);
     parallel_for(pieces.size(), options_.io_threads, [&](size_t k, unsigned worker) {
         const Piece &p = pieces[k];
+        if (p.count > 0) {  // small extents: gathered into one zeroed buffer (no stale memory in the gaps)
+            unsigned char *buffer = scratch.get(worker, p.len);
+            std::memset(buffer, 0, p.len);
+            for (size_t i = p.item; i < p.item + p.count; ++i) {
+                const WriteItem &w = items[i];
+                Extent &e = results[i].extent;
+                unsigned char *dst = buffer + (e.offset - p.begin);
+                if (e.stored_length == 0) continue;
+                if (is_contiguous(w)) std::memcpy(dst, w.data, e.stored_length);
+                else gather_elements(static_cast<const unsigned char *>(w.data), w.sizes, w.strides,
+                                     dtype_size(int32_t(w.dtype)), 0, e.stored_length / dtype_size(int32_t(w.dtype)), dst);
+                for (uint64_t b = 0; b < e.stored_length; b += bs)
+                    e.block_crc32[b / bs] = crc32_of(dst + b, std::min(bs, e.stored_length - b));
+            }
+            pwrite_full(fd, buffer, p.len, p.begin, data_name_);
+            if (options_.fsync) start_writeback(fd, p.begin, p.len);
+            return;
+        }
         const WriteItem &w = items[p.item];
         Extent &e = results[p.item].extent;
         const uint32_t itemsize = dtype_size(int32_t(w.dtype));
@@ -214,7 +246,7 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(const std::vector<Wr
     uint64_t cursor = data_end_;
     auto reserve = [&](uint64_t len) {
         std::lock_guard<std::mutex> lock(cursor_mutex);
-        uint64_t offset = align_up(cursor, options_.alignment);
+        uint64_t offset = extent_offset(cursor, len, options_.alignment);
         cursor = offset + len;
         return offset;
     };

@@ -396,7 +396,7 @@ static void test_planned_then_bound(void **state) {
     SP_FAILS(shardpoint_reader_framework_metadata_get(rd, "jax", &json), SHARDPOINT_ENOTFOUND, "'jax'");
     shardpoint_storage_info info;
     SP_OK(shardpoint_reader_storage_info(rd, &info));
-    assert_int_equal(info.format_minor, 1);
+    assert_int_equal(info.format_minor, 2);
     shardpoint_reader_free(rd);
     free(dir);
 }

@@ -53,7 +53,7 @@ TEST(BigFile, SecondTensorBeyondFourGiB) {
     EXPECT_EQ(huge.stored_length, kHugeBytes);
     EXPECT_GT(tail_extent.offset, kHugeBytes - 1);
     EXPECT_GT(tail_extent.offset, 1ull << 32);
-    EXPECT_EQ(tail_extent.offset % 4096, 0u);
+    EXPECT_EQ(tail_extent.offset % 64, 0u);  // 4000 bytes: shorter than the alignment, packed
     struct stat st;
     ASSERT_EQ(::stat((tmp.path() + "/" + md.files[0].name).c_str(), &st), 0);
     EXPECT_EQ(uint64_t(st.st_size), md.files[0].size);

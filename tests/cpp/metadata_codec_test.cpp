@@ -192,7 +192,7 @@ TEST(MetadataCodec, RoundTripOfRichMetadata) {
     std::memcpy(&major, bytes.data() + 8, 2);
     std::memcpy(&minor, bytes.data() + 10, 2);
     EXPECT_EQ(major, 1);
-    EXPECT_EQ(minor, 1);  // 1.1: frameworkMetadata
+    EXPECT_EQ(minor, 2);  // 1.1: frameworkMetadata; 1.2: short extents packed
     uint64_t body_len;
     std::memcpy(&body_len, bytes.data() + 16, 8);
     EXPECT_EQ(body_len + 32, bytes.size());
@@ -262,7 +262,7 @@ TEST(MetadataCodecError, MajorVersionZero) {
     auto bytes = encode_metadata(rich_metadata());
     put16(bytes, 8, 0);
     fix_crcs(bytes);
-    EXPECT_SP_ERROR(decode(bytes), Code::version, "0.1");
+    EXPECT_SP_ERROR(decode(bytes), Code::version, "0." + std::to_string(format_minor));
 }
 
 TEST(MetadataCodecError, TruncatedHeader) {

@@ -134,6 +134,12 @@ Box random_box(std::mt19937_64 &rng, const Dims &shape) {
     return b;
 }
 
+// FORMAT.md section 4: an extent at least `alignment` long starts at a multiple of it, a shorter
+// one (packed) at a multiple of min(alignment, 64).
+uint64_t required_alignment(const Extent &x, uint64_t alignment) {
+    return x.stored_length >= alignment ? alignment : std::min<uint64_t>(alignment, 64);
+}
+
 std::string data_path(const std::string &dir, const Metadata &md, const EntryMeta &e, size_t chunk = 0) {
     return dir + "/" + md.files[e.chunks[chunk].extent.file].name;
 }
@@ -159,7 +165,8 @@ TEST(Storage, RoundTripOfContiguousStridedBytesAndScalarItems) {
     uint64_t file_size = 0;
     Metadata md = save_items(tmp.path(), items, small_block_options(), &file_size);
 
-    // The data file: every extent aligned, CRCs right, the file exactly as long as recorded.
+    // The data file: every extent aligned as its length asks, CRCs right, the file exactly as long
+    // as recorded.
     const std::string file = tmp.path() + "/" + md.files[0].name;
     auto bytes = sptest::read_file(file);
     EXPECT_EQ(bytes.size(), file_size);
@@ -167,7 +174,7 @@ TEST(Storage, RoundTripOfContiguousStridedBytesAndScalarItems) {
         for (auto &c : e.chunks) {
             const Extent &x = c.extent;
             if (x.stored_length) {
-                EXPECT_EQ(x.offset % 4096, 0u) << e.fqn;
+                EXPECT_EQ(x.offset % required_alignment(x, 4096), 0u) << e.fqn;
             }
             ASSERT_LE(x.offset + x.stored_length, bytes.size());
             EXPECT_EQ(x.crc32, crc32_of(bytes.data() + x.offset, x.stored_length)) << e.fqn;
@@ -185,6 +192,53 @@ TEST(Storage, RoundTripOfContiguousStridedBytesAndScalarItems) {
     for (const Tensor *t : {&rows, &cols, &scalar, &empty})
         EXPECT_EQ(ck.read_box(t->fqn, t->whole()), t->expected(t->whole())) << t->fqn;
     EXPECT_EQ(ck.read_box("optim.state", Box{{0}, {blob.size()}}), blob);
+    ck.reader().verify_all();
+}
+
+// Extents shorter than the alignment are packed: 20,000 tensors of 256 bytes take 5.12 MB, not
+// 82 MB; large ones between them stay aligned; the gaps are zeros, never stale memory; strided
+// small chunks are gathered into the packed runs; every byte reads back and verifies.
+TEST(Storage, ShortExtentsArePackedAndLargeOnesStayAligned) {
+    TempDir tmp;
+    std::vector<Tensor> small;
+    for (int i = 0; i < 20000; ++i) small.emplace_back("p." + std::to_string(i), DType::f32, Dims{64}, 100 + i);
+    Tensor odd("odd", DType::u8, {37}, 7);                 // 37 bytes: the next extent needs a gap
+    Tensor big("big", DType::f32, {3000}, 8);               // 12000 bytes: aligned to 4096
+    Tensor strided("strided", DType::i16, {20, 30}, 9);     // a column box: gathered
+    std::vector<WriteItem> items;
+    for (int i = 0; i < 10000; ++i) items.push_back(small[size_t(i)].item(small[size_t(i)].whole()));
+    items.push_back(odd.item(odd.whole()));
+    items.push_back(big.item(big.whole()));
+    items.push_back(strided.item(Box{{0, 10}, {20, 7}}));
+    for (int i = 10000; i < 20000; ++i) items.push_back(small[size_t(i)].item(small[size_t(i)].whole()));
+    uint64_t file_size = 0;
+    Metadata md = save_items(tmp.path(), items, small_block_options(), &file_size);
+
+    const uint64_t data_bytes = 20000 * 256 + 37 + 12000 + 20 * 7 * 2;
+    EXPECT_LE(file_size, data_bytes + data_bytes / 10) << "short extents are not packed";
+    auto bytes = sptest::read_file(tmp.path() + "/" + md.files[0].name);
+    ASSERT_EQ(bytes.size(), file_size);
+    std::vector<std::pair<uint64_t, uint64_t>> extents;
+    for (auto &e : md.entries)
+        for (auto &c : e.chunks) {
+            EXPECT_EQ(c.extent.offset % required_alignment(c.extent, 4096), 0u) << e.fqn;
+            extents.push_back({c.extent.offset, c.extent.offset + c.extent.stored_length});
+        }
+    EXPECT_EQ(md.find("big")->chunks[0].extent.offset % 4096, 0u);
+    std::sort(extents.begin(), extents.end());
+    uint64_t at = 0;
+    for (auto [begin, end] : extents) {
+        ASSERT_LE(at, begin) << "extents overlap";
+        for (; at < begin; ++at) ASSERT_EQ(bytes[at], 0) << "gap byte " << at << " is not zero";
+        at = end;
+    }
+
+    Opened ck(tmp.path());
+    for (int i : {0, 1, 9999, 10000, 15000, 19999})
+        EXPECT_EQ(ck.read_box(small[size_t(i)].fqn, small[size_t(i)].whole()), small[size_t(i)].expected(small[size_t(i)].whole()));
+    EXPECT_EQ(ck.read_box("odd", odd.whole()), odd.expected(odd.whole()));
+    EXPECT_EQ(ck.read_box("big", big.whole()), big.expected(big.whole()));
+    EXPECT_EQ(ck.read_box("strided", Box{{0, 10}, {20, 7}}), strided.expected(Box{{0, 10}, {20, 7}}));
     ck.reader().verify_all();
 }
 
@@ -346,7 +400,7 @@ TEST(Storage, CompressedExtents) {
             EXPECT_EQ(c.extent.transform, Transform::deflate) << e.fqn;
             EXPECT_TRUE(c.extent.block_crc32.empty()) << e.fqn;
             if (c.extent.stored_length) {
-                EXPECT_EQ(c.extent.offset % 4096, 0u) << e.fqn;
+                EXPECT_EQ(c.extent.offset % required_alignment(c.extent, 4096), 0u) << e.fqn;
             }
         }
     EXPECT_LT(ck.entry("zeros").chunks[0].extent.stored_length, 1000u);
@@ -557,7 +611,9 @@ TEST(Storage, AlignmentOptions) {
         SaveOptions o = small_block_options();
         o.alignment = alignment;
         Metadata md = save_items(tmp.path(), {a.item(a.whole()), b.item(b.whole()), blob_item("c", blob)}, o);
-        for (auto &e : md.entries) EXPECT_EQ(e.chunks[0].extent.offset % alignment, 0u) << e.fqn << " alignment " << alignment;
+        for (auto &e : md.entries)
+            EXPECT_EQ(e.chunks[0].extent.offset % required_alignment(e.chunks[0].extent, alignment), 0u)
+                << e.fqn << " alignment " << alignment;
         Opened ck(tmp.path());
         EXPECT_EQ(ck.read_box("a", a.whole()), a.image);
         EXPECT_EQ(ck.read_box("b", b.whole()), b.image);

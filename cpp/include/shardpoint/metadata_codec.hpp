@@ -13,7 +13,7 @@ constexpr char metadata_file_name[] = "shardpoint.meta";
 constexpr size_t metadata_header_size = 32;
 constexpr uint64_t metadata_max_body = 1ull << 30;  // 1 GiB: larger is refused as garbage
 constexpr uint32_t format_major = 1;
-constexpr uint32_t format_minor = 1;  // 1.1: Checkpoint.frameworkMetadata
+constexpr uint32_t format_minor = 2;  // 1.1: Checkpoint.frameworkMetadata; 1.2: short extents packed
 
 // Header and message, ready to be written.
 std::vector<unsigned char> encode_metadata(const Metadata &metadata);

@@ -128,7 +128,7 @@ struct StorageMeta {
     uint32_t alignment = 4096;
     uint32_t block_size = 64u << 10;  // small enough that a partial read verifies little extra
     uint32_t format_major = 1;
-    uint32_t format_minor = 1;  // what this library writes (metadata_codec.hpp)
+    uint32_t format_minor = 2;  // what this library writes (metadata_codec.hpp)
 };
 
 struct Metadata {
