@@ -3,6 +3,7 @@ package shardpoint
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -674,4 +676,41 @@ func extentAlignment(n, alignment uint64) uint64 {
 		return alignment
 	}
 	return min(alignment, 64)
+}
+
+// AddTensors offers a batch in one library call: whole tensors, a row box and a transposed view
+// round-trip; a refused chunk keeps none of its batch and the error names its position.
+func TestAddTensorsBatch(t *testing.T) {
+	dir := ckpt(t)
+	s := newSave(t, dir, nil, &SaveOptions{AllowPartial: true})
+	var batch []TensorChunk
+	values := make([][]int32, 100)
+	for i := range values {
+		values[i] = fill(6, func(k int) int32 { return int32(i*10 + k) })
+		batch = append(batch, TensorChunk{FQN: fmt.Sprintf("w.%d", i), DType: I32, Shape: []uint64{2, 3}, Data: AsBytes(values[i])})
+	}
+	// t (2x3) given as the transpose of a 3x2 buffer: element (r, c) at c*2 + r.
+	transposed := []float32{0, 3, 1, 4, 2, 5}
+	batch = append(batch, TensorChunk{FQN: "t", DType: F32, Shape: []uint64{2, 3}, Data: AsBytes(transposed),
+		View: View{Strides: []int64{1, 2}}})
+	bottom := []int8{7, 8, 9}
+	batch = append(batch, TensorChunk{FQN: "rows", DType: I8, Shape: []uint64{2, 3}, Box: Rows([]uint64{2, 3}, 1, 2), Data: AsBytes(bottom)})
+
+	dup := []TensorChunk{batch[0], batch[1], batch[0]}
+	err := s.AddTensors(dup)
+	wantCode(t, err, ErrConflict)
+	if !strings.Contains(err.Error(), "item 2 of the batch") {
+		t.Fatalf("error %q does not name the refused item", err)
+	}
+	must(t, s.AddTensors(batch)) // nothing of the refused batch was kept
+	must(t, s.Commit())
+
+	r := openReader(t, dir, nil)
+	for i := range values {
+		equal(t, fmt.Sprintf("w.%d", i), readAll[int32](t, r, fmt.Sprintf("w.%d", i)), values[i])
+	}
+	equal(t, "t", readAll[float32](t, r, "t"), []float32{0, 1, 2, 3, 4, 5})
+	got := make([]int8, 3)
+	must(t, ReadTensor(r, "rows", Rows([]uint64{2, 3}, 1, 2), got))
+	equal(t, "rows", got, bottom)
 }

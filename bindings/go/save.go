@@ -237,3 +237,99 @@ func (s *Save) Close() error {
 	runtime.SetFinalizer(s, nil)
 	return nil
 }
+
+// TensorChunk is one chunk of a batched add (AddTensors): AddTensorRaw's arguments. Data holds
+// raw little-endian elements of DType, placed by View (the zero View: C order from the start).
+type TensorChunk struct {
+	FQN   string
+	DType DType
+	Shape []uint64
+	Box   Box
+	Data  []byte
+	View  View
+}
+
+// AddTensors offers many chunks in one call of the library, all or nothing: when one is
+// refused none of them is kept, and the error names its position in the batch. Each chunk's
+// data is pinned until Commit returns, as with AddTensorRaw.
+func (s *Save) AddTensors(chunks []TensorChunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	type resolved struct {
+		offsets, sizes []uint64
+		p              unsafe.Pointer
+	}
+	items := make([]resolved, len(chunks))
+	ndims, nstrides := 0, 0
+	for i, c := range chunks {
+		if c.Box.of != nil && !slices.Equal(c.Box.of, c.Shape) {
+			return newError(ErrShape, "item %d of the batch: the box %v+%v of %q was made for shape %v but the tensor is %v",
+				i, c.Box.Offsets, c.Box.Sizes, c.FQN, c.Box.of, c.Shape)
+		}
+		offsets, sizes, err := c.Box.resolve(c.Shape, true)
+		if err != nil {
+			return err
+		}
+		p, err := elementPointer(c.Data, c.DType.Size(), sizes, c.View)
+		if err != nil {
+			return err
+		}
+		items[i] = resolved{offsets, sizes, p}
+		ndims += 3 * len(c.Shape)
+		nstrides += len(c.View.Strides)
+	}
+	// The structs and what they point to live in C memory for the call; only the data pointers
+	// are Go memory, pinned.
+	var cs cstrings
+	defer cs.free()
+	structs := (*[1 << 28]C.shardpoint_tensor_chunk)(C.calloc(C.size_t(len(chunks)), C.sizeof_shardpoint_tensor_chunk))[:len(chunks):len(chunks)]
+	defer C.free(unsafe.Pointer(&structs[0]))
+	dims := (*[1 << 28]C.uint64_t)(C.calloc(C.size_t(ndims+1), 8))[: ndims+1 : ndims+1]
+	defer C.free(unsafe.Pointer(&dims[0]))
+	strides := (*[1 << 28]C.int64_t)(C.calloc(C.size_t(nstrides+1), 8))[: nstrides+1 : nstrides+1]
+	defer C.free(unsafe.Pointer(&strides[0]))
+	put := func(at *int, values []uint64) *C.uint64_t {
+		if len(values) == 0 {
+			return nil
+		}
+		start := &dims[*at]
+		for _, v := range values {
+			dims[*at] = C.uint64_t(v)
+			*at++
+		}
+		return start
+	}
+	at, sat := 0, 0
+	for i, c := range chunks {
+		st := &structs[i]
+		st.fqn = cs.add(c.FQN)
+		st.dtype = C.int32_t(c.DType)
+		st.ndim = C.uint32_t(len(c.Shape))
+		st.global_shape = put(&at, c.Shape)
+		st.chunk_offsets = put(&at, items[i].offsets)
+		st.chunk_sizes = put(&at, items[i].sizes)
+		st.data = items[i].p
+		if len(c.View.Strides) > 0 {
+			st.strides = &strides[sat]
+			for _, v := range c.View.Strides {
+				strides[sat] = C.int64_t(v)
+				sat++
+			}
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ptr == nil {
+		return errClosed("save")
+	}
+	for _, it := range items {
+		if it.p != nil {
+			s.pinner.Pin(it.p)
+		}
+	}
+	return call(func() C.int {
+		return C.shardpoint_save_add_tensors(s.ptr, &structs[0], C.uint64_t(len(chunks)), C.sizeof_shardpoint_tensor_chunk)
+	})
+}

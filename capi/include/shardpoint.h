@@ -254,6 +254,31 @@ SHARDPOINT_API int shardpoint_save_add_tensor(shardpoint_save *save, const char 
                                               const uint64_t *chunk_sizes, const void *data,
                                               const int64_t *strides);
 
+/* One chunk of a batched add: the arguments of shardpoint_save_add_tensor, with two shorthands
+ * for the common case of a whole tensor: `chunk_offsets` NULL means all zeros and `chunk_sizes`
+ * NULL means `global_shape`. Later versions may append fields; callers pass the size of the struct
+ * they were compiled with (see shardpoint_save_add_tensors). */
+typedef struct shardpoint_tensor_chunk {
+    const char *fqn;
+    int32_t dtype;
+    uint32_t ndim;
+    const uint64_t *global_shape;
+    const uint64_t *chunk_offsets;
+    const uint64_t *chunk_sizes;
+    const void *data;
+    const int64_t *strides;
+} shardpoint_tensor_chunk;
+
+/* Offers `count` chunks at once, as `count` calls of shardpoint_save_add_tensor would, at a fraction
+ * of the per-call cost for callers whose calls are dear (Python, many small tensors). All or
+ * nothing: when one chunk is refused, none of them is kept, and the error message names the
+ * chunk's position ("item 17 of the batch: ..."). `chunk_struct_size` is
+ * sizeof(shardpoint_tensor_chunk) as the caller compiled it (the array's stride).
+ * Errors: those of shardpoint_save_add_tensor; SHARDPOINT_EINVAL also for a NULL `chunks` with
+ * count > 0 or a `chunk_struct_size` smaller than version 1 of the struct. */
+SHARDPOINT_API int shardpoint_save_add_tensors(shardpoint_save *save, const shardpoint_tensor_chunk *chunks,
+                                               uint64_t count, size_t chunk_struct_size);
+
 /* Offers an opaque byte blob under `fqn`. Same lifetime rule as tensor data. If several ranks
  * offer a blob under the same name they must offer identical lengths; one of them is written.
  * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ECONFLICT, SHARDPOINT_ESTATE. */
@@ -507,6 +532,26 @@ SHARDPOINT_API int shardpoint_load_new(shardpoint_load **out, shardpoint_reader 
 SHARDPOINT_API int shardpoint_load_add_tensor(shardpoint_load *load, const char *fqn, int32_t dtype, uint32_t ndim,
                                               const uint64_t *box_offsets, const uint64_t *box_sizes, void *dst,
                                               const int64_t *strides);
+
+/* One request of a batched load: the arguments of shardpoint_load_add_tensor; `box_sizes` NULL
+ * requests the whole saved tensor (`box_offsets` is then ignored; `dst` must hold it all).
+ * Versioned by size as shardpoint_tensor_chunk. */
+typedef struct shardpoint_tensor_request {
+    const char *fqn;
+    int32_t dtype;
+    uint32_t ndim;
+    const uint64_t *box_offsets;
+    const uint64_t *box_sizes;
+    void *dst;
+    const int64_t *strides;
+} shardpoint_tensor_request;
+
+/* Adds `count` requests at once, all or nothing, as shardpoint_save_add_tensors. With
+ * ALLOW_PARTIAL, requests for missing entries are skipped (not an error), as one by one.
+ * `request_struct_size` is sizeof(shardpoint_tensor_request) as the caller compiled it.
+ * Errors: those of shardpoint_load_add_tensor; SHARDPOINT_EINVAL as shardpoint_save_add_tensors. */
+SHARDPOINT_API int shardpoint_load_add_tensors(shardpoint_load *load, const shardpoint_tensor_request *requests,
+                                               uint64_t count, size_t request_struct_size);
 
 /* Requests blob `fqn` into `dst` of `capacity` bytes (at least the blob's length, see
  * shardpoint_entry_info.nbytes). Errors: SHARDPOINT_ENOTFOUND (unless ALLOW_PARTIAL),

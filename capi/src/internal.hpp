@@ -74,5 +74,29 @@ SaveOptions save_options_of(const shardpoint_save_options *options, const char *
 
 inline Strides strides_of(const int64_t *p, uint32_t n) { return p && n ? Strides(p, p + n) : Strides{}; }
 
+// The core's form of a caller's array of versioned structs (`struct_size`: the caller's
+// sizeof, the array's stride; at least our version 1 of the struct), converted element by
+// element before anything is added, so that a bad element is refused with nothing kept.
+template <class Core, class CStruct, class Convert>
+std::vector<Core> batch_of(const CStruct *items, uint64_t count, size_t struct_size, const char *what, Convert &&convert) {
+    if (count == 0) return {};
+    need(items, what);
+    if (struct_size < sizeof(CStruct))
+        throw Error(Code::invalid_argument, std::string(what) + ": struct size " + std::to_string(struct_size) +
+                                                " is smaller than version 1's " + std::to_string(sizeof(CStruct)));
+    std::vector<Core> out;
+    out.reserve(size_t(count));
+    const char *base = reinterpret_cast<const char *>(items);
+    for (uint64_t i = 0; i < count; ++i) {
+        const CStruct &item = *reinterpret_cast<const CStruct *>(base + i * struct_size);
+        try {
+            out.push_back(convert(item));
+        } catch (const Error &e) {
+            throw Error(e.code(), "item " + std::to_string(i) + " of the batch: " + e.what());
+        }
+    }
+    return out;
+}
+
 }  // namespace capi
 }  // namespace shardpoint

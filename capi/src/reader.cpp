@@ -280,6 +280,22 @@ int shardpoint_load_add_tensor(shardpoint_load *load, const char *fqn, int32_t d
     });
 }
 
+int shardpoint_load_add_tensors(shardpoint_load *load, const shardpoint_tensor_request *requests, uint64_t count,
+                                size_t request_struct_size) {
+    return guarded([&] {
+        need(load, "load");
+        std::vector<TensorRequest> batch = batch_of<TensorRequest>(requests, count, request_struct_size, "requests",
+                                                                   [](const shardpoint_tensor_request &r) {
+            bool whole = r.box_sizes == nullptr;
+            Dims offsets = whole ? Dims{} : dims(r.box_offsets, r.ndim, "box_offsets");
+            Dims sizes = whole ? Dims{} : dims(r.box_sizes, r.ndim, "box_sizes");
+            return TensorRequest{text(r.fqn, "fqn"), DType(r.dtype), r.ndim, whole, std::move(offsets), std::move(sizes),
+                                 r.dst, strides_of(r.strides, r.ndim)};
+        });
+        load->impl->add_tensors(std::move(batch));
+    });
+}
+
 int shardpoint_load_add_bytes(shardpoint_load *load, const char *fqn, void *dst, uint64_t capacity) {
     return guarded([&] {
         need(load, "load");

@@ -63,6 +63,23 @@ int shardpoint_save_add_tensor(shardpoint_save *save, const char *fqn, int32_t d
     });
 }
 
+int shardpoint_save_add_tensors(shardpoint_save *save, const shardpoint_tensor_chunk *chunks, uint64_t count,
+                                size_t chunk_struct_size) {
+    return guarded([&] {
+        need(save, "save");
+        std::vector<TensorChunk> batch = batch_of<TensorChunk>(chunks, count, chunk_struct_size, "chunks",
+                                                               [](const shardpoint_tensor_chunk &c) {
+            if (!dtype_valid(c.dtype)) throw Error(Code::invalid_argument, "unknown dtype " + std::to_string(c.dtype));
+            Dims shape = dims(c.global_shape, c.ndim, "global_shape");
+            Dims offsets = c.chunk_offsets ? dims(c.chunk_offsets, c.ndim, "chunk_offsets") : Dims(c.ndim, 0);
+            Dims sizes = c.chunk_sizes ? dims(c.chunk_sizes, c.ndim, "chunk_sizes") : shape;
+            return TensorChunk{text(c.fqn, "fqn"), DType(c.dtype), std::move(shape), std::move(offsets), std::move(sizes),
+                               c.data, strides_of(c.strides, c.ndim)};
+        });
+        save->impl->add_tensors(std::move(batch));
+    });
+}
+
 int shardpoint_save_add_bytes(shardpoint_save *save, const char *fqn, const void *data, uint64_t len) {
     return guarded([&] {
         need(save, "save");

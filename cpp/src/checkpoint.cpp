@@ -110,6 +110,34 @@ void SaveSession::add_tensor(const std::string &fqn, DType dtype, Dims shape, Di
     writer_.add_tensor(fqn, dtype, std::move(shape), std::move(offsets), std::move(sizes), data, std::move(strides));
 }
 
+// Runs add(i) for i in [0, count); when one throws, undo(mark) and rethrow naming position i.
+template <class Add, class Undo>
+static void add_all_or_nothing(size_t count, Add &&add, Undo &&undo) {
+    size_t i = 0;
+    try {
+        for (; i < count; ++i) add(i);
+    } catch (const Error &e) {
+        undo();
+        throw Error(e.code(), "item " + std::to_string(i) + " of the batch: " + e.what());
+    } catch (...) {
+        undo();
+        throw;
+    }
+}
+
+void SaveSession::add_tensors(std::vector<TensorChunk> chunks) {
+    require(!committed_, Code::state, "this save was already committed");
+    size_t mark = writer_.item_count();
+    add_all_or_nothing(
+        chunks.size(),
+        [&](size_t i) {
+            TensorChunk &c = chunks[i];
+            writer_.add_tensor(c.fqn, c.dtype, std::move(c.global_shape), std::move(c.offsets), std::move(c.sizes),
+                               c.data, std::move(c.strides));
+        },
+        [&] { writer_.drop_items_from(mark); });
+}
+
 void SaveSession::add_bytes(const std::string &fqn, const void *data, uint64_t len) {
     require(!committed_, Code::state, "this save was already committed");
     writer_.add_bytes(fqn, data, len);
@@ -297,6 +325,29 @@ void LoadSession::add_tensor(const std::string &fqn, DType dtype, uint32_t ndim,
             "'" + fqn + "': the requested box " + describe(box) + " lies outside the tensor's shape " + describe(entry->shape));
     require(product(box.sizes) == 0 || dst != nullptr, Code::invalid_argument, "'" + fqn + "': destination is NULL");
     add_request(ReadRequest{entry, std::move(box), dst, std::move(strides)});
+}
+
+void LoadSession::add_tensors(std::vector<TensorRequest> requests) {
+    require(!executed_, Code::state, "this load was already executed");
+    size_t requests_mark = plan_.requests.size(), items_mark = plan_.items.size();
+    uint64_t skipped_mark = skipped_;
+    add_all_or_nothing(
+        requests.size(),
+        [&](size_t i) {
+            TensorRequest &r = requests[i];
+            if (r.whole) {
+                const EntryMeta *entry = find_tensor(r.fqn, r.dtype);
+                if (!entry) return;
+                r.sizes = entry->shape;
+                r.offsets.assign(entry->shape.size(), 0);
+            }
+            add_tensor(r.fqn, r.dtype, r.ndim, std::move(r.offsets), std::move(r.sizes), r.dst, std::move(r.strides));
+        },
+        [&] {
+            plan_.requests.erase(plan_.requests.begin() + long(requests_mark), plan_.requests.end());
+            plan_.items.erase(plan_.items.begin() + long(items_mark), plan_.items.end());
+            skipped_ = skipped_mark;
+        });
 }
 
 void LoadSession::add_bytes(const std::string &fqn, void *dst, uint64_t capacity) {

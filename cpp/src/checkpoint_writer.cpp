@@ -179,6 +179,16 @@ void CheckpointWriter::add_item(WriteItem item) {
     local_.items.push_back(std::move(item));
 }
 
+void CheckpointWriter::drop_items_from(size_t count) {
+    require(phase_ == Phase::adding, Code::state, "this save was already planned or committed");
+    while (local_.items.size() > count) {
+        auto same = items_by_fqn_.find(local_.items.back().index.fqn);
+        same->second.pop_back();  // items are appended, so the last one of its name is this one
+        if (same->second.empty()) items_by_fqn_.erase(same);
+        local_.items.pop_back();
+    }
+}
+
 void CheckpointWriter::add_tensor(const std::string &fqn, DType dtype, Dims shape, Dims offsets, Dims sizes,
                                   const void *data, Strides strides) {
     check_fqn(fqn);

@@ -290,6 +290,143 @@ static void test_refused_offers_do_not_spoil_the_save(void **state) {
     free(dir);
 }
 
+/* --- batched adds --------------------------------------------------------------------------- */
+
+#define BATCH 300
+
+/* A batch of many small tensors round-trips: whole tensors by the NULL shorthands, one chunk with
+ * explicit offsets and sizes, one strided source; loaded back by a batch of requests (whole and
+ * boxed). */
+static void test_batched_add_round_trip(void **state) {
+    fixture *f = *state;
+    char *dir = path_join(f->tmp, "batch");
+    static char names[BATCH][16];
+    static int32_t values[BATCH][3], back[BATCH][3];
+    uint64_t shape[1] = {3};
+    shardpoint_tensor_chunk chunks[BATCH + 2];
+    for (int i = 0; i < BATCH; ++i) {
+        snprintf(names[i], sizeof names[i], "w.%d", i);
+        for (int k = 0; k < 3; ++k) values[i][k] = i * 10 + k;
+        chunks[i] = (shardpoint_tensor_chunk){names[i], SHARDPOINT_DTYPE_I32, 1, shape, NULL, NULL, values[i], NULL};
+    }
+    /* "x": rows 2..3 of a 4x5 tensor given by offsets and sizes; "t": the transpose of a 5x4
+     * buffer, read through strides. */
+    float transposed[20];
+    for (int r = 0; r < 5; ++r)
+        for (int c = 0; c < 4; ++c) transposed[r * 4 + c] = (float)(c * 5 + r);
+    const int64_t strides[2] = {1, 4};
+    chunks[BATCH] = (shardpoint_tensor_chunk){"x", SHARDPOINT_DTYPE_F32, 2, SHAPE, BOTTOM, TOP, DATA, NULL};
+    chunks[BATCH + 1] = (shardpoint_tensor_chunk){"t", SHARDPOINT_DTYPE_F32, 2, SHAPE, NULL, NULL, transposed, strides};
+    for (int i = 0; i < 20; ++i) DATA[i] = (float)i + 0.5f;
+
+    shardpoint_save *s = NULL;
+    shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+    o.flags = SHARDPOINT_SAVE_ALLOW_PARTIAL; /* only the bottom of x */
+    SP_OK(shardpoint_save_new(&s, dir, NULL, &o));
+    SP_OK(shardpoint_save_add_tensors(s, chunks, BATCH + 2, sizeof chunks[0]));
+    SP_OK(shardpoint_save_add_tensors(s, NULL, 0, sizeof chunks[0])); /* an empty batch is fine */
+    SP_OK(shardpoint_save_commit(s));
+    shardpoint_save_free(s);
+
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, dir, NULL));
+    uint64_t count;
+    SP_OK(shardpoint_reader_entry_count(r, &count));
+    assert_int_equal(count, BATCH + 2);
+    shardpoint_load *l = NULL;
+    SP_OK(shardpoint_load_new(&l, r, NULL));
+    shardpoint_tensor_request requests[BATCH + 2];
+    memset(back, 0xEE, sizeof back);
+    for (int i = 0; i < BATCH; ++i)
+        requests[i] = (shardpoint_tensor_request){names[i], SHARDPOINT_DTYPE_I32, 1, NULL, NULL, back[i], NULL};
+    float x[10] = {0}, t[20] = {0};
+    requests[BATCH] = (shardpoint_tensor_request){"x", SHARDPOINT_DTYPE_F32, 2, BOTTOM, TOP, x, NULL};
+    requests[BATCH + 1] = (shardpoint_tensor_request){"t", SHARDPOINT_DTYPE_F32, 2, NULL, NULL, t, NULL};
+    SP_OK(shardpoint_load_add_tensors(l, requests, BATCH + 2, sizeof requests[0]));
+    SP_OK(shardpoint_load_execute(l));
+    assert_memory_equal(back, values, sizeof values);
+    assert_memory_equal(x, DATA, sizeof x);
+    for (int i = 0; i < 20; ++i) assert_true(t[i] == (float)i);
+    shardpoint_load_free(l);
+    shardpoint_reader_free(r);
+    free(dir);
+}
+
+/* A refused chunk anywhere in a batch keeps none of the batch; the message names its position;
+ * the save goes on and commits exactly what was accepted. */
+static void test_batched_add_is_all_or_nothing(void **state) {
+    fixture *f = *state;
+    char *dir = path_join(f->tmp, "batch-fail");
+    shardpoint_save *s = NULL;
+    SP_OK(shardpoint_save_new(&s, dir, NULL, NULL));
+    uint64_t shape[1] = {3};
+    int32_t v[3] = {1, 2, 3};
+    shardpoint_tensor_chunk ok = {"a", SHARDPOINT_DTYPE_I32, 1, shape, NULL, NULL, v, NULL};
+    shardpoint_tensor_chunk again = ok; /* the same chunk twice: an overlap */
+    shardpoint_tensor_chunk unnamed = {NULL, SHARDPOINT_DTYPE_I32, 1, shape, NULL, NULL, v, NULL};
+    shardpoint_tensor_chunk bad_dtype = {"c", 99, 1, shape, NULL, NULL, v, NULL};
+    shardpoint_tensor_chunk b = {"b", SHARDPOINT_DTYPE_I32, 1, shape, NULL, NULL, v, NULL};
+
+    shardpoint_tensor_chunk overlap[3] = {b, ok, again};
+    SP_FAILS(shardpoint_save_add_tensors(s, overlap, 3, sizeof overlap[0]), SHARDPOINT_ECONFLICT, "item 2 of the batch");
+    shardpoint_tensor_chunk null_name[3] = {ok, b, unnamed};
+    SP_FAILS(shardpoint_save_add_tensors(s, null_name, 3, sizeof null_name[0]), SHARDPOINT_EINVAL, "item 2 of the batch");
+    shardpoint_tensor_chunk dtype[2] = {ok, bad_dtype};
+    SP_FAILS(shardpoint_save_add_tensors(s, dtype, 2, sizeof dtype[0]), SHARDPOINT_EINVAL, "item 1 of the batch");
+    SP_FAILS(shardpoint_save_add_tensors(s, &ok, 1, sizeof ok - 1), SHARDPOINT_EINVAL, "struct size");
+    SP_FAILS(shardpoint_save_add_tensors(s, NULL, 1, sizeof ok), SHARDPOINT_EINVAL, "chunks");
+    /* Nothing of the refused batches was kept: "a" and "b" can be offered now, once. */
+    shardpoint_tensor_chunk fine[2] = {ok, b};
+    SP_OK(shardpoint_save_add_tensors(s, fine, 2, sizeof fine[0]));
+    SP_FAILS(shardpoint_save_add_tensor(s, "a", SHARDPOINT_DTYPE_I32, 1, shape, ZEROS, shape, v, NULL),
+             SHARDPOINT_ECONFLICT, "'a'");
+    SP_OK(shardpoint_save_commit(s));
+    shardpoint_save_free(s);
+
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, dir, NULL));
+    uint64_t count, index;
+    SP_OK(shardpoint_reader_entry_count(r, &count));
+    assert_int_equal(count, 2);
+    shardpoint_entry_info e;
+    SP_OK(shardpoint_reader_find(r, "a", &index));
+    SP_OK(shardpoint_reader_entry_info(r, index, &e));
+    assert_int_equal(e.chunk_count, 1);
+
+    /* Loads: a refused request keeps none of its batch, so execute() writes nothing there. */
+    shardpoint_load *l = NULL;
+    SP_OK(shardpoint_load_new(&l, r, NULL));
+    int32_t got_a[3] = {-1, -1, -1}, got_b[3] = {-1, -1, -1};
+    shardpoint_tensor_request good = {"a", SHARDPOINT_DTYPE_I32, 1, NULL, NULL, got_a, NULL};
+    shardpoint_tensor_request missing = {"nope", SHARDPOINT_DTYPE_I32, 1, NULL, NULL, got_b, NULL};
+    shardpoint_tensor_request wrong_dtype = {"b", SHARDPOINT_DTYPE_F32, 1, NULL, NULL, got_b, NULL};
+    shardpoint_tensor_request batch1[2] = {good, missing};
+    SP_FAILS(shardpoint_load_add_tensors(l, batch1, 2, sizeof batch1[0]), SHARDPOINT_ENOTFOUND, "item 1 of the batch");
+    shardpoint_tensor_request batch2[2] = {good, wrong_dtype};
+    SP_FAILS(shardpoint_load_add_tensors(l, batch2, 2, sizeof batch2[0]), SHARDPOINT_EDTYPE, "item 1 of the batch");
+    SP_FAILS(shardpoint_load_add_tensors(l, &good, 1, 4), SHARDPOINT_EINVAL, "struct size");
+    SP_OK(shardpoint_load_execute(l));
+    for (int k = 0; k < 3; ++k) assert_int_equal(got_a[k], -1);
+    shardpoint_load_free(l);
+    shardpoint_reader_free(r);
+
+    /* With ALLOW_PARTIAL the missing entry is skipped, as one by one. */
+    shardpoint_load_options lo = SHARDPOINT_LOAD_OPTIONS_INIT;
+    lo.flags = SHARDPOINT_LOAD_ALLOW_PARTIAL;
+    SP_OK(shardpoint_reader_open(&r, dir, &lo));
+    SP_OK(shardpoint_load_new(&l, r, NULL));
+    SP_OK(shardpoint_load_add_tensors(l, batch1, 2, sizeof batch1[0]));
+    uint64_t skipped;
+    SP_OK(shardpoint_load_skipped_count(l, &skipped));
+    assert_int_equal(skipped, 1);
+    SP_OK(shardpoint_load_execute(l));
+    assert_memory_equal(got_a, v, sizeof v);
+    for (int k = 0; k < 3; ++k) assert_int_equal(got_b[k], -1);
+    shardpoint_load_free(l);
+    shardpoint_reader_free(r);
+    free(dir);
+}
+
 static void test_save_options_version(void **state) {
     fixture *f = *state;
     shardpoint_save *s = NULL;
@@ -866,6 +1003,8 @@ int main(int argc, char **argv) {
         T(test_offer_overlapping_chunk),
         T(test_offer_redefinition),
         T(test_refused_offers_do_not_spoil_the_save),
+        T(test_batched_add_round_trip),
+        T(test_batched_add_is_all_or_nothing),
         T(test_save_options_version),
         T(test_save_options_unknown_flags),
         T(test_save_options_bad_alignment),

@@ -125,6 +125,27 @@ struct shardpoint_save_options
     checkpoint_id::Ptr{UInt8}
 end
 
+struct shardpoint_tensor_chunk
+    fqn::Ptr{UInt8}
+    dtype::Int32
+    ndim::UInt32
+    global_shape::Ptr{UInt64}
+    chunk_offsets::Ptr{UInt64}
+    chunk_sizes::Ptr{UInt64}
+    data::Ptr{Cvoid}
+    strides::Ptr{Int64}
+end
+
+struct shardpoint_tensor_request
+    fqn::Ptr{UInt8}
+    dtype::Int32
+    ndim::UInt32
+    box_offsets::Ptr{UInt64}
+    box_sizes::Ptr{UInt64}
+    dst::Ptr{Cvoid}
+    strides::Ptr{Int64}
+end
+
 struct shardpoint_load_options
     version::UInt32
     flags::UInt32
@@ -264,6 +285,11 @@ shardpoint_save_add_tensor(save, fqn, dtype, ndim, global_shape, chunk_offsets, 
         global_shape::Ptr{UInt64}, chunk_offsets::Ptr{UInt64}, chunk_sizes::Ptr{UInt64},
         data::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
 
+shardpoint_save_add_tensors(save, chunks, count, chunk_struct_size) =
+    @ccall libshardpoint.shardpoint_save_add_tensors(
+        save::Ptr{shardpoint_save}, chunks::Ptr{shardpoint_tensor_chunk}, count::UInt64,
+        chunk_struct_size::Csize_t)::Cint
+
 shardpoint_save_add_bytes(save, fqn, data, len) =
     @ccall libshardpoint.shardpoint_save_add_bytes(
         save::Ptr{shardpoint_save}, fqn::Cstring, data::Ptr{Cvoid}, len::UInt64)::Cint
@@ -373,6 +399,11 @@ shardpoint_load_add_tensor(load, fqn, dtype, ndim, box_offsets, box_sizes, dst, 
     @ccall libshardpoint.shardpoint_load_add_tensor(
         load::Ptr{shardpoint_load}, fqn::Cstring, dtype::Int32, ndim::UInt32,
         box_offsets::Ptr{UInt64}, box_sizes::Ptr{UInt64}, dst::Ptr{Cvoid}, strides::Ptr{Int64})::Cint
+
+shardpoint_load_add_tensors(load, requests, count, request_struct_size) =
+    @ccall libshardpoint.shardpoint_load_add_tensors(
+        load::Ptr{shardpoint_load}, requests::Ptr{shardpoint_tensor_request}, count::UInt64,
+        request_struct_size::Csize_t)::Cint
 
 shardpoint_load_add_bytes(load, fqn, dst, capacity) =
     @ccall libshardpoint.shardpoint_load_add_bytes(

@@ -26,7 +26,7 @@ include("gc.jl")
 
 export ShardpointError
 export Comm, rank, nranks, gather!, bcast!, LocalGroup, LocalRank, run_local
-export Save, add_tensor!, add_bytes!, set_metadata!, commit!, save_flags, committed, is_no_space
+export Save, add_tensor!, add_tensors!, add_bytes!, set_metadata!, commit!, save_flags, committed, is_no_space
 export Reader, EntryInfo, ChunkInfo, StorageInfo, FileInfo
 export entries, entry, chunks, files, metadata, storage_info, verify, verify_each, VerifyProblem, block_size
 export collect_garbage

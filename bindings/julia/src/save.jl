@@ -117,12 +117,7 @@ saved as a 0-dimensional tensor. The dtype follows from `eltype(A)`; for bf16 an
 """
 function add_tensor!(s::Save, fqn::AbstractString, A::AbstractArray{T};
                      offsets=nothing, global_shape=nothing, dtype=nothing) where {T}
-    code = element_dtype(T, dtype)
-    nd = ndims(A)
-    strides_ = element_strides(A)
-    offs = u64_vector(offsets === nothing ? zeros(Int, nd) : offsets, nd, "offsets")
-    shape = u64_vector(global_shape === nothing ? size(A) : global_shape, nd, "global_shape")
-    sizes = UInt64[d for d in size(A)]
+    code, nd, shape, offs, sizes, strides_ = chunk_arguments(A, offsets, global_shape, dtype)
     name = String(fqn)
     rc = GC.@preserve s A begin
         L.shardpoint_save_add_tensor(handle(s), name, code, UInt32(nd), shape, offs, sizes,
@@ -130,6 +125,47 @@ function add_tensor!(s::Save, fqn::AbstractString, A::AbstractArray{T};
     end
     check(rc)
     push!(s.keep, A)
+    return s
+end
+
+# add_tensor!'s arguments in the C ABI's terms: dtype code, ndim, global shape, offsets, sizes,
+# element strides (or C_NULL).
+function chunk_arguments(A::AbstractArray{T}, offsets, global_shape, dtype) where {T}
+    code = element_dtype(T, dtype)
+    nd = ndims(A)
+    offs = u64_vector(offsets === nothing ? zeros(Int, nd) : offsets, nd, "offsets")
+    shape = u64_vector(global_shape === nothing ? size(A) : global_shape, nd, "global_shape")
+    return code, nd, shape, offs, UInt64[d for d in size(A)], element_strides(A)
+end
+
+"""
+    add_tensors!(save, pairs) -> save
+
+Offers many whole tensors at once (`fqn => array` pairs, e.g. a `Dict`), in one call of the C
+ABI: all or nothing, so when one is refused none is kept and the error names its position.
+Each array is offered as by `add_tensor!(save, fqn, array)`.
+"""
+function add_tensors!(s::Save, pairs)
+    names = String[]
+    arrays = AbstractArray[]
+    arguments = []
+    for (fqn, A) in pairs
+        A isa Number && (A = fill(A))
+        push!(names, String(fqn))
+        push!(arrays, A)
+        push!(arguments, chunk_arguments(A, nothing, nothing, nothing))
+    end
+    rc = GC.@preserve s names arrays arguments begin
+        chunks = L.shardpoint_tensor_chunk[
+            L.shardpoint_tensor_chunk(pointer(names[i]), a[1], UInt32(a[2]), pointer(a[3]), pointer(a[4]),
+                                      pointer(a[5]), first_pointer(arrays[i]),
+                                      pointer(a[6]))
+            for (i, a) in enumerate(arguments)]
+        GC.@preserve chunks L.shardpoint_save_add_tensors(handle(s), chunks, UInt64(length(chunks)),
+                                                          Csize_t(sizeof(L.shardpoint_tensor_chunk)))
+    end
+    check(rc)
+    append!(s.keep, arrays)
     return s
 end
 

@@ -254,3 +254,51 @@ def test_contiguous_memory_is_never_copied_by_the_binding(ckpt):
         tracemalloc.stop()
     assert peak < data.nbytes // 8, peak
     assert np.array_equal(dest, data)
+
+
+def test_batched_adds_round_trip(ckpt, rng):
+    """Save.add_tensors / Load.add_tensors: whole tensors, a Chunk, strided and 0-d sources and
+    destinations, bf16 through a uint16 carrier, in one library call each."""
+    tensors = {f"layer{i}.w": random_array(rng, np.float32, (3, 4)) for i in range(50)}
+    tensors["transposed"] = random_array(rng, np.int64, (4, 6)).T
+    tensors["scalar"] = np.array(7.5)
+    tensors["bf16"] = sp.Chunk(np.arange(6, dtype=np.uint16), dtype="bf16")
+    with sp.Save(ckpt) as s:
+        s.add_tensors(tensors)
+        s.add_tensors([("halves", sp.Chunk(np.full((2, 3), 1, np.int8), offsets=(0, 0), global_shape=(4, 3))),
+                       ("halves", sp.Chunk(np.full((2, 3), 2, np.int8), offsets=(2, 0), global_shape=(4, 3)))])
+        s.add_tensors({})
+    with sp.Reader(ckpt, allow_partial=True) as reader:  # skips what was not saved
+        assert reader.entry("bf16").dtype == sp.DType.BF16
+        assert reader.entry("halves").chunk_count == 2
+        out = {k: np.zeros_like(v) for k, v in tensors.items() if not isinstance(v, sp.Chunk)}
+        out["transposed"] = np.zeros((4, 6), np.int64).T  # a strided (6, 4) destination
+        out["bf16"] = np.zeros(6, np.uint16)
+        out["not.saved"] = np.zeros(2)
+        out["halves"] = np.zeros((4, 3), np.int8)
+        with reader.load() as batch:
+            batch.add_tensors(out)
+            assert batch.skipped_count == 1
+            batch.execute()
+        for k, v in tensors.items():
+            expected = v.data if isinstance(v, sp.Chunk) else v
+            np.testing.assert_array_equal(out[k], expected)
+        np.testing.assert_array_equal(out["halves"], np.repeat([[1], [2]], 6).reshape(4, 3))
+
+
+def test_batched_add_is_all_or_nothing(ckpt):
+    good = np.arange(3, dtype=np.int32)
+    with sp.Save(ckpt) as s:
+        with pytest.raises(sp.ConflictError, match="item 2 of the batch"):
+            s.add_tensors([("a", good), ("b", good), ("a", good)])
+        s.add_tensors({"a": good, "b": good})  # nothing of the refused batch was kept
+    with sp.Reader(ckpt) as reader:
+        assert sorted(reader.keys()) == ["a", "b"]
+        dst = {"a": np.full(3, -1, np.int32), "b": np.full(3, -1, np.int32)}
+        with reader.load() as batch:
+            with pytest.raises(sp.DtypeError, match="item 1 of the batch"):
+                batch.add_tensors([("a", dst["a"]), ("b", np.zeros(3, np.float32))])
+            batch.execute()
+        np.testing.assert_array_equal(dst["a"], [-1, -1, -1])  # its request was not kept either
+        with pytest.raises(sp.ShapeError):
+            reader.load().add_tensors({"a": np.zeros(2, np.int32)})

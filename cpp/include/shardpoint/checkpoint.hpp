@@ -18,6 +18,27 @@ namespace shardpoint {
 
 std::string library_version();
 
+// One tensor chunk of a batched add (SaveSession::add_tensors): add_tensor's arguments.
+struct TensorChunk {
+    std::string fqn;
+    DType dtype;
+    Dims global_shape, offsets, sizes;
+    const void *data;
+    Strides strides;
+};
+
+// One request of a batched load (LoadSession::add_tensors): add_tensor's arguments, or with
+// `whole` the whole saved tensor (offsets and sizes are then ignored).
+struct TensorRequest {
+    std::string fqn;
+    DType dtype;
+    uint32_t ndim;
+    bool whole;
+    Dims offsets, sizes;
+    void *dst;
+    Strides strides;
+};
+
 // One save: each rank adds what it holds, then every rank calls commit(), which runs the
 // CheckpointWriter phases over the communicator.
 class SaveSession {
@@ -28,6 +49,9 @@ public:
     void add_tensor(const std::string &fqn, DType dtype, Dims global_shape, Dims offsets, Dims sizes, const void *data,
                     Strides strides);
     void add_bytes(const std::string &fqn, const void *data, uint64_t len);
+    // All or nothing: when a chunk is refused, none of the batch is kept and the error names the
+    // chunk by its position.
+    void add_tensors(std::vector<TensorChunk> chunks);
     void set_metadata(const std::string &key, const std::string &value);
     // Collective: plan, write, commit. Throws the same Code on every rank (Code::rank on ranks
     // other than the one that failed).
@@ -74,6 +98,8 @@ public:
     void add_tensor(const std::string &fqn, DType dtype, uint32_t ndim, Dims offsets, Dims sizes, void *dst,
                     Strides strides);
     void add_bytes(const std::string &fqn, void *dst, uint64_t capacity);
+    // All or nothing, as SaveSession::add_tensors.
+    void add_tensors(std::vector<TensorRequest> requests);
     // A ReadItem planned by the host framework: the box (`storage_offsets`, `lengths`) inside
     // saved chunk `chunk` of tensor `fqn`, into `dst` (the box's first element) with `strides`.
     void add_chunk(const std::string &fqn, DType dtype, size_t chunk, Dims storage_offsets, Dims lengths, void *dst,

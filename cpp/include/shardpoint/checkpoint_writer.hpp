@@ -27,6 +27,10 @@ public:
     void add_tensor(const std::string &fqn, DType dtype, Dims global_shape, Dims offsets, Dims sizes, const void *data,
                     Strides strides);
     void add_bytes(const std::string &fqn, const void *data, uint64_t len);
+    // Items added or planned so far, and the undo of every item added after the first `count`
+    // (a batched add that failed part-way keeps none of its items).
+    size_t item_count() const { return local_.items.size(); }
+    void drop_items_from(size_t count);
     // Kept from the coordinator only.
     void set_metadata(const std::string &key, const std::string &value);
     void set_framework_metadata(const std::string &key, const std::string &value);

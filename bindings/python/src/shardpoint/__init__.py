@@ -10,6 +10,8 @@ libshardpoint is found through the SHARDPOINT_LIBRARY environment variable (a fu
 libshardpoint.so.0 through the dynamic loader.
 """
 
+import numpy as np
+
 from . import _lib
 from ._buffer import TensorBuffer, describe
 from ._lib import LibraryNotFoundError
@@ -65,11 +67,13 @@ def load(path, *, comm=None, **reader_options):
     with Reader(path, **reader_options) as reader:
         result = {}
         with reader.load(comm) as batch:
+            tensors = {}
             for entry in reader.entries():
                 if entry.is_tensor:
-                    result[entry.fqn] = batch.add_tensor(entry.fqn)
+                    tensors[entry.fqn] = result[entry.fqn] = np.empty(entry.shape, entry.dtype.numpy_dtype)
                 else:
                     result[entry.fqn] = batch.add_bytes(entry.fqn)
+            batch.add_tensors(tensors)
             batch.execute()
         return {k: (bytes(v) if isinstance(v, bytearray) else v) for k, v in result.items()}
 

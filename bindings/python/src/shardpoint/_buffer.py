@@ -81,10 +81,12 @@ def describe(obj, *, writable=False):
             raise TypeError("a numpy scalar is immutable; read into a 0-d array instead")
         arr = np.asarray(obj)  # a scalar is a tiny copy we own
         buf = _from_array_interface(arr, arr.__array_interface__, arr.dtype.name)
+    elif type(obj) is np.ndarray:  # the common case, first: no attribute probing
+        buf = _from_array_interface(obj, obj.__array_interface__, _dtype_name(obj.dtype))
     elif hasattr(obj, "__array_interface__"):
         iface = obj.__array_interface__
         dtype = getattr(obj, "dtype", None)
-        buf = _from_array_interface(obj, iface, getattr(dtype, "name", None))
+        buf = _from_array_interface(obj, iface, _dtype_name(dtype) if isinstance(dtype, np.dtype) else getattr(dtype, "name", None))
     elif hasattr(obj, "__dlpack__"):
         buf = _from_dlpack(obj, writable)
     else:
@@ -101,6 +103,17 @@ def describe(obj, *, writable=False):
     if writable and buf.readonly:
         raise TypeError(f"{type(obj).__name__} is read-only and cannot be a load destination")
     return buf
+
+
+_dtype_names = {}
+
+
+def _dtype_name(dtype):
+    """numpy's dtype.name, remembered per dtype (computing it costs microseconds)."""
+    name = _dtype_names.get(dtype)
+    if name is None:
+        name = _dtype_names[dtype] = dtype.name
+    return name
 
 
 def _from_array_interface(owner, iface, dtype_name):

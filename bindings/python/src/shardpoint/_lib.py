@@ -16,6 +16,7 @@ from ctypes import (
     c_int,
     c_int32,
     c_int64,
+    c_size_t,
     c_uint32,
     c_uint64,
     c_void_p,
@@ -70,6 +71,33 @@ class SaveOptions(Structure):
         ("io_threads", c_uint32),
         ("alignment", c_uint64),
         ("checkpoint_id", c_char_p),
+    ]
+
+
+class TensorChunk(Structure):
+    """shardpoint_tensor_chunk (one element of shardpoint_save_add_tensors' array)."""
+    _fields_ = [
+        ("fqn", c_void_p),
+        ("dtype", c_int32),
+        ("ndim", c_uint32),
+        ("global_shape", c_void_p),
+        ("chunk_offsets", c_void_p),
+        ("chunk_sizes", c_void_p),
+        ("data", c_void_p),
+        ("strides", c_void_p),
+    ]
+
+
+class TensorRequest(Structure):
+    """shardpoint_tensor_request (one element of shardpoint_load_add_tensors' array)."""
+    _fields_ = [
+        ("fqn", c_void_p),
+        ("dtype", c_int32),
+        ("ndim", c_uint32),
+        ("box_offsets", c_void_p),
+        ("box_sizes", c_void_p),
+        ("dst", c_void_p),
+        ("strides", c_void_p),
     ]
 
 
@@ -151,6 +179,7 @@ _PROTOTYPES = {
         c_int,
         [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, u64_p, c_void_p, i64_p],
     ),
+    "shardpoint_save_add_tensors": (c_int, [c_void_p, POINTER(TensorChunk), c_uint64, c_size_t]),
     "shardpoint_save_add_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64]),
     "shardpoint_save_set_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
     "shardpoint_save_commit": (c_int, [c_void_p]),
@@ -172,6 +201,7 @@ _PROTOTYPES = {
         c_int,
         [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, c_void_p, i64_p],
     ),
+    "shardpoint_load_add_tensors": (c_int, [c_void_p, POINTER(TensorRequest), c_uint64, c_size_t]),
     "shardpoint_load_add_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64]),
     "shardpoint_load_skipped_count": (c_int, [c_void_p, u64_p]),
     "shardpoint_load_execute": (c_int, [c_void_p]),
@@ -303,6 +333,48 @@ def require(name):
 def has(name):
     """True when the loaded library exports `name`."""
     return getattr(lib(), name, None) is not None
+
+
+class Batch:
+    """The shapes, offsets, strides and names of a batched add packed into a few arrays, so that
+    the structs of the batch can point into them; kept alive until the call returns."""
+
+    def __init__(self):
+        self.dims = []      # every uint64 value of every item, concatenated
+        self.strides = []   # every int64 stride
+        self.names = []     # NUL-terminated UTF-8 names
+
+    def add_dims(self, values):
+        """Position of `values` in the uint64 block, or None for none (the C ABI's NULL)."""
+        if not values:
+            return None
+        at = len(self.dims)
+        self.dims.extend(values)
+        return at
+
+    def add_strides(self, values):
+        if not values:
+            return None
+        at = len(self.strides)
+        self.strides.extend(values)
+        return at
+
+    def add_name(self, name):
+        self.names.append(encode(name, "fqn"))
+        return len(self.names) - 1
+
+    def freeze(self):
+        """Packs the blocks; returns (dims address, strides address, name addresses)."""
+        self._dims = (c_uint64 * max(1, len(self.dims)))(*self.dims)
+        self._strides = (c_int64 * max(1, len(self.strides)))(*self.strides)
+        self._names = b"\0".join(self.names) + b"\0"
+        base = ctypes.cast(ctypes.c_char_p(self._names), c_void_p).value
+        self._keep_names = self._names  # the c_char_p above points into this object
+        starts, at = [], 0
+        for n in self.names:
+            starts.append(base + at)
+            at += len(n) + 1
+        return ctypes.addressof(self._dims), ctypes.addressof(self._strides), starts
 
 
 def u64_array(values):

@@ -106,6 +106,7 @@ class Reader(Handle):
         self._adopt(out.value)
         self.path = path
         self.allow_partial = bool(allow_partial)
+        self._entries = {}  # fqn -> EntryInfo: an open reader's metadata never changes
 
     # --- inspection -----------------------------------------------------------------------------
 
@@ -155,11 +156,16 @@ class Reader(Handle):
 
     def entries(self):
         """Every entry, sorted by fqn (byte order)."""
-        return [self._entry_at(i) for i in range(len(self))]
+        entries = [self._entry_at(i) for i in range(len(self))]
+        self._entries.update((e.fqn, e) for e in entries)
+        return entries
 
     def entry(self, fqn):
         """The entry named `fqn`; raises NotFoundError."""
-        return self._entry_at(self._find(fqn))
+        info = self._entries.get(fqn)
+        if info is None:
+            info = self._entries[fqn] = self._entry_at(self._find(fqn))
+        return info
 
     def __getitem__(self, fqn):
         return self.entry(fqn)
@@ -416,6 +422,36 @@ class Load(Handle):
         ))
         self._borrowed.append(buf)
         return result
+
+    def add_tensors(self, destinations):
+        """Requests many whole tensors in one call of the library: `destinations` maps fqn to a
+        writable array of the tensor's shape (or is an iterable of such pairs), filled by
+        execute(). The dtype is the array's, as for add_tensor (a uint8/uint16 array carries a
+        bf16/f8 tensor). All or nothing: when one request is refused none of them is kept and
+        the error names its position; missing entries are skipped under allow_partial.
+        """
+        pairs = destinations.items() if hasattr(destinations, "items") else destinations
+        batch = _lib.Batch()
+        bufs, rows = [], []
+        for fqn, out in pairs:
+            buf, dt, offsets, _ = _tensor_request(self._reader, fqn, out, None, None, None)
+            rows.append((batch.add_name(fqn), int(dt), buf.ndim, batch.add_dims(offsets), batch.add_dims(buf.shape),
+                         buf.ptr or None, batch.add_strides(buf.c_strides())))
+            bufs.append(buf)
+        dims, strides, names = batch.freeze()
+        requests = (_lib.TensorRequest * max(1, len(rows)))()
+        for request, (name, dt, ndim, offsets_at, sizes_at, ptr, strides_at) in zip(requests, rows):
+            request.fqn = names[name]
+            request.dtype = dt
+            request.ndim = ndim
+            # ndim 0: no sizes, and a NULL box_sizes would mean "whole": zero-length arrays say it too
+            request.box_offsets = dims if offsets_at is None else dims + 8 * offsets_at
+            request.box_sizes = dims if sizes_at is None else dims + 8 * sizes_at
+            request.dst = ptr
+            request.strides = None if strides_at is None else strides + 8 * strides_at
+        check(_lib.lib().shardpoint_load_add_tensors(
+            self._raw(), requests, len(rows), ctypes.sizeof(_lib.TensorRequest)))
+        self._borrowed.extend(bufs)
 
     def add_bytes(self, fqn, out=None):
         """Requests blob `fqn` into `out` (default: a new bytearray of the blob's length), which is

@@ -114,6 +114,50 @@ class Save(Handle):
         ))
         self._borrowed.append(buf)
 
+    def add_tensors(self, tensors):
+        """Offers many tensors in one call of the library: `tensors` maps fqn to a value (or is
+        an iterable of (fqn, value) pairs), each value an array (the whole tensor) or a Chunk.
+
+        All or nothing: when one is refused, none of them is kept and the error names its
+        position in the batch. Much cheaper per tensor than add_tensor for many small ones.
+        """
+        pairs = tensors.items() if hasattr(tensors, "items") else tensors
+        batch = _lib.Batch()
+        bufs, rows = [], []
+        for fqn, value in pairs:
+            if isinstance(value, Chunk):
+                buf = describe(value.data)
+                dt = buf.with_dtype(value.dtype)
+                offsets, global_shape = value.offsets, value.global_shape
+                if global_shape is None:
+                    if offsets is not None:
+                        raise ValueError(f"{fqn!r}: offsets given without global_shape")
+                    global_shape = buf.shape
+                offsets = _indices((0,) * buf.ndim if offsets is None else offsets, buf.ndim, "offsets")
+                global_shape = _indices(global_shape, buf.ndim, "global_shape")
+            else:
+                buf = describe(value)
+                dt = buf.with_dtype(None)
+                offsets, global_shape = None, buf.shape  # NULL offsets and sizes: the whole tensor
+            whole = offsets is None
+            rows.append((batch.add_name(fqn), int(dt), buf.ndim, batch.add_dims(global_shape),
+                         None if whole else batch.add_dims(offsets), None if whole else batch.add_dims(buf.shape),
+                         buf.ptr or None, batch.add_strides(buf.c_strides())))
+            bufs.append(buf)
+        dims, strides, names = batch.freeze()
+        chunks = (_lib.TensorChunk * max(1, len(rows)))()
+        for chunk, (name, dt, ndim, shape_at, offsets_at, sizes_at, ptr, strides_at) in zip(chunks, rows):
+            chunk.fqn = names[name]
+            chunk.dtype = dt
+            chunk.ndim = ndim
+            chunk.global_shape = None if shape_at is None else dims + 8 * shape_at
+            chunk.chunk_offsets = None if offsets_at is None else dims + 8 * offsets_at
+            chunk.chunk_sizes = None if sizes_at is None else dims + 8 * sizes_at
+            chunk.data = ptr
+            chunk.strides = None if strides_at is None else strides + 8 * strides_at
+        check(_lib.lib().shardpoint_save_add_tensors(self._raw(), chunks, len(rows), ctypes.sizeof(_lib.TensorChunk)))
+        self._borrowed.extend(bufs)
+
     def add_bytes(self, fqn, data):
         """Offers the bytes of `data` (bytes, bytearray, contiguous memoryview or array) as blob `fqn`."""
         buf = describe(data)
@@ -169,15 +213,15 @@ def save(path, entries, *, comm=None, metadata=None, **options):
     `options` are Save's keyword options (overwrite, durable, allow_partial, compression, ...).
     """
     with Save(path, comm, **options) as s:
+        tensors = {}
         for fqn, value in entries.items():
             if isinstance(value, (bytes, bytearray)):
                 s.add_bytes(fqn, value)
             elif isinstance(value, Blob):
                 s.add_bytes(fqn, value.data)
-            elif isinstance(value, Chunk):
-                s.add_tensor(fqn, value.data, offsets=value.offsets, global_shape=value.global_shape, dtype=value.dtype)
             else:
-                s.add_tensor(fqn, value)
+                tensors[fqn] = value
+        s.add_tensors(tensors)
         for key, value in (metadata or {}).items():
             s.set_metadata(key, value)
         s.commit()

@@ -166,6 +166,33 @@ pub struct shardpoint_save_options {
     pub checkpoint_id: *const c_char,
 }
 
+/// One chunk of `shardpoint_save_add_tensors` (NULL offsets: zeros; NULL sizes: the global shape).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct shardpoint_tensor_chunk {
+    pub fqn: *const c_char,
+    pub dtype: i32,
+    pub ndim: u32,
+    pub global_shape: *const u64,
+    pub chunk_offsets: *const u64,
+    pub chunk_sizes: *const u64,
+    pub data: *const c_void,
+    pub strides: *const i64,
+}
+
+/// One request of `shardpoint_load_add_tensors` (NULL sizes: the whole saved tensor).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct shardpoint_tensor_request {
+    pub fqn: *const c_char,
+    pub dtype: i32,
+    pub ndim: u32,
+    pub box_offsets: *const u64,
+    pub box_sizes: *const u64,
+    pub dst: *mut c_void,
+    pub strides: *const i64,
+}
+
 /// The value of `SHARDPOINT_SAVE_OPTIONS_INIT`.
 pub const SHARDPOINT_SAVE_OPTIONS_INIT: shardpoint_save_options = shardpoint_save_options {
     version: SHARDPOINT_SAVE_OPTIONS_VERSION,
@@ -300,6 +327,18 @@ extern "C" {
         chunk_sizes: *const u64,
         data: *const c_void,
         strides: *const i64,
+    ) -> c_int;
+    pub fn shardpoint_save_add_tensors(
+        save: *mut shardpoint_save,
+        chunks: *const shardpoint_tensor_chunk,
+        count: u64,
+        chunk_struct_size: usize,
+    ) -> c_int;
+    pub fn shardpoint_load_add_tensors(
+        load: *mut shardpoint_load,
+        requests: *const shardpoint_tensor_request,
+        count: u64,
+        request_struct_size: usize,
     ) -> c_int;
     pub fn shardpoint_save_add_bytes(
         save: *mut shardpoint_save,

@@ -126,6 +126,31 @@ impl SaveOptions {
 /// data[0] = 2.0;
 /// save.commit().unwrap();
 /// ```
+/// One whole tensor of a batched add ([`Save::add_tensors`]), held in C order in the slice it
+/// borrows.
+pub struct TensorChunk<'a> {
+    fqn: CString,
+    dtype: Dtype,
+    shape: Vec<u64>,
+    data: *const c_void,
+    _data: PhantomData<&'a [u8]>,
+}
+
+impl<'a> TensorChunk<'a> {
+    /// The whole tensor `fqn` of `shape`, its elements in C order in `data` (at least the
+    /// product of the shape).
+    pub fn whole<T: Element>(fqn: &str, shape: &[u64], data: &'a [T]) -> Result<TensorChunk<'a>> {
+        check_view(data.len(), shape, None)?;
+        Ok(TensorChunk {
+            fqn: cstring("name", fqn)?,
+            dtype: T::DTYPE,
+            shape: shape.to_vec(),
+            data: data.as_ptr().cast(),
+            _data: PhantomData,
+        })
+    }
+}
+
 pub struct Save<'a> {
     raw: *mut sys::shardpoint_save,
     comm: Option<&'a Comm>,
@@ -178,6 +203,33 @@ impl<'a> Save<'a> {
                 strides,
             )
         }
+    }
+
+    /// Offers many whole tensors in one call of the library, all or nothing: when one is refused,
+    /// none of them is kept and the error names its position in the batch.
+    pub fn add_tensors(&mut self, chunks: &[TensorChunk<'a>]) -> Result<()> {
+        let raw: Vec<sys::shardpoint_tensor_chunk> = chunks
+            .iter()
+            .map(|c| sys::shardpoint_tensor_chunk {
+                fqn: c.fqn.as_ptr(),
+                dtype: c.dtype.raw(),
+                ndim: c.shape.len() as u32,
+                global_shape: ptr_or_null(&c.shape),
+                chunk_offsets: ptr::null(),
+                chunk_sizes: ptr::null(),
+                data: c.data,
+                strides: ptr::null(),
+            })
+            .collect();
+        // SAFETY: every pointer is into `chunks`, alive for the call; the data stays borrowed for 'a.
+        check(unsafe {
+            sys::shardpoint_save_add_tensors(
+                self.raw,
+                raw.as_ptr(),
+                raw.len() as u64,
+                std::mem::size_of::<sys::shardpoint_tensor_chunk>(),
+            )
+        })
     }
 
     /// Offers a chunk laid out with explicit element strides (transposed, reversed, every other

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use shardpoint::{as_bytes, Dtype, Element, ErrorCode, Load, Reader, Save, SaveOptions, Strided};
+use shardpoint::{as_bytes, Dtype, Element, ErrorCode, Load, Reader, Save, SaveOptions, Strided, TensorChunk};
 
 fn save_one<T: Element>(dir: &std::path::Path, fqn: &str, shape: &[u64], data: &[T]) {
     let mut save = Save::new(dir, None, &SaveOptions::default()).unwrap();
@@ -355,4 +355,39 @@ fn concurrent_reads_share_one_reader() {
             });
         }
     });
+}
+
+/// `add_tensors` offers a batch of whole tensors of mixed dtypes in one call; a refused one keeps
+/// none of its batch, and the error names its position.
+#[test]
+fn batched_add_round_trips_and_is_all_or_nothing() {
+    let t = tmp();
+    let dir = ckpt(&t, "batch");
+    let weights: Vec<Vec<f32>> = (0..64).map(|i| (0..6).map(|k| (i * 10 + k) as f32).collect()).collect();
+    let ids = values::<i64>(4);
+    let names: Vec<String> = (0..64).map(|i| format!("w.{i}")).collect();
+    {
+        let mut save = Save::new(&dir, None, &SaveOptions::default()).unwrap();
+        let mut batch: Vec<TensorChunk> =
+            weights.iter().zip(&names).map(|(w, n)| TensorChunk::whole(n, &[2, 3], w).unwrap()).collect();
+        batch.push(TensorChunk::whole("ids", &[4], &ids).unwrap());
+        let refused = [
+            TensorChunk::whole("a", &[4], &ids).unwrap(),
+            TensorChunk::whole("a", &[4], &ids).unwrap(),
+        ];
+        let e = expect_err(save.add_tensors(&refused), ErrorCode::Conflict);
+        assert!(e.to_string().contains("item 1 of the batch"), "{e}");
+        match TensorChunk::whole("short", &[5], &ids) {
+            Err(e) => assert_eq!(e.kind(), ErrorCode::Range, "{e}"),
+            Ok(_) => panic!("a 5-element chunk over 4 values was accepted"),
+        }
+        save.add_tensors(&batch).unwrap();
+        save.commit().unwrap();
+    }
+    let reader = Reader::open(&dir).unwrap();
+    assert_eq!(reader.entry_count().unwrap(), 65); // no "a": its batch was refused whole
+    for (w, n) in weights.iter().zip(&names) {
+        assert_eq!(&reader.read_tensor_vec::<f32>(n).unwrap().0, w);
+    }
+    assert_eq!(reader.read_tensor_vec::<i64>("ids").unwrap().0, ids);
 }
