@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,10 +148,11 @@ func TestMultiRankSaveThenReshardedLoad(t *testing.T) {
 	}
 	must(t, rd.Close())
 
-	// Load back with 2 ranks: other row and column splits than the writers'.
+	// Load back with 2 ranks: other row and column splits than the writers'; rank 0 reads the
+	// metadata for both.
 	errs = runGroup(t, 2, func(comm *Comm) error {
 		r, w := comm.Rank(), comm.Size()
-		rd, err := OpenReader(dir, nil)
+		rd, err := OpenReaderShared(dir, nil, comm)
 		if err != nil {
 			return err
 		}
@@ -204,6 +207,36 @@ func TestMultiRankSaveThenReshardedLoad(t *testing.T) {
 	})
 	for r, err := range errs {
 		must(t, fmtRank(r, err))
+	}
+}
+
+func TestSharedOpenFailsEveryRankWithRankZerosError(t *testing.T) {
+	dir := ckpt(t)
+	s, err := NewSave(dir, nil, nil)
+	must(t, err)
+	must(t, SaveTensor(s, "x", []uint64{3}, Whole([]uint64{3}), []float32{1, 2, 3}))
+	must(t, s.Commit())
+	must(t, s.Close())
+	meta := filepath.Join(dir, "shardpoint.meta")
+	b, err := os.ReadFile(meta)
+	must(t, err)
+	b[40] ^= 0xFF
+	must(t, os.WriteFile(meta, b, 0o644))
+	errs := runGroup(t, 3, func(comm *Comm) error {
+		rd, err := OpenReaderShared(dir, nil, comm)
+		if err == nil {
+			rd.Close()
+		}
+		return err
+	})
+	for r, err := range errs {
+		var e *Error
+		if !errors.As(err, &e) || e.Code != ErrChecksum {
+			t.Fatalf("rank %d: %v, want ErrChecksum", r, err)
+		}
+		if shared := strings.Contains(e.Message, "rank 0 reading the metadata"); shared != (r > 0) {
+			t.Fatalf("rank %d: %q", r, e.Message)
+		}
 	}
 }
 

@@ -76,6 +76,13 @@ type ChunkInfo struct {
 // OpenReader opens the checkpoint in dir: reads and validates its metadata without touching
 // tensor bytes. opts may be nil.
 func OpenReader(dir string, opts *LoadOptions) (*Reader, error) {
+	return OpenReaderShared(dir, opts, nil)
+}
+
+// OpenReaderShared is OpenReader, collective over comm (nil: one process): rank 0 alone reads
+// the metadata file and broadcasts it, so a job makes one metadata read, not one per rank. When
+// rank 0 cannot read it, every rank fails with rank 0's error code.
+func OpenReaderShared(dir string, opts *LoadOptions, comm *Comm) (*Reader, error) {
 	var copts C.shardpoint_load_options
 	if err := call(func() C.int { return C.shardpoint_load_options_init(&copts, C.SHARDPOINT_LOAD_OPTIONS_VERSION) }); err != nil {
 		return nil, err
@@ -94,9 +101,15 @@ func OpenReader(dir string, opts *LoadOptions) (*Reader, error) {
 	}
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
-	var ptr *C.shardpoint_reader
-	if err := call(func() C.int { return C.shardpoint_reader_open(&ptr, cdir, &copts) }); err != nil {
+	cptr, err := comm.acquire()
+	if err != nil {
 		return nil, err
+	}
+	defer comm.release()
+	comm.resetCause()
+	var ptr *C.shardpoint_reader
+	if err := call(func() C.int { return C.shardpoint_reader_open_shared(&ptr, cdir, &copts, cptr) }); err != nil {
+		return nil, comm.withCause(err)
 	}
 	r := &Reader{ptr: ptr}
 	runtime.SetFinalizer(r, (*Reader).Close)

@@ -350,6 +350,15 @@ typedef struct shardpoint_reader shardpoint_reader;
 SHARDPOINT_API int shardpoint_reader_open(shardpoint_reader **out, const char *dir,
                                           const shardpoint_load_options *options);
 
+/* As shardpoint_reader_open, collective over `comm` (NULL or one rank: exactly
+ * shardpoint_reader_open): rank 0 alone reads and validates the metadata file and broadcasts it, so
+ * a job of N ranks on a shared filesystem makes one metadata read instead of N. Every rank still
+ * validates what it receives and opens the data files itself. When rank 0 fails, every rank fails
+ * with rank 0's error code (other ranks' messages begin "rank 0 reading the metadata:").
+ * Errors: those of shardpoint_reader_open, SHARDPOINT_ECOMM. */
+SHARDPOINT_API int shardpoint_reader_open_shared(shardpoint_reader **out, const char *dir,
+                                                 const shardpoint_load_options *options, shardpoint_comm *comm);
+
 /* Frees a reader. Accepts NULL. Loads created from it must be freed first. */
 SHARDPOINT_API void shardpoint_reader_free(shardpoint_reader *reader);
 

@@ -292,6 +292,10 @@ public:
     explicit Reader(const std::string &dir, const shardpoint_load_options *options = nullptr) {
         check(shardpoint_reader_open(&raw_, dir.c_str(), options));
     }
+    // Collective: rank 0 reads the metadata and broadcasts it (shardpoint_reader_open_shared).
+    Reader(const std::string &dir, const Comm &comm, const shardpoint_load_options *options = nullptr) {
+        check(shardpoint_reader_open_shared(&raw_, dir.c_str(), options, comm.get()));
+    }
     Reader(const Reader &) = delete;
     Reader &operator=(const Reader &) = delete;
     ~Reader() { shardpoint_reader_free(raw_); }

@@ -32,9 +32,14 @@ int shardpoint_load_options_init(shardpoint_load_options *options, uint32_t vers
 }
 
 int shardpoint_reader_open(shardpoint_reader **out, const char *dir, const shardpoint_load_options *options) {
+    return shardpoint_reader_open_shared(out, dir, options, nullptr);
+}
+
+int shardpoint_reader_open_shared(shardpoint_reader **out, const char *dir, const shardpoint_load_options *options,
+                                  shardpoint_comm *comm) {
     return guarded([&] {
         need(out, "out");
-        auto impl = std::make_unique<Reader>(text(dir, "dir"), load_options_of(options));
+        auto impl = std::make_unique<Reader>(text(dir, "dir"), load_options_of(options), comm ? comm->impl.get() : nullptr);
         auto *reader = new shardpoint_reader;
         reader->impl = std::move(impl);
         *out = reader;

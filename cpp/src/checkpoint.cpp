@@ -245,8 +245,8 @@ void SaveSession::commit() {
 // ---------------------------------------------------------------------------------------------
 // Load
 
-Reader::Reader(std::string dir, LoadOptions options) : dir_(std::move(dir)), storage_(dir_, options) {
-    metadata_ = storage_.read_metadata();
+Reader::Reader(std::string dir, LoadOptions options, Comm *comm) : dir_(std::move(dir)), storage_(dir_, options) {
+    metadata_ = comm && comm->size() > 1 ? read_shared_metadata(*comm) : storage_.read_metadata();
     storage_.set_up_storage_reader(metadata_);
     indexes_.resize(metadata_.entries.size());
     for (const EntryMeta &e : metadata_.entries) {
@@ -259,6 +259,31 @@ Reader::Reader(std::string dir, LoadOptions options) : dir_(std::move(dir)), sto
         stored_.push_back(stored);
         total_stored_ += stored;
     }
+}
+
+Metadata Reader::read_shared_metadata(Comm &comm) {
+    // Rank 0 decodes before it sends, so a damaged file fails every rank with rank 0's error.
+    bool root = comm.rank() == 0;
+    Metadata metadata;
+    std::string bytes, status;
+    if (root) {
+        Status read = attempt([&] {
+            std::vector<unsigned char> file = storage_.read_metadata_bytes();
+            metadata = decode_metadata(file.data(), file.size());
+            bytes.assign(file.begin(), file.end());
+        }, "reading the metadata");
+        WireWriter w;
+        w.u32(uint32_t(read.code));
+        w.str(read.message);
+        status = w.take();
+    }
+    WireReader agreed(broadcast_string(comm, status));
+    Code code = Code(agreed.u32());
+    std::string why = agreed.str();
+    if (code != Code::ok) throw Error(code, root ? why : "rank 0 reading the metadata: " + why);
+    bytes = broadcast_string(comm, bytes);
+    if (!root) metadata = decode_metadata(reinterpret_cast<const unsigned char *>(bytes.data()), bytes.size());
+    return metadata;
 }
 
 const ChunkIndex &Reader::index_of(const EntryMeta *entry) {

@@ -40,6 +40,11 @@ FileSystemReader::~FileSystemReader() {
 }
 
 Metadata FileSystemReader::read_metadata() {
+    std::vector<unsigned char> bytes = read_metadata_bytes();
+    return decode_metadata(bytes.data(), bytes.size());
+}
+
+std::vector<unsigned char> FileSystemReader::read_metadata_bytes() {
     std::string path = join(dir_, metadata_file_name);
     // O_NONBLOCK: opening a FIFO planted in place of the file must not hang; it fails S_ISREG.
     FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
@@ -55,7 +60,7 @@ Metadata FileSystemReader::read_metadata() {
         throw Error(Code::format, "'" + path + "' is implausibly large for metadata");
     std::vector<unsigned char> bytes(size_t(st.st_size));
     pread_full(fd.get(), bytes.data(), bytes.size(), 0, path);
-    return decode_metadata(bytes.data(), bytes.size());
+    return bytes;
 }
 
 namespace {

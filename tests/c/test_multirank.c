@@ -144,6 +144,7 @@ typedef struct load_job {
     const char *dir;
     enum layout layout;
     uint32_t flags;
+    int shared_open; /* shardpoint_reader_open_shared over the ranks' communicator */
 } load_job;
 
 typedef struct request {
@@ -160,7 +161,9 @@ static void load_rank(int r, int w, shardpoint_comm *comm, void *arg, rank_resul
     shardpoint_load_options lo = SHARDPOINT_LOAD_OPTIONS_INIT;
     lo.flags = job->flags;
     shardpoint_reader *reader = NULL;
-    if (rank_note(res, shardpoint_reader_open(&reader, job->dir, &lo), "reader_open")) return;
+    int opened = job->shared_open ? shardpoint_reader_open_shared(&reader, job->dir, &lo, comm)
+                                  : shardpoint_reader_open(&reader, job->dir, &lo);
+    if (rank_note(res, opened, "reader_open")) return;
     shardpoint_load *load = NULL;
     if (rank_note(res, shardpoint_load_new(&load, reader, comm), "load_new")) {
         shardpoint_reader_free(reader);
@@ -226,7 +229,7 @@ static void load_rank(int r, int w, shardpoint_comm *comm, void *arg, rank_resul
 /* Loads the model with `world` ranks in `layout`; every rank must succeed and match. Returns the
  * bytes compared over all ranks. */
 static uint64_t load_model(const char *dir, int world, enum layout layout) {
-    load_job job = {dir, layout, 0};
+    load_job job = {dir, layout, 0, 0};
     rank_result res[8];
     assert_int_equal(run_ranks(world, load_rank, &job, res), 0);
     assert_all_ok(res, world);
@@ -318,6 +321,28 @@ static void test_four_ranks_save_reshard_load(void **state) {
 }
 
 /* More loading ranks than saving ranks: some ranks get empty parts (and still join the load). */
+/* The shared open: rank 0 reads the metadata for all; the load that follows is unchanged. When
+ * rank 0 finds the metadata damaged, every rank fails with its code, the others saying so. */
+static void test_shared_open(void **state) {
+    char *dir = path_join(*state, "ckpt");
+    save_model(dir, 0);
+    load_job job = {dir, BY_ROWS, 0, 1};
+    rank_result res[3];
+    assert_int_equal(run_ranks(3, load_rank, &job, res), 0);
+    assert_all_ok(res, 3);
+    for (int r = 0; r < 3; ++r) assert_int_equal(res[r].mismatches, 0);
+
+    char *meta = path_join(dir, "shardpoint.meta");
+    assert_int_equal(flip_byte(meta, 40), 0);
+    assert_int_equal(run_ranks(3, load_rank, &job, res), 0);
+    for (int r = 0; r < 3; ++r) {
+        assert_int_equal(res[r].rc, SHARDPOINT_ECHECKSUM);
+        if (r > 0 && !strstr(res[r].message, "rank 0 reading the metadata")) fail_msg("rank %d: %s", r, res[r].message);
+    }
+    free(meta);
+    free(dir);
+}
+
 static void test_six_ranks_load_four_rank_checkpoint(void **state) {
     char *dir = path_join(*state, "ckpt");
     save_model(dir, 0);
@@ -567,7 +592,7 @@ static void test_rank_fails_while_loading(void **state) {
     shardpoint_reader_free(r);
     assert_non_null(victim);
 
-    load_job job = {dir, BY_ROWS, 0};
+    load_job job = {dir, BY_ROWS, 0, 0};
     rank_result res[3];
     assert_int_equal(run_ranks(3, load_rank, &job, res), 0);
     if (res[2].rc != SHARDPOINT_ECHECKSUM) fail_msg("rank 2: expected SHARDPOINT_ECHECKSUM, got %s", res[2].message);
@@ -614,6 +639,7 @@ int main(int argc, char **argv) {
         T(test_callback_communicator_identity),
         T(test_four_ranks_save_reshard_load),
         T(test_six_ranks_load_four_rank_checkpoint),
+    T(test_shared_open),
         T(test_reader_shared_by_threads),
         T(test_conflict_dtype),
         T(test_conflict_shape),

@@ -5,6 +5,8 @@
 //   load-rows DIR   (3 ranks) loads every tensor row-sharded and compares every byte
 //   load-cols DIR   (2 ranks) loads 2-D tensors column-sharded (1-D ones by rows)
 //   load-whole DIR  (1 rank)  loads everything whole and verifies every checksum
+//   shared-open DIR (3 ranks) as load-rows, with the metadata read by rank 0 alone (run under
+//                   the fault shim that fails metadata opens on ranks 1 and 2)
 //   bad-load DIR    (3 ranks) bad requests get their codes; a rank reading damaged bytes fails
 //                   with SHARDPOINT_ECHECKSUM, the others with SHARDPOINT_ERANK naming it
 //   rank-failure    (4 ranks) rank 2's write fails (file size limit): every rank reports it,
@@ -277,9 +279,9 @@ enum class Split { rows, cols, whole };
 
 // Loads, collectively over `comm`, this rank's part of every entry of the model saved with
 // `seed`, and compares every byte with the generator.
-void load_and_compare(const std::string &dir, sp::Comm &comm, Split split, uint64_t seed) {
+void load_and_compare(const std::string &dir, sp::Comm &comm, Split split, uint64_t seed, bool shared_open = false) {
     const int r = comm.rank(), w = comm.size();
-    sp::Reader reader(dir);
+    sp::Reader reader = shared_open ? sp::Reader(dir, comm) : sp::Reader(dir);
     check(reader.metadata("step") == "500", "user metadata 'step'");
     check(reader.metadata("seed") == std::to_string(seed), "user metadata 'seed' (which save is this?)");
     auto entries = reader.entries();
@@ -356,6 +358,20 @@ void cmd_load(const std::string &dir, Split split) {
         sp::Reader reader(dir);
         reader.verify();
     }
+}
+
+// Run with the fault shim on every rank but 0, failing its first two opens of the metadata file:
+// a plain open proves the fault is armed; the shared open must then not touch the file at all.
+void cmd_shared_open(const std::string &dir) {
+    sp::Comm comm = mpi_comm();
+    if (g_rank != 0)
+        expect_error("plain open with the metadata file failing", SHARDPOINT_EIO, {}, [&] { sp::Reader reader(dir); });
+    load_and_compare(dir, comm, Split::rows, 1, true);
+    // Rank 0's failure is every rank's, with rank 0's code.
+    std::string missing = dir + "-no-such-checkpoint";
+    expect_error("shared open of a missing checkpoint", SHARDPOINT_ENOTFOUND,
+                 {g_rank == 0 ? "no checkpoint at" : "rank 0 reading the metadata: no checkpoint at"},
+                 [&] { sp::Reader reader(missing, comm); });
 }
 
 void cmd_bad_load(const std::string &dir) {
@@ -532,6 +548,7 @@ int main(int argc, char **argv) {
         else if (cmd == "load-cols") need(2, true), cmd_load(dir, Split::cols);
         else if (cmd == "load-whole") need(1, true), cmd_load(dir, Split::whole);
         else if (cmd == "bad-load") need(3, true), cmd_bad_load(dir);
+        else if (cmd == "shared-open") need(3, true), cmd_shared_open(dir);
         else if (cmd == "rank-failure") need(4, false), cmd_rank_failure();
         else if (cmd == "conflict") need(4, false), cmd_conflict();
         else {

@@ -316,6 +316,11 @@ shardpoint_reader_open(out, dir, options) =
     @ccall libshardpoint.shardpoint_reader_open(
         out::Ptr{Ptr{shardpoint_reader}}, dir::Cstring, options::Ptr{shardpoint_load_options})::Cint
 
+shardpoint_reader_open_shared(out, dir, options, comm) =
+    @ccall libshardpoint.shardpoint_reader_open_shared(
+        out::Ptr{Ptr{shardpoint_reader}}, dir::Cstring, options::Ptr{shardpoint_load_options},
+        comm::Ptr{shardpoint_comm})::Cint
+
 shardpoint_reader_free(reader) =
     @ccall libshardpoint.shardpoint_reader_free(reader::Ptr{shardpoint_reader})::Cvoid
 

@@ -1,12 +1,13 @@
 # Reading: an open checkpoint, its metadata, and whole-request convenience reads.
 
 """
-    Reader(dir; checksums=true, allow_partial=false, io_threads=0)
+    Reader(dir; checksums=true, allow_partial=false, io_threads=0, comm=nothing)
     Reader(f, dir; kwargs...)
 
 Opens the checkpoint in `dir` (reads and validates its metadata, no tensor bytes). `checksums=false`
 skips CRC-32 checks of data on reads; `allow_partial=true` lets loads skip requests for missing
-entries. Close it with `close` (or use the do-block form); loads created from it keep it alive
+entries. With `comm` the open is collective: rank 0 alone reads the metadata and broadcasts it, and
+when it cannot, every rank throws rank 0's error. Close it with `close` (or use the do-block form); loads created from it keep it alive
 until they are closed.
 """
 mutable struct Reader
@@ -21,7 +22,8 @@ mutable struct Reader
     end
 end
 
-function Reader(dir::AbstractString; checksums::Bool=true, allow_partial::Bool=false, io_threads::Integer=0)
+function Reader(dir::AbstractString; checksums::Bool=true, allow_partial::Bool=false, io_threads::Integer=0,
+                comm::Union{Nothing,Comm}=nothing)
     options = Ref{L.shardpoint_load_options}()
     check(L.shardpoint_load_options_init(options, L.SHARDPOINT_LOAD_OPTIONS_VERSION))
     flags = options[].flags
@@ -29,7 +31,14 @@ function Reader(dir::AbstractString; checksums::Bool=true, allow_partial::Bool=f
     allow_partial && (flags |= L.SHARDPOINT_LOAD_ALLOW_PARTIAL)
     options[] = L.shardpoint_load_options(options[].version, flags, UInt32(io_threads))
     out = Ref{Ptr{L.shardpoint_reader}}(C_NULL)
-    check(L.shardpoint_reader_open(out, String(dir), options))
+    cptr = borrow(comm)
+    clear_callback_error(comm)
+    rc = try
+        GC.@preserve comm L.shardpoint_reader_open_shared(out, String(dir), options, cptr)
+    finally
+        giveback(comm)
+    end
+    rc == 0 || throw(with_callback_error(last_error(rc), comm))
     return Reader(out[])
 end
 

@@ -704,7 +704,7 @@ end
             w = zeros(Float32, hi - lo, 5)
             c = zeros(Int64, 4, 7)
             b = zeros(Float64, 7)
-            Reader(ckpt) do rd
+            Reader(ckpt; comm=comm) do rd   # rank 0 reads the metadata for both
                 Load(rd; comm=comm) do ld
                     add_tensor!(ld, "w", w; offsets=(lo, 0))
                     add_tensor!(ld, "c", c)
@@ -726,6 +726,16 @@ end
             end)
         end
         @test codes == fill(SP.EEXISTS, 3)
+
+        # Damaged metadata found by rank 0 is every rank's error.
+        meta = joinpath(ckpt, "shardpoint.meta")
+        bytes = read(meta)
+        bytes[41] ⊻= 0xff
+        write(meta, bytes)
+        codes = run_local(3) do r, comm
+            error_code(() -> Reader(ckpt; comm=comm))
+        end
+        @test codes == fill(SP.ECHECKSUM, 3)
     end
 end
 

@@ -121,7 +121,7 @@ def load(directory, comm, mpi=None):
     """Collective: loads this rank's rows of every tensor and every blob, compares each byte."""
     rank, world = comm.rank, comm.size
     problems = []
-    with sp.Reader(directory) as reader:
+    with sp.Reader(directory, comm=comm) as reader:  # rank 0 reads the metadata for all
         saved_world = reader.storage_info.world_size
         check_layout(reader, saved_world, problems)
         with sp.Load(reader, comm) as batch:

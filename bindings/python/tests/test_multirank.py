@@ -73,6 +73,33 @@ def test_resharded_load_with_two_ranks(ckpt):
         assert np.array_equal(r, R) and blob == BLOB
 
 
+def test_shared_open_reads_metadata_once_and_shares_its_errors(ckpt):
+    save_sharded(ckpt, 3)
+
+    def rank_main(rank, comm):
+        with sp.Reader(ckpt, comm=comm) as reader:
+            lo, hi = part(9, rank, 2)
+            return reader.read_tensor("w", offsets=(lo, 0), sizes=(hi - lo, 6))
+
+    for rank, w in enumerate(run_ranks(2, rank_main)):
+        lo, hi = part(9, rank, 2)
+        assert np.array_equal(w, W[lo:hi])
+
+    meta = ckpt / "shardpoint.meta"
+    damaged = bytearray(meta.read_bytes())
+    damaged[40] ^= 0xFF
+    meta.write_bytes(bytes(damaged))
+
+    def damaged_open(rank, comm):
+        with pytest.raises(sp.ChecksumError) as caught:
+            sp.Reader(ckpt, comm=comm)
+        return str(caught.value)
+
+    messages = run_ranks(3, damaged_open)
+    assert all("rank 0 reading the metadata" in m for m in messages[1:]), messages
+    assert "rank 0" not in messages[0]
+
+
 def test_replicated_identical_chunks_and_overwrite(ckpt):
     save_sharded(ckpt, 2)
     save_sharded(ckpt, 3, overwrite=True, compression=1)

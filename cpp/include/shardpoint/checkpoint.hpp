@@ -67,7 +67,10 @@ private:
 // An open checkpoint: validated metadata, the storage reader and lazily built chunk indexes.
 class Reader {
 public:
-    Reader(std::string dir, LoadOptions options);
+    // With a communicator of more than one rank the constructor is collective: rank 0 reads and
+    // validates the metadata file and broadcasts its bytes (or its error), so that N ranks on a
+    // shared filesystem cost one metadata read, not N.
+    Reader(std::string dir, LoadOptions options, Comm *comm = nullptr);
 
     const Metadata &metadata() const { return metadata_; }
     FileSystemReader &storage() { return storage_; }
@@ -80,6 +83,8 @@ public:
     uint64_t total_stored_bytes() const { return total_stored_; }
 
 private:
+    Metadata read_shared_metadata(Comm &comm);
+
     std::string dir_;
     FileSystemReader storage_;
     Metadata metadata_;

@@ -163,6 +163,8 @@ public:
     FileSystemReader(std::string dir, LoadOptions options);
     ~FileSystemReader() override;
     Metadata read_metadata() override;
+    // The metadata file's bytes, checked to be a plausibly sized regular file but not decoded.
+    std::vector<unsigned char> read_metadata_bytes();
     void set_up_storage_reader(const Metadata &metadata) override;
     LoadPlan prepare_local_plan(LoadPlan plan) override { return plan; }
     void read_data(const LoadPlan &plan) override;

@@ -186,6 +186,7 @@ _PROTOTYPES = {
     "shardpoint_save_free": (None, [c_void_p]),
     "shardpoint_load_options_init": (c_int, [POINTER(LoadOptions), c_uint32]),
     "shardpoint_reader_open": (c_int, [_handle_p, c_char_p, POINTER(LoadOptions)]),
+    "shardpoint_reader_open_shared": (c_int, [_handle_p, c_char_p, POINTER(LoadOptions), c_void_p]),
     "shardpoint_reader_free": (None, [c_void_p]),
     "shardpoint_reader_storage_info": (c_int, [c_void_p, POINTER(StorageInfo)]),
     "shardpoint_reader_entry_count": (c_int, [c_void_p, u64_p]),

@@ -89,20 +89,25 @@ def _kind_error(fqn, what):
 class Reader(Handle):
     """An open checkpoint: validated metadata plus the directory of its data files.
 
+    With `comm` (a Comm) opening is collective: rank 0 alone reads the metadata file and
+    broadcasts it, and every rank fails with rank 0's error when it cannot.
     Query functions are thread-safe. Close it (or use `with`) when done; Loads made from it are
     closed with it.
     """
 
     _free_name = "shardpoint_reader_free"
 
-    def __init__(self, path, *, verify_checksums=True, allow_partial=False, io_threads=0):
+    def __init__(self, path, *, verify_checksums=True, allow_partial=False, io_threads=0, comm=None):
         dll = _lib.lib()
         options = _lib.LoadOptions()
         check(dll.shardpoint_load_options_init(ctypes.byref(options), _lib.LOAD_OPTIONS_VERSION))
         options.flags = (0 if verify_checksums else _lib.LOAD_NO_VERIFY) | (_lib.LOAD_ALLOW_PARTIAL if allow_partial else 0)
         options.io_threads = int(io_threads)
         out = ctypes.c_void_p()
-        check(dll.shardpoint_reader_open(ctypes.byref(out), _lib.encode_path(path), ctypes.byref(options)))
+        # With `comm` the open is collective: rank 0 reads the metadata and broadcasts it.
+        code = dll.shardpoint_reader_open_shared(ctypes.byref(out), _lib.encode_path(path), ctypes.byref(options), _comm_ptr(comm))
+        if code != 0:
+            _raise(code, comm)
         self._adopt(out.value)
         self.path = path
         self.allow_partial = bool(allow_partial)

@@ -357,6 +357,12 @@ extern "C" {
         dir: *const c_char,
         options: *const shardpoint_load_options,
     ) -> c_int;
+    pub fn shardpoint_reader_open_shared(
+        out: *mut *mut shardpoint_reader,
+        dir: *const c_char,
+        options: *const shardpoint_load_options,
+        comm: *mut shardpoint_comm,
+    ) -> c_int;
     pub fn shardpoint_reader_free(reader: *mut shardpoint_reader);
     pub fn shardpoint_reader_storage_info(reader: *const shardpoint_reader, out: *mut shardpoint_storage_info)
         -> c_int;

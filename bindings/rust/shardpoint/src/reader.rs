@@ -4,6 +4,7 @@ use std::ptr;
 
 use shardpoint_sys as sys;
 
+use crate::comm::Comm;
 use crate::dtype::{normalize_bools, Dtype, Element, Pod};
 use crate::error::{check, Error, ErrorCode, Result};
 use crate::layout::{check_destination, check_whole, cstring, ndim_of, path_cstring, ptr_or_null, whole_elements, Strided};
@@ -149,6 +150,17 @@ impl Reader {
 
     /// Opens the checkpoint in `dir`; `options` apply to every read through this reader.
     pub fn open_with(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Reader> {
+        Reader::open_on(dir, options, None)
+    }
+
+    /// Opens the checkpoint in `dir` collectively over `comm`: rank 0 alone reads the metadata
+    /// file and broadcasts it (one read for the whole job); when rank 0 cannot, every rank fails
+    /// with its error code.
+    pub fn open_shared(dir: impl AsRef<Path>, options: &LoadOptions, comm: &Comm) -> Result<Reader> {
+        Reader::open_on(dir, options, Some(comm))
+    }
+
+    fn open_on(dir: impl AsRef<Path>, options: &LoadOptions, comm: Option<&Comm>) -> Result<Reader> {
         let dir = path_cstring(dir.as_ref())?;
         let mut opts = sys::SHARDPOINT_LOAD_OPTIONS_INIT;
         // SAFETY: valid struct pointer.
@@ -161,8 +173,12 @@ impl Reader {
         }
         opts.io_threads = options.io_threads;
         let mut raw = ptr::null_mut();
-        // SAFETY: path and options are copied.
-        check(unsafe { sys::shardpoint_reader_open(&mut raw, dir.as_ptr(), &opts) })?;
+        // SAFETY: path and options are copied; the communicator is only used during the call.
+        let mut call = |comm_ptr| unsafe { sys::shardpoint_reader_open_shared(&mut raw, dir.as_ptr(), &opts, comm_ptr) };
+        match comm {
+            Some(comm) => comm.collective(|| call(comm.as_ptr()))?,
+            None => check(call(ptr::null_mut()))?,
+        }
         Ok(Reader { raw })
     }
 

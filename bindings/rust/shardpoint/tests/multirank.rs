@@ -4,7 +4,8 @@ mod common;
 
 use common::*;
 use shardpoint::{
-    CollectiveResult, Collectives, Comm, ErrorCode, Load, LocalGroup, LocalRank, Reader, Save, SaveOptions, Strided,
+    CollectiveResult, Collectives, Comm, ErrorCode, Load, LoadOptions, LocalGroup, LocalRank, Reader, Save, SaveOptions,
+    Strided,
 };
 
 fn part(n: u64, r: u64, w: u64) -> (u64, u64) {
@@ -67,10 +68,11 @@ fn save_with_three_ranks_load_with_two() {
     reader.verify().unwrap();
     drop(reader);
 
-    // Two ranks, each loading half of every tensor (a different sharding than the save's).
+    // Two ranks, each loading half of every tensor (a different sharding than the save's); rank 0
+    // reads the metadata for both.
     let got = LocalGroup::try_run(2, |comm| {
         let r = comm.rank() as u64;
-        let reader = Reader::open(&dir)?;
+        let reader = Reader::open_shared(&dir, &LoadOptions::default(), comm)?;
         let (lo, hi) = part(9, r, 2);
         let (clo, chi) = part(6, r, 2);
         let mut my_rows = vec![0i32; (hi - lo) as usize * 4];
@@ -95,6 +97,21 @@ fn save_with_three_ranks_load_with_two() {
         assert_eq!(my_cols, want, "rank {r} cols");
         assert_eq!(my_norm, norm);
         assert_eq!(my_blob, blob);
+    }
+
+    // Rank 0 finds the metadata damaged: every rank fails with its code, the others saying so.
+    let meta = dir.join("shardpoint.meta");
+    let mut bytes = std::fs::read(&meta).unwrap();
+    bytes[40] ^= 0xFF;
+    std::fs::write(&meta, bytes).unwrap();
+    let failures = LocalGroup::try_run(3, |comm| match Reader::open_shared(&dir, &LoadOptions::default(), comm) {
+        Ok(_) => panic!("rank {}: damaged metadata opened", comm.rank()),
+        Err(e) => Ok((e.kind(), e.message().to_string())),
+    })
+    .unwrap();
+    for (r, (kind, message)) in failures.iter().enumerate() {
+        assert_eq!(*kind, ErrorCode::Checksum, "rank {r}: {message}");
+        assert_eq!(r > 0, message.contains("rank 0 reading the metadata"), "rank {r}: {message}");
     }
 }
 
