@@ -287,7 +287,11 @@ int main(int argc, char **argv) {
     std::vector<unsigned char> bytes;
     for (int k = 0; k < o.reps; ++k) {
         t0 = now();
-        bytes = encode_metadata(md);
+        try {
+            bytes = encode_metadata(md);
+        } catch (const Error &e) {
+            die(std::string(e.what()) + " (try fewer --ranks or --tensors)");
+        }
         enc_times.push_back(now() - t0);
         t0 = now();
         Metadata back = decode_metadata(bytes.data(), bytes.size());
@@ -374,8 +378,8 @@ int main(int argc, char **argv) {
     std::printf("%-62s %10.3f\n", "build the local SavePlans (setup, not planning)", build_plans);
     std::printf("%-62s %10.3f\n", "save planning: create_global_save_plan", save_plan);
     std::printf("%-62s %10.3f\n", "metadata: build from the global plan", build_md);
-    std::printf("%-62s %10.3f   (%" PRIu64 " entries, %" PRIu64 " chunks, %.1f MiB)\n", "metadata: encode", enc,
-                uint64_t(md.entries.size()), chunks, double(md_bytes) / (1 << 20));
+    std::printf("%-62s %10.3f   (%" PRIu64 " entries, %" PRIu64 " chunks, %.1f MiB, %.1f B/chunk)\n", "metadata: encode",
+                enc, uint64_t(md.entries.size()), chunks, double(md_bytes) / (1 << 20), double(md_bytes) / double(chunks ? chunks : 1));
     std::printf("%-62s %10.3f\n", "metadata: decode and validate", dec);
     std::printf("%-62s %10.3f\n", "metadata: encode + decode", enc + dec);
     std::printf("%-62s %10.3f\n", "load: ChunkIndex for every entry", index_build);

@@ -305,7 +305,8 @@ SHARDPOINT_API int shardpoint_save_set_metadata(shardpoint_save *save, const cha
  * A save handle can be committed once.
  * Errors: SHARDPOINT_EEXISTS, SHARDPOINT_ECONFLICT, SHARDPOINT_EUNCOVERED, SHARDPOINT_EIO,
  * SHARDPOINT_ENOSPC, SHARDPOINT_ENOTDURABLE, SHARDPOINT_ERANK (another rank failed: the message
- * names the rank and the step), SHARDPOINT_ECOMM, SHARDPOINT_ESTATE, SHARDPOINT_ENOMEM. */
+ * names the rank and the step), SHARDPOINT_ECOMM, SHARDPOINT_ESTATE, SHARDPOINT_ENOMEM,
+ * SHARDPOINT_ERANGE (the metadata would exceed the 1 GiB readers accept: nothing is committed). */
 SHARDPOINT_API int shardpoint_save_commit(shardpoint_save *save);
 
 /* Frees a save handle (committed or not; an uncommitted save writes nothing). Accepts NULL. */

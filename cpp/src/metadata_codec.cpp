@@ -129,7 +129,7 @@ bool is_plain_file_name(const std::string &name) {
            name != metadata_file_name;
 }
 
-std::vector<unsigned char> encode_metadata(const Metadata &md) {
+std::vector<unsigned char> encode_metadata(const Metadata &md, uint64_t max_body) {
     capnp::MallocMessageBuilder message;
     auto root = message.initRoot<schema::Checkpoint>();
     auto storage = root.initStorage();
@@ -180,6 +180,13 @@ std::vector<unsigned char> encode_metadata(const Metadata &md) {
 
     kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
     auto body = words.asBytes();
+    if (body.size() > max_body) {
+        uint64_t chunks = 0;
+        for (const EntryMeta &e : md.entries) chunks += e.chunks.size();
+        throw Error(Code::range, "the checkpoint's metadata would be " + std::to_string(body.size()) + " bytes (" +
+                                     std::to_string(chunks) + " chunks), over the " + std::to_string(max_body) +
+                                     " that readers accept (FORMAT.md 3): save fewer, larger chunks");
+    }
     std::vector<unsigned char> out(metadata_header_size + body.size());
     std::memcpy(out.data(), magic, 8);
     put_u16(out.data() + 8, uint16_t(format_major));

@@ -214,6 +214,21 @@ TEST(MetadataCodec, EmptyCheckpointRoundTrips) {
     expect_same_metadata(md, decode(encode_metadata(md)));
 }
 
+// A writer never produces metadata its readers refuse: over the limit, encoding fails (and so
+// the save, before anything is committed) with a clear error instead of writing garbage.
+TEST(MetadataCodecError, MetadataOverTheLimitIsNotEncoded) {
+    Metadata md = rich_metadata();
+    const uint64_t body = encode_metadata(md).size() - metadata_header_size;
+    EXPECT_EQ(encode_metadata(md, body).size(), body + metadata_header_size);  // exactly at the limit
+    try {
+        encode_metadata(md, body - 8);
+        FAIL() << "metadata over the limit was encoded";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), Code::range);
+        EXPECT_NE(std::string(e.what()).find("readers accept"), std::string::npos) << e.what();
+    }
+}
+
 TEST(MetadataCodec, NewerMinorVersionIsRead) {
     auto bytes = encode_metadata(rich_metadata());
     put16(bytes, 10, 7);

@@ -15,8 +15,9 @@ constexpr uint64_t metadata_max_body = 1ull << 30;  // 1 GiB: larger is refused 
 constexpr uint32_t format_major = 1;
 constexpr uint32_t format_minor = 2;  // 1.1: Checkpoint.frameworkMetadata; 1.2: short extents packed
 
-// Header and message, ready to be written.
-std::vector<unsigned char> encode_metadata(const Metadata &metadata);
+// Header and message, ready to be written. A message longer than `max_body` fails with
+// Code::range: a writer must never commit metadata that readers refuse as garbage.
+std::vector<unsigned char> encode_metadata(const Metadata &metadata, uint64_t max_body = metadata_max_body);
 
 // Parses and validates a whole metadata file. Every number is untrusted: the result has
 // in-range file indices, plain file names, chunks inside their shapes, pairwise disjoint chunks,
