@@ -3,7 +3,7 @@
 # or with sudo available). Idempotent: packages already present are not fetched again.
 set -euo pipefail
 
-packages=(build-essential cmake ninja-build pkg-config capnproto libcapnp-dev zlib1g-dev
+packages=(build-essential cmake ninja-build pkg-config capnproto libcapnp-dev zlib1g-dev libzstd-dev
           libcmocka-dev libgtest-dev googletest libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do

@@ -28,6 +28,8 @@ enum DType {
 enum Transform {
   none @0;      # stored bytes are the raw bytes
   deflate @1;   # stored bytes are a zlib stream (RFC 1950) of the raw bytes
+  zlibBlocks @2;  # format 2: each block of blockSize raw bytes compressed alone, zlib (RFC 1950)
+  zstdBlocks @3;  # format 2: the same with one zstd frame (RFC 8878) per block
 }
 
 struct Checkpoint {
@@ -83,8 +85,14 @@ struct Extent {
   crc32 @4 :UInt32;               # CRC-32 (zlib) of the stored bytes
   transform @5 :Transform;
   blockCrc32 @6 :List(UInt32);    # transform none: CRC-32 of each blockSize piece of the stored
-                                  # bytes (the last one may be shorter); empty for deflate
+                                  # bytes (the last one may be shorter); empty for deflate;
+                                  # zlibBlocks, zstdBlocks: CRC-32 of each block's stored bytes
   writerRank @7 :UInt32;
+  blockStoredLength @8 :List(UInt32);  # zlibBlocks, zstdBlocks: stored bytes of each block, in
+                                       # order, back to back; equal to the block's raw length
+                                       # when the block is stored uncompressed
+  shuffleWidth @9 :UInt32;        # zlibBlocks, zstdBlocks: 0, or the dtype's size when each
+                                  # compressed block was byte-shuffled before compressing
 }
 
 struct KeyValue {

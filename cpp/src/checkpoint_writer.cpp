@@ -13,6 +13,7 @@
 #include "schema_convert.hpp"
 #include "shardpoint.capnp.h"
 #include "shardpoint/checkpoint.hpp"
+#include "shardpoint/codec.hpp"
 #include "shardpoint/error.hpp"
 #include "shardpoint/layout.hpp"
 #include "shardpoint/planner.hpp"
@@ -116,17 +117,9 @@ WriteItem read_item(schema::PlannedItem::Reader r, const MessageIn &in) {
     return w;
 }
 
-Extent read_extent(schema::Extent::Reader r) {
+Extent read_extent(schema::Extent::Reader r, MessageIn &in) {
     Extent e;
-    e.offset = r.getOffset();
-    e.stored_length = r.getStoredLength();
-    e.raw_length = r.getRawLength();
-    e.crc32 = r.getCrc32();
-    e.transform = r.getTransform() == schema::Transform::DEFLATE ? Transform::deflate : Transform::none;
-    auto blocks = r.getBlockCrc32();
-    e.block_crc32.resize(blocks.size());
-    for (unsigned i = 0; i < blocks.size(); ++i) e.block_crc32[i] = blocks[i];
-    e.writer_rank = r.getWriterRank();
+    if (!read_extent_fields(r, e)) in.bad("an extent has an unknown transform");
     return e;
 }
 
@@ -135,12 +128,8 @@ Extent read_extent(schema::Extent::Reader r) {
 // ---------------------------------------------------------------------------------------------
 
 CheckpointWriter::CheckpointWriter(std::string dir, SaveOptions options)
-    : dir_(std::move(dir)), options_(std::move(options)), storage_(dir_, options_) {
+    : dir_(std::move(dir)), options_(checked_save_options(std::move(options))), storage_(dir_, options_) {
     require(!dir_.empty(), Code::invalid_argument, "empty checkpoint path");
-    require(options_.alignment >= 1 && (options_.alignment & (options_.alignment - 1)) == 0, Code::invalid_argument,
-            "alignment must be a power of two");
-    require(options_.compression_level >= 0 && options_.compression_level <= 9, Code::invalid_argument,
-            "compression level must be 0 (none) to 9");
 }
 
 void CheckpointWriter::require_phase(Phase phase, const char *call) const {
@@ -468,7 +457,7 @@ void CheckpointWriter::finish(const std::vector<std::string> &write_results) {
             WriteItem item = read_item(res.getItem(), in);
             ChunkMeta chunk;
             chunk.box = item.box();
-            chunk.extent = read_extent(res.getExtent());
+            chunk.extent = read_extent(res.getExtent(), in);
             chunk.extent.file = file_index;
             chunk.extent.writer_rank = uint32_t(r);
             auto it = entries.find(item.index.fqn);

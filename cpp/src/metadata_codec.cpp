@@ -79,45 +79,71 @@ uint32_t combined_block_crc(const std::vector<uint32_t> &blocks, uint64_t stored
     return uint32_t(crc);
 }
 
-Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::string &fqn) {
+// Rules 9 and 10 for a block-compressed extent (FORMAT.md 3, 4): one stored length and one CRC
+// per block of raw bytes, each block stored in at most its raw length, back to back, the whole
+// CRC the blocks' combined.
+void check_block_compressed(const Extent &e, uint32_t bs, uint32_t itemsize, const std::string &fqn) {
+    const uint64_t want = (e.raw_length + bs - 1) / bs;
+    if (e.block_stored_length.size() != want || e.block_crc32.size() != want)
+        bad("entry '" + fqn + "' has " + std::to_string(e.block_stored_length.size()) + " block lengths and " +
+            std::to_string(e.block_crc32.size()) + " block checksums, expected " + std::to_string(want) + " of each");
+    if (e.shuffle_width != 0 && (e.shuffle_width != itemsize || itemsize < 2))
+        bad("entry '" + fqn + "' has shuffle width " + std::to_string(e.shuffle_width) + " for elements of " +
+            std::to_string(itemsize) + " bytes");
+    uint64_t total = 0;
+    uint32_t crc = 0;
+    for (size_t k = 0; k < want; ++k) {
+        const uint64_t raw = std::min<uint64_t>(bs, e.raw_length - uint64_t(k) * bs);
+        const uint32_t len = e.block_stored_length[k];
+        if (len == 0 || len > raw)
+            bad("block " + std::to_string(k) + " of entry '" + fqn + "' claims " + std::to_string(len) + " stored bytes for " +
+                std::to_string(raw) + " raw ones");
+        total += len;
+        crc = crc32_combine_of(crc, e.block_crc32[k], len);
+    }
+    if (total != e.stored_length)
+        bad("the blocks of entry '" + fqn + "' add up to " + std::to_string(total) + " stored bytes, the extent has " +
+            std::to_string(e.stored_length));
+    if (crc != e.crc32) bad("the block checksums of entry '" + fqn + "' disagree with its CRC-32");
+}
+
+// `itemsize`: the entry's element size (1 for bytes entries).
+Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::string &fqn, uint32_t itemsize) {
     Extent e;
-    e.file = r.getFile();
-    e.offset = r.getOffset();
-    e.stored_length = r.getStoredLength();
-    e.raw_length = r.getRawLength();
-    e.crc32 = r.getCrc32();
-    e.writer_rank = r.getWriterRank();
+    if (!read_extent_fields(r, e)) bad("entry '" + fqn + "' uses an unknown transform");
+    if (is_block_compressed(e.transform) && md.storage.format_major < 2)
+        bad("entry '" + fqn + "' uses block compression, which needs format 2, in a format " +
+            std::to_string(md.storage.format_major) + " file");
     if (e.writer_rank >= md.storage.world_size)
         bad("entry '" + fqn + "' was written by rank " + std::to_string(e.writer_rank) + " of a world of " +
             std::to_string(md.storage.world_size));
-    switch (r.getTransform()) {
-        case schema::Transform::NONE: e.transform = Transform::none; break;
-        case schema::Transform::DEFLATE: e.transform = Transform::deflate; break;
-        default: bad("entry '" + fqn + "' uses an unknown transform");
-    }
     if (e.file >= md.files.size()) bad("entry '" + fqn + "' names data file #" + std::to_string(e.file) + " of " + std::to_string(md.files.size()));
     const DataFileMeta &file = md.files[e.file];
     if (e.offset > file.size || e.stored_length > file.size - e.offset)
         bad("entry '" + fqn + "' lies beyond the end of data file '" + file.name + "'");
-    auto blocks = r.getBlockCrc32();
-    uint64_t bs = md.storage.block_size;
+    const uint32_t bs = md.storage.block_size;
+    if (is_block_compressed(e.transform)) {
+        check_block_compressed(e, bs, itemsize, fqn);
+        return e;
+    }
+    if (!e.block_stored_length.empty() || e.shuffle_width != 0)
+        bad("entry '" + fqn + "' has block lengths or a shuffle without block compression");
     if (e.transform == Transform::none) {
         if (e.stored_length != e.raw_length) bad("entry '" + fqn + "' has stored length != raw length without a transform");
         uint64_t want = (e.stored_length + bs - 1) / bs;
-        if (blocks.size() != want) bad("entry '" + fqn + "' has " + std::to_string(blocks.size()) + " block checksums, expected " + std::to_string(want));
-    } else if (blocks.size() != 0) {
+        if (e.block_crc32.size() != want)
+            bad("entry '" + fqn + "' has " + std::to_string(e.block_crc32.size()) + " block checksums, expected " + std::to_string(want));
+        // crc32 and the block CRCs must agree, so that load (which checks blocks) and verify agree.
+        if (combined_block_crc(e.block_crc32, e.stored_length, bs) != e.crc32)
+            bad("the block checksums of entry '" + fqn + "' disagree with its CRC-32");
+    } else if (!e.block_crc32.empty()) {
         bad("entry '" + fqn + "' has block checksums on a compressed extent");
-    } else if (e.raw_length / 1032 > e.stored_length + 1) {  // FORMAT.md 3, rule 8
+    } else if (e.raw_length / 1032 > e.stored_length + 1) {  // FORMAT.md 3, rule 9
         // Deflate cannot expand more than about 1032:1; a larger claim would only make readers
         // allocate memory for bytes that cannot be there.
         bad("entry '" + fqn + "' claims " + std::to_string(e.raw_length) + " raw bytes from " +
             std::to_string(e.stored_length) + " compressed ones");
     }
-    e.block_crc32.resize(blocks.size());
-    for (unsigned i = 0; i < blocks.size(); ++i) e.block_crc32[i] = blocks[i];
-    // crc32 and the block CRCs must agree, so that load (which checks blocks) and verify agree.
-    if (e.transform == Transform::none && combined_block_crc(e.block_crc32, e.stored_length, uint32_t(bs)) != e.crc32)
-        bad("the block checksums of entry '" + fqn + "' disagree with its CRC-32");
     return e;
 }
 
@@ -189,8 +215,13 @@ std::vector<unsigned char> encode_metadata(const Metadata &md, uint64_t max_body
     }
     std::vector<unsigned char> out(metadata_header_size + body.size());
     std::memcpy(out.data(), magic, 8);
-    put_u16(out.data() + 8, uint16_t(format_major));
-    put_u16(out.data() + 10, uint16_t(format_minor));
+    // The lowest version that holds the checkpoint: 1.x readers read every checkpoint saved
+    // without block compression.
+    bool blocks = false;
+    for (const EntryMeta &e : md.entries)
+        for (const ChunkMeta &c : e.chunks) blocks = blocks || is_block_compressed(c.extent.transform);
+    put_u16(out.data() + 8, uint16_t(blocks ? 2 : 1));
+    put_u16(out.data() + 10, uint16_t(blocks ? format_2_minor : format_1_minor));
     put_u32(out.data() + 12, 0);
     put_u64(out.data() + 16, body.size());
     put_u32(out.data() + 24, crc32_of(body.begin(), body.size()));
@@ -205,9 +236,10 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
     if (std::memcmp(data, magic, 8) != 0) throw Error(Code::format, "not a shardpoint metadata file (bad magic)");
     if (crc32_of(data, 28) != get_u32(data + 28)) throw Error(Code::checksum, "metadata header fails its CRC-32");
     uint32_t major = get_u16(data + 8), minor = get_u16(data + 10);
-    if (major != format_major)
+    if (major < 1 || major > format_major_max)
         throw Error(Code::version, "checkpoint format version " + std::to_string(major) + "." + std::to_string(minor) +
-                                       " is not supported (this library reads major version " + std::to_string(format_major) + ")");
+                                       " is not supported (this library reads major versions 1 to " +
+                                       std::to_string(format_major_max) + ")");
     uint64_t body_len = get_u64(data + 16);
     if (body_len > metadata_max_body || body_len % 8 != 0) throw Error(Code::format, "corrupt metadata: implausible length " + std::to_string(body_len));
     if (body_len > len - metadata_header_size)
@@ -280,7 +312,7 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
                 entry.kind = EntryKind::bytes;
                 entry.dtype = DType::u8;
                 ChunkMeta chunk;
-                chunk.extent = read_extent(e.getBytes(), md, entry.fqn);
+                chunk.extent = read_extent(e.getBytes(), md, entry.fqn, 1);
                 if (chunk.extent.raw_length > max_numel)
                     throw Error(Code::shape, "entry '" + entry.fqn + "' is too large: " + std::to_string(chunk.extent.raw_length) +
                                                  " bytes, the limit is 2^59 - 1");
@@ -319,7 +351,7 @@ Metadata decode_metadata(const unsigned char *data, size_t len) {
                 chunk.box.sizes = read_dims(c.getSizes());
                 if (!box_inside(chunk.box, entry.shape))
                     throw Error(Code::shape, "metadata of entry '" + entry.fqn + "' has a chunk outside the tensor's shape");
-                chunk.extent = read_extent(c.getExtent(), md, entry.fqn);
+                chunk.extent = read_extent(c.getExtent(), md, entry.fqn, uint32_t(itemsize));
                 if (chunk.extent.raw_length != product(chunk.box.sizes) * itemsize)
                     bad("a chunk of entry '" + entry.fqn + "' has raw length " + std::to_string(chunk.extent.raw_length) +
                         ", expected " + std::to_string(product(chunk.box.sizes) * itemsize));

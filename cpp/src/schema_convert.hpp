@@ -25,10 +25,40 @@ inline void build_extent(schema::Extent::Builder b, const Extent &e) {
     b.setStoredLength(e.stored_length);
     b.setRawLength(e.raw_length);
     b.setCrc32(e.crc32);
-    b.setTransform(e.transform == Transform::deflate ? schema::Transform::DEFLATE : schema::Transform::NONE);
+    b.setTransform(static_cast<schema::Transform>(int32_t(e.transform)));  // same values (model.hpp)
     auto blocks = b.initBlockCrc32(unsigned(e.block_crc32.size()));
     for (size_t i = 0; i < e.block_crc32.size(); ++i) blocks.set(unsigned(i), e.block_crc32[i]);
     b.setWriterRank(e.writer_rank);
+    if (!e.block_stored_length.empty()) {
+        auto lengths = b.initBlockStoredLength(unsigned(e.block_stored_length.size()));
+        for (size_t i = 0; i < e.block_stored_length.size(); ++i) lengths.set(unsigned(i), e.block_stored_length[i]);
+    }
+    b.setShuffleWidth(e.shuffle_width);
+}
+
+// The extent's fields as they are, unvalidated; false when its transform is not one this
+// library knows (the caller refuses it in its own terms).
+inline bool read_extent_fields(schema::Extent::Reader r, Extent &e) {
+    e.file = r.getFile();
+    e.offset = r.getOffset();
+    e.stored_length = r.getStoredLength();
+    e.raw_length = r.getRawLength();
+    e.crc32 = r.getCrc32();
+    e.writer_rank = r.getWriterRank();
+    auto blocks = r.getBlockCrc32();
+    e.block_crc32.resize(blocks.size());
+    for (unsigned i = 0; i < blocks.size(); ++i) e.block_crc32[i] = blocks[i];
+    auto lengths = r.getBlockStoredLength();
+    e.block_stored_length.resize(lengths.size());
+    for (unsigned i = 0; i < lengths.size(); ++i) e.block_stored_length[i] = lengths[i];
+    e.shuffle_width = r.getShuffleWidth();
+    switch (r.getTransform()) {
+        case schema::Transform::NONE: e.transform = Transform::none; return true;
+        case schema::Transform::DEFLATE: e.transform = Transform::deflate; return true;
+        case schema::Transform::ZLIB_BLOCKS: e.transform = Transform::zlib_blocks; return true;
+        case schema::Transform::ZSTD_BLOCKS: e.transform = Transform::zstd_blocks; return true;
+    }
+    return false;
 }
 
 }  // namespace shardpoint

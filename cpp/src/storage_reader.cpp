@@ -256,6 +256,117 @@ struct Piece {
     const int64_t *dst_strides = nullptr;
 };
 
+// Where one ReadItem's elements lie in its chunk's raw bytes and go in the destination, as runs
+// contiguous on both sides, in increasing order of their raw offset (C order over the outer
+// dimensions). Lets a block-compressed extent be copied out block by block.
+struct RunMap {
+    uint64_t src0 = 0;        // raw byte offset of the item's first element
+    unsigned char *dst0 = nullptr;
+    uint64_t run_bytes = 0;
+    uint64_t runs = 0;
+    Dims outer;               // the item's lengths over the outer dimensions
+    std::vector<uint64_t> src_step;  // byte steps per outer dimension
+    std::vector<int64_t> dst_step;
+
+    RunMap(const ReadItem &item, const Box &chunk, const Strides &dst_strides, void *dst, uint64_t isz) {
+        const Strides ss = c_strides(chunk.sizes);
+        const size_t ndim = item.lengths.size();
+        int64_t dst_elem = 0;
+        for (size_t d = 0; d < ndim; ++d) {
+            src0 += item.storage_offsets[d] * uint64_t(ss[d]) * isz;
+            dst_elem += int64_t(item.dest_offsets[d]) * dst_strides[d];
+        }
+        dst0 = static_cast<unsigned char *>(dst) + dst_elem * int64_t(isz);
+        // The innermost dimensions [k, ndim) that are contiguous in both the chunk and the destination.
+        size_t k = ndim;
+        for (int64_t acc_src = 1, acc_dst = 1; k > 0; --k) {
+            const size_t d = k - 1;
+            if (item.lengths[d] != 1 && (ss[d] != acc_src || dst_strides[d] != acc_dst)) break;
+            acc_src *= int64_t(item.lengths[d]);
+            acc_dst *= int64_t(item.lengths[d]);
+        }
+        uint64_t elems = 1;
+        for (size_t d = k; d < ndim; ++d) elems *= item.lengths[d];
+        run_bytes = elems * isz;
+        runs = 1;
+        for (size_t d = 0; d < k; ++d) {
+            outer.push_back(item.lengths[d]);
+            src_step.push_back(uint64_t(ss[d]) * isz);
+            dst_step.push_back(dst_strides[d] * int64_t(isz));
+            runs *= item.lengths[d];
+        }
+        if (run_bytes == 0) runs = 0;
+    }
+    uint64_t src_of(uint64_t run) const {
+        uint64_t off = src0;
+        for (size_t d = outer.size(); d-- > 0;) {
+            off += (run % outer[d]) * src_step[d];
+            run /= outer[d];
+        }
+        return off;
+    }
+    unsigned char *dst_of(uint64_t run) const {
+        int64_t off = 0;
+        for (size_t d = outer.size(); d-- > 0;) {
+            off += int64_t(run % outer[d]) * dst_step[d];
+            run /= outer[d];
+        }
+        return dst0 + off;
+    }
+    uint64_t src_end() const { return runs == 0 ? src0 : src_of(runs - 1) + run_bytes; }
+    // Copies the item's bytes that lie in raw bytes [a, b) of the chunk, found at `raw` (byte a).
+    void copy_from(const unsigned char *raw, uint64_t a, uint64_t b) const {
+        // The first run that ends after a: runs are in increasing raw order.
+        uint64_t lo = 0, hi = runs;
+        while (lo < hi) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (src_of(mid) + run_bytes <= a) lo = mid + 1;
+            else hi = mid;
+        }
+        for (uint64_t r = lo; r < runs; ++r) {
+            const uint64_t s = src_of(r);
+            if (s >= b) break;
+            const uint64_t x = std::max(a, s), y = std::min(b, s + run_bytes);
+            std::memcpy(dst_of(r) + (x - s), raw + (x - a), y - x);
+        }
+    }
+};
+
+// Where each block of a block-compressed extent starts in its stored bytes.
+std::vector<uint64_t> block_starts(const Extent &e) {
+    std::vector<uint64_t> starts(e.block_stored_length.size() + 1, 0);
+    for (size_t k = 0; k < e.block_stored_length.size(); ++k) starts[k + 1] = starts[k] + e.block_stored_length[k];
+    return starts;
+}
+
+// Reads blocks [k0, k1) of a block-compressed extent (stored bytes into `stored`), checks their
+// CRCs when asked, and restores their raw bytes into `raw` (raw byte k0 * block_size first).
+void restore_blocks(int fd, const EntryMeta &entry, const Extent &e, const std::vector<uint64_t> &starts,
+                    const std::string &file, uint32_t bs, uint64_t k0, uint64_t k1, bool verify, BlockCodec &codec,
+                    unsigned char *stored, unsigned char *raw, unsigned char *shuffled) {
+    pread_full(fd, stored, starts[k1] - starts[k0], e.offset + starts[k0], file);
+    for (uint64_t k = k0; k < k1; ++k) {
+        const unsigned char *in = stored + (starts[k] - starts[k0]);
+        const uint64_t len = e.block_stored_length[k];
+        const uint64_t n = std::min<uint64_t>(bs, e.raw_length - k * bs);
+        unsigned char *out = raw + (k - k0) * bs;
+        if (verify && crc32_of(in, len) != e.block_crc32[k])
+            throw Error(Code::checksum, "checksum mismatch in entry '" + entry.fqn + "': data file '" + file + "', block " +
+                                            std::to_string(k) + " (compressed bytes " + std::to_string(e.offset + starts[k]) +
+                                            ".." + std::to_string(e.offset + starts[k] + len) + ")");
+        if (len == n) {  // stored raw
+            std::memcpy(out, in, n);
+            continue;
+        }
+        try {
+            codec.decompress(in, len, e.shuffle_width ? shuffled : out, n);
+        } catch (const Error &err) {
+            throw Error(err.code(), "entry '" + entry.fqn + "' in data file '" + file + "', block " + std::to_string(k) + ": " + err.what());
+        }
+        if (e.shuffle_width) unshuffle_bytes(shuffled, n, e.shuffle_width, out);
+    }
+}
+
 }  // namespace
 
 void FileSystemReader::read_data(const LoadPlan &plan) {
@@ -274,6 +385,17 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
     };
     std::vector<InflateTask> inflates;
     std::unordered_map<const Extent *, size_t> inflate_of;  // one inflate per compressed extent
+    // Block-compressed extents: the items read from each, then tasks of whole blocks.
+    struct BlockedExtent {
+        const EntryMeta *entry;
+        const Extent *extent;
+        int fd;
+        std::vector<uint64_t> starts;
+        std::vector<RunMap> maps;
+        std::vector<std::pair<uint64_t, uint64_t>> needed;  // raw byte range of each map
+    };
+    std::vector<BlockedExtent> blocked;
+    std::unordered_map<const Extent *, size_t> blocked_of;
 
     for (size_t i = 0; i < plan.items.size(); ++i) {
         const ReadItem &item = plan.items[i];
@@ -288,6 +410,12 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             auto [it, added] = inflate_of.emplace(&e, inflates.size());
             if (added) inflates.push_back(InflateTask{item.entry, &e, fd, {}});
             inflates[it->second].items.push_back(i);
+            continue;
+        }
+        if (is_block_compressed(e.transform)) {
+            auto [it, added] = blocked_of.emplace(&e, blocked.size());
+            if (added) blocked.push_back(BlockedExtent{item.entry, &e, fd, block_starts(e), {}, {}});
+            blocked[it->second].maps.emplace_back(item, chunk.box, dst_strides[i], req.dst, isz);
             continue;
         }
         const Strides &ss = src_strides[i], &ds = dst_strides[i];
@@ -395,9 +523,33 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
         batches.push_back(Batch{p.fd, s, t, k, 1});
     }
 
-    const size_t n_direct = direct.size(), n_batches = batches.size();
+    // Block-compressed extents are read in groups of whole blocks (about a megabyte of raw bytes)
+    // covering what their items need, each group restored and copied out by one task.
+    struct BlockGroup {
+        const BlockedExtent *extent;
+        uint64_t k0, k1;
+    };
+    std::vector<BlockGroup> groups;
+    const uint64_t group_blocks = std::max<uint64_t>(1, (1ull << 20) / bs);
+    for (BlockedExtent &be : blocked) {
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (const RunMap &m : be.maps) {
+            be.needed.emplace_back(m.src0, m.src_end());
+            if (m.runs == 0) continue;
+            lo = std::min(lo, m.src0);
+            hi = std::max(hi, m.src_end());
+        }
+        if (lo >= hi) continue;
+        for (uint64_t k = lo / bs; k * bs < hi; k += group_blocks)
+            groups.push_back(BlockGroup{&be, k, std::min<uint64_t>(k + group_blocks, (hi + bs - 1) / bs)});
+    }
+
+    const size_t n_direct = direct.size(), n_batches = batches.size(), n_groups = groups.size();
     auto file_name = [&](const Extent *e) -> const std::string & { return metadata_->files[e->file].name; };
-    const size_t n_tasks = n_direct + n_batches + inflates.size();
+    const size_t n_tasks = n_direct + n_batches + n_groups + inflates.size();
+    const unsigned workers = worker_count(n_tasks, options_.io_threads);
+    std::vector<std::unique_ptr<BlockCodec>> codecs(2 * workers);  // per worker: zlib, zstd
+    ScratchBuffers group_raw(n_tasks, options_.io_threads), group_shuffled(n_tasks, options_.io_threads);
     ScratchBuffers scratch(n_tasks, options_.io_threads);
     parallel_for(n_tasks, options_.io_threads, [&](size_t t, unsigned worker) {
         if (t < n_direct) {
@@ -451,7 +603,22 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             }
             return;
         }
-        const InflateTask &task = inflates[t - n_direct - n_batches];
+        if (t < n_direct + n_batches + n_groups) {
+            const BlockGroup &g = groups[t - n_direct - n_batches];
+            const BlockedExtent &be = *g.extent;
+            const Extent &e = *be.extent;
+            auto &codec = codecs[2 * worker + (e.transform == Transform::zstd_blocks ? 1 : 0)];
+            if (!codec) codec = std::make_unique<BlockCodec>(e.transform, 0);
+            const uint64_t a = g.k0 * bs, b = std::min<uint64_t>(g.k1 * bs, e.raw_length);
+            unsigned char *stored = scratch.get(worker, be.starts[g.k1] - be.starts[g.k0]);
+            unsigned char *raw = group_raw.get(worker, b - a);
+            restore_blocks(be.fd, *be.entry, e, be.starts, file_name(&e), bs, g.k0, g.k1, verify, *codec, stored, raw,
+                           e.shuffle_width ? group_shuffled.get(worker, bs) : nullptr);
+            for (size_t m = 0; m < be.maps.size(); ++m)
+                if (be.needed[m].first < b && be.needed[m].second > a) be.maps[m].copy_from(raw, a, b);
+            return;
+        }
+        const InflateTask &task = inflates[t - n_direct - n_batches - n_groups];
         const Extent &e = *task.extent;
         const uint64_t isz = dtype_size(int32_t(task.entry->dtype));
         // One request for the whole chunk into C-order memory: inflate straight into it.
@@ -498,6 +665,7 @@ void FileSystemReader::verify_all() {
         uint64_t bad_blocks = 0;
         bool bad = false;
         VerifyProblem first;  // the problem at the lowest file offset
+        std::vector<uint64_t> starts;  // block-compressed: where each block starts
     };
     std::deque<ExtentCheck> checks;
     struct Task {
@@ -543,16 +711,55 @@ void FileSystemReader::verify_all() {
                 tasks.push_back(Task{&check, 0, e.stored_length});
                 continue;
             }
+            if (is_block_compressed(e.transform)) {  // a, b: block indices
+                check.starts = block_starts(e);
+                const uint64_t group = std::max<uint64_t>(1, write_piece_bytes / bs);
+                for (uint64_t k = 0; k < e.block_crc32.size(); k += group)
+                    tasks.push_back(Task{&check, k, std::min<uint64_t>(e.block_crc32.size(), k + group)});
+                continue;
+            }
             for (uint64_t a = 0; a < e.stored_length; a += piece) tasks.push_back(Task{&check, a, std::min(e.stored_length, a + piece)});
         }
     }
-    ScratchBuffers scratch(tasks.size(), options_.io_threads);
+    ScratchBuffers scratch(tasks.size(), options_.io_threads), raw(tasks.size(), options_.io_threads);
+    std::vector<std::unique_ptr<BlockCodec>> codecs(2 * worker_count(tasks.size(), options_.io_threads));
     parallel_for(tasks.size(), options_.io_threads, [&](size_t t, unsigned worker) {
         const Task &task = tasks[t];
         ExtentCheck &check = *task.check;
         const EntryMeta &entry = *check.entry;
         const Extent &e = entry.chunks[check.chunk].extent;
         const std::string &name = metadata_->files[e.file].name;
+        if (is_block_compressed(e.transform)) {
+            if (e.raw_length == 0) return;  // no blocks
+            // Every block's CRC, then (if it holds) that it decompresses to its raw length.
+            const std::vector<uint64_t> &starts = check.starts;
+            auto &codec = codecs[2 * worker + (e.transform == Transform::zstd_blocks ? 1 : 0)];
+            if (!codec) codec = std::make_unique<BlockCodec>(e.transform, 0);
+            try {
+                unsigned char *stored = scratch.get(worker, starts[task.b] - starts[task.a]);
+                pread_full(check.fd, stored, starts[task.b] - starts[task.a], e.offset + starts[task.a], name);
+                unsigned char *out = raw.get(worker, bs);
+                for (uint64_t k = task.a; k < task.b; ++k) {
+                    const unsigned char *in = stored + (starts[k] - starts[task.a]);
+                    const uint64_t len = e.block_stored_length[k], n = std::min<uint64_t>(bs, e.raw_length - k * bs);
+                    if (crc32_of(in, len) != e.block_crc32[k]) {
+                        record(check, problem(check, Code::checksum, e.offset + starts[k], len, ""), 1);
+                        continue;
+                    }
+                    if (len == n) continue;  // stored raw
+                    try {
+                        codec->decompress(in, len, out, n);
+                    } catch (const Error &err) {
+                        record(check, problem(check, err.code(), e.offset + starts[k], len,
+                                              "entry '" + entry.fqn + "' in data file '" + name + "', block " +
+                                                  std::to_string(k) + ": " + err.what()), 0);
+                    }
+                }
+            } catch (const Error &err) {
+                record(check, problem(check, err.code(), e.offset + starts[task.a], starts[task.b] - starts[task.a], err.what()), 0);
+            }
+            return;
+        }
         try {
             if (e.transform == Transform::deflate) {
                 // Checks the CRC and that the stream inflates to its raw length, keeping nothing.

@@ -88,7 +88,25 @@ void make_directories(const std::string &dir, bool durable) {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-FileSystemWriter::FileSystemWriter(std::string dir, SaveOptions options) : dir_(std::move(dir)), options_(std::move(options)) {}
+// The options with the compression spelled out: legacy level-only deflate made explicit, a block
+// codec's level 0 made its fast default; contradictions refused.
+SaveOptions checked_save_options(SaveOptions o) {
+    require(o.alignment >= 1 && (o.alignment & (o.alignment - 1)) == 0, Code::invalid_argument,
+            "alignment must be a power of two");
+    if (o.compression == Transform::none && o.compression_level != 0) o.compression = Transform::deflate;
+    const int max_level = is_block_compressed(o.compression) ? block_codec_max_level(o.compression) : 9;
+    require(o.compression_level >= 0 && o.compression_level <= max_level, Code::invalid_argument,
+            "compression level " + std::to_string(o.compression_level) + " is not between 0 (the codec's default) and " +
+                std::to_string(max_level));
+    if (o.compression_level == 0 && o.compression != Transform::none)
+        o.compression_level = o.compression == Transform::deflate ? 6 : 1;
+    require(!o.shuffle || is_block_compressed(o.compression), Code::invalid_argument,
+            "the byte shuffle needs a block codec (zlib or zstd blocks)");
+    return o;
+}
+
+FileSystemWriter::FileSystemWriter(std::string dir, SaveOptions options)
+    : dir_(std::move(dir)), options_(checked_save_options(std::move(options))) {}
 
 void FileSystemWriter::reset(const std::string &save_id) { save_id_ = save_id; }
 
@@ -136,7 +154,8 @@ std::vector<WriteResult> FileSystemWriter::write_items(const std::vector<WriteIt
         data_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (data_fd_ < 0) throw_errno(Code::io, "create data file '" + path + "'", errno);
     }
-    return options_.compression_level > 0 ? write_compressed(items) : write_raw(items);
+    if (is_block_compressed(options_.compression)) return write_block_compressed(items);
+    return options_.compression == Transform::deflate ? write_compressed(items) : write_raw(items);
 }
 
 uint64_t FileSystemWriter::end_data() {
@@ -300,6 +319,110 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(const std::vector<Wr
         e.stored_length = written;
         e.crc32 = crc;
     });
+    data_end_ = cursor;
+    return results;
+}
+
+std::vector<WriteResult> FileSystemWriter::write_block_compressed(const std::vector<WriteItem> &items) {
+    const int fd = data_fd_;
+    const uint64_t bs = options_.block_size;
+    // A piece is a run of whole blocks of one item, compressed by one task into its own buffer.
+    const uint64_t blocks_per_piece = std::max<uint64_t>(1, (1ull << 20) / bs);
+    std::vector<WriteResult> results(items.size());
+    struct Piece {
+        size_t item;
+        uint64_t first_block, blocks;
+    };
+    std::vector<Piece> pieces;
+    for (size_t i = 0; i < items.size(); ++i) {
+        const WriteItem &w = items[i];
+        const uint64_t nb = w.nbytes(), itemsize = dtype_size(int32_t(w.dtype));
+        Extent &e = results[i].extent;
+        results[i].index = w.index;
+        e.writer_rank = uint32_t(rank_);
+        e.transform = options_.compression;
+        e.raw_length = nb;
+        e.shuffle_width = options_.shuffle && w.kind == EntryKind::tensor && itemsize > 1 ? uint32_t(itemsize) : 0;
+        const uint64_t blocks = (nb + bs - 1) / bs;
+        e.block_crc32.assign(blocks, 0);
+        e.block_stored_length.assign(blocks, 0);
+        for (uint64_t b = 0; b < blocks; b += blocks_per_piece) pieces.push_back(Piece{i, b, std::min(blocks_per_piece, blocks - b)});
+    }
+
+    const unsigned workers = worker_count(pieces.size(), options_.io_threads);
+    std::vector<std::unique_ptr<BlockCodec>> codecs(workers);
+    ScratchBuffers gathered(pieces.size(), options_.io_threads), shuffled(pieces.size(), options_.io_threads);
+    // Windows of pieces: compressed in parallel, then written in order, back to back, so that
+    // memory stays bounded by the window whatever the size of the save.
+    const size_t window = 4 * size_t(workers);
+    std::vector<std::vector<unsigned char>> out(window);
+    std::vector<uint64_t> out_len(window);
+    uint64_t cursor = data_end_;
+    for (size_t first = 0; first < pieces.size(); first += window) {
+        const size_t count = std::min(window, pieces.size() - first);
+        parallel_for(count, options_.io_threads, [&](size_t k, unsigned worker) {
+            const Piece &p = pieces[first + k];
+            const WriteItem &w = items[p.item];
+            Extent &e = results[p.item].extent;
+            const uint32_t itemsize = dtype_size(int32_t(w.dtype));
+            const uint64_t begin = p.first_block * bs, len = std::min(p.blocks * bs, e.raw_length - begin);
+            const unsigned char *src = static_cast<const unsigned char *>(w.data) + begin;
+            if (!is_contiguous(w)) {
+                unsigned char *buffer = gathered.get(worker, len);
+                gather_elements(static_cast<const unsigned char *>(w.data), w.sizes, w.strides, itemsize, begin / itemsize,
+                                len / itemsize, buffer);
+                src = buffer;
+            }
+            if (!codecs[worker]) codecs[worker] = std::make_unique<BlockCodec>(options_.compression, options_.compression_level);
+            out[k].resize(len);
+            unsigned char *dst = out[k].data();
+            uint64_t stored = 0;
+            for (uint64_t at = 0; at < len; at += bs) {
+                const uint64_t n = std::min(bs, len - at);
+                const unsigned char *raw = src + at;
+                const unsigned char *input = raw;
+                if (e.shuffle_width) {
+                    unsigned char *buffer = shuffled.get(worker, bs);
+                    shuffle_bytes(raw, n, e.shuffle_width, buffer);
+                    input = buffer;
+                }
+                size_t packed = codecs[worker]->compress(input, n, dst + stored);
+                if (packed == 0) {  // not smaller: the block is stored raw (and unshuffled)
+                    std::memcpy(dst + stored, raw, n);
+                    packed = n;
+                }
+                const uint64_t block = p.first_block + at / bs;
+                e.block_stored_length[block] = uint32_t(packed);
+                e.block_crc32[block] = crc32_of(dst + stored, packed);
+                stored += packed;
+            }
+            out_len[k] = stored;
+        });
+        for (size_t k = 0; k < count; ++k) {
+            const Piece &p = pieces[first + k];
+            Extent &e = results[p.item].extent;
+            if (p.first_block == 0) {
+                cursor = extent_offset(cursor, e.raw_length, options_.alignment);
+                e.offset = cursor;
+            }
+            pwrite_full(fd, out[k].data(), out_len[k], cursor, data_name_);
+            if (options_.fsync) start_writeback(fd, cursor, out_len[k]);
+            cursor += out_len[k];
+        }
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+        Extent &e = results[i].extent;
+        if (e.raw_length == 0) {  // no blocks, no piece: placed here
+            e.offset = cursor;
+            continue;
+        }
+        uint32_t crc = 0;
+        for (size_t k = 0; k < e.block_crc32.size(); ++k) {
+            crc = crc32_combine_of(crc, e.block_crc32[k], e.block_stored_length[k]);
+            e.stored_length += e.block_stored_length[k];
+        }
+        e.crc32 = crc;
+    }
     data_end_ = cursor;
     return results;
 }

@@ -12,7 +12,7 @@
 //   too_many_dims   the first tensor gets 33 dimensions
 //   unknown_dtype   the first tensor gets dtype 40
 //   duplicate       the first entry appears twice
-//   major2          a valid message under format major version 2
+//   major3          a valid message under format major version 3
 //   nul_file_name   the first data file is named "x\0/../../outside" (16 bytes, the NUL included)
 //   nul_fqn         the entries are renamed "a", "b" and "b\0x" (still sorted, all distinct)
 //   crc_disagree    the first tensor chunk's crc32 no longer combines from its block CRCs
@@ -111,14 +111,14 @@ int main(int argc, char **argv) {
             z->stored_length = stored.size();
             z->crc32 = crc32_of(stored.data(), stored.size());
             md.files.at(z->file).size = std::max(md.files.at(z->file).size, at + stored.size());
-        } else if (variant != "major2") {
+        } else if (variant != "major3") {
             std::fprintf(stderr, "make_bad_metadata: unknown variant '%s'\n", variant.c_str());
             return 2;
         }
 
         std::vector<unsigned char> out = encode_metadata(md);
-        if (variant == "major2") {
-            const uint16_t major = 2;
+        if (variant == "major3") {
+            const uint16_t major = 3;
             std::memcpy(out.data() + 8, &major, 2);
             const uint32_t crc = crc32_of(out.data(), 28);
             std::memcpy(out.data() + 28, &crc, 4);

@@ -225,8 +225,8 @@ static void test_flipped_metadata_header_byte(void **state) {
 
 static void test_unknown_major_version(void **state) {
     fixture *f = *state;
-    run_bad_metadata(f->dir, "major2");
-    open_fails(f->dir, SHARDPOINT_EVERSION, "version 2");
+    run_bad_metadata(f->dir, "major3");
+    open_fails(f->dir, SHARDPOINT_EVERSION, "version 3");
 }
 
 /* --- metadata that lies ------------------------------------------------------------------------- */

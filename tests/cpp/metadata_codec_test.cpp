@@ -125,6 +125,8 @@ void expect_same_extent(const Extent &a, const Extent &b, const std::string &whe
     EXPECT_EQ(a.crc32, b.crc32) << where;
     EXPECT_EQ(a.transform, b.transform) << where;
     EXPECT_EQ(a.block_crc32, b.block_crc32) << where;
+    EXPECT_EQ(a.block_stored_length, b.block_stored_length) << where;
+    EXPECT_EQ(a.shuffle_width, b.shuffle_width) << where;
     EXPECT_EQ(a.writer_rank, b.writer_rank) << where;
 }
 
@@ -258,10 +260,10 @@ TEST(MetadataCodecError, BodyCrc) {
 
 TEST(MetadataCodecError, UnsupportedMajorVersion) {
     auto bytes = encode_metadata(rich_metadata());
-    put16(bytes, 8, 2);
+    put16(bytes, 8, 3);
     put16(bytes, 10, 3);
     fix_crcs(bytes);
-    EXPECT_SP_ERROR(decode(bytes), Code::version, "2.3", "not supported", "1");
+    EXPECT_SP_ERROR(decode(bytes), Code::version, "3.3", "not supported", "1 to 2");
 }
 
 // Found by the fuzzer: a header announcing an empty body (valid CRCs) was copied through NULL.
@@ -277,7 +279,7 @@ TEST(MetadataCodecError, MajorVersionZero) {
     auto bytes = encode_metadata(rich_metadata());
     put16(bytes, 8, 0);
     fix_crcs(bytes);
-    EXPECT_SP_ERROR(decode(bytes), Code::version, "0." + std::to_string(format_minor));
+    EXPECT_SP_ERROR(decode(bytes), Code::version, "0." + std::to_string(format_1_minor));
 }
 
 TEST(MetadataCodecError, TruncatedHeader) {
@@ -844,4 +846,96 @@ TEST(MetadataCodecError, TooIrregularLayoutIsRefused) {
     layout.pop_back();  // without the centre (a hole): every other chunk fits in one CRC block
     auto bytes = many_chunks(layout.size(), {3 * m, 3 * m, m}, [&](size_t k) { return layout[k]; });
     EXPECT_SP_ERROR(decode(bytes), Code::shape, "'t'", "too irregular");
+}
+
+// --- Block-compressed extents (format 2): every number of the block table is checked ------------
+
+namespace {
+
+// One f32 tensor "w" of 3000 elements in one block-compressed extent (blocks of 100 stored bytes).
+Metadata block_metadata(Transform transform = Transform::zstd_blocks, uint32_t shuffle = 4) {
+    Metadata md;
+    md.storage.save_id = "0123456789abcdef0123456789abcdef";
+    md.storage.world_size = 1;
+    md.storage.alignment = 4096;
+    md.storage.block_size = kBlock;
+    md.files = {{"data-0123456789abcdef0123456789abcdef-r00000.bin", 1u << 20, 0}};
+    EntryMeta w;
+    w.fqn = "w";
+    w.dtype = DType::f32;
+    w.shape = {3000};
+    ChunkMeta c;
+    c.box = Box{{0}, {3000}};
+    Extent &e = c.extent;
+    e.transform = transform;
+    e.raw_length = 12000;
+    e.shuffle_width = shuffle;
+    for (uint64_t b = 0; b < e.raw_length; b += kBlock) {
+        e.block_stored_length.push_back(100);
+        e.block_crc32.push_back(uint32_t(0xabc + b));
+        e.crc32 = crc32_combine_of(e.crc32, e.block_crc32.back(), 100);
+        e.stored_length += 100;
+    }
+    w.chunks.push_back(c);
+    md.entries.push_back(w);
+    return md;
+}
+
+void fix_block_crc(Extent &e) {
+    e.crc32 = 0;
+    for (size_t k = 0; k < e.block_crc32.size(); ++k) e.crc32 = crc32_combine_of(e.crc32, e.block_crc32[k], e.block_stored_length[k]);
+}
+
+}  // namespace
+
+TEST(MetadataCodec, BlockCompressedExtentRoundTripsAsFormatTwo) {
+    for (Transform t : {Transform::zlib_blocks, Transform::zstd_blocks}) {
+        Metadata md = block_metadata(t);
+        auto bytes = encode_metadata(md);
+        EXPECT_EQ(bytes[8], 2);
+        Metadata back = decode(bytes);
+        EXPECT_EQ(back.storage.format_major, 2u);
+        const Extent &x = back.entries[0].chunks[0].extent;
+        EXPECT_EQ(x.transform, t);
+        EXPECT_EQ(x.block_stored_length, md.entries[0].chunks[0].extent.block_stored_length);
+        EXPECT_EQ(x.shuffle_width, 4u);
+        EXPECT_EQ(x.crc32, md.entries[0].chunks[0].extent.crc32);
+    }
+}
+
+TEST(MetadataCodecError, BlockCompressionInAFormatOneFile) {
+    auto bytes = encode_metadata(block_metadata());
+    put16(bytes, 8, 1);
+    fix_crcs(bytes);
+    EXPECT_SP_ERROR(decode(bytes), Code::format, "'w'", "needs format 2");
+}
+
+TEST(MetadataCodecError, BlockTableThatLies) {
+    auto refused = [](std::function<void(Extent &)> lie, std::vector<std::string> needles) {
+        Metadata md = block_metadata();
+        lie(md.entries[0].chunks[0].extent);
+        try {
+            decode(encode_metadata(md));
+            ADD_FAILURE() << "accepted: " << needles[0];
+        } catch (const Error &e) {
+            EXPECT_EQ(e.code(), Code::format) << e.what();
+            for (auto &n : needles) EXPECT_TRUE(sptest::contains(e.what(), n)) << e.what() << " lacks " << n;
+        }
+    };
+    refused([](Extent &e) { e.block_stored_length.pop_back(); }, {"'w'", "block lengths"});
+    refused([](Extent &e) { e.block_crc32.push_back(0); }, {"'w'", "block checksums"});
+    refused([](Extent &e) { e.block_stored_length[0] = kBlock + 1; e.stored_length += kBlock - 99; fix_block_crc(e); },
+            {"block 0", "stored bytes for"});
+    refused([](Extent &e) { e.block_stored_length[1] = 0; e.stored_length -= 100; fix_block_crc(e); }, {"block 1", "claims 0"});
+    refused([](Extent &e) { e.stored_length += 1; }, {"add up to"});
+    refused([](Extent &e) { e.block_crc32[0] ^= 1; }, {"disagree"});
+    refused([](Extent &e) { e.shuffle_width = 2; }, {"shuffle width 2", "4 bytes"});
+    refused([](Extent &e) { e.shuffle_width = 8; }, {"shuffle width 8"});
+    // The block fields belong to block compression only.
+    Metadata md = rich_metadata();
+    md.entries[6].chunks[0].extent.shuffle_width = 4;
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'g.big'", "without block compression");
+    md = rich_metadata();
+    md.entries[6].chunks[0].extent.block_stored_length = {1};
+    EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'g.big'", "without block compression");
 }

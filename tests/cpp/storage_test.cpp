@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <map>
 #include <random>
 
@@ -725,4 +728,157 @@ TEST(StorageError, CompressedExtentWithAbsurdRawLength) {
         Opened ck(tmp.path());
         ck.read_box("z", Box{{0}, {10}});
     });
+}
+
+// --- Block compression (format 2) ---------------------------------------------------------------
+
+namespace {
+
+SaveOptions block_options(Transform codec, bool shuffle) {
+    SaveOptions o = small_block_options();
+    o.compression = codec;
+    o.shuffle = shuffle;
+    return o;
+}
+
+// Floats with a narrow range of exponents (as trained weights have): compressible once shuffled.
+Tensor weights(const std::string &fqn, Dims shape, uint64_t seed) {
+    Tensor t(fqn, DType::f32, std::move(shape), seed);
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (size_t i = 0; i < t.image.size(); i += 4) {
+        float v = normal(rng);
+        std::memcpy(&t.image[i], &v, 4);
+    }
+    return t;
+}
+
+uint16_t header_major(const std::string &dir) {
+    std::ifstream in(dir + "/shardpoint.meta", std::ios::binary);
+    unsigned char h[10];
+    in.read(reinterpret_cast<char *>(h), 10);
+    return uint16_t(h[8] | (h[9] << 8));
+}
+
+}  // namespace
+
+TEST(Storage, BlockCompressedExtentsRoundTripWithEveryCodec) {
+    for (Transform codec : {Transform::zlib_blocks, Transform::zstd_blocks})
+        for (bool shuffle : {false, true}) {
+            SCOPED_TRACE(std::string(codec == Transform::zstd_blocks ? "zstd" : "zlib") + (shuffle ? " shuffled" : ""));
+            TempDir tmp;
+            Tensor noisy("noisy", DType::u16, {40, 60}, 51);  // incompressible: blocks stored raw
+            Tensor w = weights("w", {96, 130}, 52);           // 12.2 blocks: a short last block
+            Tensor zeros("zeros", DType::f32, {128, 256}, 53);
+            std::fill(zeros.image.begin(), zeros.image.end(), 0);
+            Tensor empty("empty", DType::bf16, {0, 4}, 54);
+            Tensor scalar("scalar", DType::f64, {}, 55);
+            std::vector<unsigned char> blob(50000, 'z');
+            std::vector<WriteItem> items = {noisy.item(Box{{0, 0}, {40, 25}}), noisy.item(Box{{0, 25}, {40, 35}}),  // strided
+                                            w.item(Box{{0, 0}, {50, 130}}), w.item(Box{{50, 0}, {46, 130}}),
+                                            zeros.item(zeros.whole()), empty.item(empty.whole()),
+                                            scalar.item(scalar.whole()), blob_item("blob", blob)};
+            save_items(tmp.path(), items, block_options(codec, shuffle));
+            EXPECT_EQ(header_major(tmp.path()), 2);
+
+            Opened ck(tmp.path());
+            EXPECT_EQ(ck.metadata().storage.format_major, 2u);
+            for (auto &e : ck.metadata().entries)
+                for (auto &c : e.chunks) {
+                    const Extent &x = c.extent;
+                    EXPECT_EQ(x.transform, codec) << e.fqn;
+                    EXPECT_LE(x.stored_length, x.raw_length) << e.fqn;
+                    EXPECT_EQ(x.block_stored_length.size(), (x.raw_length + kBlock - 1) / kBlock) << e.fqn;
+                    const uint32_t itemsize = dtype_size(int32_t(e.dtype));
+                    EXPECT_EQ(x.shuffle_width, shuffle && e.kind == EntryKind::tensor && itemsize > 1 ? itemsize : 0u) << e.fqn;
+                    if (x.raw_length >= 4096) EXPECT_EQ(x.offset % 4096, 0u) << e.fqn;
+                }
+            for (uint32_t len : ck.entry("noisy").chunks[0].extent.block_stored_length) EXPECT_LE(len, kBlock);
+            EXPECT_EQ(ck.entry("noisy").chunks[0].extent.stored_length, ck.entry("noisy").chunks[0].extent.raw_length);
+            EXPECT_LT(ck.entry("zeros").chunks[0].extent.stored_length, 2000u);
+            EXPECT_LT(ck.entry("w").chunks[0].extent.stored_length, ck.entry("w").chunks[0].extent.raw_length);
+            for (Tensor *t : {&noisy, &w, &zeros, &empty, &scalar}) EXPECT_EQ(ck.read_box(t->fqn, t->whole()), t->image) << t->fqn;
+            EXPECT_EQ(ck.read_box("blob", Box{{0}, {blob.size()}}), blob);
+            std::mt19937_64 rng(5);
+            for (int q = 0; q < 40; ++q) {
+                Box b = random_box(rng, w.shape);
+                ASSERT_EQ(ck.read_box("w", b), w.expected(b));
+                b = random_box(rng, noisy.shape);
+                ASSERT_EQ(ck.read_box("noisy", b), noisy.expected(b));
+            }
+            // A transposed destination.
+            std::vector<float> t(130 * 96);
+            ck.read({ReadRequest{&ck.entry("w"), w.whole(), t.data(), {1, 96}}});
+            for (size_t i = 0; i < 96; ++i)
+                for (size_t j = 0; j < 130; ++j) ASSERT_EQ(std::memcmp(&t[j * 96 + i], &w.image[(i * 130 + j) * 4], 4), 0);
+            ck.reader().verify_all();
+        }
+}
+
+TEST(Storage, UncompressedAndStreamDeflateSavesStayFormatOne) {
+    for (int level : {0, 3}) {
+        TempDir tmp;
+        Tensor t("t", DType::f32, {1000}, 56);
+        save_items(tmp.path(), {t.item(t.whole())}, small_block_options(level));
+        EXPECT_EQ(header_major(tmp.path()), 1) << level;
+    }
+}
+
+TEST(Storage, PartialReadOfBlockCompressedExtentTouchesOnlyItsBlocks) {
+    TempDir tmp;
+    Tensor w = weights("w", {400, 256}, 57);  // 1024 bytes a row: 4 rows a block
+    Metadata md = save_items(tmp.path(), {w.item(w.whole())}, block_options(Transform::zstd_blocks, true));
+    const Extent &x = md.entries[0].chunks[0].extent;
+    // Damage the last block: rows 396..399.
+    uint64_t last_start = x.stored_length - x.block_stored_length.back();
+    sptest::flip_byte(data_path(tmp.path(), md, md.entries[0]), x.offset + last_start + 3);
+    Opened ck(tmp.path());
+    Box head{{0, 10}, {390, 100}};
+    EXPECT_EQ(ck.read_box("w", head), w.expected(head));
+    EXPECT_SP_ERROR(ck.read_box("w", Box{{395, 0}, {2, 4}}), Code::checksum, "'w'", "block 99");
+    EXPECT_SP_ERROR(ck.reader().verify_all(), Code::checksum, "'w'", "1 of 100 blocks bad");
+}
+
+TEST(StorageError, CorruptBlockWithMatchingChecksumIsAFormatError) {
+    for (Transform codec : {Transform::zlib_blocks, Transform::zstd_blocks}) {
+        TempDir tmp;
+        Tensor w = weights("w", {64, 256}, 58);
+        Metadata md = save_items(tmp.path(), {w.item(w.whole())}, block_options(codec, false));
+        // Rewrite block 2's stored bytes as garbage of the same length and make every CRC agree:
+        // only the decompressor can tell.
+        std::string meta_path = tmp.path() + "/shardpoint.meta";
+        std::ifstream in(meta_path, std::ios::binary);
+        std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        in.close();
+        Metadata on_disk = decode_metadata(bytes.data(), bytes.size());
+        Extent &x = on_disk.entries[0].chunks[0].extent;
+        ASSERT_LT(x.block_stored_length[2], kBlock);
+        uint64_t start = 0;
+        for (int k = 0; k < 2; ++k) start += x.block_stored_length[k];
+        std::vector<unsigned char> garbage(x.block_stored_length[2], 0x5A);
+        {
+            std::fstream f(data_path(tmp.path(), md, md.entries[0]), std::ios::binary | std::ios::in | std::ios::out);
+            f.seekp(std::streamoff(x.offset + start));
+            f.write(reinterpret_cast<const char *>(garbage.data()), std::streamsize(garbage.size()));
+        }
+        x.block_crc32[2] = crc32_of(garbage.data(), garbage.size());
+        uint32_t crc = 0;
+        for (size_t k = 0; k < x.block_crc32.size(); ++k) crc = crc32_combine_of(crc, x.block_crc32[k], x.block_stored_length[k]);
+        x.crc32 = crc;
+        auto out = encode_metadata(on_disk);
+        std::ofstream(meta_path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char *>(out.data()), std::streamsize(out.size()));
+        Opened ck(tmp.path());
+        EXPECT_SP_ERROR(ck.read_box("w", Box{{9, 0}, {1, 256}}), Code::format, "'w'", "block 2");
+        EXPECT_EQ(ck.read_box("w", Box{{0, 0}, {8, 256}}), w.expected(Box{{0, 0}, {8, 256}}));  // blocks 0 and 1
+        EXPECT_SP_ERROR(ck.reader().verify_all(), Code::format, "'w'", "block 2");
+    }
+}
+
+TEST(StorageError, ShuffleWithoutBlockCodecIsRefused) {
+    SaveOptions o = small_block_options(6);
+    o.shuffle = true;
+    EXPECT_SP_ERROR(FileSystemWriter("/tmp/never", o), Code::invalid_argument, "shuffle");
+    o = block_options(Transform::zstd_blocks, false);
+    o.compression_level = 20;
+    EXPECT_SP_ERROR(FileSystemWriter("/tmp/never", o), Code::invalid_argument, "level 20");
 }

@@ -1,4 +1,4 @@
-// Checksums and the deflate transform (zlib).
+// Checksums, the deflate transform (zlib) and block compression (zlib, zstd).
 #pragma once
 
 #include <cstddef>
@@ -7,6 +7,8 @@
 #include <vector>
 
 #include <zlib.h>
+
+#include "shardpoint/model.hpp"
 
 namespace shardpoint {
 
@@ -65,5 +67,48 @@ private:
 // Whole-buffer forms of the two above.
 std::vector<unsigned char> deflate_bytes(const void *data, size_t len, int level);
 void inflate_bytes(const void *stored, size_t stored_len, void *out, size_t raw_len);
+
+}  // namespace shardpoint
+
+namespace shardpoint {
+
+// Block compression (format 2, FORMAT.md 4): every block of an extent's raw bytes is compressed on
+// its own, so blocks compress on all cores and a partial read inflates only the blocks it needs.
+
+// Byte shuffle of `len` bytes of elements `width` bytes wide: byte j of element i moves to
+// j * n + i (n = len / width), grouping the bytes that vary alike (the exponents of floats);
+// the len % width trailing bytes stay at the end. unshuffle_bytes undoes it.
+void shuffle_bytes(const unsigned char *src, size_t len, uint32_t width, unsigned char *dst);
+void unshuffle_bytes(const unsigned char *src, size_t len, uint32_t width, unsigned char *dst);
+
+// Compresses and decompresses single blocks with one codec; holds the codec's contexts, so
+// keep one per thread.
+class BlockCodec {
+public:
+    // `transform` is Transform::zlib_blocks or Transform::zstd_blocks; `level` is the codec's
+    // (zlib 1..9, zstd 1..19; only compression uses it).
+    BlockCodec(Transform transform, int level);
+    ~BlockCodec();
+    BlockCodec(const BlockCodec &) = delete;
+    BlockCodec &operator=(const BlockCodec &) = delete;
+    // Compresses `len` (> 0) bytes into `out` (room for len - 1 bytes) and returns the compressed
+    // length, or 0 when compressing does not make the block smaller (store it raw then).
+    size_t compress(const unsigned char *raw, size_t len, unsigned char *out);
+    // Decompresses one block's stored bytes into exactly `raw_len` bytes; Code::format if they
+    // are not exactly one stream or frame of that length.
+    void decompress(const unsigned char *stored, size_t stored_len, unsigned char *out, size_t raw_len);
+
+private:
+    Transform transform_;
+    int level_;
+    z_stream deflate_{};
+    z_stream inflate_{};
+    bool deflate_ready_ = false, inflate_ready_ = false;
+    void *zstd_cctx_ = nullptr;
+    void *zstd_dctx_ = nullptr;
+};
+
+// The levels each block codec accepts.
+int block_codec_max_level(Transform transform);
 
 }  // namespace shardpoint

@@ -12,8 +12,11 @@ namespace shardpoint {
 constexpr char metadata_file_name[] = "shardpoint.meta";
 constexpr size_t metadata_header_size = 32;
 constexpr uint64_t metadata_max_body = 1ull << 30;  // 1 GiB: larger is refused as garbage
-constexpr uint32_t format_major = 1;
-constexpr uint32_t format_minor = 2;  // 1.1: Checkpoint.frameworkMetadata; 1.2: short extents packed
+// A checkpoint is written in the lowest version that can hold it: 1.2 unless an extent is block
+// compressed, which only 2.0 readers understand (FORMAT.md 6).
+constexpr uint32_t format_major_max = 2;
+constexpr uint32_t format_1_minor = 2;  // 1.1: Checkpoint.frameworkMetadata; 1.2: short extents packed
+constexpr uint32_t format_2_minor = 0;  // 2.0: block-compressed extents
 
 // Header and message, ready to be written. A message longer than `max_body` fails with
 // Code::range: a writer must never commit metadata that readers refuse as garbage.

@@ -15,7 +15,10 @@ using Dims = std::vector<uint64_t>;
 using Strides = std::vector<int64_t>;
 
 enum class EntryKind : int32_t { tensor = 0, bytes = 1 };
-enum class Transform : int32_t { none = 0, deflate = 1 };
+// deflate: one zlib stream per extent (format 1). zlib_blocks, zstd_blocks: every block compressed
+// alone (format 2), so that blocks compress on all cores and a partial read inflates only its own.
+enum class Transform : int32_t { none = 0, deflate = 1, zlib_blocks = 2, zstd_blocks = 3 };
+inline bool is_block_compressed(Transform t) { return t == Transform::zlib_blocks || t == Transform::zstd_blocks; }
 
 // Addresses one chunk of an entry: its fqn plus the chunk's offsets (empty for bytes and 0-d).
 struct MetadataIndex {
@@ -89,6 +92,8 @@ struct Extent {
     Transform transform = Transform::none;
     std::vector<uint32_t> block_crc32;
     uint32_t writer_rank = 0;
+    std::vector<uint32_t> block_stored_length;  // block-compressed extents only
+    uint32_t shuffle_width = 0;                  // block-compressed extents only: 0 or the dtype's size
 };
 
 // Where one WriteItem landed (the file is the writing rank's file).

@@ -17,12 +17,21 @@ struct SaveOptions {
     bool overwrite = false;
     bool fsync = true;           // durable by default (FORMAT.md section 5)
     bool allow_partial = false;  // accept tensors whose chunks leave part of the shape uncovered
-    int compression_level = 0;  // 0: raw; 1..9: deflate
+    // How extents are stored. none with compression_level 1..9 means deflate (what 0.1 did).
+    // zlib_blocks and zstd_blocks compress every block alone (format 2); level 0 is their fast
+    // default (1). shuffle byte-shuffles each block of a tensor before compressing it.
+    Transform compression = Transform::none;
+    int compression_level = 0;
+    bool shuffle = false;
     unsigned io_threads = 0;    // 0: one per core
     uint32_t alignment = 4096;
     uint32_t block_size = 64u << 10;  // small enough that a partial read verifies little extra
     std::string checkpoint_id;
 };
+
+// `o` with its compression spelled out (legacy level-only deflate made explicit, a codec's level 0
+// made its default); Code::invalid_argument for a bad alignment, level or shuffle.
+SaveOptions checked_save_options(SaveOptions o);
 
 struct LoadOptions {
     bool verify = true;
@@ -140,6 +149,7 @@ public:
 private:
     std::vector<WriteResult> write_raw(const std::vector<WriteItem> &items);
     std::vector<WriteResult> write_compressed(const std::vector<WriteItem> &items);
+    std::vector<WriteResult> write_block_compressed(const std::vector<WriteItem> &items);
 
     // Publishes the temporary metadata file as shardpoint.meta: the commit point.
     void publish(const std::string &tmp_path, const std::string &final_path);
