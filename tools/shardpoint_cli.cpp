@@ -166,7 +166,10 @@ int inspect(const char *dir, bool json, uint64_t limit) {
         for (uint64_t c = 0; c < e.chunk_count; ++c) {
             shardpoint_chunk_info ci;
             shardpoint_reader_chunk_info(r, i, c, &ci);
-            const char *transform = ci.transform == SHARDPOINT_TRANSFORM_DEFLATE ? "deflate" : "none";
+            const char *transform = ci.transform == SHARDPOINT_TRANSFORM_DEFLATE       ? "deflate"
+                                    : ci.transform == SHARDPOINT_TRANSFORM_ZLIB_BLOCKS ? (ci.shuffle_width ? "zlib-blocks+shuffle" : "zlib-blocks")
+                                    : ci.transform == SHARDPOINT_TRANSFORM_ZSTD_BLOCKS ? (ci.shuffle_width ? "zstd-blocks+shuffle" : "zstd-blocks")
+                                                                                       : "none";
             if (json) {
                 std::printf("%s{\"offsets\":%s,\"sizes\":%s,\"file\":", c ? "," : "", dims_text(ci.offsets, tensor ? e.ndim : 0).c_str(),
                             dims_text(ci.sizes, tensor ? e.ndim : 0).c_str());

@@ -57,8 +57,11 @@ extern "C" {
     (SHARDPOINT_VERSION_MAJOR * 10000 + SHARDPOINT_VERSION_MINOR * 100 + SHARDPOINT_VERSION_PATCH)
 #define SHARDPOINT_VERSION_STRING "0.1.0"
 
-/* The major version of the checkpoint format this library writes and the newest it reads. */
+/* The major version of the checkpoint format this library writes unless a save asks for block
+ * compression (SHARDPOINT_CODEC_ZLIB, SHARDPOINT_CODEC_ZSTD), which writes 2. */
 #define SHARDPOINT_FORMAT_MAJOR 1
+/* The newest major version this library reads (it reads 1 and 2). */
+#define SHARDPOINT_FORMAT_MAJOR_MAX 2
 
 /* Runtime version of the loaded library, as SHARDPOINT_VERSION_NUMBER. Never fails. */
 SHARDPOINT_API uint32_t shardpoint_version_number(void);
@@ -211,22 +214,46 @@ SHARDPOINT_API void shardpoint_comm_free(shardpoint_comm *comm);
  * uncovered. Without it such a save fails with SHARDPOINT_EUNCOVERED before any byte is written. */
 #define SHARDPOINT_SAVE_ALLOW_PARTIAL 0x8u
 
-#define SHARDPOINT_SAVE_OPTIONS_VERSION 1
+/* Codecs (shardpoint_save_options.codec, options version 2).
+ * SHARDPOINT_CODEC_DEFAULT: what version 1 did: compression_level 0 stores raw, 1..9 deflates.
+ * SHARDPOINT_CODEC_DEFLATE_STREAM: one zlib stream per chunk, read whole (readable by every format 1
+ *   reader; compresses on one core per chunk).
+ * SHARDPOINT_CODEC_ZLIB, SHARDPOINT_CODEC_ZSTD: every block (64 KiB) compressed alone, so a chunk
+ *   compresses and decompresses on all cores and a partial load restores only its blocks; blocks
+ *   compression does not shrink are stored raw. Such checkpoints are format 2 (FORMAT.md 4, 6).
+ * Levels: zlib and deflate 1..9, zstd 1..19; 0 is the codec's default (deflate 6, zlib 1, zstd 1). */
+#define SHARDPOINT_CODEC_DEFAULT 0
+#define SHARDPOINT_CODEC_DEFLATE_STREAM 1
+#define SHARDPOINT_CODEC_ZLIB 2
+#define SHARDPOINT_CODEC_ZSTD 3
+
+/* Filters (shardpoint_save_options.filters, options version 2). */
+/* Byte-shuffle each block of a tensor before compressing it (byte k of every element together):
+ * floats compress much better. Only with SHARDPOINT_CODEC_ZLIB or SHARDPOINT_CODEC_ZSTD. */
+#define SHARDPOINT_FILTER_SHUFFLE 0x1u
+
+/* Version 2 appended codec and filters; version 1 structs are still accepted. */
+#define SHARDPOINT_SAVE_OPTIONS_VERSION 2
 
 typedef struct shardpoint_save_options {
-    uint32_t version;            /* SHARDPOINT_SAVE_OPTIONS_VERSION */
+    uint32_t version;            /* SHARDPOINT_SAVE_OPTIONS_VERSION (or 1: without the last two fields) */
     uint32_t flags;              /* SHARDPOINT_SAVE_* */
-    int32_t compression_level;   /* 0: store raw (default); 1..9: zlib deflate at that level */
-    uint32_t io_threads;         /* worker threads for I/O and checksums; 0: one per core */
+    int32_t compression_level;   /* SHARDPOINT_CODEC_DEFAULT: 0 stores raw (default), 1..9 deflates;
+                                    another codec: its level, 0 for its default */
+    uint32_t io_threads;         /* worker threads for I/O, checksums and compression; 0: one per core */
     uint64_t alignment;          /* alignment in bytes of every extent at least that long, a power of
                                     two; 0: 4096. Shorter extents are packed at 64 (FORMAT.md 4) */
     const char *checkpoint_id;   /* recorded in the metadata (copied by shardpoint_save_new);
                                     NULL: the directory's name */
+    uint32_t codec;              /* version 2: SHARDPOINT_CODEC_* */
+    uint32_t filters;            /* version 2: SHARDPOINT_FILTER_* */
 } shardpoint_save_options;
 
-#define SHARDPOINT_SAVE_OPTIONS_INIT {SHARDPOINT_SAVE_OPTIONS_VERSION, 0, 0, 0, 0, NULL}
+#define SHARDPOINT_SAVE_OPTIONS_INIT {SHARDPOINT_SAVE_OPTIONS_VERSION, 0, 0, 0, 0, NULL, 0, 0}
 
-/* Fills *options with defaults for the given version. Errors: SHARDPOINT_EINVAL. */
+/* Fills *options with defaults for the given version (1 or 2). Errors: SHARDPOINT_EINVAL.
+ * Save errors of bad options (SHARDPOINT_EINVAL): an unknown version, flag, codec or filter, a level
+ * out of the codec's range, the shuffle without a block codec. */
 SHARDPOINT_API int shardpoint_save_options_init(shardpoint_save_options *options, uint32_t version);
 
 /* A save in progress: add what this rank holds, then commit. */
@@ -419,7 +446,9 @@ SHARDPOINT_API int shardpoint_reader_find(const shardpoint_reader *reader, const
 
 /* Transforms applied to stored extents. */
 #define SHARDPOINT_TRANSFORM_NONE 0
-#define SHARDPOINT_TRANSFORM_DEFLATE 1
+#define SHARDPOINT_TRANSFORM_DEFLATE 1     /* one zlib stream per extent */
+#define SHARDPOINT_TRANSFORM_ZLIB_BLOCKS 2 /* format 2: each block alone, zlib */
+#define SHARDPOINT_TRANSFORM_ZSTD_BLOCKS 3 /* format 2: each block alone, zstd */
 
 typedef struct shardpoint_chunk_info {
     const uint64_t *offsets;   /* ndim values, owned by the reader (NULL when ndim is 0) */
@@ -431,7 +460,7 @@ typedef struct shardpoint_chunk_info {
     uint32_t crc32;            /* CRC-32 of the stored bytes */
     int32_t transform;         /* SHARDPOINT_TRANSFORM_* */
     int32_t writer_rank;       /* the rank that wrote it */
-    uint32_t reserved;
+    uint32_t shuffle_width;    /* block transforms: the byte shuffle's element size; 0: no shuffle */
 } shardpoint_chunk_info;
 
 /* Chunk `chunk` of entry `index` (a bytes entry has one chunk with ndim 0). `offsets` and `sizes`

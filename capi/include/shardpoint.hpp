@@ -139,6 +139,8 @@ struct SaveOptions {
     bool durable = true;
     bool allow_partial = false;  // accept tensors the ranks leave partly uncovered (else SHARDPOINT_EUNCOVERED)
     int32_t compression_level = 0;
+    uint32_t codec = SHARDPOINT_CODEC_DEFAULT;  // SHARDPOINT_CODEC_*: ZSTD or ZLIB compress per block
+    bool shuffle = false;        // byte-shuffle before compressing (block codecs only)
     uint32_t io_threads = 0;
     uint64_t alignment = 0;
     std::string checkpoint_id;   // empty: the directory's name
@@ -152,6 +154,8 @@ struct SaveOptions {
         shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
         o.flags = flags();
         o.compression_level = compression_level;
+        o.codec = codec;
+        o.filters = shuffle ? SHARDPOINT_FILTER_SHUFFLE : 0u;
         o.io_threads = io_threads;
         o.alignment = alignment;
         o.checkpoint_id = checkpoint_id.empty() ? nullptr : checkpoint_id.c_str();

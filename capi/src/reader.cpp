@@ -142,7 +142,8 @@ int shardpoint_reader_chunk_info(const shardpoint_reader *reader, uint64_t index
         info.stored_length = c.extent.stored_length;
         info.raw_length = c.extent.raw_length;
         info.crc32 = c.extent.crc32;
-        info.transform = c.extent.transform == Transform::deflate ? SHARDPOINT_TRANSFORM_DEFLATE : SHARDPOINT_TRANSFORM_NONE;
+        info.transform = int32_t(c.extent.transform);  // the SHARDPOINT_TRANSFORM_* values
+        info.shuffle_width = c.extent.shuffle_width;
         info.writer_rank = int32_t(c.extent.writer_rank);
         *out = info;
     });

@@ -1,4 +1,7 @@
 // The C ABI: saving.
+#include <cstddef>
+#include <cstring>
+
 #include "internal.hpp"
 
 using namespace shardpoint;
@@ -13,7 +16,7 @@ SaveOptions save_options_of(const shardpoint_save_options *o, const char *dir) {
     while (d.size() > 1 && d.back() == '/') d.pop_back();
     out.checkpoint_id = d.substr(d.find_last_of('/') == std::string::npos ? 0 : d.find_last_of('/') + 1);
     if (!o) return out;
-    if (o->version != SHARDPOINT_SAVE_OPTIONS_VERSION) throw Error(Code::invalid_argument, "unsupported save options version");
+    if (o->version != 1 && o->version != 2) throw Error(Code::invalid_argument, "unsupported save options version");
     const uint32_t known = SHARDPOINT_SAVE_OVERWRITE | SHARDPOINT_SAVE_FSYNC | SHARDPOINT_SAVE_NO_FSYNC | SHARDPOINT_SAVE_ALLOW_PARTIAL;
     if (o->flags & ~known) throw Error(Code::invalid_argument, "unknown save flags");
     if ((o->flags & SHARDPOINT_SAVE_FSYNC) && (o->flags & SHARDPOINT_SAVE_NO_FSYNC))
@@ -23,6 +26,17 @@ SaveOptions save_options_of(const shardpoint_save_options *o, const char *dir) {
     out.fsync = !(o->flags & SHARDPOINT_SAVE_NO_FSYNC);
     out.allow_partial = o->flags & SHARDPOINT_SAVE_ALLOW_PARTIAL;
     out.compression_level = o->compression_level;
+    if (o->version >= 2) {
+        switch (o->codec) {
+            case SHARDPOINT_CODEC_DEFAULT: break;
+            case SHARDPOINT_CODEC_DEFLATE_STREAM: out.compression = Transform::deflate; break;
+            case SHARDPOINT_CODEC_ZLIB: out.compression = Transform::zlib_blocks; break;
+            case SHARDPOINT_CODEC_ZSTD: out.compression = Transform::zstd_blocks; break;
+            default: throw Error(Code::invalid_argument, "unknown codec " + std::to_string(o->codec));
+        }
+        if (o->filters & ~SHARDPOINT_FILTER_SHUFFLE) throw Error(Code::invalid_argument, "unknown save filters");
+        out.shuffle = o->filters & SHARDPOINT_FILTER_SHUFFLE;
+    }
     out.io_threads = o->io_threads;
     if (o->alignment) out.alignment = uint32_t(o->alignment);
     if (o->checkpoint_id) out.checkpoint_id = o->checkpoint_id;
@@ -37,8 +51,11 @@ extern "C" {
 int shardpoint_save_options_init(shardpoint_save_options *options, uint32_t version) {
     return guarded([&] {
         need(options, "options");
-        if (version != SHARDPOINT_SAVE_OPTIONS_VERSION) throw Error(Code::invalid_argument, "unsupported save options version");
-        *options = shardpoint_save_options SHARDPOINT_SAVE_OPTIONS_INIT;
+        if (version != 1 && version != 2) throw Error(Code::invalid_argument, "unsupported save options version");
+        // A version 1 caller's struct ends before codec: write only what it has.
+        shardpoint_save_options defaults = SHARDPOINT_SAVE_OPTIONS_INIT;
+        defaults.version = version;
+        std::memcpy(options, &defaults, version == 1 ? offsetof(shardpoint_save_options, codec) : sizeof defaults);
     });
 }
 

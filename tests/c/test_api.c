@@ -431,7 +431,7 @@ static void test_save_options_version(void **state) {
     fixture *f = *state;
     shardpoint_save *s = NULL;
     shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
-    o.version = 2;
+    o.version = 3;
     SP_FAILS(shardpoint_save_new(&s, f->dir, NULL, &o), SHARDPOINT_EINVAL, "version");
     assert_null(s);
     SP_FAILS(shardpoint_save_options_init(&o, 99), SHARDPOINT_EINVAL, "version");

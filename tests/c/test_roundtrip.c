@@ -749,6 +749,103 @@ static void compression_round_trip(void **state, int level) {
 static void test_compression_level_1(void **state) { compression_round_trip(state, 1); }
 static void test_compression_level_9(void **state) { compression_round_trip(state, 9); }
 
+/* Block compression through the C ABI: every codec and the shuffle round-trip, partial boxes
+ * included; block codecs write format 2, the rest stays format 1; bad combinations are refused. */
+static void block_codec_round_trip(void **state, uint32_t codec, uint32_t filters) {
+    char *dir = ckpt_path(state);
+    tdesc big = {"b.big", SHARDPOINT_DTYPE_F32, 2, {512, 600}, 61};
+    tdesc half = {"b.half", SHARDPOINT_DTYPE_BF16, 2, {300, 77}, 62};
+    const uint64_t sz0[2] = {200, 600}, off1[2] = {200, 0}, sz1[2] = {312, 600};
+    void *b0 = make_box(&big, ZEROS, sz0), *b1 = make_box(&big, off1, sz1), *h = make_box(&half, ZEROS, half.shape);
+    shardpoint_save_options o;
+    SP_OK(shardpoint_save_options_init(&o, SHARDPOINT_SAVE_OPTIONS_VERSION));
+    o.codec = codec;
+    o.filters = filters;
+    shardpoint_save *s = NULL;
+    SP_OK(shardpoint_save_new(&s, dir, NULL, &o));
+    SP_OK(shardpoint_save_add_tensor(s, big.fqn, big.dtype, 2, big.shape, ZEROS, sz0, b0, NULL));
+    SP_OK(shardpoint_save_add_tensor(s, big.fqn, big.dtype, 2, big.shape, off1, sz1, b1, NULL));
+    SP_OK(shardpoint_save_add_tensor(s, half.fqn, half.dtype, 2, half.shape, ZEROS, half.shape, h, NULL));
+    SP_OK(shardpoint_save_commit(s));
+    shardpoint_save_free(s);
+    free(b0), free(b1), free(h);
+
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, dir, NULL));
+    shardpoint_storage_info info;
+    SP_OK(shardpoint_reader_storage_info(r, &info));
+    const int blocks = codec == SHARDPOINT_CODEC_ZLIB || codec == SHARDPOINT_CODEC_ZSTD;
+    assert_int_equal(info.format_major, blocks ? 2 : SHARDPOINT_FORMAT_MAJOR);
+    uint64_t index;
+    SP_OK(shardpoint_reader_find(r, big.fqn, &index));
+    shardpoint_chunk_info ci;
+    SP_OK(shardpoint_reader_chunk_info(r, index, 0, &ci));
+    const int32_t want = codec == SHARDPOINT_CODEC_ZLIB   ? SHARDPOINT_TRANSFORM_ZLIB_BLOCKS
+                         : codec == SHARDPOINT_CODEC_ZSTD ? SHARDPOINT_TRANSFORM_ZSTD_BLOCKS
+                                                          : SHARDPOINT_TRANSFORM_DEFLATE;
+    assert_int_equal(ci.transform, want);
+    assert_int_equal(ci.shuffle_width, (filters & SHARDPOINT_FILTER_SHUFFLE) ? 4 : 0);
+    assert_true(ci.stored_length < ci.raw_length); /* the generator's bytes repeat: they compress */
+    assert_int_equal(load_whole_mismatches(r, &big, NULL), 0);
+    assert_int_equal(load_whole_mismatches(r, &half, NULL), 0);
+    const uint64_t off[2] = {150, 33}, sz[2] = {100, 50}; /* across both chunks, strided out */
+    const int64_t transposed[2] = {1, 100};
+    float *dst = calloc(100 * 50, sizeof(float));
+    SP_OK(shardpoint_reader_read_tensor(r, big.fqn, big.dtype, 2, off, sz, dst, transposed));
+    assert_int_equal(check_box(&big, off, sz, dst, transposed), 0);
+    free(dst);
+    SP_OK(shardpoint_reader_verify(r));
+    shardpoint_reader_free(r);
+    free(dir);
+}
+
+static void test_codec_zstd_shuffled(void **state) { block_codec_round_trip(state, SHARDPOINT_CODEC_ZSTD, SHARDPOINT_FILTER_SHUFFLE); }
+static void test_codec_zlib(void **state) { block_codec_round_trip(state, SHARDPOINT_CODEC_ZLIB, 0); }
+static void test_codec_deflate_stream(void **state) { block_codec_round_trip(state, SHARDPOINT_CODEC_DEFLATE_STREAM, 0); }
+
+static void test_codec_option_errors(void **state) {
+    char *dir = ckpt_path(state);
+    shardpoint_save *s = NULL;
+    shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+    o.codec = 9;
+    SP_FAILS(shardpoint_save_new(&s, dir, NULL, &o), SHARDPOINT_EINVAL, "codec");
+    o.codec = SHARDPOINT_CODEC_DEFAULT;
+    o.filters = SHARDPOINT_FILTER_SHUFFLE;
+    SP_FAILS(shardpoint_save_new(&s, dir, NULL, &o), SHARDPOINT_EINVAL, "shuffle");
+    o.filters = 0x80;
+    o.codec = SHARDPOINT_CODEC_ZSTD;
+    SP_FAILS(shardpoint_save_new(&s, dir, NULL, &o), SHARDPOINT_EINVAL, "filters");
+    o.filters = 0;
+    o.compression_level = 20;
+    SP_FAILS(shardpoint_save_new(&s, dir, NULL, &o), SHARDPOINT_EINVAL, "level 20");
+    o.codec = SHARDPOINT_CODEC_ZLIB;
+    o.compression_level = 10;
+    SP_FAILS(shardpoint_save_new(&s, dir, NULL, &o), SHARDPOINT_EINVAL, "level 10");
+    /* A version 1 struct ends before codec: whatever follows it is not read. */
+    shardpoint_save_options v1;
+    memset(&v1, 0xff, sizeof v1);
+    SP_OK(shardpoint_save_options_init(&v1, 1));
+    assert_int_equal(v1.version, 1);
+    assert_int_equal(v1.compression_level, 0);
+    assert_int_equal(v1.codec, 0xffffffffu); /* untouched: not part of a version 1 struct */
+    v1.compression_level = 3;
+    const tdesc t = {"v1.t", SHARDPOINT_DTYPE_I32, 1, {64}, 63};
+    void *data = make_box(&t, ZEROS, t.shape);
+    SP_OK(shardpoint_save_new(&s, dir, NULL, &v1));
+    SP_OK(shardpoint_save_add_tensor(s, t.fqn, t.dtype, 1, t.shape, ZEROS, t.shape, data, NULL));
+    SP_OK(shardpoint_save_commit(s));
+    shardpoint_save_free(s);
+    free(data);
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, dir, NULL));
+    shardpoint_chunk_info ci;
+    SP_OK(shardpoint_reader_chunk_info(r, 0, 0, &ci));
+    assert_int_equal(ci.transform, SHARDPOINT_TRANSFORM_DEFLATE);
+    assert_int_equal(load_whole_mismatches(r, &t, NULL), 0);
+    shardpoint_reader_free(r);
+    free(dir);
+}
+
 /* Entries without bytes in a compressed checkpoint: they load, and verify must accept them. */
 static void test_compression_with_empty_entries(void **state) {
     char *dir = ckpt_path(state);
@@ -989,6 +1086,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_compression_level_1, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_compression_level_9, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_compression_with_empty_entries, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_codec_zstd_shuffled, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_codec_zlib, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_codec_deflate_stream, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_codec_option_errors, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_fsync_flag, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_alignment_option, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_io_threads_option, dir_setup, dir_teardown),
