@@ -121,6 +121,45 @@ def test_compression(ckpt):
         reader.verify()
 
 
+@pytest.mark.parametrize("codec", ["zstd", "zlib"])
+def test_block_compression(tmp_path, codec):
+    rng = np.random.default_rng(7)
+    weights = rng.normal(0, 0.02, size=(300, 500)).astype(np.float32)  # 600 KB: ten blocks
+    half = (weights.view(np.uint32) >> 16).astype(np.uint16)  # the bf16 bits of the same values (stored as u16)
+    sizes = {}
+    for shuffle in (False, True):
+        path = tmp_path / f"{codec}-{shuffle}"
+        sp.save(path, {"w": weights, "h": half,
+                       "blob": b"a" * 5000}, compression=codec, shuffle=shuffle)
+        with sp.Reader(path) as reader:
+            assert reader.storage_info.format_major == 2
+            (chunk,) = reader.chunks("w")
+            want = sp.Transform.ZSTD_BLOCKS if codec == "zstd" else sp.Transform.ZLIB_BLOCKS
+            assert chunk.transform == want
+            assert chunk.shuffle_width == (4 if shuffle else 0)
+            assert reader.chunks("blob")[0].shuffle_width == 0  # bytes are never shuffled
+            sizes[shuffle] = chunk.stored_length
+            assert np.array_equal(reader.read_tensor("w"), weights)
+            assert np.array_equal(reader.read_tensor("w", offsets=(17, 333), sizes=(250, 101)), weights[17:267, 333:434])
+            assert np.array_equal(reader.read_tensor("h").view(np.uint16), half)
+            assert reader.read_bytes("blob") == b"a" * 5000
+            reader.verify()
+    assert sizes[True] < 0.95 * weights.nbytes  # shuffled floats compress (random mantissas: not much)
+    assert sizes[True] < sizes[False]
+
+
+def test_compression_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="unknown compression"):
+        sp.Save(tmp_path / "a", compression="lz4")
+    with pytest.raises(sp.InvalidArgumentError, match="shuffle"):
+        sp.Save(tmp_path / "b", shuffle=True)
+    with pytest.raises(sp.InvalidArgumentError, match="level 20"):
+        sp.Save(tmp_path / "c", compression="zstd", compression_level=20)
+    sp.save(tmp_path / "d", {"x": np.arange(100.0)}, compression="deflate")
+    with sp.Reader(tmp_path / "d") as reader:
+        assert reader.storage_info.format_major == 1 and reader.chunks("x")[0].transform == sp.Transform.DEFLATE
+
+
 @pytest.mark.parametrize("options", [{"durable": False}, {"io_threads": 1}, {"alignment": 65536}, {"alignment": 64}])
 def test_save_options(ckpt, options):
     data = np.arange(1000, dtype=np.int16)

@@ -232,6 +232,22 @@ def test_every_dtype_strides_scalars_and_empty(tmp_path):
         assert np.array_equal(reader.read_tensor("conj"), sd["conj"].resolve_conj().numpy())
 
 
+@pytest.mark.parametrize("codec", ["zstd", "zlib"])
+def test_block_compression_through_dcp(tmp_path, codec):
+    sd = {f"w.{i}": torch.randn(200, 300, dtype=dtype) * 0.02
+          for i, dtype in enumerate([torch.float32, torch.bfloat16, torch.float16])}
+    sd["view"] = sd["w.0"].t()[10:, ::3]  # strided source
+    dcp.save(sd, storage_writer=StorageWriter(tmp_path / "d", compression=codec, shuffle=True))
+    with sp.Reader(tmp_path / "d") as reader:
+        assert reader.storage_info.format_major == 2
+        chunk = reader.chunks("w.1")[0]
+        assert chunk.transform in (sp.Transform.ZSTD_BLOCKS, sp.Transform.ZLIB_BLOCKS) and chunk.shuffle_width == 2
+        assert chunk.stored_length < chunk.raw_length
+    loaded = {k: torch.zeros_like(v) for k, v in sd.items()}
+    dcp.load(loaded, storage_reader=StorageReader(tmp_path / "d"))
+    assert_same(sd, loaded)
+
+
 def test_unsupported_dtype_is_a_clear_error(tmp_path):
     raises("cannot store torch dtype torch.complex32 ('x')", dcp.save, {"x": torch.zeros(2, dtype=torch.complex32)},
            storage_writer=StorageWriter(tmp_path / "u"))

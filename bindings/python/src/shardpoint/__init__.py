@@ -48,7 +48,8 @@ from .writer import Writer
 
 __version__ = "0.1.0"
 
-FORMAT_MAJOR = 1
+FORMAT_MAJOR = 1  # written unless a save asks for block compression (then 2)
+FORMAT_MAJOR_MAX = 2  # the newest major version this library reads
 
 
 def library_version():

@@ -37,10 +37,17 @@ ENTRY_TENSOR = 0
 ENTRY_BYTES = 1
 TRANSFORM_NONE = 0
 TRANSFORM_DEFLATE = 1
+TRANSFORM_ZLIB_BLOCKS = 2
+TRANSFORM_ZSTD_BLOCKS = 3
+CODEC_DEFAULT = 0
+CODEC_DEFLATE_STREAM = 1
+CODEC_ZLIB = 2
+CODEC_ZSTD = 3
+FILTER_SHUFFLE = 0x1
 MAX_NDIM = 32
 
 COMM_CALLBACKS_VERSION = 1
-SAVE_OPTIONS_VERSION = 1
+SAVE_OPTIONS_VERSION = 2
 LOAD_OPTIONS_VERSION = 1
 
 u64_p = POINTER(c_uint64)
@@ -71,6 +78,8 @@ class SaveOptions(Structure):
         ("io_threads", c_uint32),
         ("alignment", c_uint64),
         ("checkpoint_id", c_char_p),
+        ("codec", c_uint32),
+        ("filters", c_uint32),
     ]
 
 
@@ -151,7 +160,7 @@ class ChunkInfo(Structure):
         ("crc32", c_uint32),
         ("transform", c_int32),
         ("writer_rank", c_int32),
-        ("reserved", c_uint32),
+        ("shuffle_width", c_uint32),
     ]
 
 

@@ -27,6 +27,8 @@ class EntryKind(enum.IntEnum):
 class Transform(enum.IntEnum):
     NONE = _lib.TRANSFORM_NONE
     DEFLATE = _lib.TRANSFORM_DEFLATE
+    ZLIB_BLOCKS = _lib.TRANSFORM_ZLIB_BLOCKS
+    ZSTD_BLOCKS = _lib.TRANSFORM_ZSTD_BLOCKS
 
     def __str__(self):
         return self.name.lower()
@@ -75,6 +77,7 @@ class ChunkInfo:
     crc32: int
     transform: Transform | int  # int for a transform newer than this binding
     writer_rank: int
+    shuffle_width: int = 0  # block transforms: element size of the byte shuffle (0: none)
 
 
 def _tuple(pointer, count):
@@ -233,6 +236,7 @@ class Reader(Handle):
                 crc32=info.crc32,
                 transform=transform,
                 writer_rank=info.writer_rank,
+                shuffle_width=info.shuffle_width,
             ))
         return result
 

@@ -50,6 +50,30 @@ def save_flags(*, overwrite=False, durable=True, allow_partial=False, fsync=None
             | (_lib.SAVE_ALLOW_PARTIAL if allow_partial else 0))
 
 
+_CODECS = {"deflate": _lib.CODEC_DEFLATE_STREAM, "zlib": _lib.CODEC_ZLIB, "zstd": _lib.CODEC_ZSTD}
+
+
+def save_options(*, overwrite, durable, allow_partial, compression, compression_level, shuffle, io_threads, alignment,
+                 checkpoint_id, fsync=None):
+    """The C save options (shardpoint_save_options) of Save's and Writer's keyword arguments."""
+    dll = _lib.lib()
+    options = _lib.SaveOptions()
+    check(dll.shardpoint_save_options_init(ctypes.byref(options), _lib.SAVE_OPTIONS_VERSION))
+    options.flags = save_flags(overwrite=overwrite, durable=durable, allow_partial=allow_partial, fsync=fsync)
+    if isinstance(compression, str):
+        if compression not in _CODECS:
+            raise ValueError(f"unknown compression {compression!r}: use 'zstd', 'zlib', 'deflate' or a zlib level")
+        options.codec = _CODECS[compression]
+        options.compression_level = int(compression_level)
+    else:  # a zlib level, as in 0.1 (0: raw)
+        options.compression_level = int(compression)
+    options.filters = _lib.FILTER_SHUFFLE if shuffle else 0
+    options.io_threads = int(io_threads)
+    options.alignment = int(alignment)
+    options.checkpoint_id = None if checkpoint_id is None else _lib.encode(checkpoint_id, "checkpoint_id")
+    return options
+
+
 class Save(Handle):
     """One rank's part of a checkpoint save.
 
@@ -63,22 +87,22 @@ class Save(Handle):
     every fsync, which risks losing the new checkpoint, and with overwrite the previous one too,
     on a power loss or kernel crash. Tensors that the ranks together leave partly uncovered make
     commit() raise UncoveredError (nothing is written) unless `allow_partial=True`.
-    `compression` is a zlib level (0: raw); `io_threads` 0 means one per core; `alignment` 0
-    means 4096. `fsync` is deprecated and has no effect.
+    `compression`: 0 stores raw; "zstd" or "zlib" compress every 64 KiB block alone (on all
+    cores; a partial load restores only its blocks; format 2, which shardpoint 0.1 cannot read),
+    with `shuffle=True` byte-shuffling floats first, at `compression_level` (0: the codec's fast
+    default); "deflate" or a number 1..9 (a zlib level) write one zlib stream per chunk, readable
+    by every format 1 reader. `io_threads` 0 means one per core; `alignment` 0 means 4096.
+    `fsync` is deprecated and has no effect.
     """
 
     _free_name = "shardpoint_save_free"
 
     def __init__(self, path, comm=None, *, overwrite=False, durable=True, allow_partial=False, compression=0,
-                 io_threads=0, alignment=0, checkpoint_id=None, fsync=None):
+                 compression_level=0, shuffle=False, io_threads=0, alignment=0, checkpoint_id=None, fsync=None):
         dll = _lib.lib()
-        options = _lib.SaveOptions()
-        check(dll.shardpoint_save_options_init(ctypes.byref(options), _lib.SAVE_OPTIONS_VERSION))
-        options.flags = save_flags(overwrite=overwrite, durable=durable, allow_partial=allow_partial, fsync=fsync)
-        options.compression_level = int(compression)
-        options.io_threads = int(io_threads)
-        options.alignment = int(alignment)
-        options.checkpoint_id = None if checkpoint_id is None else _lib.encode(checkpoint_id, "checkpoint_id")
+        options = save_options(overwrite=overwrite, durable=durable, allow_partial=allow_partial, compression=compression,
+                               compression_level=compression_level, shuffle=shuffle, io_threads=io_threads,
+                               alignment=alignment, checkpoint_id=checkpoint_id, fsync=fsync)
         out = ctypes.c_void_p()
         check(dll.shardpoint_save_new(ctypes.byref(out), _lib.encode_path(path), _comm_ptr(comm), ctypes.byref(options)))
         self._adopt(out.value)

@@ -23,7 +23,7 @@ from ._buffer import describe
 from ._handle import Handle
 from .dtypes import to_dtype
 from .errors import check
-from .save import _indices, save_flags
+from .save import _indices, save_options
 
 
 def _message_array(messages):
@@ -49,22 +49,18 @@ def _take(ptr, length):
 class Writer(Handle):
     """One rank's part of a save driven phase by phase (shardpoint_writer_*).
 
-    Options as for Save: overwrite, durable, allow_partial, compression, io_threads, alignment,
-    checkpoint_id. Items (added or planned) are numbered 0, 1, 2, ... in call order.
+    Options as for Save: overwrite, durable, allow_partial, compression, compression_level, shuffle,
+    io_threads, alignment, checkpoint_id. Items (added or planned) are numbered 0, 1, 2, ... in call order.
     """
 
     _free_name = "shardpoint_writer_free"
 
-    def __init__(self, path, *, overwrite=False, durable=True, allow_partial=False, compression=0, io_threads=0,
-                 alignment=0, checkpoint_id=None):
+    def __init__(self, path, *, overwrite=False, durable=True, allow_partial=False, compression=0, compression_level=0,
+                 shuffle=False, io_threads=0, alignment=0, checkpoint_id=None):
         dll = _lib.lib()
-        options = _lib.SaveOptions()
-        check(dll.shardpoint_save_options_init(ctypes.byref(options), _lib.SAVE_OPTIONS_VERSION))
-        options.flags = save_flags(overwrite=overwrite, durable=durable, allow_partial=allow_partial)
-        options.compression_level = int(compression)
-        options.io_threads = int(io_threads)
-        options.alignment = int(alignment)
-        options.checkpoint_id = None if checkpoint_id is None else _lib.encode(checkpoint_id, "checkpoint_id")
+        options = save_options(overwrite=overwrite, durable=durable, allow_partial=allow_partial, compression=compression,
+                               compression_level=compression_level, shuffle=shuffle, io_threads=io_threads,
+                               alignment=alignment, checkpoint_id=checkpoint_id)
         out = ctypes.c_void_p()
         check(dll.shardpoint_writer_new(ctypes.byref(out), _lib.encode_path(path), ctypes.byref(options)))
         self._adopt(out.value)

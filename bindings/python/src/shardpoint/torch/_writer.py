@@ -95,7 +95,8 @@ class StorageWriter(_DcpStorageWriter):
 
     Options: `overwrite` (default True, as FileSystemWriter) replaces a checkpoint at the path,
     which stays intact until the new one commits; `durable=False` skips fsync; `compression` a
-    zlib level; `io_threads` (0: one per core), `alignment`; `allow_partial` accepts tensors the
+    zlib level or "zstd" / "zlib" (block compression, format 2; `shuffle=True` byte-shuffles floats
+    first); `io_threads` (0: one per core), `alignment`; `allow_partial` accepts tensors the
     ranks together leave partly uncovered. `process_group` is the group DCP saves over (default:
     the default group), which gives the world size. `staging_bytes` bounds the memory write_data
     holds at once: once the items resolved so far reach it, they are written and released before
@@ -115,13 +116,14 @@ class StorageWriter(_DcpStorageWriter):
     by the next successful save into the directory (or `shardpoint gc`).
     """
 
-    def __init__(self, path=None, *, overwrite=True, durable=True, compression=0, io_threads=0, alignment=0,
-                 allow_partial=False, process_group=None, staging_bytes=256 << 20, metadata=None, raw_bytes=False):
+    def __init__(self, path=None, *, overwrite=True, durable=True, compression=0, shuffle=False, io_threads=0,
+                 alignment=0, allow_partial=False, process_group=None, staging_bytes=256 << 20, metadata=None, raw_bytes=False):
         super().__init__()
         self.path = None if path is None else os.fspath(path)
         self.overwrite = bool(overwrite)
         self.durable = bool(durable)
-        self.compression = int(compression)
+        self.compression = compression if isinstance(compression, str) else int(compression)
+        self.shuffle = bool(shuffle)
         self.io_threads = int(io_threads)
         self.alignment = int(alignment)
         self.allow_partial = bool(allow_partial)
@@ -165,7 +167,7 @@ class StorageWriter(_DcpStorageWriter):
         if not kwargs.get("use_collectives", True) and world > 1:
             raise ValueError("shardpoint writes one checkpoint per save: dcp.save(use_collectives=False) is not supported")
         writer = Writer(self.path, overwrite=self.overwrite, durable=self.durable, allow_partial=self.allow_partial,
-                        compression=self.compression, io_threads=self.io_threads, alignment=self.alignment,
+                        compression=self.compression, shuffle=self.shuffle, io_threads=self.io_threads, alignment=self.alignment,
                         checkpoint_id=self.path)
         self._finalizer = weakref.finalize(self, _release, writer, rank == 0)
         self._writer = writer
