@@ -19,6 +19,7 @@ pub const SHARDPOINT_VERSION_NUMBER: u32 =
     SHARDPOINT_VERSION_MAJOR * 10000 + SHARDPOINT_VERSION_MINOR * 100 + SHARDPOINT_VERSION_PATCH;
 pub const SHARDPOINT_VERSION_STRING: &str = "0.1.0";
 pub const SHARDPOINT_FORMAT_MAJOR: u32 = 1;
+pub const SHARDPOINT_FORMAT_MAJOR_MAX: u32 = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Errors (enum shardpoint_error)
@@ -153,7 +154,12 @@ pub const SHARDPOINT_SAVE_FSYNC: u32 = 0x2;
 pub const SHARDPOINT_SAVE_NO_FSYNC: u32 = 0x4;
 /// Accept tensors whose saved chunks leave part of the global shape uncovered.
 pub const SHARDPOINT_SAVE_ALLOW_PARTIAL: u32 = 0x8;
-pub const SHARDPOINT_SAVE_OPTIONS_VERSION: u32 = 1;
+pub const SHARDPOINT_SAVE_OPTIONS_VERSION: u32 = 2;
+pub const SHARDPOINT_CODEC_DEFAULT: u32 = 0;
+pub const SHARDPOINT_CODEC_DEFLATE_STREAM: u32 = 1;
+pub const SHARDPOINT_CODEC_ZLIB: u32 = 2;
+pub const SHARDPOINT_CODEC_ZSTD: u32 = 3;
+pub const SHARDPOINT_FILTER_SHUFFLE: u32 = 0x1;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +170,8 @@ pub struct shardpoint_save_options {
     pub io_threads: u32,
     pub alignment: u64,
     pub checkpoint_id: *const c_char,
+    pub codec: u32,
+    pub filters: u32,
 }
 
 /// One chunk of `shardpoint_save_add_tensors` (NULL offsets: zeros; NULL sizes: the global shape).
@@ -201,6 +209,8 @@ pub const SHARDPOINT_SAVE_OPTIONS_INIT: shardpoint_save_options = shardpoint_sav
     io_threads: 0,
     alignment: 0,
     checkpoint_id: core::ptr::null(),
+    codec: 0,
+    filters: 0,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -263,6 +273,8 @@ pub struct shardpoint_entry_info {
 
 pub const SHARDPOINT_TRANSFORM_NONE: i32 = 0;
 pub const SHARDPOINT_TRANSFORM_DEFLATE: i32 = 1;
+pub const SHARDPOINT_TRANSFORM_ZLIB_BLOCKS: i32 = 2;
+pub const SHARDPOINT_TRANSFORM_ZSTD_BLOCKS: i32 = 3;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -276,7 +288,7 @@ pub struct shardpoint_chunk_info {
     pub crc32: u32,
     pub transform: i32,
     pub writer_rank: i32,
-    pub reserved: u32,
+    pub shuffle_width: u32,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ fn expectations() -> Vec<(String, i128)> {
     size!(shardpoint_comm_callbacks);
     field!(shardpoint_comm_callbacks, version, rank, size, user, gather, broadcast, destroy);
     size!(shardpoint_save_options);
-    field!(shardpoint_save_options, version, flags, compression_level, io_threads, alignment, checkpoint_id);
+    field!(shardpoint_save_options, version, flags, compression_level, io_threads, alignment, checkpoint_id, codec, filters);
     size!(shardpoint_load_options);
     field!(shardpoint_load_options, version, flags, io_threads);
     size!(shardpoint_storage_info);
@@ -87,7 +87,7 @@ fn expectations() -> Vec<(String, i128)> {
         crc32,
         transform,
         writer_rank,
-        reserved
+        shuffle_width
     );
     konst!(
         SHARDPOINT_VERSION_MAJOR,
@@ -95,6 +95,7 @@ fn expectations() -> Vec<(String, i128)> {
         SHARDPOINT_VERSION_PATCH,
         SHARDPOINT_VERSION_NUMBER,
         SHARDPOINT_FORMAT_MAJOR,
+        SHARDPOINT_FORMAT_MAJOR_MAX,
         SHARDPOINT_OK,
         SHARDPOINT_EINVAL,
         SHARDPOINT_ENOMEM,
@@ -143,13 +144,20 @@ fn expectations() -> Vec<(String, i128)> {
         SHARDPOINT_SAVE_NO_FSYNC,
         SHARDPOINT_SAVE_ALLOW_PARTIAL,
         SHARDPOINT_SAVE_OPTIONS_VERSION,
+        SHARDPOINT_CODEC_DEFAULT,
+        SHARDPOINT_CODEC_DEFLATE_STREAM,
+        SHARDPOINT_CODEC_ZLIB,
+        SHARDPOINT_CODEC_ZSTD,
+        SHARDPOINT_FILTER_SHUFFLE,
         SHARDPOINT_LOAD_NO_VERIFY,
         SHARDPOINT_LOAD_ALLOW_PARTIAL,
         SHARDPOINT_LOAD_OPTIONS_VERSION,
         SHARDPOINT_ENTRY_TENSOR,
         SHARDPOINT_ENTRY_BYTES,
         SHARDPOINT_TRANSFORM_NONE,
-        SHARDPOINT_TRANSFORM_DEFLATE
+        SHARDPOINT_TRANSFORM_DEFLATE,
+        SHARDPOINT_TRANSFORM_ZLIB_BLOCKS,
+        SHARDPOINT_TRANSFORM_ZSTD_BLOCKS
     );
     v
 }
@@ -171,7 +179,7 @@ fn layout_and_constants_match_the_header() {
         "    { shardpoint_comm_callbacks cb = SHARDPOINT_COMM_CALLBACKS_INIT;\n\
          printf(\"cb_init=%u %d %d %d\\n\", cb.version, cb.rank, cb.size, cb.user == NULL && cb.gather == NULL && cb.broadcast == NULL && cb.destroy == NULL); }\n\
          { shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;\n\
-         printf(\"save_init=%u %u %d %u %llu %d\\n\", o.version, o.flags, o.compression_level, o.io_threads, (unsigned long long)o.alignment, o.checkpoint_id == NULL); }\n\
+         printf(\"save_init=%u %u %d %u %llu %d %u %u\\n\", o.version, o.flags, o.compression_level, o.io_threads, (unsigned long long)o.alignment, o.checkpoint_id == NULL, o.codec, o.filters); }\n\
          { shardpoint_load_options o = SHARDPOINT_LOAD_OPTIONS_INIT;\n\
          printf(\"load_init=%u %u %u\\n\", o.version, o.flags, o.io_threads); }\n\
          printf(\"version_string=%s\\n\", SHARDPOINT_VERSION_STRING);\n",
@@ -203,13 +211,15 @@ fn layout_and_constants_match_the_header() {
     want.push_str(&format!("cb_init={} {} {} {}\n", cb.version, cb.rank, cb.size, cb_null as i32));
     let o = SHARDPOINT_SAVE_OPTIONS_INIT;
     want.push_str(&format!(
-        "save_init={} {} {} {} {} {}\n",
+        "save_init={} {} {} {} {} {} {} {}\n",
         o.version,
         o.flags,
         o.compression_level,
         o.io_threads,
         o.alignment,
-        o.checkpoint_id.is_null() as i32
+        o.checkpoint_id.is_null() as i32,
+        o.codec,
+        o.filters
     ));
     let l = SHARDPOINT_LOAD_OPTIONS_INIT;
     want.push_str(&format!("load_init={} {} {}\n", l.version, l.flags, l.io_threads));

@@ -37,7 +37,7 @@ pub use layout::Strided;
 pub use load::Load;
 pub use local::{LocalGroup, LocalRank};
 pub use reader::{ChunkInfo, EntryInfo, EntryKind, LoadOptions, Reader, StorageInfo, Transform};
-pub use save::{Save, SaveOptions, TensorChunk};
+pub use save::{Codec, Save, SaveOptions, TensorChunk};
 
 /// The raw C declarations, for what this crate does not wrap.
 pub use shardpoint_sys as sys;

@@ -95,7 +95,12 @@ pub struct EntryInfo<'r> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
     None,
+    /// One zlib stream per chunk.
     Deflate,
+    /// Format 2: every block compressed alone with zlib.
+    ZlibBlocks,
+    /// Format 2: every block compressed alone with zstd.
+    ZstdBlocks,
     Other(i32),
 }
 
@@ -112,6 +117,8 @@ pub struct ChunkInfo<'r> {
     pub crc32: u32,
     pub transform: Transform,
     pub writer_rank: i32,
+    /// Block transforms: the element size of the byte shuffle; 0: none.
+    pub shuffle_width: u32,
 }
 
 /// An open checkpoint: validated metadata plus the directory of its files.
@@ -281,9 +288,12 @@ impl Reader {
                 transform: match c.transform {
                     sys::SHARDPOINT_TRANSFORM_NONE => Transform::None,
                     sys::SHARDPOINT_TRANSFORM_DEFLATE => Transform::Deflate,
+                    sys::SHARDPOINT_TRANSFORM_ZLIB_BLOCKS => Transform::ZlibBlocks,
+                    sys::SHARDPOINT_TRANSFORM_ZSTD_BLOCKS => Transform::ZstdBlocks,
                     other => Transform::Other(other),
                 },
                 writer_rank: c.writer_rank,
+                shuffle_width: c.shuffle_width,
             })
         }
     }

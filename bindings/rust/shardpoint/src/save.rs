@@ -30,14 +30,45 @@ pub struct SaveOptions {
     /// Accept tensors whose chunks from all ranks leave part of the global shape uncovered
     /// (`SHARDPOINT_SAVE_ALLOW_PARTIAL`).
     pub allow_partial: bool,
-    /// 0: store raw; 1..=9: zlib deflate at that level.
+    /// With `Codec::Default`: 0 stores raw, 1..=9 deflates at that level. With another codec: its
+    /// level (zlib 1..=9, zstd 1..=19), 0 for its fast default.
     pub compression_level: i32,
+    /// How chunks are compressed (`SHARDPOINT_CODEC_*`).
+    pub codec: Codec,
+    /// Byte-shuffle each block before compressing it (block codecs only): floats compress better.
+    pub shuffle: bool,
     /// Worker threads for I/O and checksums; 0: one per core.
     pub io_threads: u32,
     /// Extent alignment in bytes, a power of two; 0: the library default (4096).
     pub alignment: u64,
     /// Recorded in the metadata; None: the directory's name.
     pub checkpoint_id: Option<String>,
+}
+
+/// How a save compresses its chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    /// As `compression_level` says: 0 raw, 1..=9 one zlib stream per chunk.
+    #[default]
+    Default,
+    /// One zlib stream per chunk, read whole; readable by every format 1 reader.
+    DeflateStream,
+    /// Every block compressed alone with zlib (format 2): all cores, partial reads restore only
+    /// their blocks.
+    Zlib,
+    /// Every block compressed alone with zstd (format 2).
+    Zstd,
+}
+
+impl Codec {
+    fn raw(self) -> u32 {
+        match self {
+            Codec::Default => sys::SHARDPOINT_CODEC_DEFAULT,
+            Codec::DeflateStream => sys::SHARDPOINT_CODEC_DEFLATE_STREAM,
+            Codec::Zlib => sys::SHARDPOINT_CODEC_ZLIB,
+            Codec::Zstd => sys::SHARDPOINT_CODEC_ZSTD,
+        }
+    }
 }
 
 impl SaveOptions {
@@ -82,6 +113,14 @@ impl SaveOptions {
     }
     pub fn compression_level(mut self, level: i32) -> Self {
         self.compression_level = level;
+        self
+    }
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+    pub fn shuffle(mut self, yes: bool) -> Self {
+        self.shuffle = yes;
         self
     }
     pub fn io_threads(mut self, n: u32) -> Self {
@@ -168,6 +207,8 @@ impl<'a> Save<'a> {
         check(unsafe { sys::shardpoint_save_options_init(&mut opts, sys::SHARDPOINT_SAVE_OPTIONS_VERSION) })?;
         opts.flags |= options.flags();
         opts.compression_level = options.compression_level;
+        opts.codec = options.codec.raw();
+        opts.filters = if options.shuffle { sys::SHARDPOINT_FILTER_SHUFFLE } else { 0 };
         opts.io_threads = options.io_threads;
         opts.alignment = options.alignment;
         opts.checkpoint_id = id.as_ref().map_or(ptr::null(), |c| c.as_ptr());

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use shardpoint::{ErrorCode, Load, LoadOptions, Reader, Save, SaveOptions, Transform};
+use shardpoint::{Codec, ErrorCode, Load, LoadOptions, Reader, Save, SaveOptions, Transform};
 
 fn save_with(dir: &std::path::Path, opts: &SaveOptions, fqn: &str, data: &[f64]) -> shardpoint::Result<()> {
     let mut save = Save::new(dir, None, opts)?;
@@ -31,6 +31,32 @@ fn compression_shrinks_and_round_trips() {
     r.read_tensor("z", &[9950], &[100], &mut mid).unwrap();
     assert_eq!(mid, data[9950..10050]);
     r.verify().unwrap();
+}
+
+#[test]
+fn block_codecs_round_trip_and_write_format_2() {
+    for (codec, transform) in [(Codec::Zstd, Transform::ZstdBlocks), (Codec::Zlib, Transform::ZlibBlocks)] {
+        let t = tmp();
+        let dir = ckpt(&t, "blocks");
+        let data: Vec<f64> = (0..50000).map(|i| ((i % 97) as f64).sqrt()).collect(); // 400 KB: 7 blocks
+        save_with(&dir, &SaveOptions::new().codec(codec).shuffle(true), "w", &data).unwrap();
+        let r = Reader::open(&dir).unwrap();
+        assert_eq!(r.storage_info().unwrap().format_major, 2);
+        let e = r.entry_by_name("w").unwrap();
+        let c = r.chunk(e.index, 0).unwrap();
+        assert_eq!(c.transform, transform);
+        assert_eq!(c.shuffle_width, 8);
+        assert!(c.stored_length < c.raw_length / 2, "stored {} of {}", c.stored_length, c.raw_length);
+        assert_eq!(r.read_tensor_vec::<f64>("w").unwrap().0, data);
+        let mut mid = vec![0f64; 1000];
+        r.read_tensor("w", &[30000], &[1000], &mut mid).unwrap();
+        assert_eq!(mid, data[30000..31000]);
+        r.verify().unwrap();
+    }
+    let t = tmp();
+    let err = save_with(&ckpt(&t, "bad"), &SaveOptions::new().shuffle(true), "w", &[1.0]).unwrap_err();
+    assert_eq!(err.kind(), ErrorCode::Inval);
+    assert!(err.to_string().contains("shuffle"), "{err}");
 }
 
 #[test]
