@@ -470,6 +470,8 @@ func TestCompressionFsyncAlignment(t *testing.T) {
 	}{
 		{"raw", SaveOptions{}},
 		{"deflate", SaveOptions{CompressionLevel: 6}},
+		{"zstd-shuffled", SaveOptions{Codec: CodecZstd, Shuffle: true}},
+		{"zlib-blocks", SaveOptions{Codec: CodecZlib, CompressionLevel: 9}},
 		{"fsync-aligned", SaveOptions{Fsync: true, Alignment: 512, IOThreads: 2, CheckpointID: "run-7"}},
 		{"no-fsync", SaveOptions{NoFsync: true}},
 	} {
@@ -500,6 +502,17 @@ func TestCompressionFsyncAlignment(t *testing.T) {
 					c.RawLength != z.NBytes {
 					t.Fatalf("deflate: %+v %+v", c, z)
 				}
+			case "zstd-shuffled", "zlib-blocks":
+				want, width := TransformZstdBlocks, uint32(4)
+				if tc.name == "zlib-blocks" {
+					want, width = TransformZlibBlocks, 0
+				}
+				if c.Transform != want || c.ShuffleWidth != width || c.StoredLength >= c.RawLength/4 || info.FormatMajor != 2 {
+					t.Fatalf("%s: %+v %+v", tc.name, c, info)
+				}
+				part := make([]float32, 100)
+				must(t, ReadTensor(r, "z", Box{Offsets: []uint64{9000}, Sizes: []uint64{100}}, part))
+				equal(t, "z[9000:9100]", part, zeros[9000:9100])
 			case "fsync-aligned":
 				if info.Alignment != 512 || info.CheckpointID != "run-7" {
 					t.Fatalf("info %+v", info)

@@ -71,6 +71,7 @@ type ChunkInfo struct {
 	CRC32        uint32 // of the stored bytes
 	Transform    Transform
 	WriterRank   int
+	ShuffleWidth uint32 // block transforms: element size of the byte shuffle; 0: none
 }
 
 // OpenReader opens the checkpoint in dir: reads and validates its metadata without touching
@@ -306,6 +307,7 @@ func chunkAt(p *C.shardpoint_reader, i, c int) (ChunkInfo, error) {
 		CRC32:        uint32(ci.crc32),
 		Transform:    Transform(ci.transform),
 		WriterRank:   int(ci.writer_rank),
+		ShuffleWidth: uint32(ci.shuffle_width),
 	}, nil
 }
 

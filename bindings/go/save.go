@@ -29,8 +29,12 @@ type SaveOptions struct {
 	// AllowPartial accepts tensors that the ranks together leave partly uncovered
 	// (SHARDPOINT_SAVE_ALLOW_PARTIAL); without it such a save fails with ErrUncovered and
 	// writes nothing.
-	AllowPartial     bool
-	CompressionLevel int    // 0: store raw; 1..9: zlib deflate at that level
+	AllowPartial bool
+	// With CodecDefault: 0 stores raw, 1..9 deflates at that level. With another codec: its level
+	// (zlib 1..9, zstd 1..19), 0 for its fast default.
+	CompressionLevel int
+	Codec            Codec
+	Shuffle          bool   // byte-shuffle each block before compressing (block codecs only)
 	IOThreads        int    // worker threads for I/O and checksums; 0: one per core
 	Alignment        uint64 // extent alignment in bytes, a power of two; 0: 4096
 	CheckpointID     string // recorded in the metadata; "": the directory's name
@@ -90,6 +94,10 @@ func NewSave(dir string, comm *Comm, opts *SaveOptions) (*Save, error) {
 			return nil, newError(ErrInvalid, "compression level or I/O thread count out of range")
 		}
 		copts.compression_level = C.int32_t(opts.CompressionLevel)
+		copts.codec = C.uint32_t(opts.Codec)
+		if opts.Shuffle {
+			copts.filters = C.SHARDPOINT_FILTER_SHUFFLE
+		}
 		copts.io_threads = C.uint32_t(opts.IOThreads)
 		copts.alignment = C.uint64_t(opts.Alignment)
 		if opts.CheckpointID != "" {

@@ -163,8 +163,24 @@ func (k Kind) String() string {
 type Transform int32
 
 const (
-	TransformNone    Transform = C.SHARDPOINT_TRANSFORM_NONE
-	TransformDeflate Transform = C.SHARDPOINT_TRANSFORM_DEFLATE
+	TransformNone       Transform = C.SHARDPOINT_TRANSFORM_NONE
+	TransformDeflate    Transform = C.SHARDPOINT_TRANSFORM_DEFLATE     // one zlib stream per chunk
+	TransformZlibBlocks Transform = C.SHARDPOINT_TRANSFORM_ZLIB_BLOCKS // format 2: each block alone, zlib
+	TransformZstdBlocks Transform = C.SHARDPOINT_TRANSFORM_ZSTD_BLOCKS // format 2: each block alone, zstd
+)
+
+// Codec is how a save compresses its chunks (SaveOptions.Codec).
+type Codec uint32
+
+const (
+	// CodecDefault: as CompressionLevel says (0 raw, 1..9 one zlib stream per chunk).
+	CodecDefault Codec = C.SHARDPOINT_CODEC_DEFAULT
+	// CodecDeflateStream: one zlib stream per chunk, readable by every format 1 reader.
+	CodecDeflateStream Codec = C.SHARDPOINT_CODEC_DEFLATE_STREAM
+	// CodecZlib and CodecZstd compress every block alone (format 2): on all cores, and a partial
+	// load restores only its blocks.
+	CodecZlib Codec = C.SHARDPOINT_CODEC_ZLIB
+	CodecZstd Codec = C.SHARDPOINT_CODEC_ZSTD
 )
 
 func (t Transform) String() string {
@@ -173,6 +189,10 @@ func (t Transform) String() string {
 		return "none"
 	case TransformDeflate:
 		return "deflate"
+	case TransformZlibBlocks:
+		return "zlib-blocks"
+	case TransformZstdBlocks:
+		return "zstd-blocks"
 	}
 	return fmt.Sprintf("transform(%d)", int32(t))
 }
