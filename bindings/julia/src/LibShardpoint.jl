@@ -31,6 +31,7 @@ const SHARDPOINT_VERSION_MINOR = 1
 const SHARDPOINT_VERSION_PATCH = 0
 const SHARDPOINT_VERSION_STRING = "0.1.0"
 const SHARDPOINT_FORMAT_MAJOR = 1
+const SHARDPOINT_FORMAT_MAJOR_MAX = 2
 
 const SHARDPOINT_OK = Cint(0)
 const SHARDPOINT_EINVAL = Cint(-1)
@@ -82,7 +83,12 @@ const SHARDPOINT_SAVE_OVERWRITE = UInt32(0x1)
 const SHARDPOINT_SAVE_FSYNC = UInt32(0x2)  # accepted, means nothing: saves are durable by default
 const SHARDPOINT_SAVE_NO_FSYNC = UInt32(0x4)
 const SHARDPOINT_SAVE_ALLOW_PARTIAL = UInt32(0x8)
-const SHARDPOINT_SAVE_OPTIONS_VERSION = UInt32(1)
+const SHARDPOINT_SAVE_OPTIONS_VERSION = UInt32(2)
+const SHARDPOINT_CODEC_DEFAULT = UInt32(0)
+const SHARDPOINT_CODEC_DEFLATE_STREAM = UInt32(1)
+const SHARDPOINT_CODEC_ZLIB = UInt32(2)
+const SHARDPOINT_CODEC_ZSTD = UInt32(3)
+const SHARDPOINT_FILTER_SHUFFLE = UInt32(0x1)
 
 const SHARDPOINT_LOAD_NO_VERIFY = UInt32(0x1)
 const SHARDPOINT_LOAD_ALLOW_PARTIAL = UInt32(0x2)
@@ -95,6 +101,8 @@ const SHARDPOINT_ENTRY_BYTES = Int32(1)
 
 const SHARDPOINT_TRANSFORM_NONE = Int32(0)
 const SHARDPOINT_TRANSFORM_DEFLATE = Int32(1)
+const SHARDPOINT_TRANSFORM_ZLIB_BLOCKS = Int32(2)
+const SHARDPOINT_TRANSFORM_ZSTD_BLOCKS = Int32(3)
 
 # ------------------------------------------------------------------------------------------------
 # Types: opaque handles (only ever behind a Ptr) and structs with the C layout
@@ -123,6 +131,8 @@ struct shardpoint_save_options
     io_threads::UInt32
     alignment::UInt64
     checkpoint_id::Ptr{UInt8}
+    codec::UInt32
+    filters::UInt32
 end
 
 struct shardpoint_tensor_chunk
@@ -196,7 +206,7 @@ struct shardpoint_chunk_info
     crc32::UInt32
     transform::Int32
     writer_rank::Int32
-    reserved::UInt32
+    shuffle_width::UInt32
 end
 
 struct shardpoint_verify_problem

@@ -129,7 +129,8 @@ end
 
 """
 One saved chunk: its box (`offsets` 0-based, `sizes`), where its bytes are and how they are stored
-(`transform` is `:none` or `:deflate`).
+(`transform` is `:none`, `:deflate`, `:zlib_blocks` or `:zstd_blocks`; `shuffle_width` the element
+size of a block transform's byte shuffle, 0 for none).
 """
 struct ChunkInfo
     offsets::Vector{Int}
@@ -141,6 +142,7 @@ struct ChunkInfo
     crc32::UInt32
     transform::Symbol
     writer_rank::Int
+    shuffle_width::Int
 end
 
 cstring(p::Ptr{UInt8}) = p == C_NULL ? "" : unsafe_string(p)
@@ -212,6 +214,8 @@ end
 function transform_symbol(transform::Int32)
     transform == L.SHARDPOINT_TRANSFORM_NONE && return :none
     transform == L.SHARDPOINT_TRANSFORM_DEFLATE && return :deflate
+    transform == L.SHARDPOINT_TRANSFORM_ZLIB_BLOCKS && return :zlib_blocks
+    transform == L.SHARDPOINT_TRANSFORM_ZSTD_BLOCKS && return :zstd_blocks
     return Symbol("transform", transform)
 end
 
@@ -259,7 +263,8 @@ function chunks(r::Reader, fqn::AbstractString)
             ci = out[]
             push!(result, ChunkInfo(copy_u64s(ci.offsets, ndim), copy_u64s(ci.sizes, ndim), cstring(ci.file),
                                     Int(ci.file_offset), Int(ci.stored_length), Int(ci.raw_length),
-                                    ci.crc32, transform_symbol(ci.transform), Int(ci.writer_rank)))
+                                    ci.crc32, transform_symbol(ci.transform), Int(ci.writer_rank),
+                                    Int(ci.shuffle_width)))
         end
     end
     return result

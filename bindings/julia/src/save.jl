@@ -16,12 +16,15 @@ end
 
 """
     Save(dir; comm=nothing, overwrite=false, durable=true, allow_partial=false, compression=0,
-         io_threads=0, alignment=0, checkpoint_id=nothing)
+         compression_level=0, shuffle=false, io_threads=0, alignment=0, checkpoint_id=nothing)
     Save(f, dir; kwargs...)
 
 A save of a checkpoint into directory `dir`: offer what this rank holds with `add_tensor!` /
 `add_bytes!` / `set_metadata!`, then `commit!` (collective over `comm`). Nothing is written before
-`commit!`. `compression` is the zlib level (0 stores raw bytes).
+`commit!`. `compression` is a zlib level (0 stores raw bytes; 1..9 one zlib stream per chunk) or
+`:zstd` / `:zlib` / `:deflate`: the first two compress every block alone (format 2; all cores, a
+partial load restores only its blocks) at `compression_level` (0: the codec's fast default), with
+`shuffle=true` byte-shuffling each block first.
 
 Saves are durable: data files, metadata and the directory are fsynced before `commit!` returns.
 `durable=false` skips every fsync: faster, and safe against a crash of the process, but NOT
@@ -50,7 +53,8 @@ end
 
 function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite::Bool=false,
               durable::Bool=true, allow_partial::Bool=false,
-              fsync::Union{Nothing,Bool}=nothing, compression::Integer=0, io_threads::Integer=0,
+              fsync::Union{Nothing,Bool}=nothing, compression::Union{Integer,Symbol}=0,
+              compression_level::Integer=0, shuffle::Bool=false, io_threads::Integer=0,
               alignment::Integer=0, checkpoint_id::Union{Nothing,AbstractString}=nothing)
     fsync === nothing || Base.depwarn("Save(...; fsync) has no effect: saves are durable by default; " *
                                       "pass durable=false to skip fsync", :Save)
@@ -59,7 +63,15 @@ function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite:
     flags = options[].flags | save_flags(; overwrite, durable, allow_partial)
     id = checkpoint_id === nothing ? nothing : String(checkpoint_id)
     path = String(dir)
-    level = Int32(compression)
+    codecs = Dict(:deflate => L.SHARDPOINT_CODEC_DEFLATE_STREAM, :zlib => L.SHARDPOINT_CODEC_ZLIB,
+                  :zstd => L.SHARDPOINT_CODEC_ZSTD)
+    if compression isa Symbol
+        haskey(codecs, compression) || throw(ArgumentError("unknown compression :$compression (use :zstd, :zlib, :deflate or a zlib level)"))
+        codec, level = codecs[compression], Int32(compression_level)
+    else
+        codec, level = L.SHARDPOINT_CODEC_DEFAULT, Int32(compression)
+    end
+    filters = shuffle ? L.SHARDPOINT_FILTER_SHUFFLE : UInt32(0)
     threads = UInt32(io_threads)
     align = UInt64(alignment)
     out = Ref{Ptr{L.shardpoint_save}}(C_NULL)
@@ -67,7 +79,7 @@ function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite:
     rc = GC.@preserve id begin
         # The options struct points into `id`; the library copies it during the call.
         idptr = id === nothing ? Ptr{UInt8}(C_NULL) : pointer(id)
-        options[] = L.shardpoint_save_options(options[].version, flags, level, threads, align, idptr)
+        options[] = L.shardpoint_save_options(options[].version, flags, level, threads, align, idptr, codec, filters)
         L.shardpoint_save_new(out, path, cptr, options)
     end
     if rc != 0

@@ -362,6 +362,30 @@ end
     end
 end
 
+@testset "block compression: zstd and zlib, shuffled" begin
+    mktempdir() do dir
+        w = [sin(Float32(i)) / 50 for i in 1:30000]
+        for (codec, transform) in ((:zstd, :zstd_blocks), (:zlib, :zlib_blocks))
+            ckpt = joinpath(dir, String(codec))
+            Save(ckpt; compression=codec, shuffle=true) do s
+                add_tensor!(s, "w", w)
+            end
+            Reader(ckpt) do r
+                @test storage_info(r).format_major == 2
+                c = only(chunks(r, "w"))
+                @test c.transform === transform
+                @test c.shuffle_width == 4
+                @test c.stored_length < c.raw_length
+                @test read_tensor(r, "w") == w
+                @test verify(r) === nothing
+            end
+        end
+        @test_throws ArgumentError Save(joinpath(dir, "x"); compression=:lz4)
+        err = sp_error(() -> Save(joinpath(dir, "y"); shuffle=true))
+        @test err isa ShardpointError && err.code == SP.EINVAL
+    end
+end
+
 @testset "options: durable, compression, overwrite" begin
     mktempdir() do dir
         ckpt = joinpath(dir, "ckpt")
