@@ -10,17 +10,46 @@
 
 namespace shardpoint {
 
+namespace {
+
+// With the width known at compile time the inner loop unrolls and the stores of each byte plane
+// run sequentially: several times faster than the generic loop on 2- and 4-byte elements.
+template <uint32_t W>
+void shuffle_fixed(const unsigned char *src, size_t n, unsigned char *dst) {
+    for (size_t i = 0; i < n; ++i)
+        for (uint32_t j = 0; j < W; ++j) dst[j * n + i] = src[i * W + j];
+}
+template <uint32_t W>
+void unshuffle_fixed(const unsigned char *src, size_t n, unsigned char *dst) {
+    for (size_t i = 0; i < n; ++i)
+        for (uint32_t j = 0; j < W; ++j) dst[i * W + j] = src[j * n + i];
+}
+
+}  // namespace
+
 void shuffle_bytes(const unsigned char *src, size_t len, uint32_t width, unsigned char *dst) {
     const size_t n = len / width;
-    for (size_t i = 0; i < n; ++i)
-        for (uint32_t j = 0; j < width; ++j) dst[j * n + i] = src[i * width + j];
+    switch (width) {
+        case 2: shuffle_fixed<2>(src, n, dst); break;
+        case 4: shuffle_fixed<4>(src, n, dst); break;
+        case 8: shuffle_fixed<8>(src, n, dst); break;
+        default:
+            for (size_t i = 0; i < n; ++i)
+                for (uint32_t j = 0; j < width; ++j) dst[j * n + i] = src[i * width + j];
+    }
     std::memcpy(dst + n * width, src + n * width, len - n * width);
 }
 
 void unshuffle_bytes(const unsigned char *src, size_t len, uint32_t width, unsigned char *dst) {
     const size_t n = len / width;
-    for (size_t i = 0; i < n; ++i)
-        for (uint32_t j = 0; j < width; ++j) dst[i * width + j] = src[j * n + i];
+    switch (width) {
+        case 2: unshuffle_fixed<2>(src, n, dst); break;
+        case 4: unshuffle_fixed<4>(src, n, dst); break;
+        case 8: unshuffle_fixed<8>(src, n, dst); break;
+        default:
+            for (size_t i = 0; i < n; ++i)
+                for (uint32_t j = 0; j < width; ++j) dst[i * width + j] = src[j * n + i];
+    }
     std::memcpy(dst + n * width, src + n * width, len - n * width);
 }
 
