@@ -180,7 +180,8 @@ int inspect(const char *dir, bool json, uint64_t limit) {
             } else if (tensor) {
                 std::printf("    rank %-3d offsets %-14s sizes %-14s %s @%" PRIu64 " %s%s\n", ci.writer_rank,
                             dims_text(ci.offsets, e.ndim).c_str(), dims_text(ci.sizes, e.ndim).c_str(), ci.file, ci.file_offset,
-                            human_bytes(double(ci.stored_length)).c_str(), ci.transform ? " deflate" : "");
+                            human_bytes(double(ci.stored_length)).c_str(),
+                            ci.transform ? (std::string(" ") + transform).c_str() : "");
             }
         }
         if (json) std::printf("]}");

@@ -43,8 +43,8 @@ go build -o "$tmp/golden" ./cmd/golden
 "$tmp/golden" write "$tmp/golden-ckpt" 3
 "$tmp/golden" read "$tmp/golden-ckpt"
 
-# Checkpoints committed once by the project (tests/golden/v1-*) must load forever.
-for dir in "$repo"/tests/golden/v1-*/; do
+# Checkpoints committed once by the project (tests/golden/v1-*, v2-*) must load forever.
+for dir in "$repo"/tests/golden/v[0-9]-*/; do
     [ -d "$dir" ] || continue
     echo "golden read $dir"
     "$tmp/golden" read "$dir"

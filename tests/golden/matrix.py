@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The cross-language matrix: every language's golden program saves the golden model, every
 language's golden program reads every one of those checkpoints and every committed golden
-checkpoint (tests/golden/v1-*). Prints the matrix (writer x reader) and exits 1 on any miss.
+checkpoint (tests/golden/v1-*, v2-*). Prints the matrix (writer x reader) and exits 1 on any miss.
 
     matrix.py --lang c=/path/golden_c --lang go="go run ./cmd/golden" ... [--world 3]
 
@@ -48,7 +48,7 @@ def main():
                 failures += 1
                 print(f"WRITE FAILED  {name}: {out[-2000:]}")
             sources.append((f"{name} (w{opts.world})", target if ok else None))
-        for committed in sorted(HERE.glob("v1-*")):
+        for committed in sorted(HERE.glob("v[0-9]-*")):
             if (committed / "shardpoint.meta").exists():
                 sources.append((f"committed {committed.name}", str(committed)))
 

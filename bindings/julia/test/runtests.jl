@@ -3,7 +3,7 @@
 #   SHARDPOINT_LIBRARY=/prefix/lib/libshardpoint.so julia --project=bindings/julia -e 'using Pkg; Pkg.test()'
 #
 # Optional: SHARDPOINT_GOLDEN_DIR (one or more checkpoint directories separated by ':') are checked
-# against the golden model (tests/golden/README.md), as are the committed tests/golden/v1-*
+# against the golden model (tests/golden/README.md), as are the committed tests/golden/v1-*, v2-*
 # checkpoints of this repository when they exist.
 
 using Test
@@ -832,7 +832,7 @@ end
         end
         golden_root = dirname(model_path)
         for d in readdir(golden_root; join=true)
-            isdir(d) && startswith(basename(d), "v1-") && push!(dirs, d)
+            isdir(d) && occursin(r"^v[0-9]-", basename(d)) && push!(dirs, d)
         end
         for d in dirs
             failures = golden_check(d)

@@ -11,7 +11,7 @@ import shardpoint as sp
 from helpers import flip_byte
 
 REPO_GOLDEN = golden.model_path().parent
-COMMITTED = sorted(p for p in REPO_GOLDEN.glob("v1-*") if p.is_dir())
+COMMITTED = sorted(p for p in REPO_GOLDEN.glob("v[0-9]-*") if p.is_dir())
 
 
 def test_model_parses():

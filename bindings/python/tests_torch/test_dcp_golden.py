@@ -13,7 +13,7 @@ from conftest import GOLDEN
 from shardpoint.torch import DTYPE_TO_TORCH, StorageReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-COMMITTED = sorted(p for p in GOLDEN.glob("v1-*") if p.is_dir())
+COMMITTED = sorted(p for p in GOLDEN.glob("v[0-9]-*") if p.is_dir())
 
 
 def as_torch(array, dtype):

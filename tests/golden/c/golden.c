@@ -200,6 +200,9 @@ static void *write_rank(void *arg) {
     /* Only used to make the committed compressed golden checkpoint (tests/golden/README.md). */
     const char *level = getenv("SHARDPOINT_GOLDEN_COMPRESSION");
     if (level) options.compression_level = atoi(level);
+    const char *codec = getenv("SHARDPOINT_GOLDEN_CODEC"); /* zstd or zlib: block compression (format 2) */
+    if (codec) options.codec = strcmp(codec, "zstd") == 0 ? SHARDPOINT_CODEC_ZSTD : SHARDPOINT_CODEC_ZLIB;
+    if (getenv("SHARDPOINT_GOLDEN_SHUFFLE")) options.filters = SHARDPOINT_FILTER_SHUFFLE;
     unsigned char **keep = calloc(job->m->count + 1, sizeof *keep);
     int rc = shardpoint_save_new(&save, job->dir, job->comm, &options);
     if (rc != 0) {
