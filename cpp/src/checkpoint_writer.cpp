@@ -16,6 +16,7 @@
 #include "shardpoint/codec.hpp"
 #include "shardpoint/error.hpp"
 #include "shardpoint/layout.hpp"
+#include "shardpoint/metadata_codec.hpp"
 #include "shardpoint/planner.hpp"
 
 namespace shardpoint {
@@ -443,6 +444,11 @@ void CheckpointWriter::finish(const std::vector<std::string> &write_results) {
     Metadata md;
     std::map<std::string, EntryMeta> entries;
     std::string save_id;
+    // What the reported extents are checked against, as a reader will check them (FORMAT.md 3,
+    // rule 9): a malformed report is refused here, before it becomes a checkpoint nobody opens.
+    md.storage.world_size = uint32_t(world_size_);
+    md.storage.block_size = options_.block_size;
+    md.storage.format_major = 2;  // block transforms allowed: encode picks the version
     for (size_t r = 0; r < write_results.size(); ++r) {
         if (write_results[r].empty()) continue;  // this rank wrote nothing
         MessageIn in(write_results[r], "write results message");
@@ -460,6 +466,17 @@ void CheckpointWriter::finish(const std::vector<std::string> &write_results) {
             chunk.extent = read_extent(res.getExtent(), in);
             chunk.extent.file = file_index;
             chunk.extent.writer_rank = uint32_t(r);
+            const uint32_t itemsize = dtype_size(int32_t(item.dtype));
+            if (chunk.extent.raw_length != product(item.sizes) * itemsize)
+                in.bad("'" + item.index.fqn + "': an extent of " + std::to_string(chunk.extent.raw_length) +
+                       " raw bytes for a chunk of " + std::to_string(product(item.sizes) * itemsize));
+            try {
+                check_extent(chunk.extent, md, item.index.fqn, itemsize);
+            } catch (const Error &e) {
+                std::string why = e.what();
+                const std::string prefix = "corrupt metadata: ";  // the reader's words, not ours here
+                in.bad(why.compare(0, prefix.size(), prefix) == 0 ? why.substr(prefix.size()) : why);
+            }
             auto it = entries.find(item.index.fqn);
             if (it == entries.end()) {
                 EntryMeta entry;

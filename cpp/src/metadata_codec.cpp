@@ -107,10 +107,9 @@ void check_block_compressed(const Extent &e, uint32_t bs, uint32_t itemsize, con
     if (crc != e.crc32) bad("the block checksums of entry '" + fqn + "' disagree with its CRC-32");
 }
 
-// `itemsize`: the entry's element size (1 for bytes entries).
-Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::string &fqn, uint32_t itemsize) {
-    Extent e;
-    if (!read_extent_fields(r, e)) bad("entry '" + fqn + "' uses an unknown transform");
+}  // namespace
+
+void check_extent(const Extent &e, const Metadata &md, const std::string &fqn, uint32_t itemsize) {
     if (is_block_compressed(e.transform) && md.storage.format_major < 2)
         bad("entry '" + fqn + "' uses block compression, which needs format 2, in a format " +
             std::to_string(md.storage.format_major) + " file");
@@ -124,7 +123,7 @@ Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::stri
     const uint32_t bs = md.storage.block_size;
     if (is_block_compressed(e.transform)) {
         check_block_compressed(e, bs, itemsize, fqn);
-        return e;
+        return;
     }
     if (!e.block_stored_length.empty() || e.shuffle_width != 0)
         bad("entry '" + fqn + "' has block lengths or a shuffle without block compression");
@@ -144,6 +143,15 @@ Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::stri
         bad("entry '" + fqn + "' claims " + std::to_string(e.raw_length) + " raw bytes from " +
             std::to_string(e.stored_length) + " compressed ones");
     }
+}
+
+namespace {
+
+// `itemsize`: the entry's element size (1 for bytes entries).
+Extent read_extent(schema::Extent::Reader r, const Metadata &md, const std::string &fqn, uint32_t itemsize) {
+    Extent e;
+    if (!read_extent_fields(r, e)) bad("entry '" + fqn + "' uses an unknown transform");
+    check_extent(e, md, fqn, itemsize);
     return e;
 }
 

@@ -9,6 +9,9 @@
 #include <capnp/serialize.h>
 
 #include "shardpoint.capnp.h"
+#include <unistd.h>
+
+#include "shardpoint/checkpoint_writer.hpp"
 #include "shardpoint/codec.hpp"
 #include "shardpoint/metadata_codec.hpp"
 #include "test_util.hpp"
@@ -938,4 +941,69 @@ TEST(MetadataCodecError, BlockTableThatLies) {
     md = rich_metadata();
     md.entries[6].chunks[0].extent.block_stored_length = {1};
     EXPECT_SP_ERROR(decode(encode_metadata(md)), Code::format, "'g.big'", "without block compression");
+}
+
+// --- The finish phase checks the extents the ranks report as a reader would ---------------------
+
+namespace {
+
+// One rank's save of "w" (f32 [2048]) up to its write results, which `lie` then rewrites; returns
+// the finish phase's error (or "" if finish accepted the results).
+std::string finish_with_lying_results(const std::string &dir, SaveOptions options, std::function<void(schema::Extent::Builder)> lie) {
+    std::vector<float> w(2048, 0.25f);
+    CheckpointWriter writer(dir, options);
+    writer.set_up(0, 1);
+    writer.add_tensor("w", DType::f32, {2048}, {0}, {2048}, w.data(), {});
+    std::vector<std::string> finals = writer.global_plan({writer.local_plan()});
+    std::string results = writer.write(finals[0]);
+    // Decode, lie, encode again.
+    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word *>(results.data()), results.size() / 8);
+    capnp::FlatArrayMessageReader reader(words);
+    capnp::MallocMessageBuilder builder;
+    builder.setRoot(reader.getRoot<schema::WriteResultsMessage>());
+    lie(builder.getRoot<schema::WriteResultsMessage>().getResults()[0].getExtent());
+    auto flat = capnp::messageToFlatArray(builder);
+    std::string lied(reinterpret_cast<const char *>(flat.asBytes().begin()), flat.asBytes().size());
+    try {
+        writer.finish({lied});
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), Code::invalid_argument) << e.what();
+        writer.abort();
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST(FinishPhase, ExtentsThatReadersWouldRefuseAreRefusedBeforeTheCommit) {
+    sptest::TempDir tmp;
+    SaveOptions raw;
+    SaveOptions zstd;
+    zstd.compression = Transform::zstd_blocks;
+    struct Case {
+        SaveOptions options;
+        std::function<void(schema::Extent::Builder)> lie;
+        std::string needle;
+    };
+    std::vector<Case> cases = {
+        {raw, [](schema::Extent::Builder e) { e.setOffset(1u << 30); }, "beyond the end"},
+        {raw, [](schema::Extent::Builder e) { e.setCrc32(e.getCrc32() ^ 1); }, "disagree"},
+        {raw, [](schema::Extent::Builder e) { e.setRawLength(4); e.setStoredLength(4); }, "raw bytes for a chunk of 8192"},
+        {raw, [](schema::Extent::Builder e) { e.initBlockCrc32(0); }, "block checksums"},
+        {raw, [](schema::Extent::Builder e) { e.setShuffleWidth(4); }, "without block compression"},
+        {zstd, [](schema::Extent::Builder e) { e.initBlockStoredLength(0); }, "block lengths"},
+        {zstd, [](schema::Extent::Builder e) { e.setShuffleWidth(3); }, "shuffle width 3"},
+    };
+    for (size_t i = 0; i < cases.size(); ++i) {
+        const std::string dir = tmp.path() + "/c" + std::to_string(i);
+        std::string why = finish_with_lying_results(dir, cases[i].options, cases[i].lie);
+        EXPECT_TRUE(sptest::contains(why, cases[i].needle)) << i << ": " << why;
+        EXPECT_TRUE(sptest::contains(why, "'w'")) << i << ": " << why;
+        EXPECT_FALSE(sptest::contains(why, "corrupt metadata")) << why;
+        EXPECT_NE(::access((dir + "/shardpoint.meta").c_str(), F_OK), 0) << i << ": a checkpoint was committed";
+    }
+    // Unaltered results commit.
+    EXPECT_EQ(finish_with_lying_results(tmp.path() + "/ok", zstd, [](schema::Extent::Builder) {}), "");
+    EXPECT_EQ(::access((tmp.path() + "/ok/shardpoint.meta").c_str(), F_OK), 0);
 }

@@ -27,6 +27,12 @@ std::vector<unsigned char> encode_metadata(const Metadata &metadata, uint64_t ma
 // extents inside their files' recorded sizes and consistent lengths.
 Metadata decode_metadata(const unsigned char *data, size_t len);
 
+// FORMAT.md 3, rule 9 for one extent of entry `fqn` (elements of `itemsize` bytes, 1 for bytes
+// entries) against `md`'s files, world size, block size and format version; Code::format if any
+// number disagrees. Readers check every extent of a file with it; the finish phase checks the
+// extents the ranks report before they become metadata.
+void check_extent(const Extent &extent, const Metadata &md, const std::string &fqn, uint32_t itemsize);
+
 // True when `name` is a plain file name (no separator, not "." or "..", no NUL, not empty).
 bool is_plain_file_name(const std::string &name);
 
