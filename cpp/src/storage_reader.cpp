@@ -187,6 +187,17 @@ void inflate_extent(int fd, const EntryMeta &entry, const Extent &e, const std::
                                         std::to_string(e.offset) + ".." + std::to_string(e.offset + e.stored_length));
 }
 
+// The byte offset of run number `run` of an odometer over the dimensions `outer` (the last one
+// turning fastest) with byte steps `step`.
+int64_t odometer_offset(uint64_t run, const Dims &outer, const std::vector<int64_t> &step) {
+    int64_t off = 0;
+    for (size_t d = outer.size(); d-- > 0;) {
+        off += int64_t(run % outer[d]) * step[d];
+        run /= outer[d];
+    }
+    return off;
+}
+
 // A part of a ReadItem, resolved to stored bytes [a, b) of one extent.
 // A contiguous range of an extent, starting at byte `a`, whose bytes land in the destination in
 // runs of `run_bytes`, the runs placed by an odometer over `outer` with byte steps `step`.
@@ -198,14 +209,7 @@ struct Scatter {
     Dims outer;
     std::vector<int64_t> step;
 
-    unsigned char *run_dst(uint64_t run) const {
-        int64_t off = 0;
-        for (size_t d = outer.size(); d-- > 0;) {
-            off += int64_t(run % outer[d]) * step[d];
-            run /= outer[d];
-        }
-        return dst0 + off;
-    }
+    unsigned char *run_dst(uint64_t run) const { return dst0 + odometer_offset(run, outer, step); }
     // Calls f(dst, extent byte position, length) over the bytes [x, y), in order.
     template <class F>
     void each(uint64_t x, uint64_t y, F &&f) const {
@@ -265,7 +269,7 @@ struct RunMap {
     uint64_t run_bytes = 0;
     uint64_t runs = 0;
     Dims outer;               // the item's lengths over the outer dimensions
-    std::vector<uint64_t> src_step;  // byte steps per outer dimension
+    std::vector<int64_t> src_step;  // byte steps per outer dimension
     std::vector<int64_t> dst_step;
 
     RunMap(const ReadItem &item, const Box &chunk, const Strides &dst_strides, void *dst, uint64_t isz) {
@@ -291,28 +295,14 @@ struct RunMap {
         runs = 1;
         for (size_t d = 0; d < k; ++d) {
             outer.push_back(item.lengths[d]);
-            src_step.push_back(uint64_t(ss[d]) * isz);
+            src_step.push_back(ss[d] * int64_t(isz));
             dst_step.push_back(dst_strides[d] * int64_t(isz));
             runs *= item.lengths[d];
         }
         if (run_bytes == 0) runs = 0;
     }
-    uint64_t src_of(uint64_t run) const {
-        uint64_t off = src0;
-        for (size_t d = outer.size(); d-- > 0;) {
-            off += (run % outer[d]) * src_step[d];
-            run /= outer[d];
-        }
-        return off;
-    }
-    unsigned char *dst_of(uint64_t run) const {
-        int64_t off = 0;
-        for (size_t d = outer.size(); d-- > 0;) {
-            off += int64_t(run % outer[d]) * dst_step[d];
-            run /= outer[d];
-        }
-        return dst0 + off;
-    }
+    uint64_t src_of(uint64_t run) const { return src0 + uint64_t(odometer_offset(run, outer, src_step)); }
+    unsigned char *dst_of(uint64_t run) const { return dst0 + odometer_offset(run, outer, dst_step); }
     uint64_t src_end() const { return runs == 0 ? src0 : src_of(runs - 1) + run_bytes; }
     // Copies the item's bytes that lie in raw bytes [a, b) of the chunk, found at `raw` (byte a).
     void copy_from(const unsigned char *raw, uint64_t a, uint64_t b) const {
