@@ -13,6 +13,8 @@
 #include <map>
 #include <random>
 
+#include <zstd.h>
+
 #include "shardpoint/codec.hpp"
 #include "shardpoint/layout.hpp"
 #include "shardpoint/metadata_codec.hpp"
@@ -881,4 +883,64 @@ TEST(StorageError, ShuffleWithoutBlockCodecIsRefused) {
     o = block_options(Transform::zstd_blocks, false);
     o.compression_level = 20;
     EXPECT_SP_ERROR(FileSystemWriter("/tmp/never", o), Code::invalid_argument, "level 20");
+}
+
+// FORMAT.md 4, read the way a second implementation would: block k's stored bytes at
+// offset + sum of the earlier stored lengths, one zstd frame (or raw when as long as the block),
+// byte j of element i at j * m + i, the tail in place. Checked with libzstd directly, not with
+// the library's own reader or unshuffle.
+TEST(Storage, BlockCompressedBytesAreWhatFormatMdSays) {
+    TempDir tmp;
+    Tensor w = weights("w", {3001}, 59);  // 12004 bytes: blocks of 4096, 4096, 3812
+    Tensor noisy("noisy", DType::u16, {5000}, 60);
+    Metadata md = save_items(tmp.path(), {w.item(w.whole()), noisy.item(noisy.whole())}, block_options(Transform::zstd_blocks, true));
+    for (const Tensor *t : {&w, &noisy}) {
+        const EntryMeta &e = *md.find(t->fqn);
+        const Extent &x = e.chunks[0].extent;
+        ASSERT_EQ(x.shuffle_width, t->itemsize());
+        std::ifstream in(data_path(tmp.path(), md, e), std::ios::binary);
+        std::vector<unsigned char> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        uint64_t at = x.offset;
+        std::vector<unsigned char> raw;
+        for (size_t k = 0; k < x.block_stored_length.size(); ++k) {
+            const uint64_t len = x.block_stored_length[k];
+            const uint64_t n = std::min<uint64_t>(kBlock, x.raw_length - k * kBlock);
+            ASSERT_EQ(crc32_of(file.data() + at, len), x.block_crc32[k]);
+            std::vector<unsigned char> block(n);
+            if (len == n) {
+                std::memcpy(block.data(), file.data() + at, n);
+            } else {
+                std::vector<unsigned char> shuffled(n);
+                ASSERT_EQ(ZSTD_decompress(shuffled.data(), n, file.data() + at, len), n);
+                const size_t width = x.shuffle_width, m = n / width;
+                for (size_t i = 0; i < m; ++i)
+                    for (size_t j = 0; j < width; ++j) block[i * width + j] = shuffled[j * m + i];
+                for (size_t b = m * width; b < n; ++b) block[b] = shuffled[b];
+            }
+            raw.insert(raw.end(), block.begin(), block.end());
+            at += len;
+        }
+        EXPECT_EQ(at, x.offset + x.stored_length);
+        EXPECT_EQ(raw, t->image) << t->fqn;
+        if (t == &w) EXPECT_LT(x.stored_length, x.raw_length);  // the frames were decoded, not copied
+    }
+}
+
+TEST(Codec, ShuffleMovesByteJOfElementIToJTimesMPlusI) {
+    // 3 elements of 4 bytes and a 2-byte tail: the byte planes, then the tail as it was.
+    const std::vector<unsigned char> src = {0x00, 0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23, 0xA0, 0xA1};
+    std::vector<unsigned char> out(src.size()), back(src.size());
+    shuffle_bytes(src.data(), src.size(), 4, out.data());
+    EXPECT_EQ(out, (std::vector<unsigned char>{0x00, 0x10, 0x20, 0x01, 0x11, 0x21, 0x02, 0x12, 0x22, 0x03, 0x13, 0x23, 0xA0, 0xA1}));
+    unshuffle_bytes(out.data(), out.size(), 4, back.data());
+    EXPECT_EQ(back, src);
+    for (uint32_t width : {2u, 3u, 8u, 16u}) {
+        std::vector<unsigned char> v = sptest::pattern(width, 1000), s(1000), r(1000);
+        shuffle_bytes(v.data(), v.size(), width, s.data());
+        const size_t m = 1000 / width;
+        for (size_t i = 0; i < m; ++i)
+            for (size_t j = 0; j < width; ++j) ASSERT_EQ(s[j * m + i], v[i * width + j]) << width;
+        unshuffle_bytes(s.data(), s.size(), width, r.data());
+        ASSERT_EQ(r, v) << width;
+    }
 }
