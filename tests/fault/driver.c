@@ -1,7 +1,7 @@
 /* The fault harness's program under test: saves, checks and describes one small deterministic
  * checkpoint through the C ABI only.
  *
- *   fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N] [phases]
+ *   fault_driver save DIR SEED [overwrite] [nofsync] [deflate|zstd] [ranks=N] [phases]
  *       prints {"codes":[...],"names":[...],"message":"..."}; exit 0 when every rank succeeded.
  *       With `phases` the ranks are a host driving the storage-layer phases (shardpoint_writer_*)
  *       with collectives of its own, as DCP does: items planned without data, bound one at a
@@ -75,13 +75,21 @@ typedef struct save_job {
     const model *m;
     uint64_t seed;
     uint32_t flags;
-    int compression;
+    int compression; /* 1: deflate stream; 2: zstd blocks, shuffled (format 2) */
     int rank, ranks;
     sp_group *g;
     struct host *host; /* with `phases`: the host's collectives */
     int code;
     char message[1024];
 } save_job;
+
+static void set_compression(shardpoint_save_options *opts, int compression) {
+    if (compression == 1) opts->compression_level = 1;
+    if (compression == 2) {
+        opts->codec = SHARDPOINT_CODEC_ZSTD;
+        opts->filters = SHARDPOINT_FILTER_SHUFFLE;
+    }
+}
 
 static int add_entries(shardpoint_save *s, const save_job *j) {
     const model *m = j->m;
@@ -117,7 +125,7 @@ static void *run_save(void *arg) {
     int rc = j->ranks > 1 ? group_comm(j->g, j->rank, &comm) : 0;
     shardpoint_save_options opts = SHARDPOINT_SAVE_OPTIONS_INIT;
     opts.flags = j->flags;
-    opts.compression_level = j->compression;
+    set_compression(&opts, j->compression);
     opts.io_threads = 1; /* one I/O thread per rank: the order of calls is the same on every run */
     if (rc == 0) rc = shardpoint_save_new(&s, j->dir, comm, &opts);
     if (rc == 0) rc = add_entries(s, j);
@@ -184,7 +192,7 @@ static void phased_save(save_job *j) {
     const int rank = j->rank, ranks = j->ranks;
     shardpoint_save_options opts = SHARDPOINT_SAVE_OPTIONS_INIT;
     opts.flags = j->flags;
-    opts.compression_level = j->compression;
+    set_compression(&opts, j->compression);
     opts.io_threads = 1;
     shardpoint_writer *w = NULL;
     const void *data[4] = {0};
@@ -274,6 +282,7 @@ static int cmd_save(const char *dir, uint64_t seed, int argc, char **argv) {
         if (strcmp(argv[k], "overwrite") == 0) flags |= SHARDPOINT_SAVE_OVERWRITE;
         else if (strcmp(argv[k], "nofsync") == 0) flags |= SHARDPOINT_SAVE_NO_FSYNC;
         else if (strcmp(argv[k], "deflate") == 0) compression = 1;
+        else if (strcmp(argv[k], "zstd") == 0) compression = 2;
         else if (strncmp(argv[k], "ranks=", 6) == 0) ranks = atoi(argv[k] + 6);
         else if (strcmp(argv[k], "phases") == 0) phases = 1;
         else {
@@ -476,7 +485,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "state") == 0) return cmd_state(argv[2]);
     if ((argc == 3 || argc == 4) && strcmp(argv[1], "gc") == 0) return cmd_gc(argv[2], argc == 4 && strcmp(argv[3], "dry") == 0);
     fprintf(stderr,
-            "usage: fault_driver save DIR SEED [overwrite] [nofsync] [deflate] [ranks=N] [phases]\n"
+            "usage: fault_driver save DIR SEED [overwrite] [nofsync] [deflate|zstd] [ranks=N] [phases]\n"
             "       fault_driver check DIR SEED | state DIR | gc DIR [dry]\n");
     return 2;
 }

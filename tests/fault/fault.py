@@ -466,6 +466,19 @@ def scenario_inject_deflate(h):
     scenario_inject(h, False)
 
 
+def scenario_inject_zstd(h):
+    """The same per-step injection for a 2-rank save with zstd block compression, shuffled (the
+    block-compressed writer, format 2)."""
+    h.save_opts = ["ranks=2", "zstd"]
+    scenario_inject(h, False)
+
+
+def scenario_kill_zstd(h):
+    """kill -9 at every step of 2-rank saves with zstd block compression (format 2)."""
+    h.save_opts = ["ranks=2", "zstd"]
+    scenario_kill(h, False)
+
+
 def scenario_inject_phases(h):
     """The per-step injection for a 2-rank overwrite saved through the storage-layer phases by a
     host with its own collectives, every item written in its own write_bound batch."""
@@ -1051,6 +1064,8 @@ SCENARIOS = {
     "read-faults": scenario_read_faults,
     "kill-powerloss": scenario_kill_powerloss,
     "inject-deflate": scenario_inject_deflate,
+    "inject-zstd": scenario_inject_zstd,
+    "kill-zstd": scenario_kill_zstd,
     "powerloss-durable": lambda h: scenario_powerloss(h, True),
     "powerloss-nofsync": lambda h: scenario_powerloss(h, False),
 }
