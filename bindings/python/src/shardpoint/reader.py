@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _lib
-from ._buffer import describe
+from ._buffer import describe, pack_whole, plain_arrays
 from ._handle import Handle
 from .dtypes import DType, to_dtype
 from .errors import EKIND, KindError, NotFoundError, check, error_for, error_name, shape_error
@@ -80,6 +80,11 @@ class ChunkInfo:
     shuffle_width: int = 0  # block transforms: element size of the byte shuffle (0: none)
 
 
+_ENTRY_KINDS = {int(k): k for k in EntryKind}
+_DTYPES = {int(d): d for d in DType}
+_DTYPES_OF_NUMPY = {np.dtype(np.uint8): DType.U8, np.dtype(np.uint16): DType.U16}
+
+
 def _tuple(pointer, count):
     return tuple(pointer[:count]) if count else ()  # slicing a ctypes pointer: one call, ints
 
@@ -140,15 +145,25 @@ class Reader(Handle):
         check(_lib.lib().shardpoint_reader_entry_count(self._raw(), ctypes.byref(out)))
         return out.value
 
-    def _entry_at(self, index):
-        info = _lib.EntryInfo()
+    def _entry_at(self, index, info=None):
+        info = info or _lib.EntryInfo()
         check(_lib.lib().shardpoint_reader_entry_info(self._raw(), index, ctypes.byref(info)))
-        kind = EntryKind(info.kind)
-        return EntryInfo(
+        kind = _ENTRY_KINDS.get(info.kind)
+        if kind is None:
+            kind = EntryKind(info.kind)  # raises: a kind newer than this binding
+        dtype = None
+        if kind is EntryKind.TENSOR:
+            dtype = _DTYPES.get(info.dtype)
+            if dtype is None:
+                dtype = DType(info.dtype)
+        entry = object.__new__(EntryInfo)
+        # Filled through __dict__: a frozen dataclass's __init__ costs ~2.5 us per entry, which is
+        # most of listing a checkpoint of tens of thousands of small tensors.
+        entry.__dict__.update(
             fqn=_lib.decode(info.fqn),
             index=index,
             kind=kind,
-            dtype=DType(info.dtype) if kind == EntryKind.TENSOR else None,
+            dtype=dtype,
             shape=_tuple(info.shape, info.ndim),
             chunk_count=info.chunk_count,
             numel=info.numel,
@@ -156,6 +171,7 @@ class Reader(Handle):
             stored_bytes=info.stored_bytes,
             covered_numel=info.covered_numel,
         )
+        return entry
 
     def _find(self, fqn):
         out = ctypes.c_uint64()
@@ -164,7 +180,8 @@ class Reader(Handle):
 
     def entries(self):
         """Every entry, sorted by fqn (byte order)."""
-        entries = [self._entry_at(i) for i in range(len(self))]
+        info = _lib.EntryInfo()
+        entries = [self._entry_at(i, info) for i in range(len(self))]
         self._entries.update((e.fqn, e) for e in entries)
         return entries
 
@@ -439,10 +456,16 @@ class Load(Handle):
         bf16/f8 tensor). All or nothing: when one request is refused none of them is kept and
         the error names its position; missing entries are skipped under allow_partial.
         """
-        pairs = destinations.items() if hasattr(destinations, "items") else destinations
+        if hasattr(destinations, "items"):
+            names, outs = list(destinations.keys()), list(destinations.values())
+        else:
+            pairs = list(destinations)
+            names, outs = [p[0] for p in pairs], [p[1] for p in pairs]
+        if self._add_plain(names, outs):
+            return
         batch = _lib.Batch()
         bufs, rows = [], []
-        for fqn, out in pairs:
+        for fqn, out in zip(names, outs):
             buf, dt, offsets, _ = _tensor_request(self._reader, fqn, out, None, None, None)
             rows.append((batch.add_name(fqn), int(dt), buf.ndim, batch.add_dims(offsets), batch.add_dims(buf.shape),
                          buf.ptr or None, batch.add_strides(buf.c_strides())))
@@ -461,6 +484,30 @@ class Load(Handle):
         check(_lib.lib().shardpoint_load_add_tensors(
             self._raw(), requests, len(rows), ctypes.sizeof(_lib.TensorRequest)))
         self._borrowed.extend(bufs)
+
+    def _add_plain(self, names, outs):
+        """The fast path of add_tensors: when every destination is a writable C-contiguous numpy
+        array whose dtype and shape are those of its saved entry, the requests are packed column
+        by column. Returns False (nothing added) when any of them needs the general path."""
+        plain = plain_arrays(outs, writable=True)
+        if plain is None:
+            return False
+        ptrs, codes, shapes = plain
+        known = self._reader._entries
+        for i, (fqn, code, shape) in enumerate(zip(names, codes, shapes)):
+            entry = known.get(fqn)
+            if entry is None or entry.kind is not EntryKind.TENSOR or entry.shape != shape:
+                return False  # not listed yet, or an error to report: the general path
+            if code != entry.dtype:
+                if not (entry.dtype.is_raw and code in (DType.U8, DType.U16) and
+                        code == _DTYPES_OF_NUMPY.get(entry.dtype.numpy_dtype)):
+                    return False  # a cast (or a mismatch to report): the general path
+                codes[i] = int(entry.dtype)  # a uint8/uint16 carrier of a bf16/f8 tensor
+        # No box (NULL offsets and sizes): the whole tensor, into C-order memory of its shape.
+        first, keep = pack_whole(_lib.TensorRequest, names, codes, shapes, ptrs, None, "dst")
+        check(_lib.lib().shardpoint_load_add_tensors(self._raw(), first, len(names), ctypes.sizeof(_lib.TensorRequest)))
+        self._borrowed.extend(outs)
+        return True
 
     def add_bytes(self, fqn, out=None):
         """Requests blob `fqn` into `out` (default: a new bytearray of the blob's length), which is
