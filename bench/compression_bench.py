@@ -20,6 +20,7 @@ t = cpu_raw + raw / D. Machines here have 2 cores; compression runs on all of th
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -57,7 +58,9 @@ def main():
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--json", default=None, help="write every result here")
     args = ap.parse_args()
+    results = []
     root = tempfile.mkdtemp(prefix="sp-compress-", dir=args.dir)
     print(f"compression bench: {args.mib} MiB per kind, {args.reps} reps, medians, {os.cpu_count()} cores, dir {root}")
     print(f"{'data':18} {'codec':24} {'ratio':>6} {'save GB/s':>9} {'load GB/s':>9} {'save pays <':>12} {'load pays <':>12}")
@@ -92,14 +95,22 @@ def main():
                     def below(cpu, raw_cpu):
                         saved = nbytes - stored
                         if saved <= 0:
-                            return "never"
+                            return 0.0
                         extra = cpu - raw_cpu
-                        return "always" if extra <= 0 else f"{saved / extra / 1e6:.0f} MB/s"
+                        return float("inf") if extra <= 0 else saved / extra
                     pays = (below(save, raw_save), below(load, raw_load))
+                    results.append({"data": kind, "codec": name, "ratio": nbytes / stored, "save_gbps": nbytes / save / 1e9,
+                                    "load_gbps": nbytes / load / 1e9, "save_pays_below_bps": pays[0],
+                                    "load_pays_below_bps": pays[1]})
+                    pays = tuple("never" if d == 0 else "always" if d == float("inf") else f"{d / 1e6:.0f} MB/s"
+                                 for d in pays)
                 print(f"{kind:18} {name:24} {nbytes / stored:6.3f} {nbytes / save / 1e9:9.2f} {nbytes / load / 1e9:9.2f} "
                       f"{pays[0]:>12} {pays[1]:>12}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"tool": "compression_bench.py", "mib": args.mib, "reps": args.reps, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

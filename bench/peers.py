@@ -103,6 +103,55 @@ def safetensors_load(path):
     return load_file(path)
 
 
+def safetensors_load_into(dest, path):
+    """safetensors' way to fill existing arrays: safe_open, then copy each tensor into place."""
+    import numpy as np
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        for k in f.keys():
+            np.copyto(dest[k], f.get_tensor(k))
+
+
+def drop_page_cache(paths):
+    """Evicts `paths` (files or trees) from the page cache: drop_caches when permitted (root), else
+    POSIX_FADV_DONTNEED on every file (clean pages only, hence the sync first). Returns the method."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+        return "drop_caches"
+    except OSError:
+        pass
+    for p in paths:
+        files = [p] if os.path.isfile(p) else [os.path.join(d, n) for d, _, ns in os.walk(p) for n in ns]
+        for name in files:
+            fd = os.open(name, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    return "fadvise(DONTNEED)"
+
+
+def shardpoint_python():
+    """The shardpoint Python package, when importable (bench/run.sh puts it on the path)."""
+    try:
+        import shardpoint
+
+        shardpoint.library_version()
+        return shardpoint
+    except Exception as e:  # ImportError, or the library not found
+        print("shardpoint Python package not importable (%s): small-tensor lines skipped" % e)
+        return None
+
+
+def tree_bytes(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(path) for n in ns)
+
+
 def torch_available():
     try:
         import torch  # noqa: F401
@@ -190,6 +239,73 @@ def rss_child(args):
     return 0
 
 
+def run_small(args):
+    """--small tensors of 64 f32 (256 bytes): save (durable and not) and load into fresh arrays,
+    shardpoint's Python package against safetensors, alternating who goes first; file sizes."""
+    import numpy as np
+
+    sp = shardpoint_python()
+    if sp is None:
+        return None
+    rng = np.random.default_rng(7)
+    state = {"layer.%05d.w" % i: rng.standard_normal(64, dtype=np.float32) for i in range(args.small)}
+    data = sum(v.nbytes for v in state.values())
+    W = args.workdir
+    st_path, sp_path = os.path.join(W, "small.safetensors"), os.path.join(W, "small-ckpt")
+    libs = {
+        "shardpoint": {
+            "save_fsync": lambda: sp.save(sp_path, state),
+            "save_nofsync": lambda: sp.save(sp_path, state, durable=False),
+            "load_fresh": lambda: sp.load(sp_path),
+            "path": sp_path,
+        },
+        "safetensors": {
+            "save_fsync": lambda: safetensors_save(state, st_path, True),
+            "save_nofsync": lambda: safetensors_save(state, st_path, False),
+            "load_fresh": lambda: safetensors_load(st_path),
+            "path": st_path,
+        },
+    }
+    secs = {lib: {} for lib in libs}
+    sizes = {}
+    print("\nsmall tensors: %d x 256 B (%.1f MB of data), %d reps" % (args.small, data / 1e6, args.reps), file=sys.stderr)
+    for rep in range(args.reps + 1):  # rep 0 warms up imports and allocators, not recorded
+        order = list(libs) if rep % 2 == 0 else list(reversed(libs))
+        for lib in order:
+            ops = libs[lib]
+            for key in ("save_nofsync", "save_fsync"):
+                remove(ops["path"])
+                os.sync()
+                gc.collect()
+                t = timed(ops[key])[0]
+                if rep:
+                    secs[lib].setdefault(key, []).append(t)
+            sizes[lib] = tree_bytes(ops["path"])
+            if lib == "shardpoint":  # the data files alone (the metadata is reported apart)
+                sizes["shardpoint data files"] = sizes[lib] - os.path.getsize(os.path.join(sp_path, "shardpoint.meta"))
+            ops["load_fresh"]()  # warm
+            gc.collect()
+            t, loaded = timed(ops["load_fresh"])
+            if rep == 0 and any(not np.array_equal(state[k], loaded[k]) for k in state):
+                raise RuntimeError(lib + " loaded different small tensors")
+            if rep:
+                secs[lib].setdefault("load_fresh", []).append(t)
+            del loaded
+            remove(ops["path"])
+    out = {"count": args.small, "data_bytes": data, "file_bytes": sizes, "median_s": {}, "ratios": {}}
+    print("\n%-40s %12s %12s %21s" % ("small tensors (%d x 256 B)" % args.small, "shardpoint s", "safetensors s",
+                                      "safetensors / shardpoint"))
+    for key, label in (("save_nofsync", "save (no fsync)"), ("save_fsync", "save (durable / fsync)"),
+                       ("load_fresh", "load into new arrays, warm")):
+        a, b = statistics.median(secs["shardpoint"][key]), statistics.median(secs["safetensors"][key])
+        out["median_s"][key] = {"shardpoint": a, "safetensors": b}
+        out["ratios"][key] = b / a
+        print("%-40s %12.4f %12.4f %21.2f" % (label, a, b, b / a))
+    for lib, n in sizes.items():
+        print("%-40s %12.2f x the data (%d bytes)" % ("stored size, " + lib, n / data, n))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", required=True, help="path to the shardpoint_bench binary")
@@ -199,6 +315,7 @@ def main():
     ap.add_argument("--shardpoint-json", help="results of a shardpoint_bench run on the same size and disk")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS children")
+    ap.add_argument("--small", type=int, default=20000, help="number of 256-byte tensors (0: skip)")
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -241,6 +358,9 @@ def run(args, st_version):
         print("torch.distributed.checkpoint: SKIPPED - torch is not installed (%s). This benchmark does not install it: "
               "the torch wheel alone is ~540 MB (pip download --no-deps torch), plus the nvidia-* CUDA wheels it depends on." % torch_info.splitlines()[0])
 
+    dest = {k: np.empty_like(v) for k, v in state.items()}  # safetensors' existing arrays
+    cache_drop = []
+
     def add(lib, key, seconds, cpu=None):
         libs[lib]["seconds"].setdefault(key, []).append(seconds)
         libs[lib].setdefault("cpu", {}).setdefault(key, []).append(LAST_CPU[0] if cpu is None else cpu)
@@ -263,7 +383,7 @@ def run(args, st_version):
     def shardpoint_rep():
         out = os.path.join(args.workdir, "shardpoint-rep.json")
         subprocess.run([args.bench, "--size", args.size, "--reps", "1", "--load-reps", "1", "--dir", args.workdir,
-                        "--only", "save,load", "--json", out], check=True, stdout=subprocess.DEVNULL)
+                        "--only", "save,load,cold", "--json", out], check=True, stdout=subprocess.DEVNULL)
         with open(out) as f:
             r = json.load(f)
         libs["shardpoint"]["version"] = r["version"]
@@ -299,6 +419,14 @@ def run(args, st_version):
                 raise RuntimeError("safetensors loaded different bytes for " + ", ".join(bad[:3]))
         del loaded
         gc.collect()
+        safetensors_load_into(dest, st_path)  # warm again (load_file may have left pages behind)
+        add("safetensors", "load_warm", timed(lambda: safetensors_load_into(dest, st_path))[0])
+        if rep == 0:
+            bad = [k for k in state if not np.array_equal(state[k], dest[k])]
+            if bad:
+                raise RuntimeError("safetensors safe_open loaded different bytes for " + ", ".join(bad[:3]))
+        cache_drop.append(drop_page_cache([st_path]))
+        add("safetensors", "load_cold", timed(lambda: safetensors_load_into(dest, st_path))[0])
         remove(st_path)
         if have_torch:
             dcp_load(tdest, dcp_path)  # warm the cache
@@ -307,6 +435,8 @@ def run(args, st_version):
                 bad = [k for k in tstate if not torch.equal(tstate[k], tdest[k])]
                 if bad:
                     raise RuntimeError("torch DCP loaded different bytes for " + ", ".join(bad[:3]))
+            drop_page_cache([dcp_path])
+            add("torch.distributed.checkpoint", "load_cold", timed(lambda: dcp_load(tdest, dcp_path))[0])
             remove(dcp_path)
     os.sync()
 
@@ -329,6 +459,7 @@ def run(args, st_version):
         ("save (fsync)", "save_fsync"),
         ("warm load into existing memory", "load_warm"),
         ("warm load into fresh memory", "load_fresh"),
+        ("cold load into existing memory", "load_cold"),
     ]
     result = {"tool": "peers.py", "state_bytes": total, "reps": args.reps, "torch": torch_info if have_torch else None,
               "interleaved": sp_fixed is None, "libraries": {}, "ratios": [], "rss": {}}
@@ -353,9 +484,15 @@ def run(args, st_version):
             ratio = sp_gbps / gbps if sp_gbps else None
             result["ratios"].append({"operation": label, "library": lib, "ratio": ratio})
             print("%-32s %-30s %9.3f %8.3f %9.3f %21s" % (label, lib, med, gbps, cpu_gb, "%.2f" % ratio if ratio else "n/a"))
-    print("(shardpoint's samples were %s; safetensors has no load into existing memory: load_file returns new"
-          " arrays; torch DCP loads in place into existing tensors)"
-          % ("taken rep by rep between the peers' reps" if sp_fixed is None else "read from " + args.shardpoint_json))
+    print("(shardpoint's samples were %s; safetensors loads into existing memory by safe_open + get_tensor + copy,"
+          " into fresh memory by load_file; torch DCP loads in place into existing tensors; cold: page cache dropped"
+          " with %s)" % ("taken rep by rep between the peers' reps" if sp_fixed is None else "read from " + args.shardpoint_json,
+                         cache_drop[0] if cache_drop else "-"))
+    result["cache_drop"] = cache_drop[0] if cache_drop else None
+    del dest
+    gc.collect()
+    if args.small:
+        result["small"] = run_small(args)
 
     if rss:
         print("\n%-30s %14s %14s" % ("peak RSS during save", "over state", "state"))
