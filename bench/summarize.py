@@ -181,16 +181,16 @@ def chart(path, io, peers, dcp):
         return r["bytes"] / r[side]["median_s"] / 1e9 if r and r.get("bytes") else None
 
     paths = [  # (label, shardpoint, safetensors, DCP, machine limit, what the limit is)
-        ("save, no fsync", gbps(io, "save_nofsync"), peer("safetensors", "save_nofsync"),
+        ("save,\nno fsync", gbps(io, "save_nofsync"), peer("safetensors", "save_nofsync"),
          peer("torch.distributed.checkpoint", "save_nofsync"), gbps(io, "dd_nofsync")),
-        ("save, fsync", gbps(io, "save_fsync"), peer("safetensors", "save_fsync"),
+        ("save,\nfsync", gbps(io, "save_fsync"), peer("safetensors", "save_fsync"),
          peer("torch.distributed.checkpoint", "save_fsync"), gbps(io, "dd_fsync")),
-        ("warm load, existing memory", gbps(io, "load_warm"), peer("safetensors", "load_warm"),
+        ("warm load,\nexisting memory", gbps(io, "load_warm"), peer("safetensors", "load_warm"),
          peer("torch.distributed.checkpoint", "load_warm"), gbps(io, "read_warm")),
-        ("warm load, fresh memory", gbps(io, "load_fresh"), peer("safetensors", "load_fresh"), None, gbps(io, "read_fresh")),
+        ("warm load,\nfresh memory", gbps(io, "load_fresh"), peer("safetensors", "load_fresh"), None, gbps(io, "read_fresh")),
         ("cold load", gbps(io, "load_cold"), peer("safetensors", "load_cold"),
          peer("torch.distributed.checkpoint", "load_cold"), gbps(io, "read_direct")),
-        ("resharded load, warm", gbps(io, "load_resharded"), None,
+        ("resharded load\n(4 -> 3 ranks), warm", gbps(io, "load_resharded"), None,
          dcp_gbps("reshard_load_warm", "dcp"), gbps(io, "read_warm")),
     ]
     systems = [("shardpoint", "#1f77b4"), ("safetensors", "#ff7f0e"), ("torch DCP", "#2ca02c"),
