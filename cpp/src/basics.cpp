@@ -39,8 +39,46 @@ int32_t dtype_from_name(const std::string &name) {
     return -1;
 }
 
+namespace {
+// CRC-32 keeps polynomials bit-reflected: bit 31 holds the coefficient of x^0, bit 0 that of x^31.
+constexpr uint32_t crc32_poly = 0xEDB88320u;  // P without its x^32 term, reflected
+constexpr uint32_t x_power_0 = 0x80000000u;  // the polynomial 1
+
+// a * b mod P.
+uint32_t multiply_mod_p(uint32_t a, uint32_t b) {
+    uint32_t product = 0;
+    for (uint32_t bit = x_power_0; bit != 0; bit >>= 1) {  // a's terms x^0, x^1, ... x^31
+        if (a & bit) product ^= b;
+        b = (b & 1) ? (b >> 1) ^ crc32_poly : b >> 1;  // b *= x (an x^32 term folds back as P)
+    }
+    return product;
+}
+
+// x^(2^k) mod P for k = 0..63: x^(8 len) is the product of the powers of len's 8x bits.
+struct PowersOfX {
+    uint32_t p[64];
+    PowersOfX() {
+        p[0] = x_power_0 >> 1;  // x^1
+        for (int k = 1; k < 64; ++k) p[k] = multiply_mod_p(p[k - 1], p[k - 1]);
+    }
+};
+const PowersOfX powers_of_x;
+}  // namespace
+
+uint32_t crc32_shift_operator(uint64_t len) {
+    uint32_t result = x_power_0;
+    // The exponent is 8 * len: len's bit k is the power x^(2^(k + 3)).
+    for (int k = 0; len != 0 && k + 3 < 64; ++k, len >>= 1)
+        if (len & 1) result = multiply_mod_p(result, powers_of_x.p[k + 3]);
+    return result;
+}
+
+uint32_t crc32_combine_with(uint32_t crc_a, uint32_t crc_b, uint32_t shift_operator) {
+    return multiply_mod_p(shift_operator, crc_a) ^ crc_b;
+}
+
 uint32_t crc32_combine_of(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
-    return uint32_t(::crc32_combine(crc_a, crc_b, z_off_t(len_b)));
+    return crc32_combine_with(crc_a, crc_b, crc32_shift_operator(len_b));
 }
 
 namespace {

@@ -60,23 +60,15 @@ bool is_save_id(const std::string &s) {
 }
 
 // The CRC-32 of a raw extent's bytes from its block CRCs (FORMAT.md 4): every block but the
-// last is `block_size` long, so one zlib combine operator serves them all.
+// last is `block_size` long, so one shift operator serves them all.
 uint32_t combined_block_crc(const std::vector<uint32_t> &blocks, uint64_t stored_length, uint32_t block_size) {
-    uLong crc = 0;
-#if ZLIB_VERNUM >= 0x12c0
-    const uLong op = crc32_combine_gen64(z_off64_t(block_size));
-#endif
+    uint32_t crc = 0;
+    const uint32_t shift = crc32_shift_operator(block_size);
     for (size_t k = 0; k < blocks.size(); ++k) {
         uint64_t len = std::min<uint64_t>(block_size, stored_length - uint64_t(k) * block_size);
-#if ZLIB_VERNUM >= 0x12c0
-        if (len == block_size) {
-            crc = crc32_combine_op(crc, blocks[k], op);
-            continue;
-        }
-#endif
-        crc = crc32_combine_of(uint32_t(crc), blocks[k], len);
+        crc = len == block_size ? crc32_combine_with(crc, blocks[k], shift) : crc32_combine_of(crc, blocks[k], len);
     }
-    return uint32_t(crc);
+    return crc;
 }
 
 // Rules 9 and 10 for a block-compressed extent (FORMAT.md 3, 4): one stored length and one CRC

@@ -68,6 +68,22 @@ TEST(Crc32, CombineOfManyBlocks) {
     EXPECT_EQ(crc, crc32_of(data.data(), data.size()));
 }
 
+// Our GF(2) combine against zlib's own crc32_combine64, at lengths no test buffer reaches (up to
+// 2^61 bytes: every bit of the length's exponent), and the operator form used for equal blocks.
+TEST(Crc32, CombineEqualsZlibAtEveryLengthScale) {
+    std::mt19937_64 rng(29);
+    for (int bits = 0; bits <= 61; ++bits) {
+        for (int trial = 0; trial < 20; ++trial) {
+            const uint64_t len = bits == 0 ? 0 : (uint64_t(1) << (bits - 1)) | (rng() & ((uint64_t(1) << (bits - 1)) - 1));
+            const uint32_t a = uint32_t(rng()), b = uint32_t(rng());
+            const uint32_t want = uint32_t(::crc32_combine64(a, b, z_off64_t(len)));
+            ASSERT_EQ(crc32_combine_of(a, b, len), want) << "length " << len;
+            ASSERT_EQ(crc32_combine_with(a, b, crc32_shift_operator(len)), want) << "length " << len;
+        }
+    }
+    EXPECT_EQ(crc32_shift_operator(0), 0x80000000u);  // shifting past nothing multiplies by 1
+}
+
 TEST(Deflate, RoundTripAtEveryLevel) {
     std::vector<std::vector<unsigned char>> inputs = {
         {},

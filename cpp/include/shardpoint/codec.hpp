@@ -19,8 +19,13 @@ uint32_t crc32_of(const void *data, size_t len, uint32_t crc = 0);
 enum class Crc32Kernel { zlib, clmul, vpclmul };
 bool crc32_kernel_available(Crc32Kernel kernel);
 uint32_t crc32_with(Crc32Kernel kernel, const void *data, size_t len, uint32_t crc = 0);  // kernel must be available
-// CRC-32 of A||B from crc(A), crc(B) and len(B).
+// CRC-32 of A||B from crc(A), crc(B) and len(B): crc(A) * x^(8 len(B)) + crc(B) in GF(2)[x]
+// modulo CRC-32's polynomial. Computed here rather than by zlib, whose fast form (crc32_combine_gen
+// and _op) needs zlib 1.2.12: the library must load wherever an older zlib is the system's.
 uint32_t crc32_combine_of(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+// x^(8 len) mod P: the operator that shifts a CRC past `len` bytes, for many combines over one length.
+uint32_t crc32_shift_operator(uint64_t len);
+uint32_t crc32_combine_with(uint32_t crc_a, uint32_t crc_b, uint32_t shift_operator);
 
 // Compresses pieces of input into one zlib stream (RFC 1950), handing the output to `sink` in
 // pieces of at most 1 MiB: memory stays bounded whatever the input's size.
