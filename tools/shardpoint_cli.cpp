@@ -625,7 +625,8 @@ int one_dir(const Parsed &p, const char *cmd) {
 }
 
 int print_version() {
-    std::printf("shardpoint %s (format %d)\n", shardpoint_version_string(), SHARDPOINT_FORMAT_MAJOR);
+    std::printf("shardpoint %s (checkpoint formats %d to %d)\n", shardpoint_version_string(), SHARDPOINT_FORMAT_MAJOR,
+                SHARDPOINT_FORMAT_MAJOR_MAX);
     return 0;
 }
 

@@ -53,7 +53,7 @@ def case_conventions(tmp):
 
     for args in (["--version"], ["version"]):
         p = run(A.cli, *args, check_rc=0)
-        expect(p.stdout.strip() == f"shardpoint {A.version} (format 1)", f"{args}: {p.stdout!r}")
+        expect(p.stdout.strip() == f"shardpoint {A.version} (checkpoint formats 1 to 2)", f"{args}: {p.stdout!r}")
 
     ck = demo_checkpoint(tmp)
     p = run(A.cli, "inspct", ck, check_rc=2)
@@ -229,7 +229,7 @@ def case_install(tmp):
     run("cmake", "--install", A.build, "--prefix", prefix, check_rc=0)
     tool = os.path.join(prefix, "bin", "shardpoint")
     p = run("env", "-i", tool, "--version", check_rc=0)
-    expect(p.stdout.strip() == f"shardpoint {A.version} (format 1)", p.stdout)
+    expect(p.stdout.strip() == f"shardpoint {A.version} (checkpoint formats 1 to 2)", p.stdout)
     ck = os.path.join(tmp, "ck")
     run(A.maker, ck, 2, check_rc=0)
     p = run("env", "-i", tool, "verify", ck, check_rc=0)
