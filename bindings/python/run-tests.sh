@@ -51,7 +51,7 @@ else
     PIP=("$PY" -m pip --disable-pip-version-check -q install --user)
     export PIP_BREAK_SYSTEM_PACKAGES=1
 fi
-"${PIP[@]}" "numpy>=1.22" "pytest>=7" "setuptools>=64" wheel
+"${PIP[@]}" "numpy>=1.22" "pytest>=7" "scikit-build-core>=0.10"
 
 # mpi4py for the multi-process tests (tests/test_mpi.py), where an MPI is installed (mpicc and
 # mpirun): built from its PyPI source against that MPI, once; skipped while it imports (pip also
@@ -73,8 +73,10 @@ fi
 STAGE=$BUILD_DIR/stage
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
-cp -R "$HERE/pyproject.toml" "$HERE/README.md" "$HERE/src" "$STAGE/"
-"${PIP[@]}" --no-build-isolation --no-deps --force-reinstall "$STAGE"
+cp -R "$HERE/pyproject.toml" "$HERE/README.md" "$HERE/CMakeLists.txt" "$HERE/src" "$STAGE/"
+# The package without its bundled library (SHARDPOINT_PY_BUNDLE=OFF): these tests are of the
+# library installed in PREFIX, found by its SONAME. wheel-test.sh tests the bundled build.
+"${PIP[@]}" --no-build-isolation --no-deps --force-reinstall -C cmake.define.SHARDPOINT_PY_BUNDLE=OFF "$STAGE"
 
 cd "$HERE"
 timeout 600 "$PY" -m pytest -p no:cacheprovider tests

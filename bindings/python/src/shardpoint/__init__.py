@@ -6,8 +6,9 @@ of ranks), a ctypes binding of libshardpoint's C ABI.
     with shardpoint.Reader("/tmp/ckpt") as r:
         w = r.read_tensor("w", offsets=(1, 0))
 
-libshardpoint is found through the SHARDPOINT_LIBRARY environment variable (a full path), else as
-libshardpoint.so.0 through the dynamic loader.
+libshardpoint is found through the SHARDPOINT_LIBRARY environment variable (a full path), else in
+the package itself (shardpoint/_native/, where `pip install` builds it), else as libshardpoint.so.0
+through the dynamic loader.
 """
 
 import numpy as np

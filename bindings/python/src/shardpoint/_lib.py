@@ -274,11 +274,17 @@ _lock = threading.Lock()
 _lib = None
 
 
+# Where a wheel built by pip (pyproject.toml) carries its own copy of the library.
+BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native", SONAME)
+
+
 def _candidates():
     explicit = os.environ.get("SHARDPOINT_LIBRARY")
     if explicit:
         # An explicit path is used alone: silently falling back to another copy would hide mistakes.
         return [explicit]
+    if os.path.exists(BUNDLED):
+        return [BUNDLED]  # the package's own build: the library it was built and tested with
     names = [SONAME]
     found = ctypes.util.find_library("shardpoint")
     if found and found != SONAME:
@@ -315,7 +321,8 @@ def _open():
                 f"this binding needs {ABI_VERSION_MAJOR}.{ABI_VERSION_MINOR}.x"
             )
         return dll
-    hint = "set SHARDPOINT_LIBRARY to the full path of libshardpoint.so, or add its directory to LD_LIBRARY_PATH"
+    hint = ("install the package with pip (which builds the library into it), set SHARDPOINT_LIBRARY to the full "
+            "path of libshardpoint.so, or add its directory to LD_LIBRARY_PATH")
     raise LibraryNotFoundError("cannot load libshardpoint (" + "; ".join(errors) + "); " + hint)
 
 
