@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README's second command: set up, build and run every test suite: C (cmocka), C++ (GoogleTest),
-# MPI (mpirun), golden cross-language matrix, fault injection, CLI, README examples, and the Rust,
-# Go, Python and Julia bindings; then the C, C++ and MPI suites again under AddressSanitizer +
-# UndefinedBehaviorSanitizer; then a short fuzzing run of the untrusted-input paths.
+# MPI (mpirun), golden cross-language matrix, fault injection, CLI, README examples, the Rust, Go,
+# Python and Julia bindings and the pip-built Python wheel; then the Debian packages; then the C,
+# C++ and MPI suites again under AddressSanitizer + UndefinedBehaviorSanitizer; then a short
+# fuzzing run of the untrusted-input paths.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -39,6 +40,10 @@ if [ -f build/golden-matrix.txt ]; then
   echo "=== cross-language matrix (writer x reader) ==="
   cat build/golden-matrix.txt
 fi
+
+# Installs system packages (and removes them after), so it runs alone, not inside ctest.
+echo "=== Debian packages: cpack, apt-get install, pkg-config and find_package users (tests/package) ==="
+if bash tests/package/deb-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 
 echo "=== build (ASan + UBSan) ==="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSHARDPOINT_SANITIZE=ON -DSHARDPOINT_BUILD_BENCH=OFF \
