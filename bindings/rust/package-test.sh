@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The Rust crates as a new user gets them, with no libshardpoint installed anywhere visible:
+#
+#  1. `cargo package --workspace`: both crates package (the sys crate carries the C++ source) and
+#     the packaged sources build (cargo verifies them against each other);
+#  2. a documentation build with DOCS_RS=1 links nothing and succeeds without the library;
+#  3. a fresh `cargo new` project outside the repository that depends on `shardpoint` by path
+#     with the `bundled` feature builds and runs a round trip, with no PKG_CONFIG_PATH to
+#     shardpoint, no SHARDPOINT_LIB_DIR and no LD_LIBRARY_PATH; its binary needs no libshardpoint
+#     at run time (ldd).
+#
+#   bindings/rust/package-test.sh        (work in $SHARDPOINT_RUST_PACKAGE_DIR, default a temporary directory)
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WORK=${SHARDPOINT_RUST_PACKAGE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/shardpoint-rust-package.XXXXXX")}
+mkdir -p "$WORK"
+unset SHARDPOINT_LIB_DIR SHARDPOINT_SYS_NO_LINK LD_LIBRARY_PATH PKG_CONFIG_PATH
+export CARGO_TARGET_DIR="$WORK/target"
+
+echo "--- cargo package --workspace"
+(cd "$HERE" && cargo package --workspace --allow-dirty --all-features >"$WORK/package.log" 2>&1) \
+    || { tail -n 40 "$WORK/package.log"; exit 1; }
+crate=$(ls "$WORK"/target/package/shardpoint-sys-*.crate)
+tar -tzf "$crate" >"$WORK/sys.list"
+grep -q '/native/cpp/src/checkpoint.cpp$' "$WORK/sys.list" || { echo "shardpoint-sys lacks the C++ source"; exit 1; }
+grep -q '/native/capi/include/shardpoint.h$' "$WORK/sys.list" || { echo "shardpoint-sys lacks the C ABI header"; exit 1; }
+echo "packaged: $(cd "$WORK/target/package" && ls ./*.crate | tr '\n' ' ')"
+
+echo "--- docs build with DOCS_RS=1 (no library)"
+(cd "$HERE" && DOCS_RS=1 cargo doc --no-deps -p shardpoint-sys -p shardpoint >"$WORK/doc.log" 2>&1) \
+    || { tail -n 40 "$WORK/doc.log"; exit 1; }
+
+echo "--- a new project: shardpoint by path, feature bundled"
+app=$WORK/app
+rm -rf "$app"
+(cd "$WORK" && cargo new --quiet app)
+cat >>"$app/Cargo.toml" <<EOF
+shardpoint = { path = "$HERE/shardpoint", features = ["bundled"] }
+EOF
+cat >"$app/src/main.rs" <<'EOF'
+use shardpoint::{Load, Reader, Save, SaveOptions};
+
+fn main() -> shardpoint::Result<()> {
+    let dir = std::env::args().nth(1).expect("usage: app DIR");
+    let w: Vec<f32> = (0..24).map(|i| i as f32 * 0.5).collect();
+    let mut save = Save::new(&dir, None, &SaveOptions::new())?;
+    save.add_tensor("w", &[4, 6], &[0, 0], &[4, 6], &w)?;
+    save.commit()?;
+
+    let reader = Reader::open(&dir)?;
+    let mut middle = vec![0f32; 6];
+    let mut load = Load::new(&reader, None)?;
+    load.add_tensor("w", &[1, 0], &[1, 6], &mut middle)?;
+    load.execute()?;
+    assert_eq!(middle, w[6..12]);
+    println!("round trip ok with libshardpoint {}", shardpoint::version());
+    Ok(())
+}
+EOF
+(cd "$app" && cargo build --quiet --release >"$WORK/app.log" 2>&1) || { tail -n 40 "$WORK/app.log"; exit 1; }
+bin=$WORK/target/release/app
+if ldd "$bin" | grep -q libshardpoint; then
+    echo "the binary still needs libshardpoint at run time:"; ldd "$bin"; exit 1
+fi
+env -i "$bin" "$WORK/ckpt"
+echo "package-test.sh: all passed"
