@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"strings"
 
-	sp "shardpoint.dev/shardpoint/bindings/go"
+	sp "shardpoint.dev/shardpoint/bindings/go/shardpoint"
 )
 
 // record is one line of model.txt.

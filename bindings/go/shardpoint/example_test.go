@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	sp "shardpoint.dev/shardpoint/bindings/go"
+	sp "shardpoint.dev/shardpoint/bindings/go/shardpoint"
 )
 
 // Two goroutine ranks save the rows of one tensor; one process loads a box across both chunks.
