@@ -244,3 +244,35 @@ def test_not_durable_says_the_checkpoint_was_committed():
     err = errors.error_for(errors.ENOTDURABLE)
     assert isinstance(err, sp.NotDurableError) and err.committed is True
     assert not isinstance(err, OSError)
+
+
+@pytest.mark.parametrize("cls,builtin,errno_name", [
+    (sp.IoError, OSError, "EIO"),
+    (sp.NotFoundError, FileNotFoundError, "ENOENT"),
+    (sp.ExistsError, FileExistsError, "EEXIST"),
+])
+def test_filesystem_errors_are_the_matching_builtins(cls, builtin, errno_name):
+    import errno
+
+    err = errors.error_for(cls.code)
+    assert isinstance(err, builtin) and isinstance(err, sp.ShardpointError)
+    assert err.errno == getattr(errno, errno_name) and err.filename is None
+    assert str(err).startswith(err.name)
+
+
+def test_missing_checkpoints_and_entries_raise_what_python_code_catches(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        sp.Reader(tmp_path / "nothing-here")
+    sp.save(tmp_path / "ckpt", {"w": np.zeros(3)})
+    with pytest.raises(FileExistsError):
+        sp.save(tmp_path / "ckpt", {"w": np.zeros(3)})
+    with sp.Reader(tmp_path / "ckpt") as reader:
+        with pytest.raises(KeyError):
+            reader.read_tensor("missing")
+        with pytest.raises(KeyError):
+            reader.entry("missing")
+
+
+def test_other_errors_are_not_oserrors():
+    for cls in (sp.ChecksumError, sp.FormatError, sp.ShapeError, sp.DtypeError, sp.NotDurableError):
+        assert not isinstance(errors.error_for(cls.code), OSError), cls

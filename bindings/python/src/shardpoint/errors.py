@@ -38,12 +38,18 @@ class ShardpointError(Exception):
     """A shardpoint C call failed. `code` is the negative C code, `name` e.g. "SHARDPOINT_ECHECKSUM"."""
 
     code = None  # set on subclasses; instances always carry the actual code
+    os_errno = None  # subclasses that are also OSErrors: the errno they stand for
 
     def __init__(self, code, name, message):
         super().__init__(code, name, message)
         self.code = code
         self.name = name
         self.message = message
+        if isinstance(self, OSError):
+            # OSError.__init__ took (code, name, message) as (errno, strerror, filename): fix them.
+            self.errno = self.os_errno
+            self.strerror = message
+            self.filename = None
 
     def __str__(self):
         return f"{self.name}: {self.message}" if self.message else self.name
@@ -57,16 +63,28 @@ class OutOfMemoryError(ShardpointError, MemoryError):
     code = ENOMEM
 
 
-class IoError(ShardpointError):
+class IoError(ShardpointError, OSError):
+    """An I/O call failed (SHARDPOINT_EIO); also an OSError with errno.EIO."""
+
     code = EIO
+    os_errno = _errno.EIO
 
 
-class NotFoundError(ShardpointError):
+class NotFoundError(ShardpointError, FileNotFoundError, KeyError):
+    """A checkpoint, file or entry does not exist (SHARDPOINT_ENOTFOUND). Also a
+    FileNotFoundError (errno.ENOENT), for missing checkpoints, and a KeyError, for missing
+    entries, so the handlers either kind of code already has catch it."""
+
     code = ENOTFOUND
+    os_errno = _errno.ENOENT
 
 
-class ExistsError(ShardpointError):
+class ExistsError(ShardpointError, FileExistsError):
+    """The checkpoint already exists and overwriting was not asked for (SHARDPOINT_EEXISTS); also
+    a FileExistsError (errno.EEXIST)."""
+
     code = EEXISTS
+    os_errno = _errno.EEXIST
 
 
 class FormatError(ShardpointError):
@@ -125,7 +143,7 @@ class RangeError(ShardpointError):
     code = ERANGE
 
 
-class NoSpaceError(IoError, OSError):
+class NoSpaceError(IoError):
     """No space left on the device, or a disk quota is exhausted (SHARDPOINT_ENOSPC).
 
     Also an OSError with errno.ENOSPC, so `except OSError` handlers that look for a full disk see
@@ -133,13 +151,7 @@ class NoSpaceError(IoError, OSError):
     """
 
     code = ENOSPC
-
-    def __init__(self, code, name, message):
-        super().__init__(code, name, message)
-        # OSError.__init__ took (code, name, message) as (errno, strerror, filename): fix them.
-        self.errno = _errno.ENOSPC
-        self.strerror = message
-        self.filename = None
+    os_errno = _errno.ENOSPC
 
 
 class NotDurableError(ShardpointError):
