@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"io/fs"
 	"runtime"
 	"syscall"
 )
@@ -50,9 +51,19 @@ func (c Code) Name() string { return C.GoString(C.shardpoint_error_name(C.int(c)
 
 func (c Code) Error() string { return c.Name() }
 
-// Is lets errors.Is(err, syscall.ENOSPC) find ErrNoSpace.
+// Is lets the standard library's sentinels find the codes they stand for:
+// errors.Is(err, fs.ErrNotExist) finds ErrNotFound, fs.ErrExist finds ErrExists and
+// syscall.ENOSPC finds ErrNoSpace.
 func (c Code) Is(target error) bool {
-	return c == ErrNoSpace && target == syscall.ENOSPC
+	switch c {
+	case ErrNotFound:
+		return target == fs.ErrNotExist
+	case ErrExists:
+		return target == fs.ErrExist
+	case ErrNoSpace:
+		return target == syscall.ENOSPC
+	}
+	return false
 }
 
 // Error is a failure reported by the library (or by the binding's own argument checks, which use
@@ -77,8 +88,8 @@ func (e *Error) Error() string {
 	return msg
 }
 
-// Is reports whether target is this error's Code (or an *Error with the same Code), or
-// syscall.ENOSPC for ErrNoSpace.
+// Is reports whether target is this error's Code (or an *Error with the same Code), or the
+// standard sentinel of its Code (fs.ErrNotExist, fs.ErrExist, syscall.ENOSPC; see Code.Is).
 func (e *Error) Is(target error) bool {
 	switch t := target.(type) {
 	case Code:

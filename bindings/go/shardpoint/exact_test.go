@@ -3,6 +3,7 @@ package shardpoint
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,6 +163,32 @@ func TestNewErrorCodes(t *testing.T) {
 	}
 	if errors.Is(&Error{Code: ErrIO}, syscall.ENOSPC) || errors.Is(full, ErrIO) || errors.Is(full, ErrNotDurable) {
 		t.Fatal("errors.Is matches the wrong codes")
+	}
+}
+
+// Real failures match the standard library's sentinels: a missing checkpoint fs.ErrNotExist, an
+// existing one fs.ErrExist, and nothing else matches them.
+func TestErrorsMatchFsSentinels(t *testing.T) {
+	dir := t.TempDir()
+	_, err := OpenReader(filepath.Join(dir, "missing"), nil)
+	if !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, ErrNotFound) || errors.Is(err, fs.ErrExist) {
+		t.Fatalf("a missing checkpoint: %v", err)
+	}
+	ckpt := filepath.Join(dir, "ckpt")
+	for i := 0; i < 2; i++ {
+		s, err := NewSave(ckpt, nil, nil)
+		must(t, err)
+		must(t, SaveTensor(s, "w", []uint64{2}, Box{}, []float32{1, 2}))
+		err = s.Commit()
+		s.Close()
+		if i == 0 {
+			must(t, err)
+		} else if !errors.Is(err, fs.ErrExist) || !errors.Is(err, ErrExists) || errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("saving over a checkpoint: %v", err)
+		}
+	}
+	if errors.Is(&Error{Code: ErrChecksum}, fs.ErrNotExist) || errors.Is(ErrIO, fs.ErrExist) {
+		t.Fatal("other codes match the fs sentinels")
 	}
 }
 
