@@ -22,7 +22,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 
 export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export LD_LIBRARY_PATH="$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export SHARDPOINT_LIBRARY="$PREFIX/lib/libshardpoint.so"
+LIBRARY="$PREFIX/lib/libshardpoint.so.0"
 HEADER="$PREFIX/include/shardpoint.h"
 
 passed=0
@@ -59,7 +59,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 echo "== prerequisites"
-single "library $SHARDPOINT_LIBRARY exists" test -e "$SHARDPOINT_LIBRARY"
+single "library $LIBRARY exists" test -e "$LIBRARY"
+# The UUID the package reads its preferences under is the one its Project.toml declares.
+uuid=$(sed -n 's/^uuid = "\(.*\)"$/\1/p' "$HERE/Project.toml")
+single "LibShardpoint.package_uuid is Project.toml's uuid ($uuid)" grep -q "Base.UUID(\"$uuid\")" "$HERE/src/LibShardpoint.jl"
 single "header $HEADER exists" test -f "$HEADER"
 single "installed header is capi/include/shardpoint.h" cmp -s "$HEADER" "$REPO/capi/include/shardpoint.h"
 if command -v pkg-config >/dev/null 2>&1; then
@@ -81,12 +84,17 @@ node "$HERE/check/selftest.js" --header "$HEADER" 2>&1 | tee "$log"
 count_from "$log" "${PIPESTATUS[0]}"
 
 echo "== static check of the Julia sources against the header and the library"
-(cd "$HERE" && node check/check.js --root "$HERE" --header "$HEADER" --lib "$SHARDPOINT_LIBRARY") 2>&1 | tee "$log"
+(cd "$HERE" && node check/check.js --root "$HERE" --header "$HEADER" --lib "$LIBRARY") 2>&1 | tee "$log"
 count_from "$log" "${PIPESTATUS[0]}"
 
 if command -v julia >/dev/null 2>&1; then
     echo "== julia: Pkg.test()"
-    single "test/runtests.jl" julia --project="$HERE" -e 'using Pkg; Pkg.test()'
+    # The prefix's library through the package's preference, in a copy of the project.
+    project=$(mktemp -d)
+    cp -R "$HERE/Project.toml" "$HERE/src" "$HERE/test" "$project/"
+    printf '[Shardpoint]\nlibrary = "%s"\n' "$LIBRARY" >"$project/LocalPreferences.toml"
+    single "test/runtests.jl" julia --project="$project" -e 'using Pkg; Pkg.instantiate(); Pkg.test()'
+    rm -rf "$project"
 else
     echo "== julia not found: test/runtests.jl not run (it runs wherever Julia 1.9+ exists)"
 fi

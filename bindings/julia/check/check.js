@@ -510,16 +510,33 @@ function checkCfunction(site, file, header) {
   return { ok: problems.length === 0, what: `${file}:${site.line}: @cfunction ${site.fn || '?'}${target ? ' as ' + target.name : ''}`, problems };
 }
 
-// The binding names the library by its SONAME (see src/LibShardpoint.jl): the Julia constant
-// `libshardpoint` must equal the SONAME of the built library.
+// The binding names the library through the constant `libshardpoint` (see src/LibShardpoint.jl):
+// either the SONAME itself, or a Preferences.jl lookup whose default is the platform's name, where
+// the Linux name, the constant `library_linux`, must be the SONAME of the built library.
+const LINUX_NAME = 'library_linux';
 function checkSoname(scans, soname) {
-  const defs = [];
-  for (const s of scans) for (const c of s.consts) if (c.name === LIBRARY_NAME) defs.push({ file: s.file, c });
+  const find = (name) => {
+    const defs = [];
+    for (const s of scans) for (const c of s.consts) if (c.name === name) defs.push({ file: s.file, c });
+    return defs;
+  };
   const what = `const ${LIBRARY_NAME} is the library's SONAME ${soname}`;
+  const defs = find(LIBRARY_NAME);
   if (defs.length !== 1) return { ok: false, what, problems: [`${defs.length} definitions of const ${LIBRARY_NAME}, expected 1`] };
   const { file, c } = defs[0];
-  const ok = c.value === soname;
-  return { ok, what: `${file}:${c.line}: ${what}`, problems: ok ? [] : [`it is ${c.text}`] };
+  if (typeof c.value === 'string') {
+    const ok = c.value === soname;
+    return { ok, what: `${file}:${c.line}: ${what}`, problems: ok ? [] : [`it is ${c.text}`] };
+  }
+  const viaPreference = /^Preferences\.load_preference\(\s*package_uuid\s*,\s*"library"\s*,/.test(c.text) &&
+    new RegExp(`\\b${LINUX_NAME}\\b`).test(c.text);
+  const linux = find(LINUX_NAME);
+  const whatPref = `${file}:${c.line}: const ${LIBRARY_NAME} is the "library" preference, by default ${LINUX_NAME} on Linux, the SONAME ${soname}`;
+  const problems = [];
+  if (!viaPreference) problems.push(`it is ${c.text}: neither a string nor Preferences.load_preference(package_uuid, "library", ...${LINUX_NAME}...)`);
+  if (linux.length !== 1) problems.push(`${linux.length} definitions of const ${LINUX_NAME}, expected 1`);
+  else if (linux[0].c.value !== soname) problems.push(`${LINUX_NAME} is ${linux[0].c.text}`);
+  return { ok: problems.length === 0, what: whatPref, problems };
 }
 
 // sources: [{ file, text }]; headerText: the header; exported: Set of symbols or null (no library);

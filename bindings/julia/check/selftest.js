@@ -184,6 +184,22 @@ q = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_verify_problem
       headerText, exported: allExports(), soname: 'libshardpoint.so.0' }).filter((r) => !r.ok && /SONAME/.test(r.what)),
     expect: (f) => f.length === 1 && f[0].problems.some((p) => /it is "libshardpoint.so"/.test(p)),
   },
+  {
+    name: 'preference whose Linux default is not the SONAME',
+    run: () => runChecks({ sources: [{ file: 'case.jl', text:
+      'const library_linux = "libshardpoint.so.1"\n' +
+      'const libshardpoint = Preferences.load_preference(package_uuid, "library", Sys.isapple() ? "x" : library_linux)\n' }],
+      headerText, exported: allExports(), soname: 'libshardpoint.so.0' }).filter((r) => !r.ok && /SONAME/.test(r.what)),
+    expect: (f) => f.length === 1 && f[0].problems.some((p) => /library_linux is "libshardpoint.so.1"/.test(p)),
+  },
+  {
+    name: 'library constant read from an environment variable',
+    run: () => runChecks({ sources: [{ file: 'case.jl', text:
+      'const library_linux = "libshardpoint.so.0"\n' +
+      'const libshardpoint = get(ENV, "SHARDPOINT_LIBRARY", library_linux)\n' }],
+      headerText, exported: allExports(), soname: 'libshardpoint.so.0' }).filter((r) => !r.ok && /SONAME/.test(r.what)),
+    expect: (f) => f.length === 1 && f[0].problems.some((p) => /neither a string nor Preferences/.test(p)),
+  },
 ];
 
 let passed = 0;

@@ -5,22 +5,24 @@
 module LibShardpoint
 
 import Libdl
+import Preferences
 
-# Every @ccall names the library by its SONAME. When SHARDPOINT_LIBRARY is set, __init__ loads that
-# file first; the dynamic loader then resolves "libshardpoint.so.0" to the already loaded object
-# (it matches requests against the SONAME of loaded libraries), so all calls go to that file.
-const libshardpoint = "libshardpoint.so.0"
+# The library's name for the dynamic loader on each platform: on Linux its SONAME (check.js
+# compares it with the built library), elsewhere the names CMake gives a library of SOVERSION 0.
+const library_linux = "libshardpoint.so.0"
+const library_macos = "libshardpoint.0.dylib"
+const library_windows = "libshardpoint.dll"
 
-# The handle of the library loaded from SHARDPOINT_LIBRARY (C_NULL when the variable is unset).
-const library_handle = Ref{Ptr{Cvoid}}(C_NULL)
+# Shardpoint's UUID (Project.toml; run-tests.sh checks they agree): its preferences are read here.
+const package_uuid = Base.UUID("53d34253-c1a3-4d82-9c5f-37da448ec330")
 
-function __init__()
-    path = get(ENV, "SHARDPOINT_LIBRARY", "")
-    if !isempty(path)
-        library_handle[] = Libdl.dlopen(path)
-    end
-    return nothing
-end
+# Every @ccall names the library through this constant: the platform's name above, found by the
+# dynamic loader, unless the preference "library" names another file. The preference is read when
+# the package is compiled, so a change takes effect at the next `using Shardpoint`:
+#     using Preferences, Shardpoint
+#     set_preferences!(Shardpoint, "library" => "/opt/shardpoint/lib/libshardpoint.so.0")
+const libshardpoint = Preferences.load_preference(package_uuid, "library",
+    Sys.isapple() ? library_macos : Sys.iswindows() ? library_windows : library_linux)
 
 # ------------------------------------------------------------------------------------------------
 # Constants (values as in the header; check.js compares them)

@@ -271,12 +271,13 @@ function chunks(r::Reader, fqn::AbstractString)
 end
 
 """
-    metadata(reader) -> Dict{String,String}
-    metadata(reader, key) -> String
+    user_metadata(reader) -> Dict{String,String}
+    user_metadata(reader, key) -> String
 
-The user key/value pairs recorded by the save (`ENOTFOUND` for a missing key).
+The user key/value pairs recorded by the save (`set_metadata!`; `ENOTFOUND` for a missing key).
+Not called `metadata`, which DataAPI and the packages built on it export.
 """
-function metadata(r::Reader)
+function user_metadata(r::Reader)
     result = Dict{String,String}()
     GC.@preserve r begin
         n = Ref{UInt64}(0)
@@ -291,7 +292,7 @@ function metadata(r::Reader)
     return result
 end
 
-function metadata(r::Reader, key::AbstractString)
+function user_metadata(r::Reader, key::AbstractString)
     k = String(key)
     value = Ref{Ptr{UInt8}}(C_NULL)
     result = GC.@preserve r begin

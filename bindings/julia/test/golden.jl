@@ -198,7 +198,7 @@ function golden_check(dir::AbstractString; model_path=golden_model_path())
             end
         end
         # 4. user metadata
-        stored_meta = metadata(reader)
+        stored_meta = user_metadata(reader)
         for (k, v) in meta
             got = get(stored_meta, k, nothing)
             got == v || fail("metadata $k = $(repr(got)), expected $(repr(v))")

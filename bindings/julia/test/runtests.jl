@@ -1,6 +1,9 @@
 # Tests of the Julia binding against the real library, on real files in temporary directories.
 #
-#   SHARDPOINT_LIBRARY=/prefix/lib/libshardpoint.so julia --project=bindings/julia -e 'using Pkg; Pkg.test()'
+#   julia --project=bindings/julia -e 'using Pkg; Pkg.test()'
+#
+# with the library on the loader's path, or named by the preference "library" (run-tests.sh writes
+# a LocalPreferences.toml for the prefix it tests).
 #
 # Optional: SHARDPOINT_GOLDEN_DIR (one or more checkpoint directories separated by ':') are checked
 # against the golden model (tests/golden/README.md), as are the committed tests/golden/v1-*, v2-*
@@ -224,9 +227,9 @@ end
             @test error_code(() -> read_bytes!(r, "blob", zeros(UInt8, 10))) == SP.ERANGE
             @test error_code(() -> read_tensor(r, "blob")) == SP.EKIND
             @test error_code(() -> read_tensor!(r, "blob", zeros(UInt8, 256))) == SP.EKIND
-            @test metadata(r) == Dict("step" => "1234", "k" => "last")
-            @test metadata(r, "step") == "1234"
-            @test error_code(() -> metadata(r, "missing")) == SP.ENOTFOUND
+            @test user_metadata(r) == Dict("step" => "1234", "k" => "last")
+            @test user_metadata(r, "step") == "1234"
+            @test error_code(() -> user_metadata(r, "missing")) == SP.ENOTFOUND
         end
     end
 end
@@ -718,7 +721,7 @@ end
             @test read_tensor(r, "c") == C
             @test read_tensor(r, "bias") == bias
             @test read_bytes(r, "blob") == collect(UInt8, 0:99)
-            @test metadata(r) == Dict("ranks" => "3")
+            @test user_metadata(r) == Dict("ranks" => "3")
             @test verify(r) === nothing
         end
 
