@@ -53,15 +53,18 @@ done
 # README says (until the module is published): go mod tidy, go vet, go run of a round trip.
 app=$tmp/app
 mkdir -p "$app"
-cat >"$app/go.mod" <<EOF
-module example.com/app
-
-go 1.22
-
-require shardpoint.dev/shardpoint/bindings/go v0.0.0
-
-replace shardpoint.dev/shardpoint/bindings/go => $here
-EOF
+# README's require and replace lines, exactly, with the replace pointed at this checkout.
+readme_lines=$(python3 - "$repo/README.md" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+print(re.search(r"^```\n(require .*?)^```", text[text.index("### Go"):], re.S | re.M).group(1).strip())
+PY
+)
+expected='require shardpoint.dev/shardpoint/bindings/go v0.0.0
+replace shardpoint.dev/shardpoint/bindings/go => ./shardpoint/bindings/go'
+[ "$readme_lines" = "$expected" ] || { echo "README's Go lines changed: $readme_lines"; exit 1; }
+{ printf 'module example.com/app\n\ngo 1.22\n\n'; echo "${readme_lines/=> .\/shardpoint\/bindings\/go/=> $here}"; } >"$app/go.mod"
+grep -q "=> $here\$" "$app/go.mod" || { echo "could not point README's replace at the checkout"; cat "$app/go.mod"; exit 1; }
 cat >"$app/main.go" <<'EOF'
 package main
 

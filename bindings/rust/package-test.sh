@@ -34,9 +34,18 @@ echo "--- a new project: shardpoint by path, feature bundled"
 app=$WORK/app
 rm -rf "$app"
 (cd "$WORK" && cargo new --quiet app)
-cat >>"$app/Cargo.toml" <<EOF
-shardpoint = { path = "$HERE/shardpoint", features = ["bundled"] }
-EOF
+# README's dependency line, exactly, with its checkout path made absolute.
+dependency=$(python3 - "$HERE/../../README.md" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+block = re.search(r"^```toml\n(.*?)^```", text[text.index("### Rust"):], re.S | re.M).group(1)
+print(next(line for line in block.splitlines() if line.startswith("shardpoint =")))
+PY
+)
+[ "$dependency" = 'shardpoint = { path = "bindings/rust/shardpoint", features = ["bundled"] }' ] \
+    || { echo "README's Rust dependency changed: $dependency"; exit 1; }
+echo "${dependency/\"bindings\/rust\/shardpoint\"/\"$HERE/shardpoint\"}" >>"$app/Cargo.toml"
+grep -q "path = \"$HERE/shardpoint\"" "$app/Cargo.toml" || { echo "could not point README's line at the checkout"; exit 1; }
 cat >"$app/src/main.rs" <<'EOF'
 use shardpoint::{Load, Reader, Save, SaveOptions};
 
