@@ -30,7 +30,7 @@ def test_entries_are_sorted_and_described(ckpt):
         assert (mid.dtype, mid.shape, mid.numel, mid.nbytes) == (sp.DType.I8, (7,), 7, 7)
         assert (zeta.dtype, zeta.shape, zeta.numel, zeta.nbytes, zeta.chunk_count) == (sp.DType.F32, (2, 3), 6, 24, 1)
         assert zeta.covered_numel == 6 and zeta.stored_bytes == 24
-        assert reader["zeta"] == zeta and [e.index for e in reader.entries()] == [0, 1, 2]
+        assert reader.info("zeta") == zeta and [e.index for e in reader.entries()] == [0, 1, 2]
 
 
 def test_chunks_describe_the_files(ckpt):

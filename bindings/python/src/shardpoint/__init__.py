@@ -43,7 +43,7 @@ from .errors import (
     UncoveredError,
     VersionError,
 )
-from .reader import ChunkInfo, EntryInfo, EntryKind, Load, Reader, StorageInfo, Transform
+from .reader import ChunkInfo, EntryInfo, EntryKind, Load, Reader, StorageInfo, TensorSlice, Transform
 from .save import Blob, Chunk, Save, save, save_flags
 from .writer import Writer
 
@@ -86,6 +86,6 @@ __all__ = [
     "InvalidArgumentError", "IoError", "KindError", "LibraryNotFoundError", "Load", "LocalGroup",
     "MPICollectives", "NoSpaceError", "NotDurableError", "NotFoundError", "OutOfMemoryError",
     "PathError", "RangeError", "RankError", "Reader", "Save", "ShapeError", "ShardpointError",
-    "StateError", "StorageInfo", "TensorBuffer", "Transform", "TruncatedError", "UncoveredError",
+    "StateError", "StorageInfo", "TensorBuffer", "TensorSlice", "Transform", "TruncatedError", "UncoveredError",
     "VersionError", "Writer", "describe", "library_path", "library_version", "load", "save", "save_flags",
 ]

@@ -85,6 +85,90 @@ _DTYPES = {int(d): d for d in DType}
 _DTYPES_OF_NUMPY = {np.dtype(np.uint8): DType.U8, np.dtype(np.uint16): DType.U16}
 
 
+class TensorSlice:
+    """A saved tensor, read lazily: `reader["w"][10:20, :]` reads only that box (as safetensors'
+    `safe_open(...).get_slice`). Integer indices drop their dimension, slices may have steps
+    (the covering box is read, then stepped through), `...` fills dimensions; `np.asarray(s)`
+    and `s[...]` read the whole tensor. Arrays come back as read_tensor returns them (raw
+    uint16/uint8 carriers for bf16/f8)."""
+
+    __slots__ = ("reader", "info")
+
+    def __init__(self, reader, info):
+        self.reader = reader
+        self.info = info
+
+    @property
+    def shape(self):
+        return self.info.shape
+
+    @property
+    def dtype(self):
+        return self.info.dtype
+
+    @property
+    def ndim(self):
+        return len(self.info.shape)
+
+    def __len__(self):
+        if not self.info.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.info.shape[0]
+
+    def __getitem__(self, key):
+        offsets, sizes, within = _box_of_index(self.info.shape, key)
+        if 0 in sizes:
+            box = np.empty(sizes, dtype=self.info.dtype.numpy_dtype)
+        else:
+            box = self.reader.read_tensor(self.info.fqn, offsets=offsets, sizes=sizes)
+        return box[within]
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self[...]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def __repr__(self):
+        return f"<TensorSlice {self.info.fqn!r} {self.info.dtype} {self.info.shape}>"
+
+
+def _box_of_index(shape, key):
+    """(offsets, sizes) of the box a numpy-style index of `shape` touches, and the index that
+    picks the result out of that box."""
+    key = key if isinstance(key, tuple) else (key,)
+    if sum(k is Ellipsis for k in key) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (len(shape) - len(key) + 1) + key[at + 1:]
+    if len(key) > len(shape):
+        raise IndexError(f"too many indices: the tensor has {len(shape)} dimensions, {len(key)} were given")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    offsets, sizes, within = [], [], []
+    for dim, (k, n) in enumerate(zip(key, shape)):
+        if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+            i = int(k) + n if int(k) < 0 else int(k)
+            if not 0 <= i < n:
+                raise IndexError(f"index {int(k)} is out of bounds for dimension {dim} of size {n}")
+            offsets.append(i)
+            sizes.append(1)
+            within.append(0)
+        elif isinstance(k, slice):
+            picked = range(*k.indices(n))
+            if not picked:
+                offsets.append(0)
+                sizes.append(0)
+                within.append(slice(None))
+                continue
+            lo, hi = min(picked), max(picked) + 1
+            offsets.append(lo)
+            sizes.append(hi - lo)
+            last = picked[-1] - lo + (1 if picked.step > 0 else -1)
+            within.append(slice(picked[0] - lo, None if last < 0 else last, picked.step))
+        else:
+            raise TypeError(f"tensor indices must be integers, slices or '...', not {type(k).__name__}")
+    return tuple(offsets), tuple(sizes), tuple(within)
+
+
 def _tuple(pointer, count):
     return tuple(pointer[:count]) if count else ()  # slicing a ctypes pointer: one call, ints
 
@@ -120,6 +204,11 @@ class Reader(Handle):
         self.path = path
         self.allow_partial = bool(allow_partial)
         self._entries = {}  # fqn -> EntryInfo: an open reader's metadata never changes
+
+    def __repr__(self):
+        if self.closed:
+            return f"<Reader {str(self.path)!r} closed>"
+        return f"<Reader {str(self.path)!r} {len(self)} entries>"
 
     # --- inspection -----------------------------------------------------------------------------
 
@@ -192,8 +281,17 @@ class Reader(Handle):
             info = self._entries[fqn] = self._entry_at(self._find(fqn))
         return info
 
-    def __getitem__(self, fqn):
+    def info(self, fqn):
+        """The EntryInfo of `fqn` (kind, dtype, shape, chunk count, sizes); raises NotFoundError."""
         return self.entry(fqn)
+
+    def __getitem__(self, fqn):
+        """reader["w"]: a TensorSlice of tensor `fqn` (nothing is read until it is indexed or
+        converted), or the bytes of blob `fqn`. Raises NotFoundError (also a KeyError)."""
+        entry = self.entry(fqn)
+        if not entry.is_tensor:
+            return self.read_bytes(fqn)
+        return TensorSlice(self, entry)
 
     def __contains__(self, fqn):
         try:

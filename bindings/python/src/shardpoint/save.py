@@ -1,7 +1,9 @@
 """Saving: Save (add what this rank holds, then commit) and the save() shortcut."""
 
 import ctypes
+import os
 import warnings
+import weakref
 from collections import namedtuple
 
 from . import _lib
@@ -111,6 +113,9 @@ class Save(Handle):
             comm._register(self)
         self._borrowed = []
         self.committed = False
+        # A Save that is garbage-collected neither committed nor closed saved nothing: say so.
+        self.path = os.fspath(path)
+        self._dropped_warning = weakref.finalize(self, _warn_dropped, self.path)
 
     def add_tensor(self, fqn, data, *, offsets=None, global_shape=None, dtype=None):
         """Offers `data` as the chunk of tensor `fqn` at `offsets` in a tensor of `global_shape`.
@@ -216,10 +221,17 @@ class Save(Handle):
         if code != 0:
             _raise(code, self._comm)
         self.committed = True
+        self._dropped_warning.detach()
 
     def close(self):
+        """Frees the save; without a commit before, nothing is saved (a deliberate abort)."""
+        self._dropped_warning.detach()
         super().close()
         self._borrowed.clear()
+
+    def __repr__(self):
+        state = "committed" if self.committed else "closed" if self.closed else "open"
+        return f"<Save {self.path!r} {state}>"
 
     def __exit__(self, exc_type, exc, tb):
         try:
@@ -227,6 +239,11 @@ class Save(Handle):
                 self.commit()
         finally:
             self.close()
+
+
+def _warn_dropped(path):
+    warnings.warn(f"a Save of {path!r} was garbage-collected without commit() or close(): nothing was saved",
+                  ResourceWarning, stacklevel=2)
 
 
 Chunk = namedtuple("Chunk", ["data", "offsets", "global_shape", "dtype"], defaults=(None, None, None))
