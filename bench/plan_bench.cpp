@@ -230,6 +230,10 @@ int main(int argc, char **argv) {
     for (auto &t : tensors) replicated += t.kind == Kind::replicated;
     const uint64_t expect = uint64_t(world) * (tensors.size() - replicated) + replicated;
     if (writes != expect) die("global plan has " + std::to_string(writes) + " writes, expected " + std::to_string(expect));
+    // Printed now: a scale whose metadata no reader accepts (below) still reports its planning.
+    std::printf("save planning, %d ranks x %d tensors (%" PRIu64 " offers): %.3f s (median of %d)\n", world, o.tensors,
+                offers, median(save_times), o.reps);
+    std::fflush(stdout);
 
     // ---- the resulting metadata
     t0 = now();
