@@ -79,7 +79,7 @@ inline std::string dims_text(const Dims &d) {
 // keep every element inside the capacity. The library trusts the pointer, so this is what keeps
 // the caller's memory safe.
 inline void check_destination(const std::string &fqn, const Dims &sizes, uint64_t capacity, const Strides &strides,
-                              uint64_t first) {
+                              uint64_t first, const char *what = "destination") {
     if (strides.empty()) {
         uint64_t numel = 1;
         for (uint64_t s : sizes) {
@@ -87,9 +87,9 @@ inline void check_destination(const std::string &fqn, const Dims &sizes, uint64_
             numel *= s;
         }
         if (first != 0 || numel != capacity)
-            throw Error(SHARDPOINT_ESHAPE, "destination holds " + std::to_string(capacity) + " elements but the box " +
+            throw Error(SHARDPOINT_ESHAPE, std::string(what) + " holds " + std::to_string(capacity) + " elements but the box " +
                                                dims_text(sizes) + " of '" + fqn + "' has " + std::to_string(numel) +
-                                               (first ? " (and a C-order destination starts at element 0)" : ""));
+                                               (first ? " (and a C-order " + std::string(what) + " starts at element 0)" : ""));
         return;
     }
     if (strides.size() != sizes.size())
@@ -103,7 +103,7 @@ inline void check_destination(const std::string &fqn, const Dims &sizes, uint64_
     // Elements reached before and after the first one, with every product and sum checked.
     const auto outside = [&] {
         return Error(SHARDPOINT_ERANGE, "the box " + dims_text(sizes) + " of '" + fqn +
-                                            "' with these strides reaches outside a destination of " +
+                                            "' with these strides reaches outside a " + what + " of " +
                                             std::to_string(capacity) + " elements");
     };
     uint64_t below = 0, above = 0;
@@ -263,6 +263,14 @@ public:
     }
     Save(const Save &) = delete;
     Save &operator=(const Save &) = delete;
+    Save(Save &&o) noexcept : raw_(std::exchange(o.raw_, nullptr)) {}
+    Save &operator=(Save &&o) noexcept {
+        if (this != &o) {
+            shardpoint_save_free(raw_);
+            raw_ = std::exchange(o.raw_, nullptr);
+        }
+        return *this;
+    }
     ~Save() { shardpoint_save_free(raw_); }
 
     // `data` must stay valid until commit() returns.
@@ -270,6 +278,26 @@ public:
                     const void *data, const Strides &strides = {}) {
         check(shardpoint_save_add_tensor(raw_, fqn.c_str(), dtype, uint32_t(shape.size()), shape.data(), offsets.data(),
                                          sizes.data(), data, strides.empty() ? nullptr : strides.data()));
+    }
+    // Typed: the dtype follows from T, and the chunk must lie inside the `count` elements at
+    // `data` (C order: exactly the box's elements; strides: every element it places), the box's
+    // first element at data[first]. `data` must stay valid until commit() returns.
+    template <class T>
+    void add_tensor(const std::string &fqn, const Dims &shape, const Dims &offsets, const Dims &sizes, const T *data,
+                    size_t count, const Strides &strides = {}, size_t first = 0) {
+        detail::check_destination(fqn, sizes, count, strides, first, "source");
+        check(shardpoint_save_add_tensor(raw_, fqn.c_str(), dtype_of<T>(), uint32_t(shape.size()), shape.data(),
+                                         offsets.data(), sizes.data(), data + first,
+                                         strides.empty() ? nullptr : strides.data()));
+    }
+    template <class T>
+    void add_tensor(const std::string &fqn, const Dims &shape, const Dims &offsets, const Dims &sizes,
+                    const std::vector<T> &data, const Strides &strides = {}, size_t first = 0) {
+        add_tensor(fqn, shape, offsets, sizes, data.data(), data.size(), strides, first);
+    }
+    // The whole tensor of `shape`, in C order.
+    template <class T> void add_whole(const std::string &fqn, const Dims &shape, const std::vector<T> &data) {
+        add_tensor(fqn, shape, Dims(shape.size(), 0), shape, data);
     }
     void add_bytes(const std::string &fqn, const void *data, uint64_t len) {
         check(shardpoint_save_add_bytes(raw_, fqn.c_str(), data, len));
@@ -302,6 +330,16 @@ public:
     }
     Reader(const Reader &) = delete;
     Reader &operator=(const Reader &) = delete;
+    // Movable; a Load made from a Reader keeps pointing at that Reader object, so do not move a
+    // Reader while a Load of it is alive.
+    Reader(Reader &&o) noexcept : raw_(std::exchange(o.raw_, nullptr)) {}
+    Reader &operator=(Reader &&o) noexcept {
+        if (this != &o) {
+            shardpoint_reader_free(raw_);
+            raw_ = std::exchange(o.raw_, nullptr);
+        }
+        return *this;
+    }
     ~Reader() { shardpoint_reader_free(raw_); }
     shardpoint_reader *get() const { return raw_; }
 
@@ -418,6 +456,15 @@ public:
     }
     Load(const Load &) = delete;
     Load &operator=(const Load &) = delete;
+    Load(Load &&o) noexcept : reader_(o.reader_), raw_(std::exchange(o.raw_, nullptr)) {}
+    Load &operator=(Load &&o) noexcept {
+        if (this != &o) {
+            shardpoint_load_free(raw_);
+            reader_ = o.reader_;
+            raw_ = std::exchange(o.raw_, nullptr);
+        }
+        return *this;
+    }
     ~Load() { shardpoint_load_free(raw_); }
     // Destinations must stay valid until execute() returns; they are checked as in
     // Reader::read_tensor (C order: exactly the box; strides: inside the given memory).

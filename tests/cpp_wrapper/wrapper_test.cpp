@@ -215,3 +215,70 @@ TEST(CppWrapper, NewErrorCodes) {
     EXPECT_EQ(e.code(), -20);
     EXPECT_STREQ(e.what(), "SHARDPOINT_ENOSPC: disk full");
 }
+
+// Typed adds: the dtype comes from the element type, and a source must hold the chunk, as a
+// destination must hold the box (the library trusts the pointer).
+TEST(CppWrapper, TypedAddsDeduceTheDtypeAndCheckTheSource) {
+    TempDir t;
+    std::vector<int64_t> ids = {1, 2, 3, 4, 5, 6};
+    std::vector<double> rows = {0.5, 1.5, 2.5, 3.5};  // rows 1..2 of a [3, 2] tensor
+    std::vector<float> column(3 * 4);
+    for (size_t i = 0; i < column.size(); ++i) column[i] = float(i);
+    {
+        sp::Save save(t / "c");
+        save.add_whole("ids", {2, 3}, ids);
+        save.add_tensor("part", {3, 2}, {1, 0}, {2, 2}, rows);
+        // column 1 of a row-major [3, 4] buffer: a strided source of 3 elements
+        save.add_tensor("col", {3}, {0}, {3}, column.data(), column.size(), {4}, 1);
+        std::string msg;
+        EXPECT_EQ(code_of([&] { save.add_tensor("short", {2, 3}, {0, 0}, {2, 3}, ids.data(), 5); }, &msg), SHARDPOINT_ESHAPE);
+        EXPECT_NE(msg.find("source holds 5 elements"), std::string::npos) << msg;
+        EXPECT_EQ(code_of([&] { save.add_tensor("far", {3}, {0}, {3}, column.data(), column.size(), {4}, 4); }),
+                  SHARDPOINT_ERANGE);
+        EXPECT_EQ(code_of([&] { save.commit(); }), SHARDPOINT_EUNCOVERED);  // row 0 of "part" is missing
+    }
+    sp::SaveOptions opts;
+    opts.allow_partial = true;
+    {
+        sp::Save save(t / "c", nullptr, opts);
+        save.add_whole("ids", {2, 3}, ids);
+        save.add_tensor("part", {3, 2}, {1, 0}, {2, 2}, rows);
+        save.add_tensor("col", {3}, {0}, {3}, column.data(), column.size(), {4}, 1);
+        save.commit();
+    }
+    sp::Reader r(t / "c");
+    EXPECT_EQ(r.entry("ids").dtype, SHARDPOINT_DTYPE_I64);
+    EXPECT_EQ(r.entry("part").dtype, SHARDPOINT_DTYPE_F64);
+    EXPECT_EQ(r.read_whole<int64_t>("ids"), ids);
+    std::vector<double> back(4);
+    r.read_tensor("part", {1, 0}, {2, 2}, back);
+    EXPECT_EQ(back, rows);
+    EXPECT_EQ(r.read_whole<float>("col"), (std::vector<float>{1, 5, 9}));
+}
+
+// Handles move: the moved-to object owns the handle, the moved-from one frees nothing.
+TEST(CppWrapper, HandlesAreMovable) {
+    TempDir t;
+    std::vector<float> w = {1, 2, 3, 4};
+    std::vector<sp::Save> saves;
+    {
+        sp::Save save(t / "c");
+        save.add_whole("w", {4}, w);
+        saves.push_back(std::move(save));  // the vector now owns it
+    }
+    sp::Save other(t / "unused");
+    other = std::move(saves.back());   // the unused save is freed, this one moves on
+    other.commit();
+    sp::Reader first(t / "c");
+    sp::Reader reader(std::move(first));
+    EXPECT_EQ(reader.read_whole<float>("w"), w);
+    std::vector<float> dst(4);
+    sp::Load load(reader);
+    load.add_whole("w", {4}, dst);
+    sp::Load moved(std::move(load));
+    moved.execute();
+    EXPECT_EQ(dst, w);
+    sp::Reader assigned(t / "c");
+    assigned = std::move(reader);
+    EXPECT_EQ(assigned.read_whole<float>("w"), w);
+}
