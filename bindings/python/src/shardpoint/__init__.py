@@ -14,6 +14,7 @@ through the dynamic loader.
 import numpy as np
 
 from . import _lib
+from . import state as _state
 from ._buffer import TensorBuffer, describe
 from ._lib import LibraryNotFoundError
 from .comm import Collectives, Comm, LocalGroup, MPICollectives
@@ -63,21 +64,49 @@ def library_path():
     return _lib.lib()._name
 
 
-def load(path, *, comm=None, **reader_options):
-    """Reads every entry of the checkpoint at `path` into a dict: tensors as numpy arrays, blobs as
-    bytes. Single-process convenience; for partial or sharded loads use Reader and Load."""
+def load(path, *, comm=None, into=None, **reader_options):
+    """Reads every entry of the checkpoint at `path`: tensors as numpy arrays, blobs as bytes.
+
+    Returns a dict {fqn: value}, or, for a checkpoint saved from a nested state (see save()), that
+    state rebuilt: its dicts, lists, tuples and plain values. With `into` (a state of the same
+    shape, e.g. the one training holds), arrays of `into` whose dtype and shape match are filled
+    in place, other values are set into its containers, and `into` is returned; a mismatched
+    array raises ShapeError or DtypeError. Single-process convenience; for partial or sharded
+    loads use Reader and Load.
+    """
     with Reader(path, **reader_options) as reader:
-        result = {}
+        text = reader.get_metadata(_state.TREE_KEY)
+        tree = _state.tree_of(text) if text is not None else None
+        if tree is not None:
+            wanted = _state.leaf_fqns(tree)
+        else:
+            wanted = [(e.fqn, "tensor" if e.is_tensor else "bytes", False) for e in reader.entries()]
+        if into is None:
+            in_place = {}
+        elif tree is not None:
+            in_place = _state.destinations(tree, into)
+        else:
+            in_place = {k: v for k, v in into.items() if type(v) is np.ndarray}
+        values = {}
         with reader.load(comm) as batch:
             tensors = {}
-            for entry in reader.entries():
-                if entry.is_tensor:
-                    tensors[entry.fqn] = result[entry.fqn] = np.empty(entry.shape, entry.dtype.numpy_dtype)
-                else:
-                    result[entry.fqn] = batch.add_bytes(entry.fqn)
+            for fqn, kind, _ in wanted:
+                if kind == "bytes":
+                    values[fqn] = batch.add_bytes(fqn)
+                    continue
+                out = in_place.get(fqn)
+                if out is None:
+                    entry = reader.entry(fqn)
+                    if not entry.is_tensor:  # (stored as a blob after all: load what is stored)
+                        values[fqn] = batch.add_bytes(fqn)
+                        continue
+                    out = np.empty(entry.shape, entry.dtype.numpy_dtype)
+                tensors[fqn] = values[fqn] = out
             batch.add_tensors(tensors)
             batch.execute()
-        return {k: (bytes(v) if isinstance(v, bytearray) else v) for k, v in result.items()}
+        values = {k: (bytes(v) if isinstance(v, bytearray) else v) for k, v in values.items()}
+        loaded = _state.build(tree, values.__getitem__) if tree is not None else values
+        return loaded if into is None else _state.fill(into, loaded)
 
 
 __all__ = [

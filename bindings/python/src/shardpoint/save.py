@@ -7,6 +7,7 @@ import weakref
 from collections import namedtuple
 
 from . import _lib
+from . import state as _state
 from ._buffer import describe, pack_whole, plain_arrays
 from ._handle import Handle
 from .errors import check, error_for
@@ -263,8 +264,17 @@ def save(path, entries, *, comm=None, metadata=None, **options):
     """Saves `entries` (fqn -> value) as a checkpoint in `path`, collectively over `comm`.
 
     A value is an array-like (the whole tensor), a Chunk, a Blob, or bytes/bytearray (a blob).
+    `entries` may also be a nested training state: dicts (str or int keys), lists and tuples of
+    such values and of plain int, float, bool, str and None. Its arrays become entries named by
+    their path ("optim.state.0.exp_avg"), and the tree, plain values included, is recorded as
+    JSON in the user metadata (state.TREE_KEY; never a pickle), from which load() rebuilds it.
     `options` are Save's keyword options (overwrite, durable, allow_partial, compression, ...).
     """
+    if not isinstance(entries, dict) or _state.needs_tree(entries):
+        entries, tree = _state.flatten(entries)
+        if metadata and _state.TREE_KEY in metadata:
+            raise ValueError(f"the metadata key {_state.TREE_KEY!r} is the saved state's own")
+        metadata = dict(metadata or {}, **{_state.TREE_KEY: tree})
     with Save(path, comm, **options) as s:
         tensors = {}
         for fqn, value in entries.items():
