@@ -16,7 +16,7 @@ func Example() {
 	shape := []uint64{4, 3}
 	full := []float32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
 
-	errs := sp.NewLocalGroup(2).Run(func(comm *sp.Comm) error {
+	err := sp.NewLocalGroup(2).Run(func(comm *sp.Comm) error {
 		s, err := sp.NewSave(dir, comm, nil)
 		if err != nil {
 			return err
@@ -28,11 +28,9 @@ func Example() {
 		}
 		return s.Commit()
 	})
-	for _, err := range errs {
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
+	if err != nil { // every failed rank's error, joined
+		fmt.Println(err)
+		return
 	}
 
 	r, err := sp.OpenReader(dir, nil)

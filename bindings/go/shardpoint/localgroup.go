@@ -59,10 +59,22 @@ func (g *LocalGroup) Abort(err error) {
 }
 
 // Run calls fn once per rank, each in its own goroutine, with a communicator for that rank (closed
-// when fn returns), and returns each rank's error (nil entries for ranks that succeeded). When a
-// rank returns, the group is aborted so that no other rank can wait for it forever; a group
-// therefore serves one Run. A panic in fn is returned as that rank's error.
-func (g *LocalGroup) Run(fn func(comm *Comm) error) []error {
+// when fn returns), and returns the ranks' errors joined (errors.Join; each as "rank R: err", so
+// errors.Is and errors.As see through it), or nil when every rank succeeded. When a rank returns,
+// the group is aborted so that no other rank can wait for it forever; a group therefore serves
+// one Run. A panic in fn is returned as that rank's error. RunEach gives the errors per rank.
+func (g *LocalGroup) Run(fn func(comm *Comm) error) error {
+	var joined []error
+	for r, err := range g.RunEach(fn) {
+		if err != nil {
+			joined = append(joined, fmt.Errorf("rank %d: %w", r, err))
+		}
+	}
+	return errors.Join(joined...)
+}
+
+// RunEach is Run returning each rank's error (nil entries for ranks that succeeded).
+func (g *LocalGroup) RunEach(fn func(comm *Comm) error) []error {
 	errs := make([]error, g.size)
 	var wg sync.WaitGroup
 	for r := 0; r < g.size; r++ {

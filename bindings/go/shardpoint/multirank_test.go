@@ -23,7 +23,7 @@ func part(n uint64, r, w int) (uint64, uint64) {
 func runGroup(t *testing.T, w int, fn func(comm *Comm) error) []error {
 	t.Helper()
 	done := make(chan []error, 1)
-	go func() { done <- NewLocalGroup(w).Run(fn) }()
+	go func() { done <- NewLocalGroup(w).RunEach(fn) }()
 	select {
 	case errs := <-done:
 		return errs
@@ -447,5 +447,25 @@ func TestCallbackErrorsBecomeErrComm(t *testing.T) {
 		must(t, comm.Close())
 		_, err = OpenReader(dir, nil)
 		wantCode(t, err, ErrNotFound)
+	}
+}
+
+// Run joins the ranks' errors: nil when all succeed, otherwise every failed rank's error named by
+// its rank, and errors.Is sees the codes through the join.
+func TestRunJoinsTheRanksErrors(t *testing.T) {
+	if err := NewLocalGroup(3).Run(func(comm *Comm) error { return nil }); err != nil {
+		t.Fatalf("no rank failed, Run returned %v", err)
+	}
+	err := NewLocalGroup(3).Run(func(comm *Comm) error {
+		if comm.Rank() == 1 {
+			return &Error{Code: ErrShape, Name: ErrShape.Name(), Message: "rank 1's mistake"}
+		}
+		return nil
+	})
+	if err == nil || !errors.Is(err, ErrShape) || !strings.Contains(err.Error(), "rank 1: ") {
+		t.Fatalf("Run returned %v", err)
+	}
+	if strings.Contains(err.Error(), "rank 0: ") || strings.Contains(err.Error(), "rank 2: ") {
+		t.Fatalf("ranks that succeeded are in the error: %v", err)
 	}
 }

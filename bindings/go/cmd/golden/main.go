@@ -221,7 +221,7 @@ func chunkOf(rec record, r, w int) (box sp.Box, view sp.View, ok bool, err error
 
 func write(dir string, world int, model []record) bool {
 	g := sp.NewLocalGroup(world)
-	errs := g.Run(func(comm *sp.Comm) error { return writeRank(dir, comm, model) })
+	errs := g.RunEach(func(comm *sp.Comm) error { return writeRank(dir, comm, model) })
 	ok := true
 	for r, err := range errs {
 		if err != nil {
