@@ -40,6 +40,8 @@ cd "$HERE"
 cargo fetch --locked
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace
+# The optional features (half::f16/bf16 elements, ndarray arrays in and out).
+cargo test --locked --workspace --features shardpoint/half,shardpoint/ndarray
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shardpoint-rust-golden.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

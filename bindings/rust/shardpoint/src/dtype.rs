@@ -107,8 +107,8 @@ mod sealed {
 /// A Rust type whose values are stored as one shardpoint dtype, byte for byte.
 ///
 /// Sealed: implemented for `bool`, `u8`, `i8`, `i16`, `i32`, `i64`, `u16`, `u32`, `u64`, `f32`,
-/// `f64`. Dtypes without a native Rust type (f16, bf16, complex, f8) go through the `*_raw`
-/// methods, which take bytes.
+/// `f64`, and with the `half` feature `half::f16` and `half::bf16`. Other dtypes (complex, f8,
+/// f16 and bf16 without the feature) go through the `*_raw` methods, which take bytes.
 pub trait Element: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     const DTYPE: Dtype;
 }
@@ -143,6 +143,13 @@ element! {
     u64 => U64, pod;
     f32 => F32, pod;
     f64 => F64, pod;
+}
+
+// With the `half` feature: the 16-bit floats of the `half` crate.
+#[cfg(feature = "half")]
+element! {
+    half::f16 => F16, pod;
+    half::bf16 => Bf16, pod;
 }
 
 /// The bytes of a slice of elements (native byte order; the format is little-endian, as is every

@@ -29,6 +29,8 @@ mod load;
 mod local;
 mod reader;
 mod save;
+#[cfg(feature = "ndarray")]
+mod array;
 
 pub use comm::{CollectiveResult, Collectives, Comm};
 pub use dtype::{as_bytes, as_bytes_mut, Dtype, Element, Pod};
