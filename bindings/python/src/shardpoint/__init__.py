@@ -100,7 +100,7 @@ def load(path, *, comm=None, into=None, **reader_options):
                     if not entry.is_tensor:  # (stored as a blob after all: load what is stored)
                         values[fqn] = batch.add_bytes(fqn)
                         continue
-                    out = np.empty(entry.shape, entry.dtype.numpy_dtype)
+                    out = np.empty(entry.shape, entry.dtype.array_dtype)
                 tensors[fqn] = values[fqn] = out
             batch.add_tensors(tensors)
             batch.execute()

@@ -49,6 +49,17 @@ class DType(enum.IntEnum):
         return _NUMPY[self]
 
     @property
+    def array_dtype(self):
+        """The numpy dtype of the arrays reads allocate: ml_dtypes' bfloat16 / float8 types for
+        bf16 / f8 when ml_dtypes is installed (the dtype such arrays were saved from), else
+        numpy_dtype. A raw carrier array is still accepted as a destination either way."""
+        if self.is_raw:
+            extension = _ml_dtypes_types().get(self)
+            if extension is not None:
+                return extension
+        return _NUMPY[self]
+
+    @property
     def is_raw(self):
         """True when numpy carries this dtype as raw unsigned integers of the same size."""
         return self in (DType.BF16, DType.F8_E4M3FN, DType.F8_E5M2)
@@ -94,6 +105,23 @@ _TYPESTR = {
     "c8": DType.COMPLEX64,
     "c16": DType.COMPLEX128,
 }
+
+_ML_DTYPES = None
+
+
+def _ml_dtypes_types():
+    """{DType: numpy dtype} of ml_dtypes' extension types; empty without ml_dtypes. Imported on
+    first need only (and tried once)."""
+    global _ML_DTYPES
+    if _ML_DTYPES is None:
+        try:
+            import ml_dtypes
+        except ImportError:
+            _ML_DTYPES = {}
+        else:
+            _ML_DTYPES = {dt: np.dtype(getattr(ml_dtypes, name)) for name, dt in _EXTENSION_NAMES.items()}
+    return _ML_DTYPES
+
 
 # numpy dtype names of extension types (ml_dtypes) whose bytes are the shardpoint layout.
 _EXTENSION_NAMES = {

@@ -118,7 +118,7 @@ class TensorSlice:
     def __getitem__(self, key):
         offsets, sizes, within = _box_of_index(self.info.shape, key)
         if 0 in sizes:
-            box = np.empty(sizes, dtype=self.info.dtype.numpy_dtype)
+            box = np.empty(sizes, dtype=self.info.dtype.array_dtype)
         else:
             box = self.reader.read_tensor(self.info.fqn, offsets=offsets, sizes=sizes)
         return box[within]
@@ -411,8 +411,8 @@ class Reader(Handle):
     def read_tensor(self, fqn, out=None, *, offsets=None, sizes=None, dtype=None):
         """Reads tensor `fqn`, or the box of it at `offsets` with `sizes`.
 
-        Without `out`, returns a new C-order numpy array whose numpy dtype is DType.numpy_dtype
-        (raw uint16/uint8 for bf16/f8): the whole tensor, or the box at `offsets` (default: the
+        Without `out`, returns a new C-order numpy array whose numpy dtype is DType.array_dtype
+        (for bf16/f8: ml_dtypes' type when ml_dtypes is installed, else raw uint16/uint8): the whole tensor, or the box at `offsets` (default: the
         origin) of `sizes` (default: up to the end of every dimension).
         With `out` (any writable array/buffer, strides allowed), it is filled in place and
         returned. Without offsets and sizes, `out` receives the whole tensor and must have its
@@ -477,7 +477,7 @@ def _tensor_request(reader, fqn, out, offsets, sizes, dtype):
         offsets = tuple(int(o) for o in offsets)
         if sizes is None:
             sizes = tuple(max(0, s - o) for s, o in zip(shape, offsets))
-        result = np.empty(tuple(int(s) for s in sizes), dtype=dt.numpy_dtype)
+        result = np.empty(tuple(int(s) for s in sizes), dtype=dt.array_dtype)
         buf = describe(result, writable=True)
     else:
         buf = describe(out, writable=True)
