@@ -106,4 +106,22 @@ func main() {
 }
 EOF
 (cd "$app" && go mod tidy && go vet ./... && go run . "$tmp")
+
+# README's complete programs (its go blocks that are a package main), each built and run in the
+# same module.
+python3 - "$here/README.md" "$app" <<'PY'
+import os, re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+programs = [b for b in re.findall(r"^```go\n(.*?)^```", text, re.S | re.M) if b.startswith("package main")]
+if not programs:
+    sys.exit("README.md has no complete Go program")
+for i, program in enumerate(programs):
+    d = os.path.join(sys.argv[2], "readme%d" % i)
+    os.makedirs(d)
+    open(os.path.join(d, "main.go"), "w").write(program)
+PY
+for d in "$app"/readme*/; do
+    (cd "$app" && gofmt -l "$d" | grep . && { echo "README's program is not gofmt-formatted"; exit 1; }
+     go vet "./$(basename "$d")" && go run "./$(basename "$d")") || exit 1
+done
 echo "go binding: all checks passed"
