@@ -47,8 +47,11 @@ constexpr uint32_t x_power_0 = 0x80000000u;  // the polynomial 1
 // a * b mod P.
 uint32_t multiply_mod_p(uint32_t a, uint32_t b) {
     uint32_t product = 0;
-    for (uint32_t bit = x_power_0; bit != 0; bit >>= 1) {  // a's terms x^0, x^1, ... x^31
-        if (a & bit) product ^= b;
+    for (uint32_t bit = x_power_0; a != 0; bit >>= 1) {  // a's terms x^0, x^1, ... until none is left
+        if (a & bit) {
+            product ^= b;
+            a ^= bit;
+        }
         b = (b & 1) ? (b >> 1) ^ crc32_poly : b >> 1;  // b *= x (an x^32 term folds back as P)
     }
     return product;
@@ -78,6 +81,7 @@ uint32_t crc32_combine_with(uint32_t crc_a, uint32_t crc_b, uint32_t shift_opera
 }
 
 uint32_t crc32_combine_of(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+    if (crc_a == 0) return crc_b;  // 0 shifted is 0: the first piece of every extent
     return crc32_combine_with(crc_a, crc_b, crc32_shift_operator(len_b));
 }
 
