@@ -100,6 +100,7 @@ typedef enum shardpoint_error {
                                     directory fsync): it may not survive a power loss. The
                                     previous checkpoint's files were kept (shardpoint_gc or the
                                     next save removes them). */
+    SHARDPOINT_ECANCELED = -22,  /* a progress callback asked to stop; nothing was committed */
     SHARDPOINT_EINTERNAL = -99   /* a bug in shardpoint; please report it */
 } shardpoint_error;
 
@@ -333,11 +334,37 @@ SHARDPOINT_API int shardpoint_save_set_metadata(shardpoint_save *save, const cha
  * Errors: SHARDPOINT_EEXISTS, SHARDPOINT_ECONFLICT, SHARDPOINT_EUNCOVERED, SHARDPOINT_EIO,
  * SHARDPOINT_ENOSPC, SHARDPOINT_ENOTDURABLE, SHARDPOINT_ERANK (another rank failed: the message
  * names the rank and the step), SHARDPOINT_ECOMM, SHARDPOINT_ESTATE, SHARDPOINT_ENOMEM,
- * SHARDPOINT_ERANGE (the metadata would exceed the 1 GiB readers accept: nothing is committed). */
+ * SHARDPOINT_ERANGE (the metadata would exceed the 1 GiB readers accept: nothing is committed),
+ * SHARDPOINT_ECANCELED (the progress callback asked to stop: nothing is committed). */
 SHARDPOINT_API int shardpoint_save_commit(shardpoint_save *save);
 
 /* Frees a save handle (committed or not; an uncommitted save writes nothing). Accepts NULL. */
 SHARDPOINT_API void shardpoint_save_free(shardpoint_save *save);
+
+/* ---------------------------------------------------------------------------------------------
+ * Progress and cancellation
+ * ------------------------------------------------------------------------------------------- */
+
+/* What a long operation is doing when it reports progress. */
+typedef enum shardpoint_progress_phase {
+    SHARDPOINT_PROGRESS_WRITE = 1,  /* a save writing this rank's data (raw bytes of its chunks) */
+    SHARDPOINT_PROGRESS_READ = 2,   /* a load reading this rank's requests (bytes read; raw bytes
+                                       for compressed data) */
+    SHARDPOINT_PROGRESS_VERIFY = 3  /* a verify checking stored bytes */
+} shardpoint_progress_phase;
+
+/* `done` of `total` bytes of `phase` are through on this rank. Called on the thread that called
+ * the operation (never on an I/O thread): once at the start (done 0), then at most every 50 ms,
+ * then once with done == total when every byte is through (for a save: after the data file's
+ * fsync). `done` never decreases. Return 0 to go on, anything else to cancel: the I/O threads stop
+ * before their next piece of work and the operation fails with SHARDPOINT_ECANCELED (with a
+ * communicator, the other ranks fail with SHARDPOINT_ERANK). A canceled save commits nothing and
+ * removes its files; the checkpoint that was in the directory before is untouched. */
+typedef int (*shardpoint_progress_callback)(void *user, int32_t phase, uint64_t done, uint64_t total);
+
+/* Reports the write of shardpoint_save_commit to `callback` (NULL: no reports). Set before the
+ * commit. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ESTATE (already committed). */
+SHARDPOINT_API int shardpoint_save_set_progress(shardpoint_save *save, shardpoint_progress_callback callback, void *user);
 
 /* ---------------------------------------------------------------------------------------------
  * Reading metadata
@@ -493,11 +520,17 @@ SHARDPOINT_API int shardpoint_reader_metadata_at(const shardpoint_reader *reader
 SHARDPOINT_API int shardpoint_reader_metadata_get(const shardpoint_reader *reader, const char *key,
                                                   const char **out_value);
 
+/* Reports the reader's verifies (shardpoint_reader_verify, shardpoint_reader_verify_each) to
+ * `callback` (NULL: no reports), on the thread of each verify: a host that verifies from several
+ * threads at once gets calls from each. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_reader_set_progress(shardpoint_reader *reader, shardpoint_progress_callback callback,
+                                                  void *user);
+
 /* Reads every stored extent of the checkpoint and checks its CRC-32 (ignores NO_VERIFY). Safe to
  * call concurrently with the reader's other functions.
  * Errors: SHARDPOINT_ECHECKSUM, SHARDPOINT_ETRUNCATED, SHARDPOINT_ENOTFOUND (missing data file),
- * SHARDPOINT_EFORMAT (an extent does not inflate to its raw length), SHARDPOINT_EIO;
- * the message names the entry and the file. */
+ * SHARDPOINT_EFORMAT (an extent does not inflate to its raw length), SHARDPOINT_EIO,
+ * SHARDPOINT_ECANCELED; the message names the entry and the file. */
 SHARDPOINT_API int shardpoint_reader_verify(shardpoint_reader *reader);
 
 /* One problem found by shardpoint_reader_verify_each. Strings are valid during the callback. */
@@ -604,8 +637,12 @@ SHARDPOINT_API int shardpoint_load_skipped_count(const shardpoint_load *load, ui
  * unless NO_VERIFY) into the destinations. Can be called once. On failure the destinations may
  * hold partial data. Errors: SHARDPOINT_ECHECKSUM, SHARDPOINT_ETRUNCATED, SHARDPOINT_ENOTFOUND
  * (missing data file), SHARDPOINT_EFORMAT, SHARDPOINT_EIO, SHARDPOINT_ERANK, SHARDPOINT_ECOMM,
- * SHARDPOINT_ESTATE. */
+ * SHARDPOINT_ESTATE, SHARDPOINT_ECANCELED. */
 SHARDPOINT_API int shardpoint_load_execute(shardpoint_load *load);
+
+/* Reports the read of shardpoint_load_execute to `callback` (NULL: no reports). Set before the
+ * execute. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ESTATE (already executed). */
+SHARDPOINT_API int shardpoint_load_set_progress(shardpoint_load *load, shardpoint_progress_callback callback, void *user);
 
 /* Frees a load. Accepts NULL. */
 SHARDPOINT_API void shardpoint_load_free(shardpoint_load *load);
@@ -736,6 +773,12 @@ SHARDPOINT_API int shardpoint_writer_finish(shardpoint_writer *writer, uint32_t 
 /* Removes this rank's files of this save (its data file; on the coordinator also the temporary
  * metadata). Does nothing once the coordinator committed. Errors: SHARDPOINT_EINVAL. */
 SHARDPOINT_API int shardpoint_writer_abort(shardpoint_writer *writer);
+
+/* Reports this rank's writes (shardpoint_writer_write_bound and shardpoint_writer_write, one
+ * total for the whole plan) to `callback` (NULL: no reports). Set before the first write.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ESTATE (a write already started). */
+SHARDPOINT_API int shardpoint_writer_set_progress(shardpoint_writer *writer, shardpoint_progress_callback callback,
+                                                  void *user);
 
 /* 1 once shardpoint_writer_finish published the metadata (even if it then returned
  * SHARDPOINT_ENOTDURABLE), else 0. Errors: SHARDPOINT_EINVAL. */

@@ -9,12 +9,19 @@
  * the box places must lie inside it (SHARDPOINT_ERANGE). read_whole/add_whole check the stored
  * shape: "destination has shape [6, 7] but 'w' is [6, 8]". The old overloads that take a bare
  * void * cannot be checked and are deprecated.
+ *
+ * Typed sources and destinations are any contiguous container of a C++ element type: anything
+ * std::data and std::size apply to (std::vector, std::array, a C array, C++20's std::span, or
+ * Span below for a pointer and a count).
  */
 #ifndef SHARDPOINT_HPP
 #define SHARDPOINT_HPP
 
+#include <array>
 #include <complex>
 #include <condition_variable>
+#include <functional>
+#include <iterator>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -66,7 +73,47 @@ template <class T> constexpr int32_t dtype_of() {
     else static_assert(sizeof(T) == 0, "no shardpoint dtype for this element type; use a raw overload");
 }
 
+// A view of `size` contiguous elements: C++20's std::span, as far as C++17 allows. Lets a
+// pointer and a count go where a container is expected: save.add_whole("w", {n}, Span(p, n)).
+template <class T> class Span {
+public:
+    constexpr Span() noexcept = default;
+    constexpr Span(T *data, size_t size) noexcept : data_(data), size_(size) {}
+    template <size_t N> constexpr Span(T (&array)[N]) noexcept : data_(array), size_(N) {}
+    // From any contiguous container whose elements convert (std::vector<float> to Span<const float>).
+    template <class C, class = std::enable_if_t<!std::is_same_v<std::remove_cv_t<C>, Span> &&
+                                                std::is_convertible_v<decltype(std::data(std::declval<C &>())), T *>>>
+    constexpr Span(C &container) noexcept : data_(std::data(container)), size_(std::size(container)) {}
+    constexpr T *data() const noexcept { return data_; }
+    constexpr size_t size() const noexcept { return size_; }
+    constexpr bool empty() const noexcept { return size_ == 0; }
+    constexpr T &operator[](size_t i) const noexcept { return data_[i]; }
+    constexpr T *begin() const noexcept { return data_; }
+    constexpr T *end() const noexcept { return data_ + size_; }
+
+private:
+    T *data_ = nullptr;
+    size_t size_ = 0;
+};
+template <class C> Span(C &) -> Span<std::remove_pointer_t<decltype(std::data(std::declval<C &>()))>>;
+template <class T, size_t N> Span(T (&)[N]) -> Span<T>;
+
 namespace detail {
+
+// The element type of a contiguous container (SFINAE: only for types std::data applies to, so
+// std::vector<bool>, which has no element memory, is refused at compile time).
+template <class C> using element_t = std::remove_pointer_t<decltype(std::data(std::declval<C &>()))>;
+
+// Wraps a progress callable for the C ABI: `user` points at the std::function.
+using ProgressFunction = std::function<bool(int32_t phase, uint64_t done, uint64_t total)>;
+inline int call_progress(void *user, int32_t phase, uint64_t done, uint64_t total) {
+    auto &f = *static_cast<ProgressFunction *>(user);
+    try {
+        return f(phase, done, total) ? 0 : 1;
+    } catch (...) {
+        return 1;  // an exception cannot cross the C ABI: it cancels instead
+    }
+}
 
 inline std::string dims_text(const Dims &d) {
     std::string s = "[";
@@ -263,11 +310,12 @@ public:
     }
     Save(const Save &) = delete;
     Save &operator=(const Save &) = delete;
-    Save(Save &&o) noexcept : raw_(std::exchange(o.raw_, nullptr)) {}
+    Save(Save &&o) noexcept : raw_(std::exchange(o.raw_, nullptr)), progress_(std::move(o.progress_)) {}
     Save &operator=(Save &&o) noexcept {
         if (this != &o) {
             shardpoint_save_free(raw_);
             raw_ = std::exchange(o.raw_, nullptr);
+            progress_ = std::move(o.progress_);
         }
         return *this;
     }
@@ -290,13 +338,15 @@ public:
                                          offsets.data(), sizes.data(), data + first,
                                          strides.empty() ? nullptr : strides.data()));
     }
-    template <class T>
-    void add_tensor(const std::string &fqn, const Dims &shape, const Dims &offsets, const Dims &sizes,
-                    const std::vector<T> &data, const Strides &strides = {}, size_t first = 0) {
-        add_tensor(fqn, shape, offsets, sizes, data.data(), data.size(), strides, first);
+    // From a contiguous container (std::vector, std::array, a C array, Span, std::span).
+    template <class C, class T = detail::element_t<const C>>
+    void add_tensor(const std::string &fqn, const Dims &shape, const Dims &offsets, const Dims &sizes, const C &data,
+                    const Strides &strides = {}, size_t first = 0) {
+        add_tensor(fqn, shape, offsets, sizes, std::data(data), std::size(data), strides, first);
     }
     // The whole tensor of `shape`, in C order.
-    template <class T> void add_whole(const std::string &fqn, const Dims &shape, const std::vector<T> &data) {
+    template <class C, class T = detail::element_t<const C>>
+    void add_whole(const std::string &fqn, const Dims &shape, const C &data) {
         add_tensor(fqn, shape, Dims(shape.size(), 0), shape, data);
     }
     void add_bytes(const std::string &fqn, const void *data, uint64_t len) {
@@ -305,10 +355,18 @@ public:
     void set_metadata(const std::string &key, const std::string &value) {
         check(shardpoint_save_set_metadata(raw_, key.c_str(), value.c_str()));
     }
+    // Reports the commit's write on this thread: progress(phase, done, total) returns false to
+    // cancel (commit() then throws SHARDPOINT_ECANCELED and nothing is committed). An exception
+    // thrown by `progress` cancels too. An empty function turns reporting off.
+    void set_progress(std::function<bool(int32_t phase, uint64_t done, uint64_t total)> progress) {
+        progress_ = std::make_unique<detail::ProgressFunction>(std::move(progress));
+        check(shardpoint_save_set_progress(raw_, *progress_ ? detail::call_progress : nullptr, progress_.get()));
+    }
     void commit() { check(shardpoint_save_commit(raw_)); }
 
 private:
     shardpoint_save *raw_ = nullptr;
+    std::unique_ptr<detail::ProgressFunction> progress_;  // stable address: the C side keeps it
 };
 
 struct Entry {
@@ -332,11 +390,12 @@ public:
     Reader &operator=(const Reader &) = delete;
     // Movable; a Load made from a Reader keeps pointing at that Reader object, so do not move a
     // Reader while a Load of it is alive.
-    Reader(Reader &&o) noexcept : raw_(std::exchange(o.raw_, nullptr)) {}
+    Reader(Reader &&o) noexcept : raw_(std::exchange(o.raw_, nullptr)), progress_(std::move(o.progress_)) {}
     Reader &operator=(Reader &&o) noexcept {
         if (this != &o) {
             shardpoint_reader_free(raw_);
             raw_ = std::exchange(o.raw_, nullptr);
+            progress_ = std::move(o.progress_);
         }
         return *this;
     }
@@ -387,16 +446,16 @@ public:
         check(shardpoint_reader_read_tensor(raw_, fqn.c_str(), dtype_of<T>(), uint32_t(offsets.size()), offsets.data(),
                                             sizes.data(), dst + first, strides.empty() ? nullptr : strides.data()));
     }
-    template <class T>
-    void read_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, std::vector<T> &dst,
+    // Into a contiguous container (std::vector, std::array, a C array, Span, std::span).
+    template <class C, class T = detail::element_t<C>>
+    void read_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, C &&dst,
                      const Strides &strides = {}, size_t first = 0) {
-        static_assert(!std::is_same_v<T, bool>, "std::vector<bool> has no element memory: use a bool array");
-        read_tensor(fqn, offsets, sizes, dst.data(), dst.size(), strides, first);
+        read_tensor(fqn, offsets, sizes, std::data(dst), std::size(dst), strides, first);
     }
     // The whole tensor fqn, whose shape the caller states: a tensor of another shape is an Error
     // with SHARDPOINT_ESHAPE naming both shapes, never a partial read.
-    template <class T> void read_whole(const std::string &fqn, const Dims &shape, std::vector<T> &dst) {
-        read_tensor(fqn, whole_box(fqn, shape), shape, dst);
+    template <class C, class T = detail::element_t<C>> void read_whole(const std::string &fqn, const Dims &shape, C &&dst) {
+        read_tensor(fqn, whole_box(fqn, shape), shape, std::forward<C>(dst));
     }
     // The whole tensor fqn into a new vector sized from the stored shape.
     template <class T> std::vector<T> read_whole(const std::string &fqn) {
@@ -444,9 +503,17 @@ public:
         return out;
     }
     void verify() { check(shardpoint_reader_verify(raw_)); }
+    // Reports verify() on the thread that calls it; see Save::set_progress. Not while another
+    // thread verifies through this reader.
+    void set_progress(std::function<bool(int32_t phase, uint64_t done, uint64_t total)> progress) {
+        auto next = std::make_unique<detail::ProgressFunction>(std::move(progress));
+        check(shardpoint_reader_set_progress(raw_, *next ? detail::call_progress : nullptr, next.get()));
+        progress_ = std::move(next);
+    }
 
 private:
     shardpoint_reader *raw_ = nullptr;
+    std::unique_ptr<detail::ProgressFunction> progress_;
 };
 
 class Load {
@@ -456,12 +523,14 @@ public:
     }
     Load(const Load &) = delete;
     Load &operator=(const Load &) = delete;
-    Load(Load &&o) noexcept : reader_(o.reader_), raw_(std::exchange(o.raw_, nullptr)) {}
+    Load(Load &&o) noexcept
+        : reader_(o.reader_), raw_(std::exchange(o.raw_, nullptr)), progress_(std::move(o.progress_)) {}
     Load &operator=(Load &&o) noexcept {
         if (this != &o) {
             shardpoint_load_free(raw_);
             reader_ = o.reader_;
             raw_ = std::exchange(o.raw_, nullptr);
+            progress_ = std::move(o.progress_);
         }
         return *this;
     }
@@ -481,15 +550,15 @@ public:
         check(shardpoint_load_add_tensor(raw_, fqn.c_str(), dtype_of<T>(), uint32_t(offsets.size()), offsets.data(),
                                          sizes.data(), dst + first, strides.empty() ? nullptr : strides.data()));
     }
-    template <class T>
-    void add_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, std::vector<T> &dst,
-                    const Strides &strides = {}, size_t first = 0) {
-        static_assert(!std::is_same_v<T, bool>, "std::vector<bool> has no element memory: use a bool array");
-        add_tensor(fqn, offsets, sizes, dst.data(), dst.size(), strides, first);
+    // Into a contiguous container (std::vector, std::array, a C array, Span, std::span).
+    template <class C, class T = detail::element_t<C>>
+    void add_tensor(const std::string &fqn, const Dims &offsets, const Dims &sizes, C &&dst, const Strides &strides = {},
+                    size_t first = 0) {
+        add_tensor(fqn, offsets, sizes, std::data(dst), std::size(dst), strides, first);
     }
     // The whole tensor fqn of the stated shape (SHARDPOINT_ESHAPE naming both shapes otherwise).
-    template <class T> void add_whole(const std::string &fqn, const Dims &shape, std::vector<T> &dst) {
-        add_tensor(fqn, reader_->whole_box(fqn, shape), shape, dst);
+    template <class C, class T = detail::element_t<C>> void add_whole(const std::string &fqn, const Dims &shape, C &&dst) {
+        add_tensor(fqn, reader_->whole_box(fqn, shape), shape, std::forward<C>(dst));
     }
     [[deprecated("the destination's size is unknown: pass it (dst, dst_bytes), or a std::vector")]]
     void add_tensor(const std::string &fqn, int32_t dtype, const Dims &offsets, const Dims &sizes, void *dst,
@@ -500,11 +569,17 @@ public:
     void add_bytes(const std::string &fqn, void *dst, uint64_t capacity) {
         check(shardpoint_load_add_bytes(raw_, fqn.c_str(), dst, capacity));
     }
+    // Reports execute()'s read on this thread; see Save::set_progress.
+    void set_progress(std::function<bool(int32_t phase, uint64_t done, uint64_t total)> progress) {
+        progress_ = std::make_unique<detail::ProgressFunction>(std::move(progress));
+        check(shardpoint_load_set_progress(raw_, *progress_ ? detail::call_progress : nullptr, progress_.get()));
+    }
     void execute() { check(shardpoint_load_execute(raw_)); }
 
 private:
     Reader *reader_;
     shardpoint_load *raw_ = nullptr;
+    std::unique_ptr<detail::ProgressFunction> progress_;
 };
 
 }  // namespace cxx

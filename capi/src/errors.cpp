@@ -56,6 +56,7 @@ const char *shardpoint_error_name(int code) {
         case SHARDPOINT_ERANGE: return "SHARDPOINT_ERANGE";
         case SHARDPOINT_ENOSPC: return "SHARDPOINT_ENOSPC";
         case SHARDPOINT_ENOTDURABLE: return "SHARDPOINT_ENOTDURABLE";
+        case SHARDPOINT_ECANCELED: return "SHARDPOINT_ECANCELED";
         case SHARDPOINT_EINTERNAL: return "SHARDPOINT_EINTERNAL";
         default: return "SHARDPOINT_UNKNOWN";
     }

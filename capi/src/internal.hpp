@@ -21,6 +21,9 @@ struct shardpoint_save {
 };
 struct shardpoint_reader {
     std::unique_ptr<shardpoint::Reader> impl;
+    // shardpoint_reader_set_progress: copied by each verify, so that it may change meanwhile.
+    std::mutex progress_mutex;
+    shardpoint::ProgressCallback progress;
     // shardpoint_reader_entry_names: every fqn, NUL-terminated, built on first use.
     std::once_flag names_once;
     std::string names;
@@ -71,6 +74,14 @@ inline Dims dims(const uint64_t *p, uint32_t n, const char *what) {
 // The core's save options from the C struct (NULL: defaults); the checkpoint id defaults to the
 // directory's name.
 SaveOptions save_options_of(const shardpoint_save_options *options, const char *dir);
+
+// The core's progress callback over the C one (empty for NULL): a nonzero return cancels.
+inline ProgressCallback progress_of(shardpoint_progress_callback callback, void *user) {
+    if (!callback) return {};
+    return [callback, user](ProgressPhase phase, uint64_t done, uint64_t total) {
+        return callback(user, int32_t(phase), done, total) == 0;
+    };
+}
 
 inline Strides strides_of(const int64_t *p, uint32_t n) { return p && n ? Strides(p, p + n) : Strides{}; }
 

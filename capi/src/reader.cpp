@@ -229,10 +229,30 @@ int shardpoint_reader_block_size(const shardpoint_reader *reader, uint32_t *out_
     });
 }
 
+int shardpoint_reader_set_progress(shardpoint_reader *reader, shardpoint_progress_callback callback, void *user) {
+    return guarded([&] {
+        need(reader, "reader");
+        std::lock_guard<std::mutex> lock(reader->progress_mutex);
+        reader->progress = progress_of(callback, user);
+    });
+}
+
+// Verifies every extent, reporting to the reader's progress callback when it has one.
+static void verify_reporting(shardpoint_reader *reader) {
+    ProgressCallback callback;
+    {
+        std::lock_guard<std::mutex> lock(reader->progress_mutex);
+        callback = reader->progress;
+    }
+    if (!callback) return reader->impl->storage().verify_all();
+    Progress progress(std::move(callback), ProgressPhase::verify);
+    reader->impl->storage().verify_all(&progress);
+}
+
 int shardpoint_reader_verify(shardpoint_reader *reader) {
     return guarded([&] {
         need(reader, "reader");
-        reader->impl->storage().verify_all();
+        verify_reporting(reader);
     });
 }
 
@@ -244,7 +264,7 @@ int shardpoint_reader_verify_each(shardpoint_reader *reader, shardpoint_verify_c
         // metadata order, once all are known.
         std::vector<VerifyProblem> problems;
         try {
-            reader->impl->storage().verify_all();
+            verify_reporting(reader);
         } catch (const VerifyFailure &failure) {
             problems = failure.problems();
             if (callback) {
@@ -268,6 +288,13 @@ int shardpoint_reader_verify_each(shardpoint_reader *reader, shardpoint_verify_c
 }
 
 // --- load ------------------------------------------------------------------------------------
+
+int shardpoint_load_set_progress(shardpoint_load *load, shardpoint_progress_callback callback, void *user) {
+    return guarded([&] {
+        need(load, "load");
+        load->impl->set_progress(progress_of(callback, user));
+    });
+}
 
 int shardpoint_load_new(shardpoint_load **out, shardpoint_reader *reader, shardpoint_comm *comm) {
     return guarded([&] {

@@ -111,6 +111,13 @@ int shardpoint_save_set_metadata(shardpoint_save *save, const char *key, const c
     });
 }
 
+int shardpoint_save_set_progress(shardpoint_save *save, shardpoint_progress_callback callback, void *user) {
+    return guarded([&] {
+        need(save, "save");
+        save->impl->set_progress(progress_of(callback, user));
+    });
+}
+
 int shardpoint_save_commit(shardpoint_save *save) {
     return guarded([&] {
         need(save, "save");

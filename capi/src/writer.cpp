@@ -194,6 +194,13 @@ int shardpoint_writer_abort(shardpoint_writer *writer) {
     });
 }
 
+int shardpoint_writer_set_progress(shardpoint_writer *writer, shardpoint_progress_callback callback, void *user) {
+    return guarded([&] {
+        need(writer, "writer");
+        writer->impl->set_progress(progress_of(callback, user));
+    });
+}
+
 int shardpoint_writer_committed(const shardpoint_writer *writer, int32_t *out_committed) {
     return guarded([&] {
         need(writer, "writer");

@@ -148,6 +148,11 @@ void SaveSession::set_metadata(const std::string &key, const std::string &value)
     writer_.set_metadata(key, value);
 }
 
+void SaveSession::set_progress(ProgressCallback callback) {
+    require(!committed_, Code::state, "this save was already committed");
+    writer_.set_progress(std::move(callback));
+}
+
 void SaveSession::commit() {
     require(!committed_, Code::state, "this save was already committed");
     committed_ = true;
@@ -411,12 +416,19 @@ void LoadSession::add_chunk(const std::string &fqn, DType dtype, size_t chunk, D
     plan_.requests.push_back(std::move(request));
 }
 
+void LoadSession::set_progress(ProgressCallback callback) {
+    require(!executed_, Code::state, "this load was already executed");
+    progress_callback_ = std::move(callback);
+}
+
 void LoadSession::execute() {
     require(!executed_, Code::state, "this load was already executed");
     executed_ = true;
     Status mine;
     try {
-        reader_.storage().read_data(reader_.storage().prepare_local_plan(plan_));
+        std::unique_ptr<Progress> progress;
+        if (progress_callback_) progress = std::make_unique<Progress>(progress_callback_, ProgressPhase::read);
+        reader_.storage().read_data(reader_.storage().prepare_local_plan(plan_), progress.get());
     } catch (const Error &e) {
         mine = status_of(e);
     } catch (const std::bad_alloc &) {

@@ -377,6 +377,18 @@ void CheckpointWriter::start_write(const std::string &final_plan, bool all_bound
     phase_ = Phase::writing;
     storage_.reset(save_id_);
     storage_.begin_data(mine_.file_name);
+    if (progress_callback_) {
+        uint64_t total = 0;
+        for (uint32_t k : writes_) total += local_.items[k].nbytes();
+        progress_ = std::make_unique<Progress>(progress_callback_, ProgressPhase::write);
+        progress_->start(total);
+        progress_->throw_if_canceled();
+    }
+}
+
+void CheckpointWriter::set_progress(ProgressCallback callback) {
+    require(phase_ != Phase::writing && phase_ != Phase::written, Code::state, "set the progress callback before the first write");
+    progress_callback_ = std::move(callback);
 }
 
 void CheckpointWriter::write_pending() {
@@ -390,7 +402,7 @@ void CheckpointWriter::write_pending() {
     }
     std::vector<WriteResult> results;
     try {
-        results = storage_.write_items(items);
+        results = storage_.write_items(items, progress_.get());
     } catch (...) {
         write_failed_ = true;
         throw;
@@ -416,6 +428,7 @@ std::string CheckpointWriter::write(const std::string &final_plan) {
     uint64_t file_size = 0;
     try {
         file_size = storage_.end_data();
+        if (progress_) progress_->finish();  // after the data file's fsync: the bytes are on disk
     } catch (...) {
         write_failed_ = true;
         throw;

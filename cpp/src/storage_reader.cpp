@@ -359,7 +359,7 @@ void restore_blocks(int fd, const EntryMeta &entry, const Extent &e, const std::
 
 }  // namespace
 
-void FileSystemReader::read_data(const LoadPlan &plan) {
+void FileSystemReader::read_data(const LoadPlan &plan, Progress *progress) {
     const bool verify = options_.verify;
     const uint32_t bs = metadata_->storage.block_size;
     const uint64_t verify_step = std::max<uint64_t>(bs, cache_step_bytes / bs * bs);  // whole blocks
@@ -541,7 +541,23 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
     std::vector<std::unique_ptr<BlockCodec>> codecs(2 * workers);  // per worker: zlib, zstd
     ScratchBuffers group_raw(n_tasks, options_.io_threads), group_shuffled(n_tasks, options_.io_threads);
     ScratchBuffers scratch(n_tasks, options_.io_threads);
-    parallel_for(n_tasks, options_.io_threads, [&](size_t t, unsigned worker) {
+    // What a task counts for progress: the bytes it reads, or for compressed data the raw bytes
+    // it restores.
+    auto task_bytes = [&](size_t t) -> uint64_t {
+        if (t < n_direct) return direct[t].b - direct[t].a;
+        if (t < n_direct + n_batches) return batches[t - n_direct].end - batches[t - n_direct].start;
+        if (t < n_direct + n_batches + n_groups) {
+            const BlockGroup &g = groups[t - n_direct - n_batches];
+            return std::min<uint64_t>(g.k1 * bs, g.extent->extent->raw_length) - g.k0 * bs;
+        }
+        return inflates[t - n_direct - n_batches - n_groups].extent->raw_length;
+    };
+    if (progress) {
+        uint64_t total = 0;
+        for (size_t t = 0; t < n_tasks; ++t) total += task_bytes(t);
+        progress->start(total);
+    }
+    auto run_task = [&](size_t t, unsigned worker) {
         if (t < n_direct) {
             const Piece &p = direct[t];
             const Scatter &sc = *p.scatter;
@@ -640,10 +656,15 @@ void FileSystemReader::read_data(const LoadPlan &plan) {
             copy_box(raw.data() + src_elem * int64_t(isz), src_strides[i].data(),
                      static_cast<unsigned char *>(req.dst) + dst_elem * int64_t(isz), dst_strides[i].data(), item.lengths, isz);
         }
-    });
+    };
+    parallel_for(n_tasks, options_.io_threads, [&](size_t t, unsigned worker) {
+        run_task(t, worker);
+        if (progress) progress->advance(task_bytes(t));
+    }, progress);
+    if (progress) progress->finish();
 }
 
-void FileSystemReader::verify_all() {
+void FileSystemReader::verify_all(Progress *progress) {
     const uint32_t bs = metadata_->storage.block_size;
     const uint64_t piece = std::max<uint64_t>(write_piece_bytes / bs, 1) * bs;
     // One slot per extent, in metadata order; the tasks of an extent fill its slot.
@@ -713,7 +734,18 @@ void FileSystemReader::verify_all() {
     }
     ScratchBuffers scratch(tasks.size(), options_.io_threads), raw(tasks.size(), options_.io_threads);
     std::vector<std::unique_ptr<BlockCodec>> codecs(2 * worker_count(tasks.size(), options_.io_threads));
-    parallel_for(tasks.size(), options_.io_threads, [&](size_t t, unsigned worker) {
+    // What a task counts for progress: the stored bytes it checks.
+    auto task_bytes = [&](const Task &task) -> uint64_t {
+        const ExtentCheck &check = *task.check;
+        const Extent &e = check.entry->chunks[check.chunk].extent;
+        return is_block_compressed(e.transform) && e.raw_length > 0 ? check.starts[task.b] - check.starts[task.a] : task.b - task.a;
+    };
+    if (progress) {
+        uint64_t total = 0;
+        for (const Task &task : tasks) total += task_bytes(task);
+        progress->start(total);
+    }
+    auto check_task = [&](size_t t, unsigned worker) {
         const Task &task = tasks[t];
         ExtentCheck &check = *task.check;
         const EntryMeta &entry = *check.entry;
@@ -766,7 +798,12 @@ void FileSystemReader::verify_all() {
         } catch (const Error &err) {
             record(check, problem(check, err.code(), e.offset + task.a, task.b - task.a, err.what()), 0);
         }
-    });
+    };
+    parallel_for(tasks.size(), options_.io_threads, [&](size_t t, unsigned worker) {
+        check_task(t, worker);
+        if (progress) progress->advance(task_bytes(tasks[t]));
+    }, progress);
+    if (progress) progress->finish();
 
     std::vector<VerifyProblem> problems;
     for (ExtentCheck &check : checks) {

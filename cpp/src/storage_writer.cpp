@@ -147,15 +147,16 @@ void FileSystemWriter::begin_data(const std::string &file_name) {
     data_end_ = 0;
 }
 
-std::vector<WriteResult> FileSystemWriter::write_items(const std::vector<WriteItem> &items) {
+std::vector<WriteResult> FileSystemWriter::write_items(const std::vector<WriteItem> &items, Progress *progress) {
     if (items.empty()) return {};
+    if (progress) progress->throw_if_canceled();
     if (data_fd_ < 0) {
         std::string path = join(dir_, data_name_);
         data_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (data_fd_ < 0) throw_errno(Code::io, "create data file '" + path + "'", errno);
     }
-    if (is_block_compressed(options_.compression)) return write_block_compressed(items);
-    return options_.compression == Transform::deflate ? write_compressed(items) : write_raw(items);
+    if (is_block_compressed(options_.compression)) return write_block_compressed(items, progress);
+    return options_.compression == Transform::deflate ? write_compressed(items, progress) : write_raw(items, progress);
 }
 
 uint64_t FileSystemWriter::end_data() {
@@ -169,7 +170,7 @@ uint64_t FileSystemWriter::end_data() {
     return data_end_;
 }
 
-std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem> &items) {
+std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem> &items, Progress *progress) {
     const int fd = data_fd_;
     const uint64_t bs = options_.block_size;
     const uint64_t piece = std::max<uint64_t>(write_piece_bytes / bs, 1) * bs;
@@ -226,6 +227,8 @@ std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem
             }
             pwrite_full(fd, buffer, p.len, p.begin, data_name_);
             if (options_.fsync) start_writeback(fd, p.begin, p.len);
+            if (progress)
+                for (size_t i = p.item; i < p.item + p.count; ++i) progress->advance(results[i].extent.stored_length);
             return;
         }
         const WriteItem &w = items[p.item];
@@ -246,7 +249,8 @@ std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem
         // With fsync asked for, start writeback now so the disk works while we compute and
         // write the next pieces; the final fsync then has little left to wait for.
         if (options_.fsync) start_writeback(fd, e.offset + p.begin, p.len);
-    });
+        if (progress) progress->advance(p.len);
+    }, progress);
     for (auto &r : results) {
         Extent &e = r.extent;
         uint32_t crc = 0;
@@ -258,7 +262,7 @@ std::vector<WriteResult> FileSystemWriter::write_raw(const std::vector<WriteItem
     return results;
 }
 
-std::vector<WriteResult> FileSystemWriter::write_compressed(const std::vector<WriteItem> &items) {
+std::vector<WriteResult> FileSystemWriter::write_compressed(const std::vector<WriteItem> &items, Progress *progress) {
     const int fd = data_fd_;
     std::vector<WriteResult> results(items.size());
     std::mutex cursor_mutex;
@@ -318,12 +322,13 @@ std::vector<WriteResult> FileSystemWriter::write_compressed(const std::vector<Wr
         }
         e.stored_length = written;
         e.crc32 = crc;
-    });
+        if (progress) progress->advance(nb);
+    }, progress);
     data_end_ = cursor;
     return results;
 }
 
-std::vector<WriteResult> FileSystemWriter::write_block_compressed(const std::vector<WriteItem> &items) {
+std::vector<WriteResult> FileSystemWriter::write_block_compressed(const std::vector<WriteItem> &items, Progress *progress) {
     const int fd = data_fd_;
     const uint64_t bs = options_.block_size;
     // A piece is a run of whole blocks of one item, compressed by one task into its own buffer.
@@ -397,7 +402,8 @@ std::vector<WriteResult> FileSystemWriter::write_block_compressed(const std::vec
                 stored += packed;
             }
             out_len[k] = stored;
-        });
+            if (progress) progress->advance(len);  // compressed: written right after this window
+        }, progress);
         for (size_t k = 0; k < count; ++k) {
             const Piece &p = pieces[first + k];
             Extent &e = results[p.item].extent;

@@ -324,3 +324,33 @@ int run_ranks(int world, rank_fn fn, void *arg, rank_result *results) {
     group_free(g);
     return ok ? 0 : -1;
 }
+
+/* --- snapshots of a checkpoint directory ---------------------------------------------------- */
+
+void take_snapshot(const char *dir, snapshot *s) {
+    char *meta = path_join(dir, "shardpoint.meta");
+    s->meta = read_file(meta, &s->meta_len);
+    assert_non_null(s->meta);
+    free(meta);
+    list_files(dir, &s->names, &s->count);
+}
+
+void assert_unchanged(const char *dir, snapshot *before) {
+    snapshot now;
+    take_snapshot(dir, &now);
+    assert_int_equal(now.meta_len, before->meta_len);
+    assert_memory_equal(now.meta, before->meta, now.meta_len);
+    for (size_t i = 0; i < now.count; ++i) {
+        int known = 0;
+        for (size_t k = 0; k < before->count; ++k) known |= strcmp(now.names[i], before->names[k]) == 0;
+        if (!known) fail_msg("'%s' was left in the checkpoint directory", now.names[i]);
+    }
+    assert_int_equal(now.count, before->count);
+    free(now.meta);
+    free_names(now.names, now.count);
+}
+
+void free_snapshot(snapshot *s) {
+    free(s->meta);
+    free_names(s->names, s->count);
+}

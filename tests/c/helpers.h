@@ -67,6 +67,18 @@ int count_dir_entries(const char *dir);
 /* Sum of the sizes of the files named data-*.bin in `dir`, and how many there are. */
 long long data_files_total(const char *dir, int *count);
 
+/* A checkpoint directory's state: its metadata bytes and its file names. */
+typedef struct snapshot {
+    unsigned char *meta;
+    size_t meta_len;
+    char **names;
+    size_t count;
+} snapshot;
+void take_snapshot(const char *dir, snapshot *s);
+/* Fails the test unless the directory is exactly as in `before`: same metadata bytes, same files. */
+void assert_unchanged(const char *dir, snapshot *before);
+void free_snapshot(snapshot *s);
+
 /* --- the generator ------------------------------------------------------------------------- */
 
 /* byte(k) = (k * 131 + seed * 17 + (k >> 11)) mod 256, then mod 2 for bool: the golden rule,

@@ -282,3 +282,91 @@ TEST(CppWrapper, HandlesAreMovable) {
     assigned = std::move(reader);
     EXPECT_EQ(assigned.read_whole<float>("w"), w);
 }
+
+// Typed sources and destinations are any contiguous container: std::array, C arrays, Span over a
+// pointer and a count; their sizes are checked as a std::vector's are.
+TEST(CppWrapper, ContainersAndSpansAreSourcesAndDestinations) {
+    TempDir t;
+    const std::array<int32_t, 6> ids = {1, 2, 3, 4, 5, 6};
+    const double scale[2] = {0.25, 0.75};
+    std::unique_ptr<float[]> heap(new float[8]);
+    for (int i = 0; i < 8; ++i) heap[size_t(i)] = float(i) * 1.5f;
+    {
+        sp::Save save(t / "c");
+        save.add_whole("ids", {2, 3}, ids);
+        save.add_whole("scale", {2}, scale);
+        save.add_whole("heap", {2, 4}, sp::Span<const float>(heap.get(), 8));
+        EXPECT_EQ(code_of([&] { save.add_whole("short", {3, 3}, ids); }), SHARDPOINT_ESHAPE);
+        save.commit();
+    }
+    sp::Reader r(t / "c");
+    std::array<int32_t, 6> ids_back{};
+    r.read_whole("ids", {2, 3}, ids_back);
+    EXPECT_EQ(ids_back, ids);
+    double scale_back[2] = {0, 0};
+    r.read_whole("scale", {2}, scale_back);
+    EXPECT_EQ(scale_back[0], 0.25);
+    EXPECT_EQ(scale_back[1], 0.75);
+    std::vector<float> row(4);
+    r.read_tensor("heap", {1, 0}, {1, 4}, sp::Span<float>(row));  // a Span over a vector
+    EXPECT_EQ(row, (std::vector<float>{6, 7.5f, 9, 10.5f}));
+    std::unique_ptr<float[]> out(new float[8]());
+    sp::Load load(r);
+    load.add_whole("heap", {2, 4}, sp::Span<float>(out.get(), 8));
+    std::array<int32_t, 5> too_small{};
+    EXPECT_EQ(code_of([&] { load.add_whole("ids", {2, 3}, too_small); }), SHARDPOINT_ESHAPE);
+    load.execute();
+    for (size_t i = 0; i < 8; ++i) EXPECT_EQ(out[i], heap[i]);
+    sp::Span<const float> view(heap.get(), 8);
+    EXPECT_EQ(view.size(), 8u);
+    EXPECT_EQ(view[3], 4.5f);
+    EXPECT_EQ(std::distance(view.begin(), view.end()), 8);
+}
+
+// Progress: reports on this thread end at done == total; returning false (or throwing) cancels
+// with SHARDPOINT_ECANCELED and the previous checkpoint stays.
+TEST(CppWrapper, ProgressReportsAndCancels) {
+    TempDir t;
+    std::vector<float> w(1 << 20, 0.5f), v(1 << 20, 1.5f);
+    uint64_t last_done = 0, last_total = 0;
+    int calls = 0;
+    auto note = [&](int32_t phase, uint64_t done, uint64_t total) {
+        EXPECT_TRUE(phase == SHARDPOINT_PROGRESS_WRITE || phase == SHARDPOINT_PROGRESS_READ ||
+                    phase == SHARDPOINT_PROGRESS_VERIFY);
+        last_done = done, last_total = total, ++calls;
+        return true;
+    };
+    {
+        sp::Save save(t / "c");
+        save.add_whole("w", {1 << 20}, w);
+        save.set_progress(note);
+        save.commit();
+    }
+    EXPECT_GE(calls, 2);
+    EXPECT_EQ(last_total, w.size() * sizeof(float));
+    EXPECT_EQ(last_done, last_total);
+    for (int how = 0; how < 2; ++how) {
+        sp::SaveOptions opts;
+        opts.overwrite = true;
+        sp::Save save(t / "c", nullptr, opts);
+        save.add_whole("w", {1 << 20}, v);
+        save.set_progress([&](int32_t, uint64_t, uint64_t) -> bool {
+            if (how) throw std::runtime_error("stop");
+            return false;
+        });
+        std::string msg;
+        EXPECT_EQ(code_of([&] { save.commit(); }, &msg), SHARDPOINT_ECANCELED);
+        EXPECT_NE(msg.find("canceled"), std::string::npos) << msg;
+    }
+    sp::Reader r(t / "c");
+    EXPECT_EQ(r.read_whole<float>("w"), w);  // the canceled saves changed nothing
+    calls = 0;
+    r.set_progress(note);
+    r.verify();
+    EXPECT_EQ(last_done, w.size() * sizeof(float));
+    std::vector<float> dst(w.size());
+    sp::Load load(r);
+    load.add_whole("w", {1 << 20}, dst);
+    load.set_progress([](int32_t, uint64_t, uint64_t) { return false; });
+    EXPECT_EQ(code_of([&] { load.execute(); }), SHARDPOINT_ECANCELED);
+}

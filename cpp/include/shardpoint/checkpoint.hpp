@@ -56,6 +56,9 @@ public:
     // Collective: plan, write, commit. Throws the same Code on every rank (Code::rank on ranks
     // other than the one that failed).
     void commit();
+    // Reports this rank's write to `callback` on the calling thread; returning false cancels the
+    // save on every rank (Code::canceled here, Code::rank elsewhere) and nothing is committed.
+    void set_progress(ProgressCallback callback);
 
 private:
     Comm *comm_;
@@ -110,6 +113,9 @@ public:
     void add_chunk(const std::string &fqn, DType dtype, size_t chunk, Dims storage_offsets, Dims lengths, void *dst,
                    Strides strides);
     uint64_t skipped() const { return skipped_; }
+    // Reports this rank's read to `callback` on the calling thread; returning false cancels this
+    // rank's read (Code::canceled; with a communicator, the other ranks then fail with Code::rank).
+    void set_progress(ProgressCallback callback);
     void execute();
 
 private:
@@ -124,6 +130,7 @@ private:
     LoadPlan plan_;
     uint64_t skipped_ = 0;
     bool executed_ = false;
+    ProgressCallback progress_callback_;
 };
 
 }  // namespace shardpoint

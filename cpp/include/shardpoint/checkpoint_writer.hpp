@@ -70,6 +70,10 @@ public:
     void abort();
     // True once finish() has published the metadata (even if a later step failed).
     bool committed() const { return storage_.committed(); }
+    // Reports the write's bytes (this rank's assigned items, raw) to `callback` on the calling
+    // thread; the callback returning false cancels the write (Code::canceled). Set before the
+    // first write call; an empty callback turns reporting off.
+    void set_progress(ProgressCallback callback);
 
 private:
     enum class Phase { adding, planned, writing, written, finished };
@@ -97,6 +101,8 @@ private:
     std::vector<WriteResult> results_;
     std::vector<bool> done_;
     bool write_failed_ = false;
+    ProgressCallback progress_callback_;
+    std::unique_ptr<Progress> progress_;  // from the first write call while reporting
 };
 
 }  // namespace shardpoint

@@ -29,6 +29,7 @@ enum class Code : int {
     range = -19,
     no_space = -20,
     not_durable = -21,
+    canceled = -22,
     internal = -99,
 };
 

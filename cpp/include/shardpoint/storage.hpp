@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "shardpoint/model.hpp"
+#include "shardpoint/progress.hpp"
 
 namespace shardpoint {
 
@@ -130,7 +131,8 @@ public:
     // then end_data. Items land in the file in call order; the file is created by the first
     // non-empty batch.
     void begin_data(const std::string &file_name);
-    std::vector<WriteResult> write_items(const std::vector<WriteItem> &items);
+    // With `progress`, counts the items' raw bytes as they are written and stops when canceled.
+    std::vector<WriteResult> write_items(const std::vector<WriteItem> &items, Progress *progress = nullptr);
     uint64_t end_data();  // sizes, fsyncs and closes the data file: its final size
     ~FileSystemWriter();
     FileSystemWriter(const FileSystemWriter &) = delete;
@@ -147,9 +149,9 @@ public:
     const std::string &save_id() const { return save_id_; }
 
 private:
-    std::vector<WriteResult> write_raw(const std::vector<WriteItem> &items);
-    std::vector<WriteResult> write_compressed(const std::vector<WriteItem> &items);
-    std::vector<WriteResult> write_block_compressed(const std::vector<WriteItem> &items);
+    std::vector<WriteResult> write_raw(const std::vector<WriteItem> &items, Progress *progress);
+    std::vector<WriteResult> write_compressed(const std::vector<WriteItem> &items, Progress *progress);
+    std::vector<WriteResult> write_block_compressed(const std::vector<WriteItem> &items, Progress *progress);
 
     // Publishes the temporary metadata file as shardpoint.meta: the commit point.
     void publish(const std::string &tmp_path, const std::string &final_path);
@@ -177,9 +179,13 @@ public:
     std::vector<unsigned char> read_metadata_bytes();
     void set_up_storage_reader(const Metadata &metadata) override;
     LoadPlan prepare_local_plan(LoadPlan plan) override { return plan; }
-    void read_data(const LoadPlan &plan) override;
-    // Reads every extent and checks every CRC-32 (whatever options.verify says).
-    void verify_all();
+    void read_data(const LoadPlan &plan) override { read_data(plan, nullptr); }
+    // With `progress`, counts the bytes read (raw bytes for compressed extents) and stops when
+    // canceled.
+    void read_data(const LoadPlan &plan, Progress *progress);
+    // Reads every extent and checks every CRC-32 (whatever options.verify says); with
+    // `progress`, counts the stored bytes checked.
+    void verify_all(Progress *progress = nullptr);
     const LoadOptions &options() const { return options_; }
 
 private:
