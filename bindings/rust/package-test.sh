@@ -71,5 +71,8 @@ bin=$WORK/target/release/app
 if ldd "$bin" | grep -q libshardpoint; then
     echo "the binary still needs libshardpoint at run time:"; ldd "$bin"; exit 1
 fi
+# A reused work directory (ctest's) holds the previous run's checkpoint, which the app would refuse
+# to overwrite.
+rm -rf "$WORK/ckpt"
 env -i "$bin" "$WORK/ckpt"
 echo "package-test.sh: all passed"

@@ -13,9 +13,10 @@ pub type CollectiveResult = std::result::Result<(), Box<dyn std::error::Error + 
 /// Collectives implemented by the host program (threads, a service, an RPC layer, ...).
 ///
 /// Rank 0 is the root. The library calls these only from inside collective shardpoint calls
-/// (`Save::commit`, `Load::execute` with a communicator), on the calling thread, in the same order
-/// on every rank. A transport that can fail midway should abort the job rather than return an
-/// error: the other ranks may be blocked in their own callbacks.
+/// (`Save::commit`, `Load::execute` with a communicator, `Reader::open_shared`), on the thread
+/// that makes the call (which may be another than the one that created the save or load), in the
+/// same order on every rank. A transport that can fail midway should abort the job rather than
+/// return an error: the other ranks may be blocked in their own callbacks.
 pub trait Collectives: Send {
     /// This process's rank, `0 <= rank < size`.
     fn rank(&self) -> i32;
@@ -39,16 +40,30 @@ struct CallbackState {
 
 /// A communicator: how the ranks of one job talk during collective calls.
 ///
-/// Borrowed by every [`crate::Save`] and [`crate::Load`] that uses it, so it outlives them. A
-/// communicator is used by one thread at a time (it is `Send` but not `Sync`).
+/// Every collective call borrows it exclusively (`&mut Comm`): [`crate::Save::new`] and
+/// [`crate::Load::new`] until the save or load is gone, [`crate::Reader::open_shared`] for the
+/// call. So one communicator serves one collective at a time, and a `Save` or `Load` holding it
+/// can move to another thread with it.
+///
+/// `Comm` is `Send` but not `Sync`, and cannot be: the C ABI lets a communicator handle be used by
+/// one thread at a time only, and a collective must be called in the same order on every rank.
+/// Two threads of one rank running collectives on the same communicator would interleave their
+/// messages (as with one MPI communicator), and each collective also rewrites the callback
+/// state here. Give each thread that needs collectives its own communicator.
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<shardpoint::Comm>();
+/// ```
 pub struct Comm {
     raw: *mut sys::shardpoint_comm,
     // Owned by the C communicator (freed by its destroy callback); NULL for `single`.
     state: *mut CallbackState,
 }
 
-// SAFETY: the handle may move between threads; the callback state holds a `Send` object and is
-// only touched by the thread currently using the communicator. Not Sync: one user at a time.
+// SAFETY: the C ABI lets a handle be used from any thread, one thread at a time; the callback
+// state holds a `Send` object (`Collectives: Send`) and is only touched by collective calls, which
+// take `&mut Comm` and run the callbacks on their own thread. Not Sync: see the doc comment.
 unsafe impl Send for Comm {}
 
 impl Comm {
@@ -119,7 +134,8 @@ impl Comm {
     }
 
     /// Runs one collective C call; on failure, adds the text of a failed callback to the error.
-    pub(crate) fn collective(&self, call: impl FnOnce() -> c_int) -> Result<()> {
+    /// `&mut self`: no other collective can run on this communicator meanwhile.
+    pub(crate) fn collective(&mut self, call: impl FnOnce() -> c_int) -> Result<()> {
         self.set_callback_error(None);
         let rc = call();
         if rc == sys::SHARDPOINT_OK {
@@ -132,12 +148,12 @@ impl Comm {
         }
     }
 
-    fn set_callback_error(&self, value: Option<String>) -> Option<String> {
+    fn set_callback_error(&mut self, value: Option<String>) -> Option<String> {
         if self.state.is_null() {
             return None;
         }
-        // SAFETY: the state lives until the communicator is freed, and only the thread using the
-        // communicator (this one; Comm is not Sync) touches it, outside of any callback.
+        // SAFETY: the state lives until the communicator is freed; `&mut self` excludes every
+        // other user, and this runs outside of any callback (before or after the C call).
         unsafe { std::mem::replace(&mut (*self.state).last_error, value) }
     }
 }

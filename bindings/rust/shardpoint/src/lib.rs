@@ -44,6 +44,29 @@ pub use save::{Codec, Save, SaveOptions, TensorChunk};
 /// The raw C declarations, for what this crate does not wrap.
 pub use shardpoint_sys as sys;
 
+// What may cross threads, checked at compile time: a save or load may be committed or executed on
+// another thread than the one that built it, a reader serves several threads at once, a
+// communicator moves but is not shared (its doc comment says why, and a compile_fail example
+// checks that it is not Sync).
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Sync>() {}
+    assert_send::<Save<'static>>();
+    assert_send::<Load<'static>>();
+    assert_send::<Reader>();
+    assert_sync::<Reader>();
+    assert_send::<Comm>();
+    assert_send::<LocalRank>();
+    assert_send::<Error>();
+    assert_sync::<Error>();
+};
+
+// bindings/rust/README.md's examples compile as doctests. Only in the repository: the packaged
+// crate lacks that file, and cfg(doctest) is set only when rustdoc collects doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
+
 /// Version of the loaded library ("0.1.0").
 pub fn version() -> &'static str {
     // SAFETY: static storage, never NULL.

@@ -35,22 +35,37 @@ use crate::reader::Reader;
 /// drop(reader);
 /// load.execute().unwrap();
 /// ```
+///
+/// A `Load` is `Send`: it may be built on one thread and executed on another; its destinations
+/// and its communicator (borrowed `&'a mut`) go along.
 pub struct Load<'a> {
     raw: *mut sys::shardpoint_load,
     reader: &'a Reader,
-    comm: Option<&'a Comm>,
+    comm: Option<&'a mut Comm>,
     // `bool` destinations, re-checked after execute (see `normalize_bools`).
     bools: Vec<(*mut u8, usize)>,
     _borrows: PhantomData<(&'a Reader, &'a mut [u8])>,
 }
 
+// SAFETY: moving a Load to another thread moves everything the C load handle uses:
+// - the handle itself: shardpoint.h lets a handle be used from any thread, one thread at a time;
+//   Load is not Sync, so its one `&self` method (`skipped_count`) cannot race with the others;
+// - the communicator: borrowed exclusively (`&'a mut Comm`, and Comm is Send);
+// - the destinations (and the `bools` pointers into them): `&'a mut [T]` of `Element` types
+//   (plain, Send), written by nobody else until execute;
+// - the reader: `&'a Reader`, which is Sync; the header allows a reader's reads from several
+//   threads at once (`shardpoint_reader_read_tensor` is itself a one-request load).
+// A field added later (a progress callback, say) must be Send too, or this impl must go.
+unsafe impl Send for Load<'_> {}
+
 impl<'a> Load<'a> {
     /// Starts a load from `reader`. With a communicator, `execute` is collective over it: every
-    /// rank creates its own load (from its own reader) and executes it.
-    pub fn new(reader: &'a Reader, comm: Option<&'a Comm>) -> Result<Load<'a>> {
+    /// rank creates its own load (from its own reader) and executes it. The communicator is
+    /// borrowed exclusively until the load is executed or dropped.
+    pub fn new(reader: &'a Reader, comm: Option<&'a mut Comm>) -> Result<Load<'a>> {
         let mut raw = ptr::null_mut();
-        let comm_ptr = comm.map_or(ptr::null_mut(), Comm::as_ptr);
-        // SAFETY: reader and comm outlive 'a, and so the load.
+        let comm_ptr = comm.as_deref().map_or(ptr::null_mut(), Comm::as_ptr);
+        // SAFETY: reader and comm stay borrowed for 'a, and so outlive the load.
         check(unsafe { sys::shardpoint_load_new(&mut raw, reader.as_ptr(), comm_ptr) })?;
         Ok(Load { raw, reader, comm, bools: Vec::new(), _borrows: PhantomData })
     }
@@ -164,11 +179,11 @@ impl<'a> Load<'a> {
     /// Reads every requested byte into the destinations (collective when the load has a
     /// communicator). On failure the destinations may hold partial data. Consumes the load, which
     /// ends the borrows.
-    pub fn execute(self) -> Result<()> {
+    pub fn execute(mut self) -> Result<()> {
         let raw = self.raw;
         // SAFETY: valid handle; every destination is still borrowed through `self`.
         let call = || unsafe { sys::shardpoint_load_execute(raw) };
-        let result = match self.comm {
+        let result = match self.comm.as_deref_mut() {
             Some(comm) => comm.collective(call),
             None => check(call()),
         };

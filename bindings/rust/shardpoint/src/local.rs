@@ -10,9 +10,10 @@ use crate::error::Result;
 /// ```no_run
 /// use shardpoint::{LocalGroup, Save, SaveOptions};
 /// let results = LocalGroup::run(3, |comm| {
-///     let data = vec![comm.rank() as f32; 4];
+///     let rank = comm.rank() as u64; // before the save borrows the communicator
+///     let data = vec![rank as f32; 4];
 ///     let mut save = Save::new("/tmp/ckpt", Some(comm), &SaveOptions::default())?;
-///     save.add_tensor("x", &[12], &[4 * comm.rank() as u64], &[4], &data)?;
+///     save.add_tensor("x", &[12], &[4 * rank], &[4], &data)?;
 ///     save.commit()
 /// });
 /// ```
@@ -36,7 +37,7 @@ impl LocalGroup {
     pub fn run<R, F>(size: usize, f: F) -> Vec<R>
     where
         R: Send,
-        F: Fn(&Comm) -> R + Sync,
+        F: Fn(&mut Comm) -> R + Sync,
     {
         let ranks = LocalGroup::ranks(size);
         std::thread::scope(|scope| {
@@ -45,8 +46,8 @@ impl LocalGroup {
                 .map(|rank| {
                     let f = &f;
                     scope.spawn(move || {
-                        let comm = Comm::from_collectives(rank).expect("create a callback communicator");
-                        f(&comm)
+                        let mut comm = Comm::from_collectives(rank).expect("create a callback communicator");
+                        f(&mut comm)
                     })
                 })
                 .collect();
@@ -59,7 +60,7 @@ impl LocalGroup {
     pub fn try_run<T, F>(size: usize, f: F) -> Result<Vec<T>>
     where
         T: Send,
-        F: Fn(&Comm) -> Result<T> + Sync,
+        F: Fn(&mut Comm) -> Result<T> + Sync,
     {
         LocalGroup::run(size, f).into_iter().collect()
     }

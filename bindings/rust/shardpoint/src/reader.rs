@@ -162,12 +162,12 @@ impl Reader {
 
     /// Opens the checkpoint in `dir` collectively over `comm`: rank 0 alone reads the metadata
     /// file and broadcasts it (one read for the whole job); when rank 0 cannot, every rank fails
-    /// with its error code.
-    pub fn open_shared(dir: impl AsRef<Path>, options: &LoadOptions, comm: &Comm) -> Result<Reader> {
+    /// with its error code. The communicator is borrowed exclusively for the call only.
+    pub fn open_shared(dir: impl AsRef<Path>, options: &LoadOptions, comm: &mut Comm) -> Result<Reader> {
         Reader::open_on(dir, options, Some(comm))
     }
 
-    fn open_on(dir: impl AsRef<Path>, options: &LoadOptions, comm: Option<&Comm>) -> Result<Reader> {
+    fn open_on(dir: impl AsRef<Path>, options: &LoadOptions, comm: Option<&mut Comm>) -> Result<Reader> {
         let dir = path_cstring(dir.as_ref())?;
         let mut opts = sys::SHARDPOINT_LOAD_OPTIONS_INIT;
         // SAFETY: valid struct pointer.
@@ -183,7 +183,10 @@ impl Reader {
         // SAFETY: path and options are copied; the communicator is only used during the call.
         let mut call = |comm_ptr| unsafe { sys::shardpoint_reader_open_shared(&mut raw, dir.as_ptr(), &opts, comm_ptr) };
         match comm {
-            Some(comm) => comm.collective(|| call(comm.as_ptr()))?,
+            Some(comm) => {
+                let comm_ptr = comm.as_ptr();
+                comm.collective(|| call(comm_ptr))?
+            }
             None => check(call(ptr::null_mut()))?,
         }
         Ok(Reader { raw })

@@ -137,6 +137,31 @@ impl SaveOptions {
     }
 }
 
+/// One whole tensor of a batched add ([`Save::add_tensors`]), held in C order in the slice it
+/// borrows.
+pub struct TensorChunk<'a> {
+    fqn: CString,
+    dtype: Dtype,
+    shape: Vec<u64>,
+    data: *const c_void,
+    _data: PhantomData<&'a [u8]>,
+}
+
+impl<'a> TensorChunk<'a> {
+    /// The whole tensor `fqn` of `shape`, its elements in C order in `data` (at least the
+    /// product of the shape).
+    pub fn whole<T: Element>(fqn: &str, shape: &[u64], data: &'a [T]) -> Result<TensorChunk<'a>> {
+        check_view(data.len(), shape, None)?;
+        Ok(TensorChunk {
+            fqn: cstring("name", fqn)?,
+            dtype: T::DTYPE,
+            shape: shape.to_vec(),
+            data: data.as_ptr().cast(),
+            _data: PhantomData,
+        })
+    }
+}
+
 /// A save in progress: offer what this rank holds, then [`Save::commit`].
 ///
 /// The lifetime `'a` covers the communicator and every slice offered: the library reads them only
@@ -165,41 +190,43 @@ impl SaveOptions {
 /// data[0] = 2.0;
 /// save.commit().unwrap();
 /// ```
-/// One whole tensor of a batched add ([`Save::add_tensors`]), held in C order in the slice it
-/// borrows.
-pub struct TensorChunk<'a> {
-    fqn: CString,
-    dtype: Dtype,
-    shape: Vec<u64>,
-    data: *const c_void,
-    _data: PhantomData<&'a [u8]>,
-}
-
-impl<'a> TensorChunk<'a> {
-    /// The whole tensor `fqn` of `shape`, its elements in C order in `data` (at least the
-    /// product of the shape).
-    pub fn whole<T: Element>(fqn: &str, shape: &[u64], data: &'a [T]) -> Result<TensorChunk<'a>> {
-        check_view(data.len(), shape, None)?;
-        Ok(TensorChunk {
-            fqn: cstring("name", fqn)?,
-            dtype: T::DTYPE,
-            shape: shape.to_vec(),
-            data: data.as_ptr().cast(),
-            _data: PhantomData,
-        })
-    }
-}
-
+///
+/// The communicator, used before the commit:
+///
+/// ```compile_fail,E0502
+/// use shardpoint::{Comm, Save, SaveOptions};
+/// let mut comm = Comm::single().unwrap();
+/// let save = Save::new("/tmp/ckpt", Some(&mut comm), &SaveOptions::default()).unwrap();
+/// println!("{}", comm.rank());
+/// save.commit().unwrap();
+/// ```
+///
+/// A `Save` is `Send`: it may be built on one thread and committed on another, e.g. in the
+/// background while the owner of the data goes on reading it (the data is only borrowed shared).
+/// Its communicator, borrowed `&'a mut`, goes along, and its callbacks run on the committing
+/// thread.
 pub struct Save<'a> {
     raw: *mut sys::shardpoint_save,
-    comm: Option<&'a Comm>,
+    comm: Option<&'a mut Comm>,
     _borrows: PhantomData<&'a [u8]>,
 }
 
+// SAFETY: moving a Save to another thread moves everything the C save handle uses:
+// - the handle itself: shardpoint.h lets a handle be used from any thread, one thread at a time;
+//   every method takes `&mut self` or `self`, and Save is not Sync;
+// - the communicator: borrowed exclusively (`&'a mut Comm`, and Comm is Send), so no other thread
+//   can run a collective on it meanwhile;
+// - the data: `&'a [T]` of `Element` types (plain, Sync) or of bytes, read by the library during
+//   commit while other threads may only read it too.
+// A field added later (a progress callback, say) must be Send too, or this impl must go.
+unsafe impl Send for Save<'_> {}
+
 impl<'a> Save<'a> {
     /// Starts a save into directory `dir` (created if missing). `comm` None means one process;
-    /// with a communicator, every rank of it must create its own `Save` and commit it.
-    pub fn new(dir: impl AsRef<Path>, comm: Option<&'a Comm>, options: &SaveOptions) -> Result<Save<'a>> {
+    /// with a communicator, every rank of it must create its own `Save` and commit it. The
+    /// communicator is borrowed exclusively until the save is committed or dropped (ask it for
+    /// its rank first).
+    pub fn new(dir: impl AsRef<Path>, comm: Option<&'a mut Comm>, options: &SaveOptions) -> Result<Save<'a>> {
         let dir = path_cstring(dir.as_ref())?;
         let id = options.checkpoint_id.as_deref().map(|s| cstring("checkpoint id", s)).transpose()?;
         let mut opts = sys::SHARDPOINT_SAVE_OPTIONS_INIT;
@@ -213,8 +240,8 @@ impl<'a> Save<'a> {
         opts.alignment = options.alignment;
         opts.checkpoint_id = id.as_ref().map_or(ptr::null(), |c| c.as_ptr());
         let mut raw = ptr::null_mut();
-        let comm_ptr = comm.map_or(ptr::null_mut(), Comm::as_ptr);
-        // SAFETY: strings and options are copied by the call; comm outlives 'a.
+        let comm_ptr = comm.as_deref().map_or(ptr::null_mut(), Comm::as_ptr);
+        // SAFETY: strings and options are copied by the call; comm stays borrowed for 'a.
         check(unsafe { sys::shardpoint_save_new(&mut raw, dir.as_ptr(), comm_ptr, &opts) })?;
         Ok(Save { raw, comm, _borrows: PhantomData })
     }
@@ -381,11 +408,11 @@ impl<'a> Save<'a> {
     /// is intact; the one exception is `NotDurable`: the checkpoint was committed but may not
     /// survive a power loss. Tensors left partly uncovered fail with `Uncovered` unless
     /// `allow_partial`. Consumes the save, which ends the borrows.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
         let raw = self.raw;
         // SAFETY: valid handle; borrowed data is alive for 'a, which `self` still holds here.
         let call = || unsafe { sys::shardpoint_save_commit(raw) };
-        match self.comm {
+        match self.comm.as_deref_mut() {
             Some(comm) => comm.collective(call),
             None => check(call()),
         }

@@ -177,11 +177,12 @@ fn a_rank_that_leaves_makes_the_others_fail_not_hang() {
     let dir = ckpt(&t, "left");
     let data = vec![7u8; 16];
     let results = LocalGroup::run(3, |comm| -> Option<shardpoint::Result<()>> {
-        if comm.rank() == 1 {
+        let rank = comm.rank();
+        if rank == 1 {
             return None; // drops its communicator without taking part
         }
         let mut save = Save::new(&dir, Some(comm), &SaveOptions::default()).ok()?;
-        save.add_bytes(&format!("b{}", comm.rank()), &data).ok()?;
+        save.add_bytes(&format!("b{rank}"), &data).ok()?;
         Some(save.commit())
     });
     assert!(results[1].is_none());
@@ -222,9 +223,9 @@ fn failing_callbacks_are_ecomm() {
             .map(|rank| {
                 let (dir, data) = (&dir, &data);
                 s.spawn(move || {
-                    let comm = Comm::from_collectives(Broken(rank))?;
+                    let mut comm = Comm::from_collectives(Broken(rank))?;
                     assert_eq!((comm.rank(), comm.size()), (comm.rank(), 2));
-                    let mut save = Save::new(dir, Some(&comm), &SaveOptions::default())?;
+                    let mut save = Save::new(dir, Some(&mut comm), &SaveOptions::default())?;
                     save.add_bytes("x", data)?;
                     save.commit()
                 })
@@ -259,9 +260,9 @@ impl Collectives for Panicky {
 #[test]
 fn panicking_callbacks_do_not_unwind_into_c() {
     let t = tmp();
-    let comm = Comm::from_collectives(Panicky).unwrap();
+    let mut comm = Comm::from_collectives(Panicky).unwrap();
     assert_eq!((comm.rank(), comm.size()), (0, 1));
-    let mut save = Save::new(ckpt(&t, "panic"), Some(&comm), &SaveOptions::default()).unwrap();
+    let mut save = Save::new(ckpt(&t, "panic"), Some(&mut comm), &SaveOptions::default()).unwrap();
     save.add_bytes("x", b"x").unwrap();
     match save.commit() {
         // A library may skip collectives for a single rank; then the save simply succeeds.
