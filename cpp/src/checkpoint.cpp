@@ -156,6 +156,12 @@ void SaveSession::set_progress(ProgressCallback callback) {
 void SaveSession::commit() {
     require(!committed_, Code::state, "this save was already committed");
     committed_ = true;
+    // Whatever the outcome, the directory's save lock is free once commit returns, not only
+    // when the handle is freed.
+    struct ReleaseLock {
+        CheckpointWriter &writer;
+        ~ReleaseLock() { writer.release_lock(); }
+    } release_lock{writer_};
     Comm &comm = *comm_;
     const int rank = comm.rank(), world = comm.size();
 

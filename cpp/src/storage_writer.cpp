@@ -488,6 +488,7 @@ void FileSystemWriter::finish(const Metadata &metadata) {
             // Listing failed: the debris stays for the next save or shardpoint_gc.
         }
     }
+    release_lock();  // the save is over: the next one need not wait for this handle to be freed
 }
 
 void FileSystemWriter::publish(const std::string &tmp_path, const std::string &final_path) {
@@ -523,9 +524,10 @@ void FileSystemWriter::publish(const std::string &tmp_path, const std::string &f
 void FileSystemWriter::abort(const SavePlan &plan) {
     if (data_fd_ >= 0) ::close(data_fd_);
     data_fd_ = -1;
-    if (committed_) return;
+    if (committed_) return release_lock();
     if (!plan.file_name.empty()) ::unlink(join(dir_, plan.file_name).c_str());
     ::unlink(join(dir_, metadata_temp_name(save_id_)).c_str());
+    release_lock();
 }
 
 }  // namespace shardpoint

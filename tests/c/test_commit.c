@@ -425,6 +425,39 @@ static void test_full_disk_is_enospc(void **state) {
     free(mnt);
 }
 
+/* Starts a save of model_w(seed) into dir and commits it; the handle stays alive. */
+static shardpoint_save *committed_not_freed(const char *dir, uint32_t seed, uint32_t flags, void **buf, int want) {
+    tdesc w = model_w(seed);
+    shardpoint_save_options o = SHARDPOINT_SAVE_OPTIONS_INIT;
+    o.flags = flags;
+    shardpoint_save *save = NULL;
+    SP_OK(shardpoint_save_new(&save, dir, NULL, &o));
+    *buf = make_box(&w, ZEROS, w.shape);
+    SP_OK(shardpoint_save_add_tensor(save, w.fqn, w.dtype, w.ndim, w.shape, ZEROS, w.shape, *buf, NULL));
+    assert_int_equal(shardpoint_save_commit(save), want);
+    return save;
+}
+
+/* The directory's save lock is held for the commit, not for the handle's life: a committed (or
+ * failed) save that is not freed yet does not block the next save into the same directory. */
+static void test_commit_releases_the_save_lock(void **state) {
+    char *dir = path_join(*state, "ckpt");
+    void *first_buf, *refused_buf, *next_buf;
+    shardpoint_save *first = committed_not_freed(dir, 1, 0, &first_buf, SHARDPOINT_OK);
+    shardpoint_save *refused = committed_not_freed(dir, 2, 0, &refused_buf, SHARDPOINT_EEXISTS);
+    alarm(60); /* a save blocked on the lock would hang here: fail instead */
+    shardpoint_save *next = committed_not_freed(dir, 3, SHARDPOINT_SAVE_OVERWRITE, &next_buf, SHARDPOINT_OK);
+    alarm(0);
+    shardpoint_reader *r = NULL;
+    SP_OK(shardpoint_reader_open(&r, dir, NULL));
+    tdesc w = model_w(3);
+    assert_int_equal(load_whole_mismatches(r, &w, NULL), 0);
+    shardpoint_reader_free(r);
+    shardpoint_save_free(first), shardpoint_save_free(refused), shardpoint_save_free(next);
+    free(first_buf), free(refused_buf), free(next_buf);
+    free(dir);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
 
 int main(void) {
@@ -442,6 +475,7 @@ int main(void) {
         T(test_gap_between_ranks),
         T(test_durability_flags),
         T(test_full_disk_is_enospc),
+        T(test_commit_releases_the_save_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,6 +70,8 @@ public:
     void abort();
     // True once finish() has published the metadata (even if a later step failed).
     bool committed() const { return storage_.committed(); }
+    // Ends this save's hold on the directory's save lock, whatever its outcome.
+    void release_lock() { storage_.release_lock(); }
     // Reports the write's bytes (this rank's assigned items, raw) to `callback` on the calling
     // thread; the callback returning false cancels the write (Code::canceled). Set before the
     // first write call; an empty callback turns reporting off.

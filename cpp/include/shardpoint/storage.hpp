@@ -147,6 +147,8 @@ public:
     // to a committed checkpoint and must never be removed by abort().
     bool committed() const { return committed_; }
     const std::string &save_id() const { return save_id_; }
+    // Ends the save's hold on the directory's save lock (finish and abort do it too).
+    void release_lock() { lock_ = DirectoryLock(); }
 
 private:
     std::vector<WriteResult> write_raw(const std::vector<WriteItem> &items, Progress *progress);
