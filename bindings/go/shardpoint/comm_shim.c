@@ -28,3 +28,20 @@ int sp_go_comm_new(shardpoint_comm **out, int32_t rank, int32_t size, uintptr_t 
     cb.destroy = sp_go_destroy;
     return shardpoint_comm_new_callbacks(out, &cb);
 }
+
+/* Progress: the library's callback travels with the cgo.Handle of a progressState as `user`. */
+static int sp_go_progress(void *user, int32_t phase, uint64_t done, uint64_t total) {
+    return shardpointGoProgress((uintptr_t)user, phase, done, total);
+}
+
+int sp_go_save_set_progress(shardpoint_save *save, uintptr_t handle) {
+    return shardpoint_save_set_progress(save, handle ? sp_go_progress : NULL, (void *)handle);
+}
+
+int sp_go_load_set_progress(shardpoint_load *load, uintptr_t handle) {
+    return shardpoint_load_set_progress(load, handle ? sp_go_progress : NULL, (void *)handle);
+}
+
+int sp_go_reader_set_progress(shardpoint_reader *reader, uintptr_t handle) {
+    return shardpoint_reader_set_progress(reader, handle ? sp_go_progress : NULL, (void *)handle);
+}

@@ -43,7 +43,11 @@ const (
 	// step after the commit point (the directory fsync) failed, so it may not survive a power
 	// loss. The previous checkpoint's files were kept (the next save or a gc removes them).
 	ErrNotDurable Code = C.SHARDPOINT_ENOTDURABLE
-	ErrInternal   Code = C.SHARDPOINT_EINTERNAL
+	// ErrCanceled: the context (or a progress callback) stopped the operation; nothing was
+	// committed. errors.Is also matches the context's error (context.Canceled or
+	// context.DeadlineExceeded), which the Error carries as its Cause.
+	ErrCanceled Code = C.SHARDPOINT_ECANCELED
+	ErrInternal Code = C.SHARDPOINT_EINTERNAL
 )
 
 // Name returns the library's stable name for the code ("SHARDPOINT_ECHECKSUM").

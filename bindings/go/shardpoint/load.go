@@ -7,6 +7,7 @@ package shardpoint
 import "C"
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -19,11 +20,12 @@ import (
 // during Execute. They are unpinned when Execute returns or the Load is closed; do not use them
 // in between.
 type Load struct {
-	mu     sync.Mutex
-	ptr    *C.shardpoint_load
-	reader *Reader
-	comm   *Comm
-	pinner runtime.Pinner
+	mu       sync.Mutex
+	ptr      *C.shardpoint_load
+	reader   *Reader
+	comm     *Comm
+	pinner   runtime.Pinner
+	progress ProgressFunc
 }
 
 // NewLoad starts a load from r. comm may be nil (a single process); else Execute is collective
@@ -137,17 +139,7 @@ func (l *Load) Skipped() (int, error) {
 // Execute reads every requested byte into the destinations, verifying checksums unless the
 // reader was opened with NoVerify. Collective when the load has a communicator. Can be called
 // once; on failure the destinations may hold partial data.
-func (l *Load) Execute() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ptr == nil {
-		return errClosed("load")
-	}
-	l.comm.resetCause()
-	err := call(func() C.int { return C.shardpoint_load_execute(l.ptr) })
-	l.pinner.Unpin() // the library writes destinations only during this call
-	return l.comm.withCause(err)
-}
+func (l *Load) Execute() error { return l.ExecuteContext(context.Background()) }
 
 // Close frees the load and unpins its destinations. Closing twice is a no-op. It always
 // returns nil; the error is there for io.Closer.

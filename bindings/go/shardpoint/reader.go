@@ -7,6 +7,7 @@ package shardpoint
 import "C"
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"sync"
@@ -29,6 +30,8 @@ type Reader struct {
 	mu    sync.RWMutex // read-locked by every use, write-locked by Close
 	ptr   *C.shardpoint_reader
 	loads atomic.Int64 // open loads made from this reader
+	// verifyMu serializes verifies that install a progress callback (one per reader).
+	verifyMu sync.Mutex
 }
 
 // StorageInfo is what the checkpoint says about the save that made it.
@@ -348,11 +351,7 @@ func (r *Reader) MetadataValue(key string) (string, error) {
 }
 
 // Verify reads every stored extent and checks its CRC-32 (even with NoVerify).
-func (r *Reader) Verify() error {
-	return r.use(func(p *C.shardpoint_reader) error {
-		return call(func() C.int { return C.shardpoint_reader_verify(p) })
-	})
-}
+func (r *Reader) Verify() error { return r.VerifyContext(context.Background(), nil) }
 
 // ReadTensor reads box `box` of tensor fqn into dst in C order: dst must hold exactly the box's
 // elements (ErrShape otherwise), and a box from Whole or Rows must have been made for the

@@ -7,6 +7,7 @@ package shardpoint
 import "C"
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"slices"
@@ -71,11 +72,12 @@ func saveFlags(opts *SaveOptions) uint32 {
 // Tensor data and blobs given to a Save are pinned (runtime.Pinner), not copied: they must not
 // change until Commit returns. They are unpinned when Commit returns or the Save is closed.
 type Save struct {
-	mu     sync.Mutex
-	ptr    *C.shardpoint_save
-	comm   *Comm
-	pinner runtime.Pinner
-	cid    *C.char // checkpoint id, kept until the save is freed
+	mu       sync.Mutex
+	ptr      *C.shardpoint_save
+	comm     *Comm
+	pinner   runtime.Pinner
+	cid      *C.char // checkpoint id, kept until the save is freed
+	progress ProgressFunc
 }
 
 // NewSave starts a save of a checkpoint into directory dir (created when missing). comm may be
@@ -214,18 +216,7 @@ func (s *Save) SetMetadata(key, value string) error {
 // checkpoint that was at the path before is intact, with one exception: ErrNotDurable means the
 // checkpoint was committed but may not survive a power loss. Tensors the ranks leave partly
 // uncovered fail with ErrUncovered unless SaveOptions.AllowPartial. A Save can be committed once.
-func (s *Save) Commit() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ptr == nil {
-		return errClosed("save")
-	}
-	s.comm.resetCause()
-	err := call(func() C.int { return C.shardpoint_save_commit(s.ptr) })
-	// The library reads the data only during this call.
-	s.pinner.Unpin()
-	return s.comm.withCause(err)
-}
+func (s *Save) Commit() error { return s.CommitContext(context.Background()) }
 
 // Close frees the save (an uncommitted save writes nothing) and unpins its data. Closing twice
 // is a no-op. It always returns nil; the error is there for io.Closer.
