@@ -5,8 +5,9 @@
 #
 # PREFIX is the install prefix of the library (PREFIX/lib/libshardpoint.so.0). The script makes a
 # venv under build/python/ of the repository (override with SHARDPOINT_PY_BUILD_DIR), installs
-# numpy and pytest from PyPI plus this package (and mpi4py, built against the system MPI, when
-# mpicc and mpirun exist), runs pytest, then a golden round trip (write with 3 ranks, read back).
+# numpy, pytest and mypy from PyPI plus this package (and mpi4py, built against the system MPI, when
+# mpicc and mpirun exist), runs pytest, `mypy --strict` over the package and examples/, the typed
+# example, then a golden round trip (write with 3 ranks, read back).
 # Idempotent; exits non-zero on any failure.
 set -euo pipefail
 
@@ -51,7 +52,9 @@ else
     PIP=("$PY" -m pip --disable-pip-version-check -q install --user)
     export PIP_BREAK_SYSTEM_PACKAGES=1
 fi
-"${PIP[@]}" "numpy>=1.22" "pytest>=7" "scikit-build-core>=0.10"
+# mypy pinned: another version may find other errors (or stop finding some).
+MYPY_SPEC="mypy==2.4.1"
+"${PIP[@]}" "numpy>=1.22" "pytest>=7" "scikit-build-core>=0.10" "$MYPY_SPEC"
 
 # mpi4py for the multi-process tests (tests/test_mpi.py), where an MPI is installed (mpicc and
 # mpirun): built from its PyPI source against that MPI, once; skipped while it imports (pip also
@@ -80,6 +83,17 @@ cp -R "$HERE/pyproject.toml" "$HERE/README.md" "$HERE/CMakeLists.txt" "$HERE/src
 
 cd "$HERE"
 timeout 600 "$PY" -m pytest -p no:cacheprovider tests
+
+# The package ships py.typed, so it must type-check as users' code sees it: `mypy --strict` over
+# src/shardpoint and examples/ (pyproject.toml [tool.mypy]; here without torch and ml_dtypes,
+# whose absence the configuration allows). The cache stays out of the source tree.
+echo "run-tests.sh: mypy --strict src/shardpoint examples ($MYPY_SPEC)" >&2
+if ! timeout 300 "$PY" -m mypy --strict --cache-dir "$BUILD_DIR/mypy-cache"; then
+    echo "run-tests.sh: FAILED: mypy --strict reports type errors in src/shardpoint or examples/ (above)" >&2
+    exit 1
+fi
+# The typed example must also work, against the installed package.
+timeout 120 "$PY" examples/typed_example.py
 
 # ml_dtypes changes what bf16/f8 reads return: its tests run in a venv of their own that has it
 # (the main venv has not, so the raw-carrier behaviour is what the tests above see).

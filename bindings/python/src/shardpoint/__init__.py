@@ -11,6 +11,10 @@ the package itself (shardpoint/_native/, where `pip install` builds it), else as
 through the dynamic loader.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, TypeVar, cast, overload
+
 import numpy as np
 
 from . import _lib
@@ -48,23 +52,40 @@ from .reader import ChunkInfo, EntryInfo, EntryKind, Load, Reader, StorageInfo, 
 from .save import Blob, Chunk, Save, save, save_flags
 from .writer import Writer
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._typing import Array, PathArg, ReaderKwargs, State
+
+_S = TypeVar("_S", bound="State")
+
 __version__ = "0.1.0"
 
 FORMAT_MAJOR = 1  # written unless a save asks for block compression (then 2)
 FORMAT_MAJOR_MAX = 2  # the newest major version this library reads
 
 
-def library_version():
+def library_version() -> str:
     """The version string of the loaded libshardpoint ("0.1.0")."""
-    return _lib.decode(_lib.lib().shardpoint_version_string())
+    version: bytes = _lib.lib().shardpoint_version_string()
+    return _lib.decode(version)
 
 
-def library_path():
+def library_path() -> str:
     """The file name libshardpoint was loaded from (as given to the loader)."""
     return _lib.lib()._name
 
 
-def load(path, *, comm=None, into=None, **reader_options):
+# Without `into` the result is shaped as the checkpoint (known at run time only), hence Any.
+@overload
+def load(path: PathArg, *, comm: Comm | None = None, into: None = None,
+         **reader_options: Unpack[ReaderKwargs]) -> Any: ...
+@overload
+def load(path: PathArg, *, comm: Comm | None = None, into: _S, **reader_options: Unpack[ReaderKwargs]) -> _S: ...
+
+
+def load(path: PathArg, *, comm: Comm | None = None, into: State | None = None,
+         **reader_options: Unpack[ReaderKwargs]) -> Any:
     """Reads every entry of the checkpoint at `path`: tensors as numpy arrays, blobs as bytes.
 
     Returns a dict {fqn: value}, or, for a checkpoint saved from a nested state (see save()), that
@@ -81,15 +102,17 @@ def load(path, *, comm=None, into=None, **reader_options):
             wanted = _state.leaf_fqns(tree)
         else:
             wanted = [(e.fqn, "tensor" if e.is_tensor else "bytes", False) for e in reader.entries()]
+        in_place: dict[str, Array]
         if into is None:
             in_place = {}
         elif tree is not None:
             in_place = _state.destinations(tree, into)
         else:
-            in_place = {k: v for k, v in into.items() if type(v) is np.ndarray}
-        values = {}
+            # (a flat checkpoint: `into` is a mapping)
+            in_place = {k: v for k, v in cast("Mapping[str, object]", into).items() if type(v) is np.ndarray}
+        values: dict[str, object] = {}
         with reader.load(comm) as batch:
-            tensors = {}
+            tensors: dict[str, Array] = {}
             for fqn, kind, _ in wanted:
                 if kind == "bytes":
                     values[fqn] = batch.add_bytes(fqn)
@@ -100,7 +123,7 @@ def load(path, *, comm=None, into=None, **reader_options):
                     if not entry.is_tensor:  # (stored as a blob after all: load what is stored)
                         values[fqn] = batch.add_bytes(fqn)
                         continue
-                    out = np.empty(entry.shape, entry.dtype.array_dtype)
+                    out = np.empty(entry.shape, cast(DType, entry.dtype).array_dtype)
                 tensors[fqn] = values[fqn] = out
             batch.add_tensors(tensors)
             batch.execute()

@@ -10,8 +10,11 @@ The returned TensorBuffer holds a reference (`owner`) that keeps the memory aliv
 TensorBuffer until the C library has finished with the pointer.
 """
 
+from __future__ import annotations
+
 import ctypes
 import math
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypeVar, cast
 
 import numpy as np
 
@@ -19,13 +22,29 @@ from . import _lib
 from . import dtypes as _dt
 from .dtypes import DType
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from ._typing import DTypeArg, Shape
+
+_S = TypeVar("_S", bound=ctypes.Structure)
+
 
 class TensorBuffer:
     """Raw description of caller memory. Strides are in elements (the C ABI's unit)."""
 
     __slots__ = ("ptr", "dtype", "itemsize", "shape", "strides", "readonly", "owner")
 
-    def __init__(self, ptr, dtype, itemsize, shape, strides, readonly, owner):
+    ptr: int
+    dtype: DType | None
+    itemsize: int
+    shape: Shape
+    strides: Shape
+    readonly: bool
+    owner: object
+
+    def __init__(self, ptr: int, dtype: DType | None, itemsize: int, shape: Shape, strides: Shape, readonly: bool,
+                 owner: object) -> None:
         self.ptr = ptr
         self.dtype = dtype  # DType, or None when the source's element type has no shardpoint name
         self.itemsize = itemsize
@@ -35,19 +54,19 @@ class TensorBuffer:
         self.owner = owner
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.shape)
 
     @property
-    def numel(self):
+    def numel(self) -> int:
         return math.prod(self.shape)
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return self.numel * self.itemsize
 
     @property
-    def c_contiguous(self):
+    def c_contiguous(self) -> bool:
         if self.numel == 0:
             return True
         expected = 1
@@ -57,11 +76,11 @@ class TensorBuffer:
             expected *= size
         return True
 
-    def c_strides(self):
+    def c_strides(self) -> Shape | None:
         """Strides for the C ABI: None (C order) when contiguous, else the element strides."""
         return None if self.c_contiguous else self.strides
 
-    def with_dtype(self, dtype):
+    def with_dtype(self, dtype: DTypeArg | None) -> DType:
         """The shardpoint dtype to use: `dtype` if given (must match the element size), else ours."""
         if dtype is None:
             if self.dtype is None:
@@ -73,7 +92,7 @@ class TensorBuffer:
         return dt
 
 
-def describe(obj, *, writable=False):
+def describe(obj: object, *, writable: bool = False) -> TensorBuffer:
     """Describes `obj`'s memory. With writable=True the memory must be writable (load destinations)."""
     if isinstance(obj, TensorBuffer):
         buf = obj
@@ -92,7 +111,7 @@ def describe(obj, *, writable=False):
         buf = _from_dlpack(obj, writable)
     else:
         try:
-            view = memoryview(obj)
+            view = memoryview(cast("Buffer", obj))  # memoryview() itself checks: TypeError
         except TypeError:
             raise TypeError(
                 f"{type(obj).__name__} exposes no memory (needs __array_interface__, __dlpack__ or the buffer protocol)"
@@ -106,10 +125,10 @@ def describe(obj, *, writable=False):
     return buf
 
 
-_dtype_names = {}
+_dtype_names: dict[np.dtype[Any], str] = {}
 
 
-def _dtype_name(dtype):
+def _dtype_name(dtype: np.dtype[Any]) -> str:
     """numpy's dtype.name, remembered per dtype (computing it costs microseconds)."""
     name = _dtype_names.get(dtype)
     if name is None:
@@ -117,7 +136,7 @@ def _dtype_name(dtype):
     return name
 
 
-def _from_array_interface(owner, iface, dtype_name):
+def _from_array_interface(owner: object, iface: Mapping[str, Any], dtype_name: str | None) -> TensorBuffer:
     data = iface.get("data")
     if not isinstance(data, tuple):
         # Version 3 lets `data` be a buffer object; numpy resolves that case into a view for us.
@@ -140,8 +159,8 @@ def _from_array_interface(owner, iface, dtype_name):
     return TensorBuffer(ptr or 0, dtype, itemsize, shape, strides, bool(readonly), owner)
 
 
-def _c_order(shape):
-    strides = []
+def _c_order(shape: Shape) -> Shape:
+    strides: list[int] = []
     step = 1
     for size in reversed(shape):
         strides.append(step)
@@ -213,7 +232,9 @@ _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 _capsule_pointer.restype = ctypes.c_void_p
 
 
-def _from_dlpack(obj, writable):
+def _from_dlpack(obj: Any, writable: bool) -> TensorBuffer:
+    # obj: a DLPack producer (checked by describe); the signature of its __dlpack__ depends on
+    # the DLPack version it speaks, hence Any.
     if hasattr(obj, "__dlpack_device__"):
         device_type = int(obj.__dlpack_device__()[0])
         if device_type not in (_KDL_CPU, _KDL_CUDA_HOST):
@@ -225,6 +246,7 @@ def _from_dlpack(obj, writable):
         capsule = obj.__dlpack__()
     # We borrow the tensor and never rename the capsule: while we hold the capsule the memory is
     # alive, and when it is collected the producer's capsule destructor calls the deleter.
+    managed: _DLManagedTensorVersioned | _DLManagedTensor
     if _capsule_valid(capsule, b"dltensor_versioned"):
         managed = _DLManagedTensorVersioned.from_address(_capsule_pointer(capsule, b"dltensor_versioned"))
         if managed.version.major != 1:
@@ -260,10 +282,10 @@ def _from_dlpack(obj, writable):
 # shardpoint dtype, the batch is described column by column instead and packed into the C ABI's
 # struct array with numpy. Anything else takes the general path above.
 
-_plain_codes = {}  # numpy dtype -> shardpoint dtype code (little-endian or single-byte only)
+_plain_codes: dict[np.dtype[Any], int] = {}  # numpy dtype -> shardpoint dtype code (little-endian or single-byte only)
 
 
-def _plain_code(dtype):
+def _plain_code(dtype: np.dtype[Any]) -> int | None:
     code = _plain_codes.get(dtype)
     if code is None:
         found = _dt.from_typestr(dtype.str, dtype.name)
@@ -273,13 +295,17 @@ def _plain_code(dtype):
     return code
 
 
-def plain_arrays(values, writable=False):
+def plain_arrays(values: Iterable[object], writable: bool = False) -> tuple[list[int], list[int], list[Shape]] | None:
     """(data pointers, dtype codes, shapes) when every value is a C-contiguous numpy ndarray of a
     shardpoint dtype (writable, with writable=True); None otherwise."""
-    ptrs, codes, shapes = [], [], []
+    ptrs: list[int] = []
+    codes: list[int] = []
+    shapes: list[Shape] = []
     # ctypes' buffer export is the cheapest way to an array's address (a fifth of
-    # __array_interface__); it takes writable C-contiguous arrays of at least one byte.
-    char_at, address = ctypes.c_char.from_buffer, ctypes.addressof
+    # __array_interface__); it takes writable C-contiguous arrays of at least one byte. (numpy's
+    # stubs do not declare the buffer protocol of ndarray, hence the cast.)
+    char_at = cast("Callable[[np.ndarray[Any, Any]], ctypes.c_char]", ctypes.c_char.from_buffer)
+    address = ctypes.addressof
     for v in values:
         if type(v) is not np.ndarray:
             return None
@@ -301,20 +327,23 @@ def plain_arrays(values, writable=False):
     return ptrs, codes, shapes
 
 
-def pack_whole(struct, names, codes, shapes, ptrs, shape_field, data_field):
+def pack_whole(struct: type[_S], names: Sequence[str], codes: Sequence[int], shapes: Sequence[Shape], ptrs: Sequence[int],
+               shape_field: str | None, data_field: str) -> tuple[ctypes._Pointer[_S], tuple[object, ...]]:
     """The ctypes struct array `struct` (shardpoint_tensor_chunk or _request) of whole-tensor
     items: fqn, dtype, ndim, the shape in `shape_field` (None: no shape), the pointer in
     `data_field`; every other pointer NULL. Returns (pointer to the first struct, objects to keep alive until the call returns)."""
     n = len(names)
-    formats = {ctypes.c_void_p: np.uint64, ctypes.c_int32: np.int32, ctypes.c_uint32: np.uint32}
+    formats: dict[type, type[np.integer[Any]]] = {ctypes.c_void_p: np.uint64, ctypes.c_int32: np.int32,
+                                                  ctypes.c_uint32: np.uint32}
+    fields = cast("list[tuple[str, type]]", struct._fields_)  # (name, type) pairs: no bit fields
     rows = np.zeros(max(1, n), dtype=np.dtype({
-        "names": [name for name, _ in struct._fields_],
-        "formats": [formats[ctype] for _, ctype in struct._fields_],
-        "offsets": [getattr(struct, name).offset for name, _ in struct._fields_],
+        "names": [name for name, _ in fields],
+        "formats": [formats[ctype] for _, ctype in fields],
+        "offsets": [getattr(struct, name).offset for name, _ in fields],
         "itemsize": ctypes.sizeof(struct)}))
     encoded = [_lib.encode(name, "fqn") for name in names]
     blob = b"\0".join(encoded) + b"\0"
-    blob_at = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value
+    blob_at = cast(int, ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value)  # never NULL: not empty
     lengths = np.fromiter(map(len, encoded), dtype=np.uint64, count=n)
     ndims = np.fromiter(map(len, shapes), dtype=np.uint32, count=n)
     dims = np.fromiter((d for shape in shapes for d in shape), dtype=np.uint64, count=int(ndims.sum()))

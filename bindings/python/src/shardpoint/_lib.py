@@ -1,12 +1,19 @@
 """Loading libshardpoint and declaring its C ABI (capi/include/shardpoint.h) for ctypes.
 
 Everything here mirrors the header one to one; the rest of the package only calls `lib()`.
+
+For type checkers, the functions of `lib()` are untyped (ctypes sets their prototypes at run time:
+they take what their argtypes convert and return what their restype makes); the structs declare
+the Python types of their fields.
 """
+
+from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
 import threading
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, cast, overload
 
 from ctypes import (
     CFUNCTYPE,
@@ -21,6 +28,9 @@ from ctypes import (
     c_uint64,
     c_void_p,
 )
+
+if TYPE_CHECKING:
+    from ._typing import PathArg
 
 # The ABI this binding was written against (shardpoint.h).
 ABI_VERSION_MAJOR = 0
@@ -68,6 +78,13 @@ class CommCallbacks(Structure):
         ("broadcast", BroadcastFn),
         ("destroy", DestroyFn),
     ]
+    version: int
+    rank: int
+    size: int
+    user: int | None
+    gather: Callable[..., int]  # instances of GatherFn, BroadcastFn, DestroyFn
+    broadcast: Callable[..., int]
+    destroy: Callable[..., None]
 
 
 class SaveOptions(Structure):
@@ -81,6 +98,14 @@ class SaveOptions(Structure):
         ("codec", c_uint32),
         ("filters", c_uint32),
     ]
+    version: int
+    flags: int
+    compression_level: int
+    io_threads: int
+    alignment: int
+    checkpoint_id: bytes | None
+    codec: int
+    filters: int
 
 
 class TensorChunk(Structure):
@@ -95,6 +120,15 @@ class TensorChunk(Structure):
         ("data", c_void_p),
         ("strides", c_void_p),
     ]
+    # Pointers are addresses (int; None is NULL).
+    fqn: int | None
+    dtype: int
+    ndim: int
+    global_shape: int | None
+    chunk_offsets: int | None
+    chunk_sizes: int | None
+    data: int | None
+    strides: int | None
 
 
 class TensorRequest(Structure):
@@ -108,6 +142,13 @@ class TensorRequest(Structure):
         ("dst", c_void_p),
         ("strides", c_void_p),
     ]
+    fqn: int | None
+    dtype: int
+    ndim: int
+    box_offsets: int | None
+    box_sizes: int | None
+    dst: int | None
+    strides: int | None
 
 
 class LoadOptions(Structure):
@@ -116,6 +157,9 @@ class LoadOptions(Structure):
         ("flags", c_uint32),
         ("io_threads", c_uint32),
     ]
+    version: int
+    flags: int
+    io_threads: int
 
 
 class StorageInfo(Structure):
@@ -131,6 +175,17 @@ class StorageInfo(Structure):
         ("file_count", c_uint64),
         ("total_stored_bytes", c_uint64),
     ]
+    # The library's strings are never NULL.
+    checkpoint_id: bytes
+    save_id: bytes
+    library_version: bytes
+    created_unix_ns: int
+    world_size: int
+    format_major: int
+    format_minor: int
+    alignment: int
+    file_count: int
+    total_stored_bytes: int
 
 
 class EntryInfo(Structure):
@@ -147,6 +202,17 @@ class EntryInfo(Structure):
         ("stored_bytes", c_uint64),
         ("covered_numel", c_uint64),
     ]
+    fqn: bytes
+    kind: int
+    dtype: int
+    ndim: int
+    reserved: int
+    shape: ctypes._Pointer[c_uint64]  # NULL (falsy) when ndim is 0
+    chunk_count: int
+    numel: int
+    nbytes: int
+    stored_bytes: int
+    covered_numel: int
 
 
 class ChunkInfo(Structure):
@@ -162,12 +228,25 @@ class ChunkInfo(Structure):
         ("writer_rank", c_int32),
         ("shuffle_width", c_uint32),
     ]
+    offsets: ctypes._Pointer[c_uint64]
+    sizes: ctypes._Pointer[c_uint64]
+    file: bytes
+    file_offset: int
+    stored_length: int
+    raw_length: int
+    crc32: int
+    transform: int
+    writer_rank: int
+    shuffle_width: int
 
 
 _handle_p = POINTER(c_void_p)
 
+# A function's (restype, argtypes), as ctypes takes them.
+_Prototype = Tuple[Optional[type], List[type]]
+
 # name: (restype, argtypes)
-_PROTOTYPES = {
+_PROTOTYPES: dict[str, _Prototype] = {
     "shardpoint_version_number": (c_uint32, []),
     "shardpoint_version_string": (c_char_p, []),
     "shardpoint_last_error": (c_char_p, []),
@@ -248,7 +327,7 @@ _PROTOTYPES = {
 
 # Declared when the loaded library has them (added after 0.1.0 within the same minor version);
 # `require(name)` turns a missing one into a clear LibraryNotFoundError at the point of use.
-_OPTIONAL_PROTOTYPES = {
+_OPTIONAL_PROTOTYPES: dict[str, _Prototype] = {
     # Planned items whose data comes later (torch DCP resolves data only in write_data).
     "shardpoint_writer_plan_tensor": (c_int, [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, u64_p]),
     "shardpoint_writer_plan_bytes": (c_int, [c_void_p, c_char_p]),
@@ -271,14 +350,14 @@ class LibraryNotFoundError(OSError):
 
 
 _lock = threading.Lock()
-_lib = None
+_lib: ctypes.CDLL | None = None
 
 
 # Where a wheel built by pip (pyproject.toml) carries its own copy of the library.
 BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native", SONAME)
 
 
-def _candidates():
+def _candidates() -> list[str]:
     explicit = os.environ.get("SHARDPOINT_LIBRARY")
     if explicit:
         # An explicit path is used alone: silently falling back to another copy would hide mistakes.
@@ -292,8 +371,8 @@ def _candidates():
     return names
 
 
-def _open():
-    errors = []
+def _open() -> ctypes.CDLL:
+    errors: list[str] = []
     for name in _candidates():
         try:
             dll = ctypes.CDLL(name)
@@ -312,7 +391,7 @@ def _open():
             if fn is not None:
                 fn.restype = restype
                 fn.argtypes = argtypes
-        number = dll.shardpoint_version_number()
+        number: int = dll.shardpoint_version_number()
         major, minor = number // 10000, (number // 100) % 100
         # Same SONAME major; an older minor may lack what this binding declares.
         if major != ABI_VERSION_MAJOR or minor < ABI_VERSION_MINOR:
@@ -326,7 +405,7 @@ def _open():
     raise LibraryNotFoundError("cannot load libshardpoint (" + "; ".join(errors) + "); " + hint)
 
 
-def lib():
+def lib() -> ctypes.CDLL:
     """The loaded library, loaded on first use."""
     global _lib
     if _lib is None:
@@ -336,7 +415,7 @@ def lib():
     return _lib
 
 
-def require(name):
+def require(name: str) -> Callable[..., int]:
     """The library's function `name`, or LibraryNotFoundError when this libshardpoint predates it."""
     dll = lib()
     if name in _OPTIONAL_PROTOTYPES and getattr(dll, name, None) is None:
@@ -344,10 +423,10 @@ def require(name):
             f"libshardpoint {dll.shardpoint_version_string().decode()} ({dll._name}) lacks {name}: "
             "it is older than this binding's storage-layer API (shardpoint.torch needs it)"
         )
-    return getattr(dll, name)
+    return cast("Callable[..., int]", getattr(dll, name))  # every optional function returns an error code
 
 
-def has(name):
+def has(name: str) -> bool:
     """True when the loaded library exports `name`."""
     return getattr(lib(), name, None) is not None
 
@@ -356,12 +435,12 @@ class Batch:
     """The shapes, offsets, strides and names of a batched add packed into a few arrays, so that
     the structs of the batch can point into them; kept alive until the call returns."""
 
-    def __init__(self):
-        self.dims = []      # every uint64 value of every item, concatenated
-        self.strides = []   # every int64 stride
-        self.names = []     # NUL-terminated UTF-8 names
+    def __init__(self) -> None:
+        self.dims: list[int] = []      # every uint64 value of every item, concatenated
+        self.strides: list[int] = []   # every int64 stride
+        self.names: list[bytes] = []   # NUL-terminated UTF-8 names
 
-    def add_dims(self, values):
+    def add_dims(self, values: Sequence[int] | None) -> int | None:
         """Position of `values` in the uint64 block, or None for none (the C ABI's NULL)."""
         if not values:
             return None
@@ -369,45 +448,47 @@ class Batch:
         self.dims.extend(values)
         return at
 
-    def add_strides(self, values):
+    def add_strides(self, values: Sequence[int] | None) -> int | None:
         if not values:
             return None
         at = len(self.strides)
         self.strides.extend(values)
         return at
 
-    def add_name(self, name):
+    def add_name(self, name: str) -> int:
         self.names.append(encode(name, "fqn"))
         return len(self.names) - 1
 
-    def freeze(self):
+    def freeze(self) -> tuple[int, int, list[int]]:
         """Packs the blocks; returns (dims address, strides address, name addresses)."""
         self._dims = (c_uint64 * max(1, len(self.dims)))(*self.dims)
         self._strides = (c_int64 * max(1, len(self.strides)))(*self.strides)
         self._names = b"\0".join(self.names) + b"\0"
-        base = ctypes.cast(ctypes.c_char_p(self._names), c_void_p).value
+        # (the address of a non-empty bytes object is never NULL)
+        base = cast(int, ctypes.cast(ctypes.c_char_p(self._names), c_void_p).value)
         self._keep_names = self._names  # the c_char_p above points into this object
-        starts, at = [], 0
+        starts: list[int] = []
+        at = 0
         for n in self.names:
             starts.append(base + at)
             at += len(n) + 1
         return ctypes.addressof(self._dims), ctypes.addressof(self._strides), starts
 
 
-def u64_array(values):
+def u64_array(values: Sequence[int]) -> ctypes.Array[c_uint64] | None:
     """A ctypes uint64 array for a shape/offset tuple, or None for ndim 0 (the C ABI accepts NULL)."""
     if not values:
         return None
     return (c_uint64 * len(values))(*values)
 
 
-def i64_array(values):
+def i64_array(values: Sequence[int] | None) -> ctypes.Array[c_int64] | None:
     if values is None or len(values) == 0:
         return None
     return (c_int64 * len(values))(*values)
 
 
-def encode(text, what="string"):
+def encode(text: str, what: str = "string") -> bytes:
     """UTF-8 for the C ABI; an embedded NUL would silently truncate the string, so refuse it."""
     if not isinstance(text, str):
         raise TypeError(f"{what} must be str, not {type(text).__name__}")
@@ -416,12 +497,16 @@ def encode(text, what="string"):
     return text.encode("utf-8")
 
 
-def encode_path(path):
+def encode_path(path: PathArg) -> bytes:
     data = os.fsencode(path)
     if b"\0" in data:
         raise ValueError("path must not contain NUL characters")
     return data
 
 
-def decode(data):
+@overload
+def decode(data: bytes) -> str: ...
+@overload
+def decode(data: bytes | None) -> str | None: ...
+def decode(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", errors="replace")

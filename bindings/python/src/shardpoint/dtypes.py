@@ -5,12 +5,19 @@ named with an explicit dtype argument (`dtype="bf16"`). Arrays of ml_dtypes' bfl
 float8_e4m3fn / float8_e5m2 are recognised by their dtype name, without importing ml_dtypes.
 """
 
+from __future__ import annotations
+
+import ctypes
 import enum
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _lib
 from .errors import check
+
+if TYPE_CHECKING:
+    from ._typing import DTypeArg
 
 
 class DType(enum.IntEnum):
@@ -35,21 +42,22 @@ class DType(enum.IntEnum):
     F8_E5M2 = 16
 
     @property
-    def itemsize(self):
+    def itemsize(self) -> int:
         return int(_lib.lib().shardpoint_dtype_size(int(self)))
 
     @property
-    def canonical_name(self):
+    def canonical_name(self) -> str:
         """The library's name: "f32", "bf16", "f8_e4m3fn", ..."""
-        return _lib.decode(_lib.lib().shardpoint_dtype_name(int(self)))
+        name: bytes = _lib.lib().shardpoint_dtype_name(int(self))  # NULL only for unknown values
+        return _lib.decode(name)
 
     @property
-    def numpy_dtype(self):
+    def numpy_dtype(self) -> np.dtype[Any]:
         """The numpy dtype arrays of this dtype are read into (raw carrier for bf16 / f8)."""
         return _NUMPY[self]
 
     @property
-    def array_dtype(self):
+    def array_dtype(self) -> np.dtype[Any]:
         """The numpy dtype of the arrays reads allocate: ml_dtypes' bfloat16 / float8 types for
         bf16 / f8 when ml_dtypes is installed (the dtype such arrays were saved from), else
         numpy_dtype. A raw carrier array is still accepted as a destination either way."""
@@ -60,15 +68,15 @@ class DType(enum.IntEnum):
         return _NUMPY[self]
 
     @property
-    def is_raw(self):
+    def is_raw(self) -> bool:
         """True when numpy carries this dtype as raw unsigned integers of the same size."""
         return self in (DType.BF16, DType.F8_E4M3FN, DType.F8_E5M2)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name.lower()
 
 
-_NUMPY = {
+_NUMPY: dict[DType, np.dtype[Any]] = {
     DType.BOOL: np.dtype(np.bool_),
     DType.U8: np.dtype("u1"),
     DType.I8: np.dtype("i1"),
@@ -89,7 +97,7 @@ _NUMPY = {
 }
 
 # Array-interface type strings ("<f4", "|b1") without their byte-order character.
-_TYPESTR = {
+_TYPESTR: dict[str, DType] = {
     "b1": DType.BOOL,
     "u1": DType.U8,
     "i1": DType.I8,
@@ -106,10 +114,10 @@ _TYPESTR = {
     "c16": DType.COMPLEX128,
 }
 
-_ML_DTYPES = None
+_ML_DTYPES: dict[DType, np.dtype[Any]] | None = None
 
 
-def _ml_dtypes_types():
+def _ml_dtypes_types() -> dict[DType, np.dtype[Any]]:
     """{DType: numpy dtype} of ml_dtypes' extension types; empty without ml_dtypes. Imported on
     first need only (and tried once)."""
     global _ML_DTYPES
@@ -124,21 +132,21 @@ def _ml_dtypes_types():
 
 
 # numpy dtype names of extension types (ml_dtypes) whose bytes are the shardpoint layout.
-_EXTENSION_NAMES = {
+_EXTENSION_NAMES: dict[str, DType] = {
     "bfloat16": DType.BF16,
     "float8_e4m3fn": DType.F8_E4M3FN,
     "float8_e5m2": DType.F8_E5M2,
 }
 
 
-def from_typestr(typestr, name=None):
+def from_typestr(typestr: str, name: str | None = None) -> DType | None:
     """The DType of an array-interface type string, or None when shardpoint has no such dtype."""
     if name in _EXTENSION_NAMES:
         return _EXTENSION_NAMES[name]
     return _TYPESTR.get(typestr[1:])
 
 
-def to_dtype(value):
+def to_dtype(value: DTypeArg) -> DType:
     """Accepts a DType, its int value, a canonical name ("bf16"), or a numpy dtype / type."""
     if isinstance(value, DType):
         return value
@@ -147,8 +155,8 @@ def to_dtype(value):
     if isinstance(value, int):
         return DType(value)
     if isinstance(value, str):
-        out = _lib.c_int32()
-        check(_lib.lib().shardpoint_dtype_from_name(_lib.encode(value, "dtype name"), _lib.ctypes.byref(out)))
+        out = ctypes.c_int32()
+        check(_lib.lib().shardpoint_dtype_from_name(_lib.encode(value, "dtype name"), ctypes.byref(out)))
         return DType(out.value)
     try:
         npdt = np.dtype(value)

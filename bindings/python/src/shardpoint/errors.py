@@ -5,6 +5,8 @@ the code, its stable name (shardpoint_error_name) and shardpoint_last_error()'s 
 read right after the failing call on the same thread.
 """
 
+from __future__ import annotations
+
 import errno as _errno
 
 from . import _lib
@@ -37,21 +39,23 @@ EINTERNAL = -99
 class ShardpointError(Exception):
     """A shardpoint C call failed. `code` is the negative C code, `name` e.g. "SHARDPOINT_ECHECKSUM"."""
 
-    code = None  # set on subclasses; instances always carry the actual code
-    os_errno = None  # subclasses that are also OSErrors: the errno they stand for
+    code: int | None = None  # set on subclasses; instances always carry the actual code
+    os_errno: int | None = None  # subclasses that are also OSErrors: the errno they stand for
 
-    def __init__(self, code, name, message):
+    def __init__(self, code: int, name: str, message: str) -> None:
         super().__init__(code, name, message)
         self.code = code
         self.name = name
         self.message = message
         if isinstance(self, OSError):
             # OSError.__init__ took (code, name, message) as (errno, strerror, filename): fix them.
-            self.errno = self.os_errno
-            self.strerror = message
-            self.filename = None
+            # (Set through an OSError-typed name: they are OSError's attributes, not ours.)
+            os_error: OSError = self
+            os_error.errno = self.os_errno
+            os_error.strerror = message
+            os_error.filename = None
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name}: {self.message}" if self.message else self.name
 
 
@@ -178,23 +182,25 @@ _BY_CODE = {
 }
 
 
-def error_name(code):
-    return _lib.decode(_lib.lib().shardpoint_error_name(code))
+def error_name(code: int) -> str:
+    name: bytes = _lib.lib().shardpoint_error_name(code)
+    return _lib.decode(name)
 
 
-def error_for(code):
+def error_for(code: int) -> ShardpointError:
     """The exception for a failed call; must run right after it, on the same thread."""
     dll = _lib.lib()
-    message = _lib.decode(dll.shardpoint_last_error())
-    name = _lib.decode(dll.shardpoint_error_name(code))
+    # Both strings are never NULL (shardpoint.h).
+    message: str = _lib.decode(dll.shardpoint_last_error())
+    name: str = _lib.decode(dll.shardpoint_error_name(code))
     return _BY_CODE.get(code, ShardpointError)(code, name, message)
 
 
-def shape_error(message):
+def shape_error(message: str) -> ShapeError:
     """A ShapeError raised by the binding itself (before calling C), in the library's terms."""
     return ShapeError(ESHAPE, error_name(ESHAPE), message)
 
 
-def check(code):
+def check(code: int) -> None:
     if code != 0:
         raise error_for(code)

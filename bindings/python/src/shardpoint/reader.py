@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, TypeVar, cast, overload
 
 import numpy as np
 
@@ -15,12 +16,23 @@ from .dtypes import DType, to_dtype
 from .errors import EKIND, KindError, NotFoundError, check, error_for, error_name, shape_error
 from .save import _comm_ptr, _raise
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import Buffer
+
+    from ._buffer import TensorBuffer
+    from ._typing import Array, DTypeArg, Indices, PathArg, Shape, TensorIndex
+    from .comm import Comm
+
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+
 
 class EntryKind(enum.IntEnum):
     TENSOR = _lib.ENTRY_TENSOR
     BYTES = _lib.ENTRY_BYTES
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name.lower()
 
 
@@ -30,7 +42,7 @@ class Transform(enum.IntEnum):
     ZLIB_BLOCKS = _lib.TRANSFORM_ZLIB_BLOCKS
     ZSTD_BLOCKS = _lib.TRANSFORM_ZSTD_BLOCKS
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name.lower()
 
 
@@ -54,7 +66,7 @@ class EntryInfo:
     index: int
     kind: EntryKind
     dtype: DType | None  # None for bytes entries
-    shape: tuple  # () for bytes entries and 0-d tensors
+    shape: Shape  # () for bytes entries and 0-d tensors
     chunk_count: int
     numel: int  # bytes entries: the length
     nbytes: int
@@ -62,14 +74,14 @@ class EntryInfo:
     covered_numel: int  # < numel when only part of the tensor was saved
 
     @property
-    def is_tensor(self):
+    def is_tensor(self) -> bool:
         return self.kind == EntryKind.TENSOR
 
 
 @dataclass(frozen=True)
 class ChunkInfo:
-    offsets: tuple
-    sizes: tuple
+    offsets: Shape
+    sizes: Shape
     file: str
     file_offset: int
     stored_length: int
@@ -94,47 +106,50 @@ class TensorSlice:
 
     __slots__ = ("reader", "info")
 
-    def __init__(self, reader, info):
+    reader: Reader
+    info: EntryInfo
+
+    def __init__(self, reader: Reader, info: EntryInfo) -> None:
         self.reader = reader
         self.info = info
 
     @property
-    def shape(self):
+    def shape(self) -> Shape:
         return self.info.shape
 
     @property
-    def dtype(self):
-        return self.info.dtype
+    def dtype(self) -> DType:
+        return cast(DType, self.info.dtype)  # a TensorSlice is of a tensor entry
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.info.shape)
 
-    def __len__(self):
+    def __len__(self) -> int:
         if not self.info.shape:
             raise TypeError("len() of a 0-d tensor")
         return self.info.shape[0]
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: TensorIndex) -> Array:
         offsets, sizes, within = _box_of_index(self.info.shape, key)
         if 0 in sizes:
-            box = np.empty(sizes, dtype=self.info.dtype.array_dtype)
+            box = np.empty(sizes, dtype=cast(DType, self.info.dtype).array_dtype)
         else:
             box = self.reader.read_tensor(self.info.fqn, offsets=offsets, sizes=sizes)
         return box[within]
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> Array:
         whole = self[...]
         return whole if dtype is None else whole.astype(dtype, copy=False)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<TensorSlice {self.info.fqn!r} {self.info.dtype} {self.info.shape}>"
 
 
-def _box_of_index(shape, key):
+def _box_of_index(shape: Shape, index: TensorIndex) -> tuple[Shape, Shape, tuple[int | slice, ...]]:
     """(offsets, sizes) of the box a numpy-style index of `shape` touches, and the index that
     picks the result out of that box."""
-    key = key if isinstance(key, tuple) else (key,)
+    key: tuple[object, ...] = index if isinstance(index, tuple) else (index,)
     if sum(k is Ellipsis for k in key) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if Ellipsis in key:
@@ -143,7 +158,9 @@ def _box_of_index(shape, key):
     if len(key) > len(shape):
         raise IndexError(f"too many indices: the tensor has {len(shape)} dimensions, {len(key)} were given")
     key = key + (slice(None),) * (len(shape) - len(key))
-    offsets, sizes, within = [], [], []
+    offsets: list[int] = []
+    sizes: list[int] = []
+    within: list[int | slice] = []
     for dim, (k, n) in enumerate(zip(key, shape)):
         if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
             i = int(k) + n if int(k) < 0 else int(k)
@@ -169,11 +186,11 @@ def _box_of_index(shape, key):
     return tuple(offsets), tuple(sizes), tuple(within)
 
 
-def _tuple(pointer, count):
+def _tuple(pointer: ctypes._Pointer[ctypes.c_uint64], count: int) -> Shape:
     return tuple(pointer[:count]) if count else ()  # slicing a ctypes pointer: one call, ints
 
 
-def _kind_error(fqn, what):
+def _kind_error(fqn: str, what: str) -> KindError:
     # Raised before calling C (we cannot size a destination for the wrong kind); carries EKIND.
     return KindError(EKIND, error_name(EKIND), f"{fqn!r} is {what}")
 
@@ -189,7 +206,8 @@ class Reader(Handle):
 
     _free_name = "shardpoint_reader_free"
 
-    def __init__(self, path, *, verify_checksums=True, allow_partial=False, io_threads=0, comm=None):
+    def __init__(self, path: PathArg, *, verify_checksums: bool = True, allow_partial: bool = False, io_threads: int = 0,
+                 comm: Comm | None = None) -> None:
         dll = _lib.lib()
         options = _lib.LoadOptions()
         check(dll.shardpoint_load_options_init(ctypes.byref(options), _lib.LOAD_OPTIONS_VERSION))
@@ -203,9 +221,9 @@ class Reader(Handle):
         self._adopt(out.value)
         self.path = path
         self.allow_partial = bool(allow_partial)
-        self._entries = {}  # fqn -> EntryInfo: an open reader's metadata never changes
+        self._entries: dict[str, EntryInfo] = {}  # fqn -> EntryInfo: an open reader's metadata never changes
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.closed:
             return f"<Reader {str(self.path)!r} closed>"
         return f"<Reader {str(self.path)!r} {len(self)} entries>"
@@ -213,7 +231,7 @@ class Reader(Handle):
     # --- inspection -----------------------------------------------------------------------------
 
     @property
-    def storage_info(self):
+    def storage_info(self) -> StorageInfo:
         info = _lib.StorageInfo()
         check(_lib.lib().shardpoint_reader_storage_info(self._raw(), ctypes.byref(info)))
         return StorageInfo(
@@ -229,18 +247,18 @@ class Reader(Handle):
             total_stored_bytes=info.total_stored_bytes,
         )
 
-    def __len__(self):
+    def __len__(self) -> int:
         out = ctypes.c_uint64()
         check(_lib.lib().shardpoint_reader_entry_count(self._raw(), ctypes.byref(out)))
         return out.value
 
-    def _entry_at(self, index, info=None):
+    def _entry_at(self, index: int, info: _lib.EntryInfo | None = None) -> EntryInfo:
         info = info or _lib.EntryInfo()
         check(_lib.lib().shardpoint_reader_entry_info(self._raw(), index, ctypes.byref(info)))
         kind = _ENTRY_KINDS.get(info.kind)
         if kind is None:
             kind = EntryKind(info.kind)  # raises: a kind newer than this binding
-        dtype = None
+        dtype: DType | None = None
         if kind is EntryKind.TENSOR:
             dtype = _DTYPES.get(info.dtype)
             if dtype is None:
@@ -262,30 +280,30 @@ class Reader(Handle):
         )
         return entry
 
-    def _find(self, fqn):
+    def _find(self, fqn: str) -> int:
         out = ctypes.c_uint64()
         check(_lib.lib().shardpoint_reader_find(self._raw(), _lib.encode(fqn, "fqn"), ctypes.byref(out)))
         return out.value
 
-    def entries(self):
+    def entries(self) -> list[EntryInfo]:
         """Every entry, sorted by fqn (byte order)."""
         info = _lib.EntryInfo()
         entries = [self._entry_at(i, info) for i in range(len(self))]
         self._entries.update((e.fqn, e) for e in entries)
         return entries
 
-    def entry(self, fqn):
+    def entry(self, fqn: str) -> EntryInfo:
         """The entry named `fqn`; raises NotFoundError."""
         info = self._entries.get(fqn)
         if info is None:
             info = self._entries[fqn] = self._entry_at(self._find(fqn))
         return info
 
-    def info(self, fqn):
+    def info(self, fqn: str) -> EntryInfo:
         """The EntryInfo of `fqn` (kind, dtype, shape, chunk count, sizes); raises NotFoundError."""
         return self.entry(fqn)
 
-    def __getitem__(self, fqn):
+    def __getitem__(self, fqn: str) -> TensorSlice | bytes:
         """reader["w"]: a TensorSlice of tensor `fqn` (nothing is read until it is indexed or
         converted), or the bytes of blob `fqn`. Raises NotFoundError (also a KeyError)."""
         entry = self.entry(fqn)
@@ -293,25 +311,25 @@ class Reader(Handle):
             return self.read_bytes(fqn)
         return TensorSlice(self, entry)
 
-    def __contains__(self, fqn):
+    def __contains__(self, fqn: str) -> bool:
         try:
             self._find(fqn)
         except NotFoundError:
             return False
         return True
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def keys(self):
+    def keys(self) -> list[str]:
         """Every entry's fqn, sorted (byte order): one call for all of them."""
         names, length = ctypes.c_void_p(), ctypes.c_uint64()
         check(_lib.require("shardpoint_reader_entry_names")(self._raw(), ctypes.byref(names), ctypes.byref(length)))
         if not length.value:
             return []
-        return ctypes.string_at(names.value, length.value)[:-1].decode("utf-8", errors="replace").split("\0")
+        return ctypes.string_at(cast(int, names.value), length.value)[:-1].decode("utf-8", errors="replace").split("\0")
 
-    def chunk_boxes(self, entry):
+    def chunk_boxes(self, entry: int | str | EntryInfo) -> list[tuple[Shape, Shape]]:
         """The (offsets, sizes) of every saved chunk of an entry (an index, fqn or EntryInfo of
         this reader), in one call; () for each chunk of a bytes entry or a 0-d tensor."""
         if isinstance(entry, EntryInfo):
@@ -321,22 +339,24 @@ class Reader(Handle):
         ndim, count = len(info.shape), info.chunk_count
         if ndim == 0:
             return [((), ())] * count
-        offsets, sizes = (ctypes.c_uint64 * (count * ndim))(), (ctypes.c_uint64 * (count * ndim))()
-        check(_lib.require("shardpoint_reader_chunk_boxes")(self._raw(), info.index, 0, count, offsets, sizes))
-        offsets, sizes = list(offsets), list(sizes)
+        offsets_out, sizes_out = (ctypes.c_uint64 * (count * ndim))(), (ctypes.c_uint64 * (count * ndim))()
+        check(_lib.require("shardpoint_reader_chunk_boxes")(self._raw(), info.index, 0, count, offsets_out, sizes_out))
+        offsets: list[int] = list(offsets_out)
+        sizes: list[int] = list(sizes_out)
         return [(tuple(offsets[k:k + ndim]), tuple(sizes[k:k + ndim])) for k in range(0, count * ndim, ndim)]
 
-    def chunks(self, fqn):
+    def chunks(self, fqn: str) -> list[ChunkInfo]:
         """The saved chunks of entry `fqn` (a bytes entry has one, with empty offsets/sizes)."""
         return self.chunks_of(self.entry(fqn))
 
-    def chunks_of(self, entry):
+    def chunks_of(self, entry: EntryInfo) -> list[ChunkInfo]:
         """The saved chunks of an EntryInfo of this reader (as chunks(), without a name lookup)."""
         ndim = len(entry.shape)
-        result = []
+        result: list[ChunkInfo] = []
         for c in range(entry.chunk_count):
             info = _lib.ChunkInfo()
             check(_lib.lib().shardpoint_reader_chunk_info(self._raw(), entry.index, c, ctypes.byref(info)))
+            transform: Transform | int
             try:
                 transform = Transform(info.transform)
             except ValueError:
@@ -356,19 +376,24 @@ class Reader(Handle):
         return result
 
     @property
-    def metadata(self):
+    def metadata(self) -> dict[str, str]:
         """The user key/value pairs, as a new dict."""
         dll = _lib.lib()
         count = ctypes.c_uint64()
         check(dll.shardpoint_reader_metadata_count(self._raw(), ctypes.byref(count)))
-        pairs = {}
+        pairs: dict[str, str] = {}
         for i in range(count.value):
             key, value = ctypes.c_char_p(), ctypes.c_char_p()
             check(dll.shardpoint_reader_metadata_at(self._raw(), i, ctypes.byref(key), ctypes.byref(value)))
-            pairs[_lib.decode(key.value)] = _lib.decode(value.value)
+            pairs[_lib.decode(cast(bytes, key.value))] = _lib.decode(cast(bytes, value.value))  # never NULL
         return pairs
 
-    def get_metadata(self, key, default=None):
+    @overload
+    def get_metadata(self, key: str) -> str | None: ...
+    @overload
+    def get_metadata(self, key: str, default: _D) -> str | _D: ...
+
+    def get_metadata(self, key: str, default: object = None) -> object:
         value = ctypes.c_char_p()
         code = _lib.lib().shardpoint_reader_metadata_get(self._raw(), _lib.encode(key, "metadata key"), ctypes.byref(value))
         if code == 0:
@@ -378,7 +403,12 @@ class Reader(Handle):
             return default
         raise error
 
-    def framework_metadata(self, key, default=None):
+    @overload
+    def framework_metadata(self, key: str) -> str | None: ...
+    @overload
+    def framework_metadata(self, key: str, default: _D) -> str | _D: ...
+
+    def framework_metadata(self, key: str, default: object = None) -> object:
         """The framework metadata stored under `key` (e.g. "torch.dcp"), or `default`."""
         value = ctypes.c_char_p()
         code = _lib.require("shardpoint_reader_framework_metadata_get")(
@@ -390,25 +420,33 @@ class Reader(Handle):
             return default
         raise error
 
-    def find_chunk(self, fqn, offsets):
+    def find_chunk(self, fqn: int | str, offsets: Indices) -> int:
         """The index (for chunks() and Load.add_chunk) of the saved chunk of `fqn` whose box
         starts at `offsets`; NotFoundError when none starts there."""
         index = fqn if isinstance(fqn, int) else self._find(fqn)
-        offsets = tuple(int(o) for o in offsets)
-        if any(o < 0 for o in offsets):
-            raise ValueError(f"offsets must not be negative: {offsets}")
+        starts = tuple(int(o) for o in offsets)
+        if any(o < 0 for o in starts):
+            raise ValueError(f"offsets must not be negative: {starts}")
         out = ctypes.c_uint64()
         check(_lib.lib().shardpoint_reader_find_chunk(
-            self._raw(), index, len(offsets), _lib.u64_array(offsets), ctypes.byref(out)))
+            self._raw(), index, len(starts), _lib.u64_array(starts), ctypes.byref(out)))
         return out.value
 
-    def verify(self):
+    def verify(self) -> None:
         """Reads every stored extent and checks its CRC-32 (ChecksumError, TruncatedError, ...)."""
         check(_lib.lib().shardpoint_reader_verify(self._raw()))
 
     # --- reading --------------------------------------------------------------------------------
 
-    def read_tensor(self, fqn, out=None, *, offsets=None, sizes=None, dtype=None):
+    @overload
+    def read_tensor(self, fqn: str, out: None = None, *, offsets: Indices | None = None, sizes: Indices | None = None,
+                    dtype: DTypeArg | None = None) -> Array: ...
+    @overload
+    def read_tensor(self, fqn: str, out: _T, *, offsets: Indices | None = None, sizes: Indices | None = None,
+                    dtype: DTypeArg | None = None) -> _T: ...
+
+    def read_tensor(self, fqn: str, out: object = None, *, offsets: Indices | None = None,
+                    sizes: Indices | None = None, dtype: DTypeArg | None = None) -> object:
         """Reads tensor `fqn`, or the box of it at `offsets` with `sizes`.
 
         Without `out`, returns a new C-order numpy array whose numpy dtype is DType.array_dtype
@@ -422,16 +460,22 @@ class Reader(Handle):
         so a mismatch with the stored dtype raises DtypeError.
         """
         request = _tensor_request(self, fqn, out, offsets, sizes, dtype)
-        buf, dt, offsets, result = request
+        buf, dt, starts, result = request
         check(_lib.lib().shardpoint_reader_read_tensor(
             self._raw(), _lib.encode(fqn, "fqn"), int(dt), buf.ndim,
-            _lib.u64_array(offsets), _lib.u64_array(buf.shape), buf.ptr or None, _lib.i64_array(buf.c_strides()),
+            _lib.u64_array(starts), _lib.u64_array(buf.shape), buf.ptr or None, _lib.i64_array(buf.c_strides()),
         ))
         return result
 
-    def read_bytes(self, fqn, out=None):
+    @overload
+    def read_bytes(self, fqn: str, out: None = None) -> bytes: ...
+    @overload
+    def read_bytes(self, fqn: str, out: Buffer) -> int: ...
+
+    def read_bytes(self, fqn: str, out: Buffer | None = None) -> bytes | int:
         """Reads blob `fqn`: returns bytes, or, with `out` (a writable contiguous buffer of at
         least the blob's length), fills it and returns the blob's length."""
+        target: object
         if out is None:
             entry = self.entry(fqn)
             target = bytearray(entry.nbytes)  # a tensor entry gets here too: the library says EKIND
@@ -445,38 +489,42 @@ class Reader(Handle):
             return bytes(target)
         return length.value
 
-    def load(self, comm=None):
+    def load(self, comm: Comm | None = None) -> Load:
         """A new Load of this checkpoint (collective over `comm` when given)."""
         return Load(self, comm)
 
 
-def _bytes_destination(out):
+def _bytes_destination(out: object) -> TensorBuffer:
     buf = describe(out, writable=True)
     if not buf.c_contiguous:
         raise ValueError("a blob destination must be contiguous")
     return buf
 
 
-def _entry_or_none(reader, fqn):
+def _entry_or_none(reader: Reader, fqn: str) -> EntryInfo | None:
     try:
         return reader.entry(fqn)
     except NotFoundError:
         return None
 
 
-def _tensor_request(reader, fqn, out, offsets, sizes, dtype):
+def _tensor_request(reader: Reader, fqn: str, out: object, offsets: Indices | None, sizes: Indices | None,
+                    dtype: DTypeArg | None) -> tuple[TensorBuffer, DType, Shape, object]:
     """(destination buffer, dtype, offsets, object to return) for one tensor read."""
+    result: object
+    starts: Shape
+    entry: EntryInfo | None
     if out is None:
         entry = reader.entry(fqn)
         if not entry.is_tensor:
             raise _kind_error(fqn, "a bytes entry; use read_bytes")
-        dt = entry.dtype if dtype is None else to_dtype(dtype)
+        dt = cast(DType, entry.dtype) if dtype is None else to_dtype(dtype)  # a tensor entry has a dtype
         shape = entry.shape
         if offsets is None:
             offsets = (0,) * len(shape)
-        offsets = tuple(int(o) for o in offsets)
+        starts = tuple(int(o) for o in offsets)
         if sizes is None:
-            sizes = tuple(max(0, s - o) for s, o in zip(shape, offsets))
+            sizes = tuple(max(0, s - o) for s, o in zip(shape, starts))
         result = np.empty(tuple(int(s) for s in sizes), dtype=dt.array_dtype)
         buf = describe(result, writable=True)
     else:
@@ -488,7 +536,7 @@ def _tensor_request(reader, fqn, out, offsets, sizes, dtype):
             dt = buf.with_dtype(None)
             if dt in (DType.U8, DType.U16) and entry is not None and entry.is_tensor:
                 # A raw uint8/uint16 carrier reads bf16/f8 tensors (as read_tensor returns them).
-                stored = entry.dtype
+                stored = cast(DType, entry.dtype)
                 if stored.is_raw and stored.numpy_dtype.itemsize == buf.itemsize:
                     dt = stored
         if offsets is None and sizes is None:
@@ -503,13 +551,13 @@ def _tensor_request(reader, fqn, out, offsets, sizes, dtype):
                               f"has sizes {tuple(int(s) for s in sizes)}")
         if offsets is None:
             offsets = (0,) * buf.ndim
-        offsets = tuple(int(o) for o in offsets)
+        starts = tuple(int(o) for o in offsets)
         result = out
-    if len(offsets) != buf.ndim:
-        raise ValueError(f"offsets has {len(offsets)} values, the box has {buf.ndim} dimensions")
-    if any(o < 0 for o in offsets):
-        raise ValueError(f"offsets must not be negative: {offsets}")
-    return buf, dt, offsets, result
+    if len(starts) != buf.ndim:
+        raise ValueError(f"offsets has {len(starts)} values, the box has {buf.ndim} dimensions")
+    if any(o < 0 for o in starts):
+        raise ValueError(f"offsets must not be negative: {starts}")
+    return buf, dt, starts, result
 
 
 class Load(Handle):
@@ -521,7 +569,7 @@ class Load(Handle):
 
     _free_name = "shardpoint_load_free"
 
-    def __init__(self, reader, comm=None):
+    def __init__(self, reader: Reader, comm: Comm | None = None) -> None:
         out = ctypes.c_void_p()
         check(_lib.lib().shardpoint_load_new(ctypes.byref(out), reader._raw(), _comm_ptr(comm)))
         self._adopt(out.value)
@@ -530,49 +578,61 @@ class Load(Handle):
         reader._register(self)
         if comm is not None:
             comm._register(self)
-        self._borrowed = []
+        self._borrowed: list[object] = []
         self.executed = False
 
-    def add_tensor(self, fqn, out=None, *, offsets=None, sizes=None, dtype=None):
+    @overload
+    def add_tensor(self, fqn: str, out: None = None, *, offsets: Indices | None = None, sizes: Indices | None = None,
+                   dtype: DTypeArg | None = None) -> Array | None: ...
+    @overload
+    def add_tensor(self, fqn: str, out: _T, *, offsets: Indices | None = None, sizes: Indices | None = None,
+                   dtype: DTypeArg | None = None) -> _T: ...
+
+    def add_tensor(self, fqn: str, out: object = None, *, offsets: Indices | None = None,
+                   sizes: Indices | None = None, dtype: DTypeArg | None = None) -> object:
         """Requests a box of tensor `fqn` (arguments as Reader.read_tensor). Returns the
         destination, filled by execute(); None when the entry is missing and the reader allows
         partial loads (only possible without `out`)."""
         if out is None and self._reader.allow_partial and fqn not in self._reader:
             return None
-        buf, dt, offsets, result = _tensor_request(self._reader, fqn, out, offsets, sizes, dtype)
+        buf, dt, starts, result = _tensor_request(self._reader, fqn, out, offsets, sizes, dtype)
         check(_lib.lib().shardpoint_load_add_tensor(
             self._raw(), _lib.encode(fqn, "fqn"), int(dt), buf.ndim,
-            _lib.u64_array(offsets), _lib.u64_array(buf.shape), buf.ptr or None, _lib.i64_array(buf.c_strides()),
+            _lib.u64_array(starts), _lib.u64_array(buf.shape), buf.ptr or None, _lib.i64_array(buf.c_strides()),
         ))
         self._borrowed.append(buf)
         return result
 
-    def add_tensors(self, destinations):
+    def add_tensors(self, destinations: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
         """Requests many whole tensors in one call of the library: `destinations` maps fqn to a
         writable array of the tensor's shape (or is an iterable of such pairs), filled by
         execute(). The dtype is the array's, as for add_tensor (a uint8/uint16 array carries a
         bf16/f8 tensor). All or nothing: when one request is refused none of them is kept and
         the error names its position; missing entries are skipped under allow_partial.
         """
+        names: list[str]
+        outs: list[object]
         if hasattr(destinations, "items"):
-            names, outs = list(destinations.keys()), list(destinations.values())
+            mapping = cast("Mapping[str, object]", destinations)  # anything with items() is taken as a mapping
+            names, outs = list(mapping.keys()), list(mapping.values())
         else:
             pairs = list(destinations)
             names, outs = [p[0] for p in pairs], [p[1] for p in pairs]
         if self._add_plain(names, outs):
             return
         batch = _lib.Batch()
-        bufs, rows = [], []
+        bufs: list[TensorBuffer] = []
+        rows: list[tuple[int, int, int, int | None, int | None, int | None, int | None]] = []
         for fqn, out in zip(names, outs):
             buf, dt, offsets, _ = _tensor_request(self._reader, fqn, out, None, None, None)
             rows.append((batch.add_name(fqn), int(dt), buf.ndim, batch.add_dims(offsets), batch.add_dims(buf.shape),
                          buf.ptr or None, batch.add_strides(buf.c_strides())))
             bufs.append(buf)
-        dims, strides, names = batch.freeze()
+        dims, strides, name_addresses = batch.freeze()
         requests = (_lib.TensorRequest * max(1, len(rows)))()
-        for request, (name, dt, ndim, offsets_at, sizes_at, ptr, strides_at) in zip(requests, rows):
-            request.fqn = names[name]
-            request.dtype = dt
+        for request, (name, code, ndim, offsets_at, sizes_at, ptr, strides_at) in zip(requests, rows):
+            request.fqn = name_addresses[name]
+            request.dtype = code
             request.ndim = ndim
             # ndim 0: no sizes, and a NULL box_sizes would mean "whole": zero-length arrays say it too
             request.box_offsets = dims if offsets_at is None else dims + 8 * offsets_at
@@ -583,7 +643,7 @@ class Load(Handle):
             self._raw(), requests, len(rows), ctypes.sizeof(_lib.TensorRequest)))
         self._borrowed.extend(bufs)
 
-    def _add_plain(self, names, outs):
+    def _add_plain(self, names: Sequence[str], outs: Sequence[object]) -> bool:
         """The fast path of add_tensors: when every destination is a writable C-contiguous numpy
         array whose dtype and shape are those of its saved entry, the requests are packed column
         by column. Returns False (nothing added) when any of them needs the general path."""
@@ -597,17 +657,23 @@ class Load(Handle):
             if entry is None or entry.kind is not EntryKind.TENSOR or entry.shape != shape:
                 return False  # not listed yet, or an error to report: the general path
             if code != entry.dtype:
-                if not (entry.dtype.is_raw and code in (DType.U8, DType.U16) and
-                        code == _DTYPES_OF_NUMPY.get(entry.dtype.numpy_dtype)):
+                stored = cast(DType, entry.dtype)  # a tensor entry has a dtype
+                if not (stored.is_raw and code in (DType.U8, DType.U16) and
+                        code == _DTYPES_OF_NUMPY.get(stored.numpy_dtype)):
                     return False  # a cast (or a mismatch to report): the general path
-                codes[i] = int(entry.dtype)  # a uint8/uint16 carrier of a bf16/f8 tensor
+                codes[i] = int(stored)  # a uint8/uint16 carrier of a bf16/f8 tensor
         # No box (NULL offsets and sizes): the whole tensor, into C-order memory of its shape.
         first, keep = pack_whole(_lib.TensorRequest, names, codes, shapes, ptrs, None, "dst")
         check(_lib.lib().shardpoint_load_add_tensors(self._raw(), first, len(names), ctypes.sizeof(_lib.TensorRequest)))
         self._borrowed.extend(outs)
         return True
 
-    def add_bytes(self, fqn, out=None):
+    @overload
+    def add_bytes(self, fqn: str, out: None = None) -> bytearray | None: ...
+    @overload
+    def add_bytes(self, fqn: str, out: _T) -> _T: ...
+
+    def add_bytes(self, fqn: str, out: object = None) -> object:
         """Requests blob `fqn` into `out` (default: a new bytearray of the blob's length), which is
         returned and filled by execute(); None when missing under allow_partial without `out`."""
         if out is None:
@@ -619,7 +685,8 @@ class Load(Handle):
         self._borrowed.append(buf)
         return out
 
-    def add_chunk(self, fqn, chunk, out, *, storage_offsets=None, dtype=None):
+    def add_chunk(self, fqn: str, chunk: int, out: _T, *, storage_offsets: Indices | None = None,
+                  dtype: DTypeArg | None = None) -> _T:
         """Requests the box of saved chunk `chunk` of tensor `fqn` that starts at `storage_offsets`
         (relative to the chunk; default its origin) and has out's shape, into `out` (any writable
         array or TensorBuffer, strides allowed). `dtype` defaults to out's; it must be the stored
@@ -628,27 +695,27 @@ class Load(Handle):
         dt = buf.with_dtype(dtype)
         if storage_offsets is None:
             storage_offsets = (0,) * buf.ndim
-        storage_offsets = tuple(int(o) for o in storage_offsets)
-        if len(storage_offsets) != buf.ndim:
-            raise ValueError(f"storage_offsets has {len(storage_offsets)} values, the box has {buf.ndim} dimensions")
-        if any(o < 0 for o in storage_offsets):
-            raise ValueError(f"storage_offsets must not be negative: {storage_offsets}")
+        starts = tuple(int(o) for o in storage_offsets)
+        if len(starts) != buf.ndim:
+            raise ValueError(f"storage_offsets has {len(starts)} values, the box has {buf.ndim} dimensions")
+        if any(o < 0 for o in starts):
+            raise ValueError(f"storage_offsets must not be negative: {starts}")
         check(_lib.lib().shardpoint_load_add_chunk(
             self._raw(), _lib.encode(fqn, "fqn"), int(dt), int(chunk), buf.ndim,
-            _lib.u64_array(storage_offsets), _lib.u64_array(buf.shape), buf.ptr or None,
+            _lib.u64_array(starts), _lib.u64_array(buf.shape), buf.ptr or None,
             _lib.i64_array(buf.c_strides()),
         ))
         self._borrowed.append(buf)
         return out
 
     @property
-    def skipped_count(self):
+    def skipped_count(self) -> int:
         """Requests skipped because their entry is missing (allow_partial)."""
         out = ctypes.c_uint64()
         check(_lib.lib().shardpoint_load_skipped_count(self._raw(), ctypes.byref(out)))
         return out.value
 
-    def execute(self):
+    def execute(self) -> None:
         """Reads every requested byte into the destinations (collective with a communicator)."""
         try:
             code = _lib.lib().shardpoint_load_execute(self._raw())
@@ -658,6 +725,6 @@ class Load(Handle):
             _raise(code, self._comm)
         self.executed = True
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self._borrowed.clear()

@@ -1,33 +1,43 @@
 """Saving: Save (add what this rank holds, then commit) and the save() shortcut."""
 
+from __future__ import annotations
+
 import ctypes
 import os
 import warnings
 import weakref
-from collections import namedtuple
+from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple, NoReturn, cast
 
 from . import _lib
 from . import state as _state
-from ._buffer import describe, pack_whole, plain_arrays
+from ._buffer import TensorBuffer, describe, pack_whole, plain_arrays
 from ._handle import Handle
 from .errors import check, error_for
 
+if TYPE_CHECKING:
+    from types import TracebackType
 
-def _indices(values, ndim, what):
+    from typing_extensions import Unpack
+
+    from ._typing import DTypeArg, Indices, PathArg, SaveKwargs, Shape, State
+    from .comm import Comm
+
+
+def _indices(values: Indices, ndim: int, what: str) -> Shape:
     """A tuple of ndim non-negative ints (ctypes would wrap negatives silently)."""
-    values = tuple(int(v) for v in values)
-    if len(values) != ndim:
-        raise ValueError(f"{what} has {len(values)} values, the data has {ndim} dimensions")
-    if any(v < 0 for v in values):
-        raise ValueError(f"{what} must not be negative: {values}")
-    return values
+    ints = tuple(int(v) for v in values)
+    if len(ints) != ndim:
+        raise ValueError(f"{what} has {len(ints)} values, the data has {ndim} dimensions")
+    if any(v < 0 for v in ints):
+        raise ValueError(f"{what} must not be negative: {ints}")
+    return ints
 
 
-def _comm_ptr(comm):
+def _comm_ptr(comm: Comm | None) -> int | None:
     return None if comm is None else comm._raw()
 
 
-def _raise(code, comm):
+def _raise(code: int, comm: Comm | None) -> NoReturn:
     """Raises the error of a failed collective, chained to a communicator callback's exception."""
     error = error_for(code)
     cause = comm._take_error() if comm is not None else None
@@ -36,7 +46,8 @@ def _raise(code, comm):
     raise error
 
 
-def save_flags(*, overwrite=False, durable=True, allow_partial=False, fsync=None):
+def save_flags(*, overwrite: bool = False, durable: bool = True, allow_partial: bool = False,
+               fsync: bool | None = None) -> int:
     """The SHARDPOINT_SAVE_* flags for Save's keyword options.
 
     durable=False (SHARDPOINT_SAVE_NO_FSYNC) skips every fsync: safe against a crash of the
@@ -56,8 +67,9 @@ def save_flags(*, overwrite=False, durable=True, allow_partial=False, fsync=None
 _CODECS = {"deflate": _lib.CODEC_DEFLATE_STREAM, "zlib": _lib.CODEC_ZLIB, "zstd": _lib.CODEC_ZSTD}
 
 
-def save_options(*, overwrite, durable, allow_partial, compression, compression_level, shuffle, io_threads, alignment,
-                 checkpoint_id, fsync=None):
+def save_options(*, overwrite: bool, durable: bool, allow_partial: bool, compression: int | str,
+                 compression_level: int, shuffle: bool, io_threads: int, alignment: int, checkpoint_id: str | None,
+                 fsync: bool | None = None) -> _lib.SaveOptions:
     """The C save options (shardpoint_save_options) of Save's and Writer's keyword arguments."""
     dll = _lib.lib()
     options = _lib.SaveOptions()
@@ -100,8 +112,10 @@ class Save(Handle):
 
     _free_name = "shardpoint_save_free"
 
-    def __init__(self, path, comm=None, *, overwrite=False, durable=True, allow_partial=False, compression=0,
-                 compression_level=0, shuffle=False, io_threads=0, alignment=0, checkpoint_id=None, fsync=None):
+    def __init__(self, path: PathArg, comm: Comm | None = None, *, overwrite: bool = False, durable: bool = True,
+                 allow_partial: bool = False, compression: int | str = 0, compression_level: int = 0,
+                 shuffle: bool = False, io_threads: int = 0, alignment: int = 0, checkpoint_id: str | None = None,
+                 fsync: bool | None = None) -> None:
         dll = _lib.lib()
         options = save_options(overwrite=overwrite, durable=durable, allow_partial=allow_partial, compression=compression,
                                compression_level=compression_level, shuffle=shuffle, io_threads=io_threads,
@@ -112,13 +126,14 @@ class Save(Handle):
         self._comm = comm  # borrowed by the C save until it is freed
         if comm is not None:
             comm._register(self)
-        self._borrowed = []
+        self._borrowed: list[object] = []
         self.committed = False
         # A Save that is garbage-collected neither committed nor closed saved nothing: say so.
         self.path = os.fspath(path)
         self._dropped_warning = weakref.finalize(self, _warn_dropped, self.path)
 
-    def add_tensor(self, fqn, data, *, offsets=None, global_shape=None, dtype=None):
+    def add_tensor(self, fqn: str, data: object, *, offsets: Indices | None = None, global_shape: Indices | None = None,
+                   dtype: DTypeArg | None = None) -> None:
         """Offers `data` as the chunk of tensor `fqn` at `offsets` in a tensor of `global_shape`.
 
         `data`: a numpy array (any strides, including negative), anything with __array_interface__,
@@ -144,15 +159,18 @@ class Save(Handle):
         ))
         self._borrowed.append(buf)
 
-    def add_tensors(self, tensors):
+    def add_tensors(self, tensors: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
         """Offers many tensors in one call of the library: `tensors` maps fqn to a value (or is
         an iterable of (fqn, value) pairs), each value an array (the whole tensor) or a Chunk.
 
         All or nothing: when one is refused, none of them is kept and the error names its
         position in the batch. Much cheaper per tensor than add_tensor for many small ones.
         """
+        names: list[str]
+        values: list[object]
         if hasattr(tensors, "items"):
-            names, values = list(tensors.keys()), list(tensors.values())
+            mapping = cast("Mapping[str, object]", tensors)  # anything with items() is taken as a mapping
+            names, values = list(mapping.keys()), list(mapping.values())
         else:
             pairs = list(tensors)
             names, values = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -163,10 +181,10 @@ class Save(Handle):
             check(_lib.lib().shardpoint_save_add_tensors(self._raw(), first, len(names), ctypes.sizeof(_lib.TensorChunk)))
             self._borrowed.extend(values)
             return
-        pairs = zip(names, values)
         batch = _lib.Batch()
-        bufs, rows = [], []
-        for fqn, value in pairs:
+        bufs: list[TensorBuffer] = []
+        rows: list[tuple[int, int, int, int | None, int | None, int | None, int | None, int | None]] = []
+        for fqn, value in zip(names, values):
             if isinstance(value, Chunk):
                 buf = describe(value.data)
                 dt = buf.with_dtype(value.dtype)
@@ -186,11 +204,11 @@ class Save(Handle):
                          None if whole else batch.add_dims(offsets), None if whole else batch.add_dims(buf.shape),
                          buf.ptr or None, batch.add_strides(buf.c_strides())))
             bufs.append(buf)
-        dims, strides, names = batch.freeze()
+        dims, strides, name_addresses = batch.freeze()
         chunks = (_lib.TensorChunk * max(1, len(rows)))()
-        for chunk, (name, dt, ndim, shape_at, offsets_at, sizes_at, ptr, strides_at) in zip(chunks, rows):
-            chunk.fqn = names[name]
-            chunk.dtype = dt
+        for chunk, (name, code, ndim, shape_at, offsets_at, sizes_at, ptr, strides_at) in zip(chunks, rows):
+            chunk.fqn = name_addresses[name]
+            chunk.dtype = code
             chunk.ndim = ndim
             chunk.global_shape = None if shape_at is None else dims + 8 * shape_at
             chunk.chunk_offsets = None if offsets_at is None else dims + 8 * offsets_at
@@ -200,7 +218,7 @@ class Save(Handle):
         check(_lib.lib().shardpoint_save_add_tensors(self._raw(), chunks, len(rows), ctypes.sizeof(_lib.TensorChunk)))
         self._borrowed.extend(bufs)
 
-    def add_bytes(self, fqn, data):
+    def add_bytes(self, fqn: str, data: object) -> None:
         """Offers the bytes of `data` (bytes, bytearray, contiguous memoryview or array) as blob `fqn`."""
         buf = describe(data)
         if not buf.c_contiguous:
@@ -208,12 +226,12 @@ class Save(Handle):
         check(_lib.lib().shardpoint_save_add_bytes(self._raw(), _lib.encode(fqn, "fqn"), buf.ptr or None, buf.nbytes))
         self._borrowed.append(buf)
 
-    def set_metadata(self, key, value):
+    def set_metadata(self, key: str, value: str) -> None:
         """Records a user key/value pair (strings); rank 0's pairs are the ones kept."""
         check(_lib.lib().shardpoint_save_set_metadata(
             self._raw(), _lib.encode(key, "metadata key"), _lib.encode(value, "metadata value")))
 
-    def commit(self):
+    def commit(self) -> None:
         """Collective: writes every rank's data, then commits the metadata atomically."""
         try:
             code = _lib.lib().shardpoint_save_commit(self._raw())
@@ -224,17 +242,18 @@ class Save(Handle):
         self.committed = True
         self._dropped_warning.detach()
 
-    def close(self):
+    def close(self) -> None:
         """Frees the save; without a commit before, nothing is saved (a deliberate abort)."""
         self._dropped_warning.detach()
         super().close()
         self._borrowed.clear()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "committed" if self.committed else "closed" if self.closed else "open"
         return f"<Save {self.path!r} {state}>"
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         try:
             if exc_type is None and not self.closed and not self.committed:
                 self.commit()
@@ -242,13 +261,18 @@ class Save(Handle):
             self.close()
 
 
-def _warn_dropped(path):
+def _warn_dropped(path: str | bytes) -> None:
     warnings.warn(f"a Save of {path!r} was garbage-collected without commit() or close(): nothing was saved",
                   ResourceWarning, stacklevel=2)
 
 
-Chunk = namedtuple("Chunk", ["data", "offsets", "global_shape", "dtype"], defaults=(None, None, None))
-Chunk.__doc__ = "A value for save(): `data` is the chunk of a tensor of `global_shape` at `offsets`."
+class Chunk(NamedTuple):
+    """A value for save(): `data` is the chunk of a tensor of `global_shape` at `offsets`."""
+
+    data: object
+    offsets: Indices | None = None
+    global_shape: Indices | None = None
+    dtype: DTypeArg | None = None
 
 
 class Blob:
@@ -256,11 +280,12 @@ class Blob:
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: object) -> None:
         self.data = data
 
 
-def save(path, entries, *, comm=None, metadata=None, **options):
+def save(path: PathArg, entries: State, *, comm: Comm | None = None, metadata: Mapping[str, str] | None = None,
+         **options: Unpack[SaveKwargs]) -> None:
     """Saves `entries` (fqn -> value) as a checkpoint in `path`, collectively over `comm`.
 
     A value is an array-like (the whole tensor), a Chunk, a Blob, or bytes/bytearray (a blob).
@@ -270,14 +295,17 @@ def save(path, entries, *, comm=None, metadata=None, **options):
     JSON in the user metadata (state.TREE_KEY; never a pickle), from which load() rebuilds it.
     `options` are Save's keyword options (overwrite, durable, allow_partial, compression, ...).
     """
+    flat: Mapping[str, object]
     if not isinstance(entries, dict) or _state.needs_tree(entries):
-        entries, tree = _state.flatten(entries)
+        flat, tree = _state.flatten(entries)
         if metadata and _state.TREE_KEY in metadata:
             raise ValueError(f"the metadata key {_state.TREE_KEY!r} is the saved state's own")
         metadata = dict(metadata or {}, **{_state.TREE_KEY: tree})
+    else:
+        flat = entries
     with Save(path, comm, **options) as s:
-        tensors = {}
-        for fqn, value in entries.items():
+        tensors: dict[str, object] = {}
+        for fqn, value in flat.items():
             if isinstance(value, (bytes, bytearray)):
                 s.add_bytes(fqn, value)
             elif isinstance(value, Blob):

@@ -9,38 +9,44 @@ themselves (int, float, bool, str, None). Other languages see ordinary entries w
 names; Python's load() rebuilds the tree.
 """
 
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import Array, Node
 
 TREE_KEY = "shardpoint.python.tree"
 _TREE_VERSION = 1
 
 
-def needs_tree(entries):
+def needs_tree(entries: Mapping[Any, object]) -> bool:
     """True when `entries` is more than a flat {fqn (str): array or bytes} mapping."""
     return any(not isinstance(k, str) or _is_container(v) or _is_plain(v) for k, v in entries.items())
 
 
-def _is_container(value):
+def _is_container(value: object) -> bool:
     # Exactly list and tuple: a namedtuple (such as Chunk) is a value, not a container.
     return isinstance(value, dict) or type(value) in (list, tuple)
 
 
-def _is_plain(value):
+def _is_plain(value: object) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def _escape(key):
+def _escape(key: str) -> str:
     # "." separates path elements: a key's own "." (and the escape character) are encoded.
     return key.replace("%", "%25").replace(".", "%2E")
 
 
-def flatten(state):
+def flatten(state: object) -> tuple[dict[str, object], str]:
     """(leaves, tree): leaves maps fqn to an array-like, Chunk or blob value; tree is JSON-able."""
-    leaves = {}
+    leaves: dict[str, object] = {}
 
-    def walk(value, path):
+    def walk(value: object, path: list[str]) -> Node:
         if isinstance(value, dict):
             items = []
             for key, sub in value.items():
@@ -50,7 +56,8 @@ def flatten(state):
                               walk(sub, path + [_escape(key) if isinstance(key, str) else str(key)])])
             return {"dict": items}
         if type(value) in (list, tuple):
-            return {"list" if type(value) is list else "tuple": [walk(sub, path + [str(i)]) for i, sub in enumerate(value)]}
+            seq = cast("Sequence[object]", value)  # (a type() test does not narrow)
+            return {"list" if type(value) is list else "tuple": [walk(sub, path + [str(i)]) for i, sub in enumerate(seq)]}
         if isinstance(value, np.generic):  # before the plain types: np.float64 is a float
             return leaf(value, path)
         if isinstance(value, bool):
@@ -65,7 +72,7 @@ def flatten(state):
             return {"none": None}
         return leaf(value, path)
 
-    def leaf(value, path):
+    def leaf(value: object, path: list[str]) -> Node:
         fqn = ".".join(path)
         if not fqn:
             raise ValueError("an array or blob of the state has an empty name (an empty key at the top)")
@@ -84,23 +91,24 @@ def flatten(state):
     return leaves, json.dumps({"version": _TREE_VERSION, "tree": tree}, separators=(",", ":"))
 
 
-def tree_of(text):
+def tree_of(text: str) -> Node:
     doc = json.loads(text)
     if not isinstance(doc, dict) or doc.get("version") != _TREE_VERSION:
         raise ValueError(f"the checkpoint's {TREE_KEY} is not a version {_TREE_VERSION} tree")
-    return doc["tree"]
+    tree: Node = doc["tree"]
+    return tree
 
 
-def leaf_fqns(tree):
+def leaf_fqns(tree: Node) -> list[tuple[str, str, bool]]:
     """Every (fqn, kind, is_scalar) of the arrays and blobs of a tree."""
-    out = []
+    out: list[tuple[str, str, bool]] = []
 
-    def walk(node):
+    def walk(node: Node) -> None:
         if "dict" in node:
             for _, sub in node["dict"]:
                 walk(sub)
         elif "list" in node or "tuple" in node:
-            for sub in node.get("list", node.get("tuple")):
+            for sub in node["list"] if "list" in node else node["tuple"]:
                 walk(sub)
         elif "tensor" in node:
             out.append((node["tensor"], "tensor", bool(node.get("scalar"))))
@@ -111,7 +119,7 @@ def leaf_fqns(tree):
     return out
 
 
-def build(tree, value_of):
+def build(tree: Node, value_of: Callable[[str], object]) -> object:
     """The state a tree describes, with value_of(fqn) for its arrays and blobs."""
     if "dict" in tree:
         return {(k["int"] if isinstance(k, dict) else k): build(sub, value_of) for k, sub in tree["dict"]}
@@ -121,7 +129,7 @@ def build(tree, value_of):
         return tuple(build(sub, value_of) for sub in tree["tuple"])
     if "tensor" in tree:
         value = value_of(tree["tensor"])
-        return value[()] if tree.get("scalar") else value
+        return cast("Array", value)[()] if tree.get("scalar") else value  # a scalar was saved as a 0-d array
     if "bytes" in tree:
         return value_of(tree["bytes"])
     if "bool" in tree:
@@ -137,19 +145,20 @@ def build(tree, value_of):
     raise ValueError(f"unknown node in the checkpoint's {TREE_KEY}: {sorted(tree)}")
 
 
-def destinations(tree, into):
+def destinations(tree: Node, into: object) -> dict[str, Array]:
     """{fqn: array} of the arrays of `into` (a state of the tree's shape) that can be loaded in
     place: numpy arrays at the tree's tensor leaves. Anything else is left to the caller."""
-    found = {}
+    found: dict[str, Array] = {}
 
-    def walk(node, value):
+    def walk(node: Node, value: object) -> None:
         if "dict" in node and isinstance(value, dict):
             for key, sub in node["dict"]:
                 key = key["int"] if isinstance(key, dict) else key
                 if key in value:
                     walk(sub, value[key])
         elif ("list" in node or "tuple" in node) and type(value) in (list, tuple):
-            for sub, item in zip(node.get("list", node.get("tuple")), value):
+            subs = node["list"] if "list" in node else node["tuple"]
+            for sub, item in zip(subs, cast("Sequence[object]", value)):
                 walk(sub, item)
         elif "tensor" in node and type(value) is np.ndarray and not node.get("scalar"):
             found[node["tensor"]] = value
@@ -158,7 +167,7 @@ def destinations(tree, into):
     return found
 
 
-def fill(into, loaded):
+def fill(into: object, loaded: object) -> object:
     """Puts `loaded` (a state of the same tree) into `into`: arrays filled in place already stay,
     every other value is set into its (mutable) container. Returns `into`."""
     if isinstance(into, dict) and isinstance(loaded, dict):
@@ -181,5 +190,5 @@ def fill(into, loaded):
     return loaded
 
 
-def _same_container(a, b):
+def _same_container(a: object, b: object) -> bool:
     return (isinstance(a, dict) and isinstance(b, dict)) or (isinstance(a, list) and isinstance(b, (list, tuple)))

@@ -21,11 +21,15 @@ torch.save files are loaded with weights_only=True (tensors, containers, numbers
 Exit status: 0 converted and checked, 1 failure, 2 usage.
 """
 
+from __future__ import annotations
+
 import argparse
+import io
 import os
 import pickle
 import sys
 import warnings
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, Tuple, cast
 
 import torch
 from torch.distributed.checkpoint import DefaultLoadPlanner, DefaultSavePlanner, FileSystemReader, FileSystemWriter
@@ -39,12 +43,24 @@ from torch.distributed.checkpoint.state_dict_saver import _save_state_dict
 from ._reader import StorageReader
 from ._writer import StorageWriter
 
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint import StorageReader as DcpStorageReader
+    from torch.distributed.checkpoint.metadata import Metadata
+    from torch.distributed.checkpoint.planner import SavePlan, WriteItem
+
+# A checkpoint's reader, made anew for each load.
+_MakeReader = Callable[[], "DcpStorageReader"]
+# (fqn, metadata) of a checkpoint's entry, or (fqn, value) of an in-memory state dict.
+_Entry = Tuple[str, object]
+# Loads a batch of entries: fqn -> value (a tensor of the stored dtype, or the non-tensor value).
+_Loader = Callable[[Sequence[_Entry]], Mapping[str, Any]]
+
 
 # Tensors read from a source at once (the check reads this much from each side).
 BATCH_BYTES = 128 << 20
 
 
-def _reader_for(path):
+def _reader_for(path: str) -> tuple[str, _MakeReader]:
     if os.path.exists(os.path.join(path, "shardpoint.meta")):
         return "shardpoint", lambda: StorageReader(path)
     if os.path.exists(os.path.join(path, ".metadata")):
@@ -53,14 +69,15 @@ def _reader_for(path):
                             "or a torch.save file")
 
 
-def _nbytes(md):
+def _nbytes(md: object) -> int:
     return md.size.numel() * md.properties.dtype.itemsize if isinstance(md, TensorStorageMetadata) else 0
 
 
-def _batches(entries):
+def _batches(entries: Iterable[_Entry]) -> Iterator[list[_Entry]]:
     """Consecutive runs of (fqn, md) of at most BATCH_BYTES tensor bytes (at least one entry each)."""
     budget = BATCH_BYTES
-    batch, size = [], 0
+    batch: list[_Entry] = []
+    size = 0
     for fqn, md in entries:
         if batch and size + _nbytes(md) > budget:
             yield batch
@@ -71,7 +88,7 @@ def _batches(entries):
         yield batch
 
 
-def _load_many(make_reader, entries):
+def _load_many(make_reader: _MakeReader, entries: Iterable[_Entry]) -> dict[str, Any]:
     """Entries of a checkpoint in one dcp.load: fqn -> a tensor of its stored dtype, or the
     non-tensor value. One load per batch, so the source's metadata is read once per batch."""
     state = {fqn: torch.empty(md.size, dtype=md.properties.dtype) if isinstance(md, TensorStorageMetadata) else None
@@ -85,23 +102,23 @@ class _LazyPlanner(DefaultSavePlanner):
     """Plans from meta-device placeholders; resolve_data reads the tensors from the source then,
     a batch of the next ones in the source's order at a time, each dropped once handed over."""
 
-    def __init__(self, make_reader, metadata):
+    def __init__(self, make_reader: _MakeReader, metadata: Metadata) -> None:
         super().__init__(flatten_state_dict=False, flatten_sharded_tensors=False)
         self._make_reader = make_reader
         self._md = metadata.state_dict_metadata
         self._order = [fqn for fqn, md in self._md.items() if isinstance(md, TensorStorageMetadata)]
         self._position = {fqn: k for k, fqn in enumerate(self._order)}
-        self._ready = {}
+        self._ready: dict[str, Any] = {}
         # A plain dict: the source's may be a view of an open reader, and DCP pickles this one.
         self._planner_data = None if metadata.planner_data is None else dict(metadata.planner_data)
 
-    def create_global_plan(self, all_plans):
+    def create_global_plan(self, all_plans: list[SavePlan]) -> tuple[list[SavePlan], Metadata]:
         plans, metadata = super().create_global_plan(all_plans)
         # The state dict here is the flat one; the nesting is the source's flattening map.
         metadata.planner_data = self._planner_data
         return plans, metadata
 
-    def resolve_data(self, write_item):
+    def resolve_data(self, write_item: WriteItem) -> torch.Tensor | io.BytesIO:
         if write_item.type == WriteItemType.BYTE_IO:
             return super().resolve_data(write_item)
         fqn = write_item.index.fqn
@@ -109,10 +126,11 @@ class _LazyPlanner(DefaultSavePlanner):
             following = self._order[self._position[fqn]:]
             batch = next(_batches((f, self._md[f]) for f in following))
             self._ready = _load_many(self._make_reader, batch)
-        return self._ready.pop(fqn)
+        tensor: torch.Tensor = self._ready.pop(fqn)
+        return tensor
 
 
-def _same(a, b):
+def _same(a: object, b: object) -> bool:
     """Equal values: tensors bit for bit (dtype and shape too), anything else by ==."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape
@@ -120,7 +138,8 @@ def _same(a, b):
     return type(a) is type(b) and a == b
 
 
-def _check(src_entries, load_src, dst_entries, load_dst):
+def _check(src_entries: Mapping[str, object], load_src: _Loader, dst_entries: Mapping[str, object],
+           load_dst: _Loader) -> None:
     """Every entry of DST equals SRC's, a batch at a time. *_entries: fqn -> metadata;
     load_*(batch of (fqn, md)) -> fqn -> value."""
     if set(dst_entries) != set(src_entries):
@@ -133,19 +152,19 @@ def _check(src_entries, load_src, dst_entries, load_dst):
                 raise RuntimeError(f"{fqn!r} differs after conversion")
 
 
-def _checkpoint_side(path):
+def _checkpoint_side(path: str) -> tuple[Mapping[str, object], _Loader]:
     """(fqn -> metadata, batch loader) of the checkpoint at `path`."""
     _, make_reader = _reader_for(path)
     entries = dict(make_reader().read_metadata().state_dict_metadata)
     return entries, lambda batch: _load_many(make_reader, batch)
 
 
-def _flat_side(state):
+def _flat_side(state: dict[str, Any]) -> tuple[dict[str, Any], _Loader]:
     """(fqn -> value, batch loader) of a flattened in-memory state dict."""
     return state, lambda batch: {fqn: state[fqn] for fqn, _ in batch}
 
 
-def _torch_load(path, trust_pickle):
+def _torch_load(path: str, trust_pickle: bool) -> Any:
     """A torch.save file's state dict, memory-mapped when the file allows it (zip format)."""
     try:
         try:
@@ -162,7 +181,7 @@ def _torch_load(path, trust_pickle):
                          "(its pickle code then runs)") from None
 
 
-def _from_torch_save(src, dst, trust_pickle):
+def _from_torch_save(src: str, dst: str, trust_pickle: bool) -> int:
     state = _torch_load(src, trust_pickle)
     if not isinstance(state, dict):
         raise ValueError(f"{src} holds a {type(state).__name__}, not a state dict")
@@ -172,8 +191,8 @@ def _from_torch_save(src, dst, trust_pickle):
     return len(flat)
 
 
-def _to_torch_save(src, dst, trust_pickle):
-    state = {}
+def _to_torch_save(src: str, dst: str, trust_pickle: bool) -> int:
+    state: dict[str, Any] = {}
     _load_state_dict(state, storage_reader=StorageReader(src), planner=_EmptyStateDictLoadPlanner(), no_dist=True)
     # Written under a temporary name, made durable, then renamed: DST is never a partial file.
     tmp = f"{dst}.tmp-{os.getpid()}"
@@ -193,7 +212,12 @@ def _to_torch_save(src, dst, trust_pickle):
     return len(flat)
 
 
-def convert(src, dst, to="dcp", trust_pickle=False):
+def _placeholder(md: TensorStorageMetadata) -> torch.Tensor:
+    """A meta-device tensor of a tensor entry's size and dtype."""
+    return torch.empty(md.size, dtype=md.properties.dtype, device="meta")
+
+
+def convert(src: str, dst: str, to: str = "dcp", trust_pickle: bool = False) -> tuple[int, str, str]:
     """Converts SRC into DST and checks every value; returns (entries, SRC's kind, DST's kind)."""
     if os.path.isfile(src):
         return _from_torch_save(src, dst, trust_pickle), "torch.save", "shardpoint"
@@ -205,7 +229,7 @@ def convert(src, dst, to="dcp", trust_pickle=False):
     # non-tensor values are read now, in one load.
     objects = [(fqn, md) for fqn, md in metadata.state_dict_metadata.items() if not isinstance(md, TensorStorageMetadata)]
     values = _load_many(make_reader, objects) if objects else {}
-    state = {fqn: values[fqn] if fqn in values else torch.empty(md.size, dtype=md.properties.dtype, device="meta")
+    state = {fqn: values[fqn] if fqn in values else _placeholder(cast("TensorStorageMetadata", md))  # not in: a tensor
              for fqn, md in metadata.state_dict_metadata.items()}
     writer = FileSystemWriter(dst) if kind == "shardpoint" else StorageWriter(dst)
     _save_state_dict(state, storage_writer=writer, planner=_LazyPlanner(make_reader, metadata), no_dist=True)
@@ -213,7 +237,7 @@ def convert(src, dst, to="dcp", trust_pickle=False):
     return len(metadata.state_dict_metadata), kind, "DCP FileSystemWriter" if kind == "shardpoint" else "shardpoint"
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shardpoint.torch")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("convert", help="DCP checkpoint or torch.save file <-> shardpoint checkpoint, values checked")

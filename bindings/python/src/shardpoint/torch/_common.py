@@ -26,13 +26,26 @@ Path elements of planner_data are tagged "s" (str) or "i" (int): DCP's flattenin
 (optimizer state is keyed by parameter index) and JSON alone cannot tell "0" from 0.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence, Tuple, TypeVar, Union
 
 import torch
 from torch.distributed.checkpoint.metadata import StorageMeta, TensorProperties
 
 from ..dtypes import DType
+
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.metadata import Metadata
+
+    from ..reader import Reader
+
+_V = TypeVar("_V")
+
+# A path of DCP's planner_data: the keys that lead to a value of the nested state dict.
+PlannerPath = Tuple[Union[str, int], ...]
 
 FRAMEWORK_KEY = "torch.dcp"
 TENSORS_KEY = "torch.dcp.tensors"
@@ -42,7 +55,7 @@ FORMAT_NAME = "shardpoint.torch.dcp"
 FORMAT_VERSION = 2
 
 # torch dtype <-> shardpoint dtype: every torch dtype that has a shardpoint dtype.
-TORCH_TO_DTYPE = {
+TORCH_TO_DTYPE: dict[torch.dtype, DType] = {
     torch.bool: DType.BOOL,
     torch.uint8: DType.U8,
     torch.int8: DType.I8,
@@ -64,16 +77,16 @@ TORCH_TO_DTYPE = {
 DTYPE_TO_TORCH = {v: k for k, v in TORCH_TO_DTYPE.items()}
 _TORCH_BY_NAME = {str(t).removeprefix("torch."): t for t in TORCH_TO_DTYPE}
 
-_MEMORY_FORMATS = {
+_MEMORY_FORMATS: dict[str, torch.memory_format] = {
     "contiguous_format": torch.contiguous_format,
     "channels_last": torch.channels_last,
     "channels_last_3d": torch.channels_last_3d,
     "preserve_format": torch.preserve_format,
 }
-_LAYOUTS = {"strided": torch.strided}
+_LAYOUTS: dict[str, torch.layout] = {"strided": torch.strided}
 
 
-def shardpoint_dtype(torch_dtype, fqn=None):
+def shardpoint_dtype(torch_dtype: torch.dtype, fqn: str | None = None) -> DType:
     """The shardpoint dtype of a torch dtype; TypeError naming the tensor for one it lacks."""
     try:
         return TORCH_TO_DTYPE[torch_dtype]
@@ -83,19 +96,19 @@ def shardpoint_dtype(torch_dtype, fqn=None):
         raise TypeError(f"shardpoint cannot store torch dtype {torch_dtype}{where}; it stores {names}") from None
 
 
-def torch_dtype(dtype):
+def torch_dtype(dtype: int) -> torch.dtype:
     return DTYPE_TO_TORCH[DType(dtype)]
 
 
-def _name_of(value, table, what):
+def _name_of(value: _V, table: Mapping[str, _V], what: str) -> str:
     for name, candidate in table.items():
         if candidate == value:
             return name
     raise TypeError(f"cannot record {what} {value} in the checkpoint")
 
 
-def _encode_path(path, fqn):
-    out = []
+def _encode_path(path: Iterable[object], fqn: object) -> list[list[str | int]]:
+    out: list[list[str | int]] = []
     for element in path:
         if isinstance(element, bool) or not isinstance(element, (str, int)):
             raise TypeError(f"planner_data of {fqn!r} has a path element {element!r} that is neither str nor int")
@@ -103,8 +116,8 @@ def _encode_path(path, fqn):
     return out
 
 
-def _decode_path(path):
-    out = []
+def _decode_path(path: Iterable[Sequence[object]]) -> PlannerPath:
+    out: list[str | int] = []
     for tag, element in path:
         if tag == "i" and isinstance(element, int) and not isinstance(element, bool):
             out.append(element)
@@ -115,22 +128,23 @@ def _decode_path(path):
     return tuple(out)
 
 
-_DEFAULT_PROPERTIES = {"layout": "strided", "requires_grad": False, "memory_format": "contiguous_format",
-                       "pin_memory": False}
+_DEFAULT_PROPERTIES: dict[str, object] = {"layout": "strided", "requires_grad": False,
+                                          "memory_format": "contiguous_format", "pin_memory": False}
 
 
-def _contiguous_strides(size):
-    strides, step = [], 1
+def _contiguous_strides(size: Iterable[int]) -> list[int]:
+    strides: list[int] = []
+    step = 1
     for n in reversed(tuple(size)):
         strides.append(step)
         step *= max(int(n), 1)
     return strides[::-1]
 
 
-def encode_properties(props, size):
+def encode_properties(props: TensorProperties, size: Iterable[int]) -> dict[str, object]:
     """The TensorProperties that differ from the defaults (an empty dict for most tensors);
     strides default to the C-order strides of `size` (what DCP records for contiguous tensors)."""
-    full = {
+    full: dict[str, object] = {
         "layout": _name_of(props.layout, _LAYOUTS, "layout"),
         "requires_grad": bool(props.requires_grad),
         "memory_format": _name_of(props.memory_format, _MEMORY_FORMATS, "memory format"),
@@ -144,40 +158,43 @@ def encode_properties(props, size):
     return out
 
 
-def decode_properties(doc, stored_dtype, fqn, shape):
+def decode_properties(doc: object, stored_dtype: int, fqn: str, shape: Iterable[int]) -> TensorProperties:
     dtype = torch_dtype(stored_dtype)
     if doc is None:
         return TensorProperties(dtype=dtype)
     if not isinstance(doc, dict):
         raise ValueError(f"the torch.dcp metadata of {fqn!r} is not a JSON object")
-    named = _TORCH_BY_NAME.get(doc.get("dtype"))
+    # Absent names look up "": not in the tables, so the defaults apply (as for unknown names).
+    named = _TORCH_BY_NAME.get(doc.get("dtype", ""))
     if named is not None and named != dtype:
         raise ValueError(f"the torch.dcp metadata says {fqn!r} is {named}, the checkpoint stores {stored_dtype}")
     strides = doc.get("strides", _contiguous_strides(shape))
     return TensorProperties(
         dtype=dtype,
-        layout=_LAYOUTS.get(doc.get("layout"), torch.strided),
+        layout=_LAYOUTS.get(doc.get("layout", ""), torch.strided),
         requires_grad=bool(doc.get("requires_grad", False)),
-        memory_format=_MEMORY_FORMATS.get(doc.get("memory_format"), torch.contiguous_format),
+        memory_format=_MEMORY_FORMATS.get(doc.get("memory_format", ""), torch.contiguous_format),
         pin_memory=bool(doc.get("pin_memory", False)),
         strides=None if strides is None else tuple(int(s) for s in strides),
     )
 
 
-def is_local_path(checkpoint_id):
+def is_local_path(checkpoint_id: object) -> bool:
     """Whether a DCP checkpoint_id names a local directory (a path, not a URL such as s3://)."""
     if isinstance(checkpoint_id, os.PathLike):
         return True
     return isinstance(checkpoint_id, str) and "://" not in checkpoint_id
 
 
-def encode_document(metadata, storage_meta, dcp_version, raw_blobs=()):
+def encode_document(metadata: Metadata, storage_meta: StorageMeta | None, dcp_version: str | None,
+                    raw_blobs: Collection[str] = ()) -> dict[str, str]:
     """The framework metadata values (key -> JSON text) for a DCP Metadata (given to the
     writer's finish) and our StorageMeta. `raw_blobs`: bytes entries stored as their raw bytes,
     not as torch.save payloads (left out of the document's list of payloads)."""
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
-    tensors, blobs = {}, []
+    tensors: dict[str, dict[str, object]] = {}
+    blobs: list[str] = []
     for fqn, md in metadata.state_dict_metadata.items():
         if isinstance(md, TensorStorageMetadata):
             props = encode_properties(md.properties, md.size)
@@ -198,14 +215,14 @@ def encode_document(metadata, storage_meta, dcp_version, raw_blobs=()):
             "save_id": storage_meta.save_id,
             "modules": [str(m) for m in (storage_meta.modules or [])],
         }
-    head = {
+    head: dict[str, object] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "dcp_version": dcp_version,
         "storage_meta": meta,
         "planner_data": planner_data is not None,
     }
-    values = {FRAMEWORK_KEY: head, TENSORS_KEY: tensors, BYTES_KEY: blobs}
+    values: dict[str, object] = {FRAMEWORK_KEY: head, TENSORS_KEY: tensors, BYTES_KEY: blobs}
     if planner_data is not None:
         values[PLANNER_DATA_KEY] = planner_data
     return {key: json.dumps(value, separators=(",", ":"), allow_nan=False) for key, value in values.items()}
@@ -215,7 +232,7 @@ class Document:
     """The "torch.dcp" framework metadata of an open reader (empty for checkpoints written without
     torch). The head is parsed at once; the per-tensor parts when first used."""
 
-    def __init__(self, reader):
+    def __init__(self, reader: Reader) -> None:
         self._reader = reader
         text = reader.framework_metadata(FRAMEWORK_KEY)
         head = {} if text is None else json.loads(text)
@@ -225,19 +242,22 @@ class Document:
         if self.version > FORMAT_VERSION:
             raise ValueError(f"torch.dcp metadata version {head.get('version')} is newer than this shardpoint.torch reads")
         self.present = text is not None
-        self._head = head
-        self.dcp_version = head.get("dcp_version")
+        self._head: dict[str, Any] = head  # JSON
+        self.dcp_version: str | None = head.get("dcp_version")
         self.has_planner_data = bool(head.get("planner_data")) if self.version >= 2 else head.get("planner_data") is not None
         meta = head.get("storage_meta")
-        self.storage_meta = None
+        self.storage_meta: StorageMeta | None = None
         if meta is not None:
             self.storage_meta = StorageMeta(checkpoint_id=meta.get("checkpoint_id"), save_id=meta.get("save_id"),
                                             modules=list(meta.get("modules") or []))
-        self._tensors = self._planner_data = self._bytes = None
+        self._tensors: dict[str, dict[str, Any]] | None = None
+        self._planner_data: dict[str, PlannerPath] | None = None
+        self._bytes: set[str] | None = None
 
-    def _part(self, key, v1_name, empty):
+    def _part(self, key: str, v1_name: str, empty: _V) -> _V:
         if self.version < 2:
-            return self._head.get(v1_name) or empty
+            part: _V = self._head.get(v1_name) or empty
+            return part
         text = self._reader.framework_metadata(key)
         if text is None:
             if key == PLANNER_DATA_KEY and self.has_planner_data:
@@ -249,13 +269,13 @@ class Document:
         return value
 
     @property
-    def tensors(self):
+    def tensors(self) -> dict[str, dict[str, Any]]:
         """fqn -> the recorded TensorProperties fields (absent: all default)."""
         if self._tensors is None:
             self._tensors = self._part(TENSORS_KEY, "tensors", {})
         return self._tensors
 
-    def properties_of(self, fqn):
+    def properties_of(self, fqn: str) -> dict[str, Any] | None:
         """The recorded TensorProperties fields of a tensor: {} (all default) for tensors a
         version 2 document leaves out, None when nothing was recorded (no document)."""
         recorded = self.tensors.get(fqn)
@@ -264,16 +284,17 @@ class Document:
         return recorded
 
     @property
-    def bytes(self):
+    def bytes(self) -> set[str]:
         """The fqns of DCP BytesIO items (as opposed to raw blobs written without torch)."""
         if self._bytes is None:
-            self._bytes = set(self._part(BYTES_KEY, "bytes", []))
+            names: list[str] = self._part(BYTES_KEY, "bytes", [])
+            self._bytes = set(names)
         return self._bytes
 
     @property
-    def planner_data(self):
+    def planner_data(self) -> dict[str, PlannerPath] | None:
         """DCP's flattening map in the state dict's order, or None."""
         if self._planner_data is None and self.has_planner_data:
-            raw = self._part(PLANNER_DATA_KEY, "planner_data", {})
+            raw: dict[str, list[list[object]]] = self._part(PLANNER_DATA_KEY, "planner_data", {})
             self._planner_data = {fqn: _decode_path(path) for fqn, path in raw.items()}
         return self._planner_data

@@ -11,15 +11,19 @@ shardpoint load (parallel, merged, CRC-verified): straight into the destination 
 a CPU tensor of the stored dtype, else through a temporary that is then copied (DCP's dtype cast).
 """
 
+from __future__ import annotations
+
 import io
 import os
 import uuid
 import weakref
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Optional, Tuple, TypeVar, cast, overload
 
 import torch
 from torch.distributed.checkpoint import StorageReader as _DcpStorageReader
 from torch.distributed.checkpoint.metadata import (
+    STORAGE_TYPES,
     BytesStorageMetadata,
     ChunkStorageMetadata,
     Metadata,
@@ -30,22 +34,34 @@ from torch.distributed.checkpoint.metadata import (
 from torch.distributed.checkpoint.planner import LoadItemType
 from torch.futures import Future
 
-from ..reader import EntryKind, Reader
-from ._common import Document, decode_properties, is_local_path, torch_dtype
+from ..dtypes import DType
+from ..reader import EntryKind, Load, Reader
+from ._common import Document, PlannerPath, decode_properties, is_local_path, torch_dtype
 from ._writer import tensor_buffer
+
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
+
+    from .._typing import Shape
+
+_V = TypeVar("_V", bound="ReaderView")
+_R = TypeVar("_R", bound="StorageReader")
+
+# A read waiting for its load: (item, destination, temporary or None, blob or None).
+_Pending = Tuple["ReadItem", Optional[torch.Tensor], Optional[torch.Tensor], Optional[bytearray]]
 
 
 class ReaderView:
     """Parts of a Metadata that are views of the open reader: copies of the Metadata share them,
     and they are not picklable (every rank reads the metadata itself)."""
 
-    def __copy__(self):
+    def __copy__(self: _V) -> _V:
         return self
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self: _V, memo: dict[int, object]) -> _V:
         return self
 
-    def __getstate__(self):
+    def __getstate__(self) -> NoReturn:
         raise TypeError(f"shardpoint's {type(self).__name__} refers to an open reader and is not picklable; "
                         "every rank reads the metadata itself (StorageReader.read_metadata)")
 
@@ -54,27 +70,28 @@ class ChunkLocator(ReaderView):
     """Metadata.storage_data of a shardpoint checkpoint: MetadataIndex(fqn, offset) ->
     (entry index, chunk index), found with the reader's chunk index (shardpoint_reader_find_chunk)."""
 
-    def __init__(self, reader):
+    def __init__(self, reader: Reader) -> None:
         self._reader = reader
-        self._entries = {}
-        self._chunks = {}
+        self._entries: dict[str, int] = {}
+        self._chunks: dict[tuple[str, Shape | None], tuple[int, int]] = {}
 
-    def entry(self, fqn):
+    def entry(self, fqn: str) -> int:
         index = self._entries.get(fqn)
         if index is None:
             index = self._entries[fqn] = self._reader._find(fqn)
         return index
 
-    def __getitem__(self, index):
-        key = (index.fqn, None if index.offset is None else tuple(index.offset))
+    def __getitem__(self, index: MetadataIndex) -> tuple[int, int]:
+        offset: Shape | None = None if index.offset is None else tuple(index.offset)
+        key = (index.fqn, offset)
         found = self._chunks.get(key)
         if found is None:
             entry = self.entry(index.fqn)
-            chunk = 0 if index.offset is None else self._reader.find_chunk(entry, key[1])
+            chunk = 0 if offset is None else self._reader.find_chunk(entry, offset)
             found = self._chunks[key] = (entry, chunk)
         return found
 
-    def __contains__(self, index):
+    def __contains__(self, index: MetadataIndex) -> bool:
         try:
             self[index]
         except Exception:
@@ -83,20 +100,20 @@ class ChunkLocator(ReaderView):
 
 
 
-class LazyEntries(ReaderView, MutableMapping):
+class LazyEntries(ReaderView, MutableMapping[str, STORAGE_TYPES]):
     """Metadata.state_dict_metadata of a shardpoint checkpoint: fqn -> TensorStorageMetadata or
     BytesStorageMetadata, each built on first access and kept. Iterates in the state dict's order
     when the checkpoint records it (DCP's planner_data), else in fqn order. Assignments and
     deletions (planners may edit the metadata) apply to this mapping only."""
 
-    def __init__(self, reader, doc, names):
+    def __init__(self, reader: Reader, doc: Document, names: Iterable[str]) -> None:
         self._reader = reader
         self._doc = doc
-        self._index = {fqn: i for i, fqn in enumerate(names)}
-        self._built = {}
-        self._order = None
+        self._index: dict[str, int | None] = {fqn: i for i, fqn in enumerate(names)}  # None: gone, or not ours
+        self._built: dict[str, STORAGE_TYPES] = {}
+        self._order: list[str] | None = None
 
-    def __getitem__(self, fqn):
+    def __getitem__(self, fqn: str) -> STORAGE_TYPES:
         found = self._built.get(fqn)
         if found is None:
             index = self._index[fqn]  # KeyError for unknown names, as a dict
@@ -105,19 +122,21 @@ class LazyEntries(ReaderView, MutableMapping):
             found = self._built[fqn] = self._build(index, fqn)
         return found
 
-    def _build(self, index, fqn):
+    def _build(self, index: int, fqn: str) -> STORAGE_TYPES:
         entry = self._reader._entry_at(index)
         if entry.kind != EntryKind.TENSOR:
             return BytesStorageMetadata()
         chunks = [ChunkStorageMetadata(offsets=torch.Size(o), sizes=torch.Size(z))
                   for o, z in self._reader.chunk_boxes(entry)]
-        props = decode_properties(self._doc.properties_of(fqn), entry.dtype, fqn, entry.shape)
+        stored = cast(DType, entry.dtype)  # a tensor entry has a dtype
+        props = decode_properties(self._doc.properties_of(fqn), stored, fqn, entry.shape)
         return TensorStorageMetadata(properties=props, size=torch.Size(entry.shape), chunks=chunks)
 
-    def __contains__(self, fqn):
-        return self._index.get(fqn, None) is not None or fqn in self._built
+    def __contains__(self, fqn: object) -> bool:
+        # (Mapping's signature takes any object; a non-str simply is not found.)
+        return self._index.get(fqn, None) is not None or fqn in self._built  # type: ignore[call-overload]
 
-    def detach(self):
+    def detach(self) -> None:
         """Builds every entry not built yet (and parses the planner data), so that the mapping
         outlives the reader: StorageReader.close() calls it while the Metadata is still in use."""
         for fqn, index in self._index.items():
@@ -126,13 +145,13 @@ class LazyEntries(ReaderView, MutableMapping):
         self._names()
         self._index = {fqn: None for fqn in self._index}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._names())
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._names())
 
-    def _names(self):
+    def _names(self) -> list[str]:
         if self._order is None:
             names = [fqn for fqn in self._index if fqn in self]
             planner_data = self._doc.planner_data
@@ -142,36 +161,36 @@ class LazyEntries(ReaderView, MutableMapping):
             self._order = names
         return self._order
 
-    def __setitem__(self, fqn, value):
+    def __setitem__(self, fqn: str, value: STORAGE_TYPES) -> None:
         if fqn not in self:
             self._order = None
         self._built[fqn] = value
         self._index.setdefault(fqn, None)
 
-    def __delitem__(self, fqn):
+    def __delitem__(self, fqn: str) -> None:
         if fqn not in self:
             raise KeyError(fqn)
         self._built.pop(fqn, None)
         self._index[fqn] = None
         self._order = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<shardpoint.torch state_dict_metadata of {len(self)} entries>"
 
 
 
-class PlannerData(ReaderView, Mapping):
+class PlannerData(ReaderView, Mapping[str, PlannerPath]):
     """Metadata.planner_data: DCP's flattening map (fqn -> path), parsed from the checkpoint when
     first used; for checkpoints written without torch, every fqn is its own path."""
 
-    def __init__(self, doc, entries):
+    def __init__(self, doc: Document, entries: LazyEntries) -> None:
         self._doc = doc
         self._entries = entries
 
-    def _map(self):
+    def _map(self) -> dict[str, PlannerPath] | None:
         return self._doc.planner_data if self._doc.has_planner_data else None
 
-    def __getitem__(self, fqn):
+    def __getitem__(self, fqn: str) -> PlannerPath:
         mapping = self._map()
         if mapping is not None:
             return mapping[fqn]
@@ -179,19 +198,19 @@ class PlannerData(ReaderView, Mapping):
             raise KeyError(fqn)
         return (fqn,)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         mapping = self._map()
         return iter(mapping if mapping is not None else self._entries)
 
-    def __len__(self):
+    def __len__(self) -> int:
         mapping = self._map()
         return len(mapping if mapping is not None else self._entries)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<shardpoint.torch planner_data of {len(self)} entries>"
 
 
-def _raw_blob_payload(data):
+def _raw_blob_payload(data: bytearray) -> io.BytesIO:
     """A raw blob (written without torch) as DCP's load_bytes expects it: a torch.save stream,
     which torch.load turns into the blob's `bytes`."""
     out = io.BytesIO()
@@ -210,33 +229,35 @@ class StorageReader(_DcpStorageReader):
     non-CPU / non-strided destination): beyond it, read_data runs several loads in turn.
     """
 
-    def __init__(self, path=None, *, verify_checksums=True, io_threads=0, temporary_bytes=256 << 20):
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, verify_checksums: bool = True, io_threads: int = 0,
+                 temporary_bytes: int = 256 << 20) -> None:
         super().__init__()
-        self.path = None if path is None else os.fspath(path)
+        self.path: str | None = None if path is None else os.fspath(path)
         self.verify_checksums = bool(verify_checksums)
         self.io_threads = int(io_threads)
         self.temporary_bytes = int(temporary_bytes)
         self.load_id = uuid.uuid4().hex
-        self._reader = None
-        self._locator = None
-        self._doc = None
-        self._entries_ref = None
+        # Set together by read_metadata, cleared by close (the entries: by their last user).
+        self._reader: Reader | None = None
+        self._locator: ChunkLocator | None = None
+        self._doc: Document | None = None
+        self._entries_ref: weakref.ref[LazyEntries] | None = None
 
-    def reset(self, checkpoint_id=None):
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
         self.close()
         if checkpoint_id:
             self.path = os.fspath(checkpoint_id)
         self.load_id = uuid.uuid4().hex
 
     @classmethod
-    def validate_checkpoint_id(cls, checkpoint_id):
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
         return is_local_path(checkpoint_id)
 
     @property
-    def checkpoint_id(self):
+    def checkpoint_id(self) -> str | None:
         return self.path
 
-    def close(self):
+    def close(self) -> None:
         """Closes the open checkpoint (reopened by the next read_metadata). A Metadata that
         read_metadata returned and that is still referenced stays usable: its remaining entries
         are built first."""
@@ -249,13 +270,13 @@ class StorageReader(_DcpStorageReader):
         self._reader = None
         self._locator = None
 
-    def __enter__(self):
+    def __enter__(self: _R) -> _R:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def read_metadata(self, *args, **kwargs):
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
         if kwargs.get("rank") is not None:
             raise FileNotFoundError("shardpoint checkpoints have one metadata file, no rank-local ones")
         if self.path is None:
@@ -279,34 +300,35 @@ class StorageReader(_DcpStorageReader):
         self._locator = ChunkLocator(reader)
         self._doc = doc
         self._entries_ref = weakref.ref(entries)
-        return Metadata(state_dict_metadata=entries, planner_data=planner_data, storage_data=self._locator,
-                        storage_meta=storage_meta, version=doc.dcp_version)
+        # The lazy mapping stands in for the dict DCP declares (it reads it as a mapping).
+        return Metadata(state_dict_metadata=cast("dict[str, STORAGE_TYPES]", entries), planner_data=planner_data,
+                        storage_data=self._locator, storage_meta=storage_meta, version=doc.dcp_version)
 
-    def set_up_storage_reader(self, metadata, is_coordinator, *args, **kwargs):
+    def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
         if self._reader is None or metadata.storage_data is not self._locator:
             raise RuntimeError("set_up_storage_reader needs the Metadata this reader's read_metadata returned")
 
-    def prepare_local_plan(self, plan):
+    def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
         return plan
 
-    def prepare_global_plan(self, plans):
+    def prepare_global_plan(self, plans: list[LoadPlan]) -> list[LoadPlan]:
         return plans
 
-    def read_data(self, plan, planner):
+    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
         if self._reader is None:
             raise RuntimeError("read_data before read_metadata")
-        pending = []        # (item, target, temporary or None, blob or None)
+        pending: list[_Pending] = []  # (item, target, temporary or None, blob or None)
         temporary = 0
         load = self._reader.load()
         try:
             for item in plan.items:
                 fqn = item.storage_index.fqn
-                entry_index, chunk = self._locator[item.storage_index]
+                entry_index, chunk = cast(ChunkLocator, self._locator)[item.storage_index]  # set with _reader
                 if item.type == LoadItemType.BYTE_IO:
                     blob = load.add_bytes(fqn, bytearray(self._reader._entry_at(entry_index).nbytes))
                     pending.append((item, None, None, blob))
                     continue
-                stored = self._reader._entry_at(entry_index).dtype
+                stored = cast(DType, self._reader._entry_at(entry_index).dtype)  # a tensor entry has one
                 dtype = torch_dtype(stored)
                 target = planner.resolve_tensor(item).detach()
                 lengths = tuple(int(n) for n in item.lengths)
@@ -329,27 +351,35 @@ class StorageReader(_DcpStorageReader):
             self._execute(load, pending, planner, last=True)
         finally:
             load.close()
-        future = Future()
+        future: Future[None] = Future()
         future.set_result(None)
         return future
 
-    def _execute(self, load, pending, planner, last=False):
+    @overload
+    def _execute(self, load: Load, pending: list[_Pending], planner: LoadPlanner,
+                 last: Literal[False] = False) -> Load: ...
+    @overload
+    def _execute(self, load: Load, pending: list[_Pending], planner: LoadPlanner, last: Literal[True]) -> None: ...
+
+    def _execute(self, load: Load, pending: list[_Pending], planner: LoadPlanner, last: bool = False) -> Load | None:
+        """Runs `load`, hands its reads to the planner; returns a new load (None when `last`)."""
         load.execute()
         load.close()
         for item, target, tmp, blob in pending:
             if blob is not None:
-                if item.storage_index.fqn not in self._doc.bytes:  # a raw blob, written without torch
+                if item.storage_index.fqn not in cast(Document, self._doc).bytes:  # a raw blob, written without torch
                     planner.load_bytes(item, _raw_blob_payload(blob))
                 else:
                     planner.load_bytes(item, io.BytesIO(bytes(blob)))
                 continue
+            target = cast(torch.Tensor, target)  # a tensor read has one
             if tmp is not None:
                 target.copy_(tmp)
             planner.commit_tensor(item, target)
-        return None if last else self._reader.load()
+        return None if last else cast(Reader, self._reader).load()
 
 
-def _direct(target, dtype):
+def _direct(target: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether the library can write straight into `target`'s memory."""
     if target.device.type != "cpu" or target.dtype != dtype or target.layout != torch.strided:
         return False

@@ -14,11 +14,14 @@ DCP's phases map one to one onto the storage-layer writer (shardpoint.Writer):
                          the committed checkpoint
 """
 
+from __future__ import annotations
+
 import dataclasses
 import io
 import os
 import uuid
 import weakref
+from typing import TYPE_CHECKING, Any, Mapping, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -29,14 +32,24 @@ from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
 from .._buffer import TensorBuffer
+from ..dtypes import DType
 from ..errors import NotDurableError
 from ..writer import Writer
 from ._common import encode_document, is_local_path, shardpoint_dtype
 
-try:
-    from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION
-except ImportError:  # pragma: no cover - older torch
-    CURRENT_DCP_VERSION = None
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.metadata import Metadata
+    from torch.distributed.checkpoint.planner import SavePlan, SavePlanner, TensorWriteData, WriteItem
+
+_W = TypeVar("_W", bound="StorageWriter")
+
+if TYPE_CHECKING:  # (the name is a str where it exists; older torch lacks it)
+    CURRENT_DCP_VERSION: str | None
+else:
+    try:
+        from torch.distributed.checkpoint.filesystem import CURRENT_DCP_VERSION
+    except ImportError:  # pragma: no cover - older torch
+        CURRENT_DCP_VERSION = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +58,10 @@ class _RankResults:
     results message, and the bytes entries it stored raw."""
 
     message: bytes
-    raw_blobs: tuple
+    raw_blobs: tuple[str, ...]
 
 
-def _release(writer, coordinator):
+def _release(writer: Writer | None, coordinator: bool) -> None:
     """Frees a writer of a save that may not have finished. Only the coordinator aborts: it alone
     knows whether it committed (abort does nothing then); another rank cannot know, so it keeps
     its data file (the next save into the directory, or shardpoint gc, removes it if unused)."""
@@ -61,13 +74,13 @@ def _release(writer, coordinator):
         writer.close()
 
 
-def tensor_buffer(tensor, dtype):
+def tensor_buffer(tensor: torch.Tensor, dtype: DType | None) -> TensorBuffer:
     """A TensorBuffer over a CPU tensor's own memory (element strides; no copy)."""
     return TensorBuffer(tensor.data_ptr() if tensor.numel() else 0, dtype, tensor.element_size(), tuple(tensor.shape),
                         tuple(tensor.stride()), False, tensor)
 
 
-def _host_tensor(tensor, planned, fqn):
+def _host_tensor(tensor: torch.Tensor | io.BytesIO, planned: torch.dtype, fqn: str) -> torch.Tensor:
     """The tensor whose memory is written: the same tensor for CPU tensors of the planned dtype,
     else a staged host copy (GPU), the planned dtype (a planner that changes dtypes) or resolved
     conjugate / negative views (whose memory does not hold their values)."""
@@ -116,50 +129,53 @@ class StorageWriter(_DcpStorageWriter):
     by the next successful save into the directory (or `shardpoint gc`).
     """
 
-    def __init__(self, path=None, *, overwrite=True, durable=True, compression=0, shuffle=False, io_threads=0,
-                 alignment=0, allow_partial=False, process_group=None, staging_bytes=256 << 20, metadata=None, raw_bytes=False):
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = True, durable: bool = True,
+                 compression: int | str = 0, shuffle: bool = False, io_threads: int = 0, alignment: int = 0,
+                 allow_partial: bool = False, process_group: dist.ProcessGroup | None = None,
+                 staging_bytes: int = 256 << 20, metadata: Mapping[str, str] | None = None,
+                 raw_bytes: bool = False) -> None:
         super().__init__()
-        self.path = None if path is None else os.fspath(path)
+        self.path: str | None = None if path is None else os.fspath(path)
         self.overwrite = bool(overwrite)
         self.durable = bool(durable)
-        self.compression = compression if isinstance(compression, str) else int(compression)
+        self.compression: int | str = compression if isinstance(compression, str) else int(compression)
         self.shuffle = bool(shuffle)
         self.io_threads = int(io_threads)
         self.alignment = int(alignment)
         self.allow_partial = bool(allow_partial)
         self.process_group = process_group
         self.staging_bytes = int(staging_bytes)
-        self.metadata = {} if metadata is None else dict(metadata)
+        self.metadata: dict[str, str] = {} if metadata is None else dict(metadata)
         for key, value in self.metadata.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise TypeError(f"metadata maps str to str, not {type(key).__name__} to {type(value).__name__}")
         self.raw_bytes = bool(raw_bytes)
         self.save_id = uuid.uuid4().hex
-        self._writer = None
-        self._finalizer = None
+        self._writer: Writer | None = None
+        self._finalizer: weakref.finalize[..., StorageWriter] | None = None
         self._coordinator = False
-        self._items = []
+        self._items: list[WriteItem] = []
 
     # --- the interface --------------------------------------------------------------------------
 
-    def reset(self, checkpoint_id=None):
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
         self._release()
         if checkpoint_id:
             self.path = os.fspath(checkpoint_id)
         self.save_id = uuid.uuid4().hex
 
     @classmethod
-    def validate_checkpoint_id(cls, checkpoint_id):
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
         return is_local_path(checkpoint_id)
 
     @property
-    def checkpoint_id(self):
+    def checkpoint_id(self) -> str | None:
         return self.path
 
-    def storage_meta(self):
+    def storage_meta(self) -> StorageMeta:
         return StorageMeta(checkpoint_id=self.path, save_id=self.save_id)
 
-    def set_up_storage_writer(self, is_coordinator, *args, **kwargs):
+    def set_up_storage_writer(self, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
         self._release()
         if self.path is None:
             raise ValueError("shardpoint.torch.StorageWriter has no path: pass one, or checkpoint_id= to dcp.save")
@@ -177,7 +193,7 @@ class StorageWriter(_DcpStorageWriter):
             writer.set_metadata(key, value)
         self._items = []
 
-    def prepare_local_plan(self, plan):
+    def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
         if not plan.usable:
             raise ValueError("shardpoint.torch.StorageWriter does not support DCP's plan caching (enable_plan_caching)")
         writer = self._live()
@@ -186,15 +202,15 @@ class StorageWriter(_DcpStorageWriter):
             if item.type == WriteItemType.BYTE_IO:
                 writer.plan_bytes(fqn)
             else:
-                td = item.tensor_data
+                td = cast("TensorWriteData", item.tensor_data)  # a tensor item has it
                 dtype = shardpoint_dtype(td.properties.dtype, fqn)
                 writer.plan_tensor(fqn, dtype, tuple(td.size), tuple(td.chunk.offsets), tuple(td.chunk.sizes))
             self._items.append(item)
         return dataclasses.replace(plan, storage_data=writer.local_plan())
 
-    def prepare_global_plan(self, plans):
+    def prepare_global_plan(self, plans: list[SavePlan]) -> list[SavePlan]:
         writer = self._live()
-        messages = []
+        messages: list[bytes] = []
         for rank, plan in enumerate(plans):
             if not isinstance(plan.storage_data, bytes):
                 raise ValueError(f"rank {rank}'s plan carries no shardpoint local plan (was it prepared by "
@@ -203,15 +219,19 @@ class StorageWriter(_DcpStorageWriter):
         writer.global_plan(messages)
         return [dataclasses.replace(plan, storage_data=writer.final_plan(rank)) for rank, plan in enumerate(plans)]
 
-    def write_data(self, plan, planner):
+    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
         writer = self._live()
         try:
             final = plan.storage_data
             if not isinstance(final, bytes):
                 raise ValueError("the plan carries no shardpoint final plan (prepare_global_plan did not run)")
-            written = []
-            raw_blobs = []  # fqns of bytes written as their raw bytes
+            written: list[tuple[WriteItem, int]] = []
+            raw_blobs: list[str] = []  # fqns of bytes written as their raw bytes
             held = 0  # bytes bound since the last batch was written
+            data: torch.Tensor | io.BytesIO | None
+            blob: memoryview | None
+            tensor: torch.Tensor | None
+            buf: TensorBuffer | None
             for k in writer.assigned(final):
                 item = self._items[k]
                 raw = self._raw_object(planner, item)
@@ -231,7 +251,7 @@ class StorageWriter(_DcpStorageWriter):
                     size = blob.nbytes
                 else:
                     data = planner.resolve_data(item)
-                    dtype = item.tensor_data.properties.dtype
+                    dtype = cast("TensorWriteData", item.tensor_data).properties.dtype  # a tensor item has it
                     tensor = _host_tensor(data, dtype, item.index.fqn)
                     buf = tensor_buffer(tensor, shardpoint_dtype(dtype, item.index.fqn))
                     writer.bind_tensor(k, buf)
@@ -253,14 +273,15 @@ class StorageWriter(_DcpStorageWriter):
         out = [WriteResult(index=item.index, size_in_bytes=int(size), storage_data=None) for item, size in written]
         if out:
             out[0] = dataclasses.replace(out[0], storage_data=_RankResults(results, tuple(raw_blobs)))
-        future = Future()
+        future: Future[list[WriteResult]] = Future()
         future.set_result(out)
         return future
 
-    def finish(self, metadata, results):
+    def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
         writer = self._live()
         try:
-            messages, raw_blobs = [], set()
+            messages: list[bytes] = []
+            raw_blobs: set[str] = set()
             for rank_results in results:
                 carried = rank_results[0].storage_data if rank_results else _RankResults(b"", ())
                 if not isinstance(carried, _RankResults) or not isinstance(carried.message, bytes):
@@ -286,23 +307,23 @@ class StorageWriter(_DcpStorageWriter):
 
     # --- our own ---------------------------------------------------------------------------------
 
-    def close(self):
+    def close(self) -> None:
         """Releases this writer's unfinished save (see the class comment). Idempotent."""
         self._release()
 
-    def __enter__(self):
+    def __enter__(self: _W) -> _W:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, object]:
         # For DCP's process-based async save: the C writer stays behind; a new one is made at set up.
         state = self.__dict__.copy()
         state.update(_writer=None, _finalizer=None, _items=[])
         return state
 
-    def _rank_and_world(self, is_coordinator, rank):
+    def _rank_and_world(self, is_coordinator: bool, rank: int | None) -> tuple[int, int]:
         if dist.is_available() and dist.is_initialized():
             world = dist.get_world_size(self.process_group)
             if rank is None:
@@ -315,19 +336,19 @@ class StorageWriter(_DcpStorageWriter):
                              f"{'' if is_coordinator else 'not '}DCP's coordinator)")
         return int(rank), int(world)
 
-    def _raw_object(self, planner, item):
+    def _raw_object(self, planner: SavePlanner, item: WriteItem) -> bytes | bytearray | memoryview | None:
         """With raw_bytes, the bytes-like object of a bytes item (to store as is), else None."""
         if not self.raw_bytes or item.type != WriteItemType.BYTE_IO or not hasattr(planner, "lookup_object"):
             return None
         obj = planner.lookup_object(item.index)
         return obj if isinstance(obj, (bytes, bytearray, memoryview)) else None
 
-    def _live(self):
+    def _live(self) -> Writer:
         if self._writer is None or self._writer.closed:
             raise RuntimeError("shardpoint.torch.StorageWriter: set_up_storage_writer did not run for this save")
         return self._writer
 
-    def _abort_and_release(self, force):
+    def _abort_and_release(self, force: bool) -> None:
         writer = self._writer
         if writer is not None and not writer.closed:
             try:
@@ -336,7 +357,7 @@ class StorageWriter(_DcpStorageWriter):
             finally:
                 self._release()
 
-    def _release(self):
+    def _release(self) -> None:
         finalizer, self._finalizer = self._finalizer, None
         self._writer = None
         if finalizer is not None:
