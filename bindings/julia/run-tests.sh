@@ -5,8 +5,9 @@
 #
 # PREFIX is where shardpoint is installed (PREFIX/lib/libshardpoint.so, PREFIX/include/shardpoint.h).
 # Julia itself is usually not available on CI, so the binding is checked statically by
-# check/check.js (Node.js, tree-sitter's Julia grammar): every .jl file parses, and every ccall
-# matches the header and the built library. check/selftest.js first proves that the checker catches
+# check/check.js (Node.js, tree-sitter's Julia grammar): every .jl file parses, every ccall
+# matches the header and the built library, and positions are 1-based everywhere but in the
+# conversion helpers of src/positions.jl. check/selftest.js first proves that the checker catches
 # deliberate mistakes. When `julia` is on PATH, test/runtests.jl also runs (Pkg.test).
 #
 # The last line is "N passed, N failed"; the exit status is non-zero when anything failed.

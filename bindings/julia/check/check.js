@@ -12,7 +12,9 @@
 //   - every Julia constant named SHARDPOINT_* has the header's value;
 //   - every @cfunction matches the prototype of the callback it is passed as (a function pointer
 //     field of a header struct, or a function pointer typedef such as shardpoint_gc_callback);
-//   - the library name used by the ccalls is the library's SONAME.
+//   - the library name used by the ccalls is the library's SONAME;
+//   - positions follow one convention (see "Positions" below): 1-based in Julia, converted to and
+//     from the C ABI's 0-based offsets and numbers only by the helpers of src/positions.jl.
 //
 // Usage: node check.js --header shardpoint.h [--lib libshardpoint.so] [--root DIR] [-v]
 // Exits 1 when any check fails. The last line is "checks: N passed, N failed".
@@ -379,7 +381,7 @@ function readConst(node) {
 // Everything the checks need from one file.
 function scanJulia(parser, file, text) {
   const tree = parser.parse(text, null, { bufferSize: Buffer.byteLength(text) * 2 + 64 });
-  const out = { file, syntax: [], ccalls: [], cfunctions: [], structs: [], consts: [] };
+  const out = { file, root: tree.rootNode, syntax: [], ccalls: [], cfunctions: [], structs: [], consts: [] };
   walk(tree.rootNode, (n) => {
     if (n.type === 'ERROR') {
       out.syntax.push(`${file}:${lineOf(n)}:${n.startPosition.column + 1}: syntax error near "${n.text.slice(0, 40).replace(/\n/g, ' ')}"`);
@@ -539,6 +541,374 @@ function checkSoname(scans, soname) {
   return { ok: problems.length === 0, what: whatPref, problems };
 }
 
+// ------------------------------------------------------------------------------------------------
+// Positions
+// ------------------------------------------------------------------------------------------------
+//
+// The Julia API uses one indexing convention: every position in a tensor is 1-based (a box is a
+// tuple of unit ranges, entries and chunks are numbered from 1), and only the helpers of
+// src/positions.jl convert to and from the library's 0-based offsets and numbers. Checked on the
+// package's sources (test files: the names only):
+//
+//   - names: no keyword (in a definition or a call), field of a Julia struct or argument of an
+//     exported function is named `offsets` or `*_offsets`, the C ABI's names of 0-based offsets;
+//   - arithmetic: `+ 1` / `- 1` occurs only inside the helpers (elsewhere it converts by hand);
+//   - to C: what is passed to a C function's position parameter (a header parameter named index,
+//     chunk, first or *offsets) or to such a field of a C struct built in Julia is a helper's
+//     result (c_index, c_offsets), a number the library returned (X[] of a Ref given to a C call),
+//     a null pointer, or a `::UInt64` argument of an internal function whose callers are checked
+//     the same way (exported functions take no such argument). Names bound to such values, and
+//     functions that return them, count as the values;
+//   - from C: a position field read from a C struct (`.offsets`, `.chunk`, ...) is read as a
+//     direct argument of a helper (julia_ranges, julia_index).
+// Names are matched, not types: it is a static check of the binding's own code.
+
+const TO_C_HELPERS = new Set(['c_index', 'c_offsets']);
+const TO_JULIA_HELPERS = new Set(['julia_index', 'julia_ranges']);
+const POSITION_NAME = /^(?:index|chunk|first|(?:\w+_)?offsets)$/;
+const ZERO_BASED_NAME = /^(?:\w+_)?offsets$/;
+const LIBRARY_NUMBER_TYPES = new Set(['UInt64', 'Vector{UInt64}']);
+
+function isTestFile(file) {
+  return /(^|[\\/])test[\\/]/.test(file);
+}
+
+function unwrapParens(n) {
+  while (n && n.type === 'parenthesized_expression') n = namedArgs(n)[0];
+  return n;
+}
+
+// The name a call or definition is made under: `f`, `Base.close` -> `close`, `Ptr{UInt64}`.
+function calleeName(callee) {
+  if (!callee) return null;
+  if (callee.type === 'field_expression') {
+    const parts = namedArgs(callee);
+    return parts[parts.length - 1].text;
+  }
+  return callee.text;
+}
+
+function insideCcall(node) {
+  for (let p = node.parent; p; p = p.parent) {
+    if (p.type === 'macrocall_expression' && macroName(p) === '@ccall') return true;
+  }
+  return false;
+}
+
+// A call of the C ABI through the raw wrappers (`L.shardpoint_x(...)`), not the @ccall inside one:
+// { name, proto: [{ name }] } for a header function or a header struct's constructor, else null.
+function cTarget(call, header) {
+  const callee = namedArgs(call)[0];
+  const name = calleeName(callee);
+  if (!name || !/^shardpoint_\w+$/.test(name)) return null;
+  if (callee.type === 'field_expression' && namedArgs(callee)[0].text === LIBRARY_NAME) return null;
+  if (callee.type !== 'field_expression' && insideCcall(call)) return null;
+  if (header.functions.has(name)) return { name, params: header.functions.get(name).params };
+  const st = header.structs.get(name);
+  if (st && !st.opaque) return { name, params: st.fields };
+  return null;
+}
+
+// The positional arguments of a call (keywords and what follows a splat are not).
+function positionalArgs(call) {
+  const list = namedArgs(call).find((c) => c.type === 'argument_list');
+  const out = [];
+  for (const a of namedArgs(list)) {
+    if (a.type === 'named_argument') continue;
+    if (a.type === 'splat_expression') break;
+    out.push(a);
+  }
+  return out;
+}
+
+function paramOf(node, keyword) {
+  let n = node;
+  if (n.type === 'named_argument') n = namedArgs(n)[0];
+  if (!n) return null;
+  if (n.type === 'identifier') return { name: n.text, type: null, keyword, node };
+  if (n.type === 'typed_expression') {
+    const p = namedArgs(n);
+    return { name: p[0].type === 'identifier' ? p[0].text : null, type: p[p.length - 1].text, keyword, node };
+  }
+  return { name: null, type: null, keyword, node };
+}
+
+// A method definition, `function f(a; k) ... end` or `f(a) = expr`: { name, node, params, body,
+// returns }, else null.
+function readFunction(node) {
+  let sig;
+  let body;
+  if (node.type === 'function_definition') {
+    const s = node.namedChildren.find((c) => c.type === 'signature');
+    sig = s && namedArgs(s)[0];
+    body = namedArgs(node).filter((c) => c.type !== 'signature');
+  } else if (node.type === 'assignment') {
+    sig = node.namedChildren[0];
+    body = [node.namedChildren[node.namedChildren.length - 1]];
+  } else {
+    return null;
+  }
+  while (sig && (sig.type === 'where_expression' || sig.type === 'typed_expression')) sig = namedArgs(sig)[0];
+  if (!sig || sig.type !== 'call_expression') return null;
+  const [callee, list] = namedArgs(sig);
+  if (!list || list.type !== 'argument_list') return null;
+  const params = [];
+  let keyword = false;
+  for (const c of list.children) {
+    if (c.type === ';') keyword = true;
+    if (!c.isNamed || isComment(c)) continue;
+    if (c.type === 'splat_expression') continue;
+    const p = paramOf(c, keyword);
+    if (p) params.push(p);
+  }
+  // What the method returns: its `return`s (not those of nested functions) and its last expression.
+  const returns = [];
+  const nested = new Set(['function_definition', 'arrow_function_expression', 'do_clause', 'macro_definition']);
+  for (const b of body) {
+    walk(b, (n) => {
+      if (n.type === 'return_statement' && !hasAncestorBetween(n, node, nested)) returns.push(namedArgs(n)[0] || null);
+    });
+  }
+  const last = body[body.length - 1];
+  if (last && last.type !== 'return_statement') returns.push(last);
+  return { name: calleeName(callee), node, params, positional: params.filter((p) => !p.keyword), body, returns };
+}
+
+// Node objects are not unique (each access makes a new one): nodes are compared by their span.
+function sameNode(a, b) {
+  return a.type === b.type && a.startIndex === b.startIndex && a.endIndex === b.endIndex;
+}
+
+// Whether a node of one of `types` lies between `node` and its ancestor `top`.
+function hasAncestorBetween(node, top, types) {
+  for (let p = node.parent; p && !sameNode(p, top); p = p.parent) if (types.has(p.type)) return true;
+  return false;
+}
+
+function collectFunctions(scan) {
+  const fns = [];
+  walk(scan.root, (n) => {
+    if (n.type !== 'function_definition' && n.type !== 'assignment') return;
+    const f = readFunction(n);
+    if (f) fns.push({ ...f, file: scan.file });
+  });
+  return fns;
+}
+
+// Names bound in a function (`x = ...`) and names given to C calls as arguments (out-values).
+function analyseBody(fn, header) {
+  fn.bindings = new Map();
+  fn.cArgs = new Set();
+  fn.calls = [];
+  for (const b of fn.body) {
+    walk(b, (n) => {
+      if (n.type === 'assignment') {
+        const lhs = n.namedChildren[0];
+        const rhs = n.namedChildren[n.namedChildren.length - 1];
+        if (lhs && lhs.type === 'identifier') {
+          if (!fn.bindings.has(lhs.text)) fn.bindings.set(lhs.text, []);
+          fn.bindings.get(lhs.text).push(rhs);
+        } else if (lhs && (lhs.type === 'open_tuple' || lhs.type === 'tuple_expression')) {
+          // A destructured value is not traced: its names count as unconverted.
+          for (const id of namedArgs(lhs)) {
+            if (id.type === 'identifier') {
+              if (!fn.bindings.has(id.text)) fn.bindings.set(id.text, []);
+              fn.bindings.get(id.text).push(null);
+            }
+          }
+        }
+      } else if (n.type === 'call_expression') {
+        fn.calls.push(n);
+        if (cTarget(n, header)) {
+          for (const a of positionalArgs(n)) if (a.type === 'identifier') fn.cArgs.add(a.text);
+        }
+      }
+    });
+  }
+}
+
+function checkPositions(scans, header) {
+  const results = [];
+  const pkg = scans.filter((s) => !isTestFile(s.file));
+  const fns = [];
+  const fnsByFile = new Map();
+  for (const s of pkg) {
+    const list = collectFunctions(s).filter((f) => !/^shardpoint_/.test(f.name));  // raw wrappers
+    list.forEach((f) => analyseBody(f, header));
+    fnsByFile.set(s.file, list);
+    fns.push(...list);
+  }
+  const exported = new Set();
+  for (const s of pkg) {
+    walk(s.root, (n) => {
+      if (n.type === 'export_statement') for (const id of namedArgs(n)) exported.add(id.text);
+    });
+  }
+  const helperNames = new Set([...TO_C_HELPERS, ...TO_JULIA_HELPERS]);
+  const helperNodes = fns.filter((f) => helperNames.has(f.name)).map((f) => f.node);
+  const inHelper = (n) => helperNodes.some((h) => n.startIndex >= h.startIndex && n.endIndex <= h.endIndex);
+
+  // to C: which values are positions the library can take.
+  const derived = new Map();  // internal function -> indices of its ::UInt64 position arguments
+  const sources = new Set();  // functions whose every result is such a value
+  let grew = false;
+  const derive = (name, k) => {
+    if (!derived.has(name)) derived.set(name, new Set());
+    if (!derived.get(name).has(k)) {
+      derived.get(name).add(k);
+      grew = true;
+    }
+  };
+  const allowed = (expr, fn, seen) => {
+    const e = unwrapParens(expr);
+    if (!e) return false;
+    if (e.type === 'identifier') {
+      if (e.text === 'C_NULL') return true;
+      if (fn.bindings.has(e.text)) {
+        if (seen.has(e.text)) return true;
+        seen.add(e.text);
+        return fn.bindings.get(e.text).every((rhs) => allowed(rhs, fn, seen));
+      }
+      const k = fn.positional.findIndex((p) => p.name === e.text);
+      if (k >= 0 && fn.positional[k].type && LIBRARY_NUMBER_TYPES.has(normJuliaType(fn.positional[k].type))) {
+        derive(fn.name, k);
+        return true;
+      }
+      return false;
+    }
+    if (e.type === 'index_expression') {
+      const [obj, idx] = namedArgs(e);
+      return Boolean(obj && obj.type === 'identifier' && idx && idx.type === 'vector_expression' &&
+        namedArgs(idx).length === 0 && fn.cArgs.has(obj.text));
+    }
+    if (e.type === 'call_expression') {
+      const [callee] = namedArgs(e);
+      const name = calleeName(callee);
+      if (TO_C_HELPERS.has(name) || sources.has(name)) return true;
+      if (name === 'pointer' || /^Ptr\{/.test(name || '')) {
+        const args = positionalArgs(e);
+        return args.length === 1 && allowed(args[0], fn, seen);
+      }
+    }
+    return false;
+  };
+  // Functions whose results are positions for the library, to a fixed point.
+  for (let changed = true; changed;) {
+    changed = false;
+    const byName = new Map();
+    for (const f of fns) {
+      if (!byName.has(f.name)) byName.set(f.name, []);
+      byName.get(f.name).push(f);
+    }
+    for (const [name, methods] of byName) {
+      if (sources.has(name) || TO_C_HELPERS.has(name)) continue;
+      if (methods.every((f) => f.returns.length > 0 && f.returns.every((r) => r && allowed(r, f, new Set())))) {
+        sources.add(name);
+        changed = true;
+      }
+    }
+  }
+  // The sinks, until no new internal function turns out to take library numbers.
+  let toC;
+  do {
+    grew = false;
+    toC = new Map();
+    for (const f of fns) {
+      const problems = [];
+      for (const call of f.calls) {
+        const target = cTarget(call, header);
+        const args = positionalArgs(call);
+        const checkArg = (i, what) => {
+          if (i < args.length && !allowed(args[i], f, new Set())) {
+            problems.push(`${f.file}:${lineOf(args[i])}: ${what} is "${args[i].text}": ` +
+              'convert a 1-based position with c_index / c_offsets (src/positions.jl)');
+          }
+        };
+        if (target) {
+          target.params.forEach((p, i) => {
+            if (POSITION_NAME.test(p.name)) checkArg(i, `${target.name} argument ${i + 1} (${p.name})`);
+          });
+        } else {
+          const name = calleeName(namedArgs(call)[0]);
+          if (derived.has(name)) {
+            for (const k of derived.get(name)) checkArg(k, `${name} argument ${k + 1} (a 0-based number)`);
+          }
+        }
+      }
+      if (!toC.has(f.file)) toC.set(f.file, []);
+      toC.get(f.file).push(...problems);
+    }
+  } while (grew);
+
+  const positionFields = new Set();
+  for (const st of header.structs.values()) {
+    if (!st.opaque) for (const fl of st.fields) if (POSITION_NAME.test(fl.name)) positionFields.add(fl.name);
+  }
+
+  for (const s of scans) {
+    const names = [];
+    walk(s.root, (n) => {
+      if (n.type === 'named_argument') {
+        const p = paramOf(n, true);
+        if (p && p.name && ZERO_BASED_NAME.test(p.name)) names.push(`${s.file}:${lineOf(n)}: keyword ${p.name}`);
+      }
+    });
+    for (const st of s.structs) {
+      if (/^shardpoint_/.test(st.name)) continue;  // mirrors of the C structs keep the C names
+      for (const fl of st.fields) {
+        if (ZERO_BASED_NAME.test(fl.name)) names.push(`${s.file}:${st.line}: field ${st.name}.${fl.name}`);
+      }
+    }
+    for (const f of fnsByFile.get(s.file) || []) {
+      for (const p of f.params) {
+        if (!p.name || !ZERO_BASED_NAME.test(p.name) || p.node.type === 'named_argument') continue;
+        if (p.keyword || exported.has(f.name)) {
+          names.push(`${s.file}:${lineOf(p.node)}: ${p.keyword ? 'keyword' : 'argument'} ${p.name} of ${f.name}`);
+        }
+      }
+    }
+    results.push({ ok: names.length === 0, what: `${s.file}: positions: no public name is a 0-based offsets (C's name)`,
+      problems: names.map((n) => `${n}: positions are 1-based ranges (at=...), not 0-based offsets`) });
+    if (isTestFile(s.file)) continue;
+
+    const arithmetic = [];
+    const fromC = [];
+    walk(s.root, (n) => {
+      if (n.type === 'binary_expression') {
+        const op = n.children.find((c) => c.type === 'operator');
+        const one = namedArgs(n).some((c) => c.type === 'integer_literal' && c.text === '1');
+        if (op && ['+', '-', '.+', '.-'].includes(op.text) && one && !inHelper(n)) {
+          arithmetic.push(`${s.file}:${lineOf(n)}: "${n.text}": index arithmetic outside the conversion helpers (src/positions.jl)`);
+        }
+      } else if (n.type === 'field_expression') {
+        const parts = namedArgs(n);
+        const field = parts[parts.length - 1];
+        if (parts.length === 2 && positionFields.has(field.text)) {
+          const list = n.parent;
+          const call = list && list.type === 'argument_list' ? list.parent : null;
+          const via = call && call.type === 'call_expression' ? calleeName(namedArgs(call)[0]) : null;
+          if (!TO_JULIA_HELPERS.has(via)) {
+            fromC.push(`${s.file}:${lineOf(n)}: "${n.text}" is the library's 0-based position: read it with julia_index / julia_ranges`);
+          }
+        }
+      }
+    });
+    results.push({ ok: arithmetic.length === 0, what: `${s.file}: positions: no + 1 / - 1 outside the conversion helpers`, problems: arithmetic });
+    const sent = toC.get(s.file) || [];
+    results.push({ ok: sent.length === 0, what: `${s.file}: positions: every position passed to C is converted`, problems: sent });
+    results.push({ ok: fromC.length === 0, what: `${s.file}: positions: every position read from C is converted`, problems: fromC });
+  }
+
+  const defined = [...helperNames].filter((h) => fns.some((f) => f.name === h));
+  const missing = [...helperNames].filter((h) => !defined.includes(h));
+  results.push({ ok: missing.length === 0, what: `positions: the conversion helpers ${[...helperNames].join(', ')} are defined`,
+    problems: missing.map((h) => `no definition of ${h}`) });
+  const leaks = [...derived.keys()].filter((name) => exported.has(name));
+  results.push({ ok: leaks.length === 0, what: 'positions: no exported function takes the library\'s 0-based numbers',
+    problems: leaks.map((name) => `${name} is exported and passes its argument ${[...derived.get(name)].map((k) => k + 1).join(', ')} to C unconverted`) });
+  return results;
+}
+
 // sources: [{ file, text }]; headerText: the header; exported: Set of symbols or null (no library);
 // soname: the library's SONAME or null.
 function runChecks({ sources, headerText, exported, soname = null }) {
@@ -583,6 +953,7 @@ function runChecks({ sources, headerText, exported, soname = null }) {
     for (const c of s.consts) if (c.name.startsWith('SHARDPOINT_')) results.push(checkConst(c, s.file, header));
     for (const cf of s.cfunctions) results.push(checkCfunction(cf, s.file, header));
   }
+  results.push(...checkPositions(scans, header));
   return results;
 }
 

@@ -35,6 +35,60 @@ function failuresNamed(snippet, prefix, exported = allExports()) {
   return results.filter((r) => !r.ok && r.what.startsWith(prefix));
 }
 
+// The positions checks of one snippet: its per-file results and the global ones.
+function positionFailures(snippet) {
+  const results = runChecks({ sources: [{ file: 'case.jl', text: snippet }], headerText, exported: allExports() });
+  return results.filter((r) => !r.ok && (r.what.startsWith('case.jl') || r.what.startsWith('positions:')));
+}
+
+// The old API: 0-based `offsets=`, `- 1` by hand, raw library numbers in and out.
+const OLD_POSITIONS = `
+export read_tensor!, entry, entry_info
+function read_tensor!(r, fqn, dest; offsets=nothing)
+    offs = offsets === nothing ? zeros(UInt64, ndims(dest)) : UInt64[o for o in offsets]
+    L.shardpoint_reader_read_tensor(handle(r), fqn, Int32(11), UInt32(ndims(dest)), offs,
+                                    UInt64[d for d in size(dest)], pointer(dest), C_NULL)
+end
+entry_info(r, index::UInt64) = L.shardpoint_reader_entry_info(handle(r), index, Ref{L.shardpoint_entry_info}())
+entry(r, i::Integer) = entry_info(r, UInt64(i - 1))
+function chunk_offsets(r, index::UInt64, c::Integer)
+    out = Ref{L.shardpoint_chunk_info}()
+    L.shardpoint_reader_chunk_info(handle(r), index, UInt64(c), out)
+    return copy_u64s(out[].offsets, 2)
+end
+`;
+
+// The same functions in the 1-based style, converting through the helpers only.
+const NEW_POSITIONS = `
+export read_tensor!, entry
+function c_index(i::Integer)
+    i >= 1 || throw(ArgumentError("positions are 1-based"))
+    return UInt64(i - 1)
+end
+julia_index(i::Integer) = Int(i) + 1
+c_offsets(at, sizes, shape, fqn) = UInt64[first(r) - 1 for r in at]
+julia_ranges(o, s, n) = ntuple(d -> (Int(unsafe_load(o, d)) + 1):(Int(unsafe_load(o, d)) + Int(unsafe_load(s, d))), n)
+function read_tensor!(r, fqn, dest; at=nothing)
+    offs = c_offsets(at, size(dest), nothing, fqn)
+    L.shardpoint_reader_read_tensor(handle(r), fqn, Int32(11), UInt32(ndims(dest)), offs,
+                                    UInt64[d for d in size(dest)], pointer(dest), C_NULL)
+end
+entry_info(r, index::UInt64) = L.shardpoint_reader_entry_info(handle(r), index, Ref{L.shardpoint_entry_info}())
+function find_entry(r, fqn)
+    out = Ref{UInt64}(0)
+    L.shardpoint_reader_find(handle(r), fqn, out)
+    return out[]
+end
+entry(r, i::Integer) = entry_info(r, c_index(i))
+entry(r, fqn::AbstractString) = entry_info(r, find_entry(r, fqn))
+function chunk_box(r, index::UInt64, c::Integer)
+    out = Ref{L.shardpoint_chunk_info}()
+    L.shardpoint_reader_chunk_info(handle(r), index, c_index(c), out)
+    ci = out[]
+    return julia_ranges(ci.offsets, ci.sizes, 2)
+end
+`;
+
 const GOOD_STRUCT = `
 struct shardpoint_load_options
     version::UInt32
@@ -199,6 +253,37 @@ q = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_verify_problem
       'const libshardpoint = get(ENV, "SHARDPOINT_LIBRARY", library_linux)\n' }],
       headerText, exported: allExports(), soname: 'libshardpoint.so.0' }).filter((r) => !r.ok && /SONAME/.test(r.what)),
     expect: (f) => f.length === 1 && f[0].problems.some((p) => /neither a string nor Preferences/.test(p)),
+  },
+  {
+    name: 'positions: a sample of the old mixed style (0-based offsets=, hand-made - 1) fails every positions check',
+    run: () => positionFailures(OLD_POSITIONS),
+    expect: (f) => {
+      const has = (what, re) => f.some((r) => r.what.includes(what) && r.problems.some((p) => re.test(p)));
+      const missing = [
+        ['no public name', /case\.jl:3: keyword offsets/],
+        ['no + 1 / - 1', /"i - 1"/],
+        ['passed to C', /shardpoint_reader_read_tensor argument 5 \(box_offsets\) is "offs"/],
+        ['passed to C', /entry_info argument 2 \(a 0-based number\) is "UInt64\(i - 1\)"/],
+        ['passed to C', /shardpoint_reader_chunk_info argument 3 \(chunk\) is "UInt64\(c\)"/],
+        ['read from C', /"out\[\]\.offsets" is the library's 0-based position/],
+        ['no exported function', /entry_info is exported/],
+      ].filter(([what, re]) => !has(what, re));
+      return missing.length === 0 ||
+        `not reported: ${missing.map(([w, re]) => `${w} ${re}`).join('; ')} (got ${f.map((r) => r.what + ': ' + r.problems.join('; ')).join(' | ')})`;
+    },
+  },
+  {
+    name: 'positions: the 1-based style (at= ranges, c_index, julia_ranges) passes',
+    run: () => positionFailures(NEW_POSITIONS),
+    expect: (f) => f.length === 0 || f.map((r) => `${r.what}: ${r.problems.join('; ')}`).join(' | '),
+  },
+  {
+    name: 'positions: test files are held to the names only',
+    run: () => runChecks({ sources: [{ file: 'test/case.jl', text:
+      'rows = lo + 1:hi\nadd_tensor!(s, "w", A; offsets=(lo, 0))\n' }], headerText, exported: allExports() })
+      .filter((r) => r.what.startsWith('test/case.jl: positions')),
+    expect: (f) => (f.length === 1 && !f[0].ok && f[0].problems.some((p) => /keyword offsets/.test(p))) ||
+      `got ${JSON.stringify(f.map((r) => [r.what, r.ok]))}`,
   },
 ];
 

@@ -7,9 +7,19 @@ Julia binding of shardpoint, the storage layer of distributed checkpointing (C A
 (`libshardpoint.so.0`, `libshardpoint.0.dylib`, `libshardpoint.dll`) on the loader's search path.
 
 Array rule: a Julia array of size `(d1, ..., dn)` is the checkpoint tensor of shape `(d1, ..., dn)`,
-and `A[i1, ..., in]` is its element `[i1-1, ..., in-1]`. Julia's column-major memory is described to
-the library with element strides, so nothing is transposed or copied. Offsets (`offsets=`) are
-0-based element offsets, as stored in the checkpoint; index ranges are ordinary 1-based ranges.
+with the same element at the same index. Julia's column-major memory is described to the library
+with element strides, so nothing is transposed or copied.
+
+Positions are 1-based, as Julia indexes arrays, in every call that takes or returns one. A box of a
+tensor is a tuple of unit ranges, one per dimension: `read_tensor!(reader, "w", dest; at=(3:4, 1:8))`
+reads `W[3:4, 1:8]` of the saved tensor `W` into `dest` (of size `(2, 8)`),
+`add_tensor!(save, "w", A; at=(3:4, 1:8), global_shape=(10, 8))` saves `A` as that box, and
+`ChunkInfo.box` reports where a saved chunk sits in the same form. Entries, chunks, files and
+metadata pairs are numbered from 1 (`entry(reader, 1)`, `VerifyProblem.chunk`).
+
+Two numbers are not positions in a tensor and stay 0-based: ranks (`rank(comm)`, `run_local`,
+`FileInfo.rank`, `ChunkInfo.writer_rank`) are numbered from 0, as in MPI and MPI.jl's
+`MPI.Comm_rank`; byte offsets in data files (`file_offset`) count from 0, as `seek` takes them.
 """
 module Shardpoint
 
@@ -19,6 +29,7 @@ const L = LibShardpoint
 include("errors.jl")
 include("dtypes.jl")
 include("arrays.jl")
+include("positions.jl")
 include("comm.jl")
 include("save.jl")
 include("reader.jl")

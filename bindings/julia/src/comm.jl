@@ -3,11 +3,11 @@
 """
     gather!(impl, send::Vector{UInt8}, recv::Union{Vector{UInt8},Nothing})
 
-Collective of a callback communicator. Every rank sends `send` (the same length on every rank);
-on rank 0 `recv` has room for `nranks * length(send)` bytes and receives rank r's bytes at
-`r * length(send) + 1`; on the other ranks it is `nothing`. Both vectors wrap library memory and are
-valid only during the call. Add a method for your communicator type; throwing fails the
-shardpoint call with `ECOMM`.
+Collective of a callback communicator. Every rank sends `send` (the same length `n` on every
+rank); on rank 0 `recv` has room for `nranks * n` bytes and receives rank r's bytes as
+`recv[r*n+1:(r+1)*n]` (ranks are 0-based, as in MPI); on the other ranks it is `nothing`. Both
+vectors wrap library memory and are valid only during the call. Add a method for your
+communicator type; throwing fails the shardpoint call with `ECOMM`.
 """
 function gather! end
 
@@ -33,7 +33,8 @@ end
     Comm(impl, rank, size)
 
 A communicator: how the ranks of one job talk during collective calls (`commit!`, `execute!`).
-`Comm()` is the single-process one (what `comm=nothing` means). `Comm(impl, rank, size)` runs the
+`Comm()` is the single-process one (what `comm=nothing` means). `Comm(impl, rank, size)`, with
+`rank` in `0:size-1` (0-based, as MPI and MPI.jl's `MPI.Comm_rank` number ranks), runs the
 collectives through Julia methods `gather!(impl, ...)` and `bcast!(impl, ...)`; the library calls
 them only on the task that called the collective function.
 
@@ -144,7 +145,8 @@ end
 """
     rank(comm) -> Int
 
-This process's rank in `comm` (0-based, as the library counts).
+This process's rank in `comm`: 0-based, from 0 to `nranks(comm) - 1`, as MPI (and MPI.jl's
+`MPI.Comm_rank`) numbers ranks. Ranks are the one number of the API that is not 1-based.
 """
 function rank(c::Comm)
     out = Ref{Int32}(-1)
@@ -187,9 +189,9 @@ end
     LocalGroup(n)
 
 Shared state of `n` ranks running as tasks in this process: a slot per rank and a barrier.
-`LocalRank(group, r)` is rank r's collective implementation; `run_local` sets everything up.
-When a rank fails, the group is aborted: collectives that have not completed fail on every rank
-instead of waiting forever.
+`LocalRank(group, r)` is rank r's collective implementation (r in `0:n-1`); `run_local` sets
+everything up. When a rank fails, the group is aborted: collectives that have not completed fail
+on every rank instead of waiting forever.
 """
 mutable struct LocalGroup
     size::Int
@@ -256,16 +258,18 @@ end
 function gather!(m::LocalRank, send::AbstractVector{UInt8}, recv::Union{Nothing,AbstractVector{UInt8}})
     g = m.group
     try
-        g.slots[m.rank+1] = copy(send)
+        g.slots[julia_index(m.rank)] = copy(send)
         barrier(g)
         if m.rank == 0
             recv === nothing && error("rank 0 got no receive buffer")
             n = length(send)
             length(recv) == n * g.size || error("receive buffer holds $(length(recv)) bytes, expected $(n * g.size)")
-            for r in 1:g.size
-                part = g.slots[r]
-                length(part) == n || error("rank $(r - 1) sent $(length(part)) bytes, rank 0 sent $n")
-                copyto!(recv, (r - 1) * n + 1, part, 1, n)
+            # recv as an n × size matrix (same memory): rank r's bytes are its column julia_index(r).
+            columns = reshape(recv, n, g.size)
+            for r in range(0; length=g.size)
+                part = g.slots[julia_index(r)]
+                length(part) == n || error("rank $r sent $(length(part)) bytes, rank 0 sent $n")
+                copyto!(view(columns, :, julia_index(r)), part)
             end
         end
         barrier(g)  # slots are reused only after rank 0 has read them
@@ -279,10 +283,10 @@ end
 function bcast!(m::LocalRank, buf::AbstractVector{UInt8})
     g = m.group
     try
-        m.rank == 0 && (g.slots[1] = copy(buf))
+        m.rank == 0 && (g.slots[julia_index(0)] = copy(buf))
         barrier(g)
         if m.rank != 0
-            root = g.slots[1]
+            root = g.slots[julia_index(0)]
             length(root) == length(buf) || error("rank 0 broadcast $(length(root)) bytes, rank $(m.rank) expected $(length(buf))")
             copyto!(buf, root)
         end
@@ -297,15 +301,16 @@ end
 """
     run_local(f, n) -> Vector
 
-Runs `f(rank, comm)` for ranks `0:n-1`, each in its own task with a callback `Comm` over a
-`LocalGroup`, and returns the results in rank order. The tasks share this thread and switch while
-they wait inside collectives, so this works with any number of Julia threads. If a rank throws,
-the group is aborted (the other ranks' pending collectives fail with ECOMM) and, once every rank
-has finished, the first failure is rethrown (as a `TaskFailedException`).
+Runs `f(rank, comm)` for ranks `0:n-1` (0-based, as in MPI), each in its own task with a
+callback `Comm` over a `LocalGroup`, and returns the results in rank order. The tasks share this
+thread and switch while they wait inside collectives, so this works with any number of Julia
+threads. If a rank throws, the group is aborted (the other ranks' pending collectives fail with
+ECOMM) and, once every rank has finished, the first failure is rethrown (as a
+`TaskFailedException`).
 """
 function run_local(f, n::Integer)
     g = LocalGroup(n)
-    tasks = map(0:n-1) do r
+    tasks = map(range(0; length=n)) do r  # the ranks 0 to n-1
         @async begin
             comm = nothing
             try

@@ -74,19 +74,20 @@ function handle(ld::Load)
 end
 
 """
-    add_tensor!(load, fqn, dest; offsets=nothing, dtype=nothing) -> load
+    add_tensor!(load, fqn, dest; at=nothing, dtype=nothing) -> load
 
-Requests tensor `fqn` into the strided array `dest` (written during `execute!`): without
-`offsets` the whole tensor, whose shape `dest` must have exactly (`ESHAPE` otherwise); with 0-based
-`offsets` the box that starts there and has `size(dest)`. The dtype must match the stored one.
+Requests tensor `fqn` into the strided array `dest` (written during `execute!`): without `at` the
+whole tensor, whose shape `dest` must have exactly (`ESHAPE` otherwise); with `at`, 1-based unit
+ranges (one per dimension, as `(3:4, 1:8)`), the box `W[at...]` of the saved tensor `W`, each range
+of `dest`'s size in its dimension. The dtype must match the stored one. See `read_tensor!`.
 """
 function add_tensor!(ld::Load, fqn::AbstractString, dest::AbstractArray{T};
-                     offsets=nothing, dtype=nothing) where {T}
+                     at=nothing, dtype=nothing) where {T}
     code = element_dtype(T, dtype)
     nd = ndims(dest)
     strides_ = element_strides(dest)
     handle(ld)  # a closed load fails here, before the reader is asked
-    offs = box_offsets(ld.reader, fqn, dest, offsets)
+    offs = read_offsets(ld.reader, fqn, dest, at)
     sizes = UInt64[d for d in size(dest)]
     name = String(fqn)
     rc = GC.@preserve ld dest begin

@@ -104,7 +104,7 @@ struct StorageInfo
 end
 
 """One data file of a checkpoint: its name (relative to the checkpoint directory), its size when
-the checkpoint was committed, and the rank that wrote it."""
+the checkpoint was committed, and the rank that wrote it (0-based, as MPI numbers ranks)."""
 struct FileInfo
     name::String
     size::Int
@@ -128,13 +128,15 @@ struct EntryInfo
 end
 
 """
-One saved chunk: its box (`offsets` 0-based, `sizes`), where its bytes are and how they are stored
-(`transform` is `:none`, `:deflate`, `:zlib_blocks` or `:zstd_blocks`; `shuffle_width` the element
-size of a block transform's byte shuffle, 0 for none).
+One saved chunk. `box` is where it sits in the tensor, 1-based unit ranges, one per dimension
+(`W[c.box...]` is the chunk of the tensor `W`; `read_tensor!(reader, fqn, dest; at=c.box)` reads
+just it; a bytes entry's chunk has the box `()`). Then where its bytes are (`file`, and
+`file_offset`, a 0-based byte offset as `seek` takes it) and how they are stored (`transform` is
+`:none`, `:deflate`, `:zlib_blocks` or `:zstd_blocks`; `shuffle_width` the element size of a block
+transform's byte shuffle, 0 for none). `writer_rank` is 0-based, as MPI numbers ranks.
 """
 struct ChunkInfo
-    offsets::Vector{Int}
-    sizes::Vector{Int}
+    box::Tuple{Vararg{UnitRange{Int}}}
     file::String
     file_offset::Int
     stored_length::Int
@@ -173,8 +175,8 @@ function files(r::Reader)
         info = Ref{L.shardpoint_storage_info}()
         check(L.shardpoint_reader_storage_info(handle(r), info))
         out = Ref{L.shardpoint_file_info}()
-        for i in 0:Int(info[].file_count)-1
-            check(L.shardpoint_reader_file_info(handle(r), UInt64(i), out))
+        for i in 1:Int(info[].file_count)
+            check(L.shardpoint_reader_file_info(handle(r), c_index(i), out))
             f = out[]
             push!(result, FileInfo(cstring(f.name), Int(f.size), Int(f.rank)))
         end
@@ -189,7 +191,7 @@ function entry_count(r::Reader)
     return Int(out[])
 end
 
-# The 0-based index of entry `fqn`.
+# The library's (0-based) number of entry `fqn`, to pass back to the library as it is.
 function entry_index(r::Reader, fqn::AbstractString)
     out = Ref{UInt64}(0)
     name = String(fqn)
@@ -235,21 +237,21 @@ end
 
 Every entry of the checkpoint, sorted by name (byte order).
 """
-entries(r::Reader) = [entry_info(r, UInt64(i)) for i in 0:entry_count(r)-1]
+entries(r::Reader) = [entry_info(r, c_index(i)) for i in 1:entry_count(r)]
 
 """
     entry(reader, fqn) -> EntryInfo
     entry(reader, i) -> EntryInfo
 
-Entry `fqn`, or the `i`-th entry (1-based, in the order of `entries`).
+Entry `fqn`, or the `i`-th entry (1-based: the entry `entries(reader)[i]` describes).
 """
 entry(r::Reader, fqn::AbstractString) = entry_info(r, entry_index(r, fqn))
-entry(r::Reader, i::Integer) = entry_info(r, UInt64(i - 1))
+entry(r::Reader, i::Integer) = entry_info(r, c_index(i))
 
 """
     chunks(reader, fqn) -> Vector{ChunkInfo}
 
-The saved chunks of entry `fqn` (a bytes entry has one chunk with no dimensions).
+The saved chunks of entry `fqn`, chunk 1 first (a bytes entry has one chunk with no dimensions).
 """
 function chunks(r::Reader, fqn::AbstractString)
     result = ChunkInfo[]
@@ -257,11 +259,11 @@ function chunks(r::Reader, fqn::AbstractString)
         index = entry_index(r, fqn)
         e = raw_entry_info(r, index)
         ndim = e.kind == L.SHARDPOINT_ENTRY_TENSOR ? Int(e.ndim) : 0
-        for c in 0:Int(e.chunk_count)-1
+        for c in 1:Int(e.chunk_count)
             out = Ref{L.shardpoint_chunk_info}()
-            check(L.shardpoint_reader_chunk_info(handle(r), index, UInt64(c), out))
+            check(L.shardpoint_reader_chunk_info(handle(r), index, c_index(c), out))
             ci = out[]
-            push!(result, ChunkInfo(copy_u64s(ci.offsets, ndim), copy_u64s(ci.sizes, ndim), cstring(ci.file),
+            push!(result, ChunkInfo(julia_ranges(ci.offsets, ci.sizes, ndim), cstring(ci.file),
                                     Int(ci.file_offset), Int(ci.stored_length), Int(ci.raw_length),
                                     ci.crc32, transform_symbol(ci.transform), Int(ci.writer_rank),
                                     Int(ci.shuffle_width)))
@@ -284,8 +286,8 @@ function user_metadata(r::Reader)
         check(L.shardpoint_reader_metadata_count(handle(r), n))
         key = Ref{Ptr{UInt8}}(C_NULL)
         value = Ref{Ptr{UInt8}}(C_NULL)
-        for i in 0:Int(n[])-1
-            check(L.shardpoint_reader_metadata_at(handle(r), UInt64(i), key, value))
+        for i in 1:Int(n[])
+            check(L.shardpoint_reader_metadata_at(handle(r), c_index(i), key, value))
             result[cstring(key[])] = cstring(value[])
         end
     end
@@ -314,8 +316,9 @@ function verify(r::Reader)
     return nothing
 end
 
-"""One bad extent found by `verify_each`: the entry and chunk (0-based), the data file and the
-first bad byte range in it, the error code (`ECHECKSUM`, `ETRUNCATED`, ...) and what is wrong."""
+"""One bad extent found by `verify_each`: the entry and its chunk (1-based:
+`chunks(reader, fqn)[chunk]`), the data file and the first bad byte range in it (`file_offset`
+0-based, as `seek` takes it), the error code (`ECHECKSUM`, `ETRUNCATED`, ...) and what is wrong."""
 struct VerifyProblem
     fqn::String
     chunk::Int
@@ -332,7 +335,7 @@ function verify_callback(user::Ptr{Cvoid}, problem::Ptr{L.shardpoint_verify_prob
     try
         p = unsafe_load(problem)
         found = unsafe_pointer_to_objref(user)::Vector{VerifyProblem}
-        push!(found, VerifyProblem(cstring(p.fqn), Int(p.chunk), cstring(p.file), Int(p.file_offset),
+        push!(found, VerifyProblem(cstring(p.fqn), julia_index(p.chunk), cstring(p.file), Int(p.file_offset),
                                    Int(p.length), Int(p.code), cstring(p.message)))
         return Cint(0)
     catch
@@ -374,21 +377,23 @@ end
 # ------------------------------------------------------------------------------------------------
 
 """
-    read_tensor!(reader, fqn, dest; offsets=nothing, dtype=nothing) -> dest
+    read_tensor!(reader, fqn, dest; at=nothing, dtype=nothing) -> dest
 
-Reads tensor `fqn` into `dest`, any strided array (views with steps write in place). Without
-`offsets` it is the whole tensor, and `size(dest)` must be its shape exactly (`ESHAPE` otherwise,
-naming both shapes: a buffer of another shape is never filled in part). With 0-based `offsets` it
-is the box that starts there and has `size(dest)`: a part of a tensor is read only when asked for.
+Reads tensor `fqn` into `dest`, any strided array (views with steps write in place). Without `at`
+it is the whole tensor, and `size(dest)` must be its shape exactly (`ESHAPE` otherwise, naming
+both shapes: a buffer of another shape is never filled in part). With `at`, 1-based unit ranges
+(one per dimension, as `(3:4, 1:8)`), it is the box `W[at...]` of the saved tensor `W`: each range
+must have `dest`'s size in its dimension (`ArgumentError` otherwise, also for steps and indices
+below 1) and lie inside the tensor (`ESHAPE`). A part of a tensor is read only when asked for.
 The dtype must match the stored one (`EDTYPE` otherwise): it follows from `eltype(dest)`, or pass
 `dtype` for raw bits (bf16, f8).
 """
 function read_tensor!(r::Reader, fqn::AbstractString, dest::AbstractArray{T};
-                      offsets=nothing, dtype=nothing) where {T}
+                      at=nothing, dtype=nothing) where {T}
     code = element_dtype(T, dtype)
     nd = ndims(dest)
     strides_ = element_strides(dest)
-    offs = box_offsets(r, fqn, dest, offsets)
+    offs = read_offsets(r, fqn, dest, at)
     sizes = UInt64[d for d in size(dest)]
     name = String(fqn)
     rc = GC.@preserve r dest begin
@@ -399,43 +404,39 @@ function read_tensor!(r::Reader, fqn::AbstractString, dest::AbstractArray{T};
     return dest
 end
 
-# The 0-based offsets of a read into `dest`. `offsets === nothing` asks for the whole tensor, whose
-# shape `dest` must have; a missing entry or a bytes entry is left to the library (ENOTFOUND, a
-# skip under allow_partial, EKIND).
-function box_offsets(r::Reader, fqn::AbstractString, dest::AbstractArray, offsets)
-    nd = ndims(dest)
-    offsets === nothing || return u64_vector(offsets, nd, "offsets")
+# The global shape of tensor `fqn`, or nothing for a missing or bytes entry (those are left to the
+# library: ENOTFOUND, a skip under allow_partial, EKIND).
+function tensor_shape(r::Reader, fqn::AbstractString)
     out = Ref{UInt64}(0)
     name = String(fqn)
     rc = GC.@preserve r L.shardpoint_reader_find(handle(r), name, out)
-    if rc == 0
-        e = entry_info(r, out[])
-        if e.kind === :tensor && Tuple(e.shape) != size(dest)
-            throw(binding_error(ESHAPE, "destination has shape $(size(dest)) but \"$fqn\" is $(Tuple(e.shape))"))
-        end
-    end
-    return zeros(UInt64, nd)
+    rc == 0 || return nothing
+    e = entry_info(r, out[])
+    return e.kind === :tensor ? Tuple(e.shape) : nothing
 end
 
-# Offsets and sizes of a box given as Julia indices (ranges, integers or `:`) of a tensor of `shape`.
-function box_of(shape::Vector{Int}, inds::Tuple)
+# The library's offsets of a read of the box `at` of tensor `fqn` into `dest`. `at === nothing`
+# asks for the whole tensor, whose shape `dest` must have.
+function read_offsets(r::Reader, fqn::AbstractString, dest::AbstractArray, at)
+    shape = tensor_shape(r, fqn)
+    if at === nothing && shape !== nothing && shape != size(dest)
+        throw(binding_error(ESHAPE, "destination has shape $(size(dest)) but \"$fqn\" is $shape"))
+    end
+    return c_offsets(at, size(dest), shape, fqn)
+end
+
+# The box `inds` (unit ranges, integers or `:`, one per dimension) of a tensor of `shape` as the
+# ranges `at` takes: an integer i is i:i (its dimension is kept), `:` the whole dimension.
+function box_ranges(shape::Vector{Int}, inds::Tuple)
     length(inds) == length(shape) ||
         throw(ArgumentError("$(length(inds)) indices for a tensor with $(length(shape)) dimensions"))
-    offsets = Int[]
-    sizes = Int[]
-    for (d, ix) in enumerate(inds)
-        if ix isa Colon
-            push!(offsets, 0); push!(sizes, shape[d])
-        elseif ix isa Integer
-            push!(offsets, ix - 1); push!(sizes, 1)
-        elseif ix isa AbstractUnitRange{<:Integer}
-            push!(offsets, first(ix) - 1); push!(sizes, length(ix))
-        else
-            throw(ArgumentError("index $ix: use a unit range, an integer or :"))
-        end
-    end
-    return offsets, sizes
+    return ntuple(d -> index_range(inds[d], shape[d]), length(inds))
 end
+
+index_range(::Colon, n::Int) = 1:n
+index_range(i::Integer, ::Int) = Int(i):Int(i)
+index_range(r::AbstractRange{<:Integer}, ::Int) = r  # c_offsets checks its step and bounds
+index_range(ix, ::Int) = throw(ArgumentError("index $(repr(ix)): use a unit range, an integer or :"))
 
 """
     read_tensor(reader, fqn, inds...; element_type=nothing) -> Array
@@ -450,9 +451,12 @@ function read_tensor(r::Reader, fqn::AbstractString, inds...; element_type=nothi
     e.kind === :tensor || throw(binding_error(EKIND, "entry \"$fqn\" is not a tensor"))
     code = dtype_code(e.dtype)
     T = element_type === nothing ? julia_type(code) : element_type
-    offsets, sizes = isempty(inds) ? (zeros(Int, length(e.shape)), e.shape) : box_of(e.shape, inds)
-    dest = Array{T}(undef, sizes...)
-    return read_tensor!(r, fqn, dest; offsets=offsets, dtype=code)
+    if isempty(inds)
+        return read_tensor!(r, fqn, Array{T}(undef, e.shape...); dtype=code)
+    end
+    at = box_ranges(e.shape, inds)
+    dest = Array{T}(undef, map(length, at)...)
+    return read_tensor!(r, fqn, dest; at=at, dtype=code)
 end
 
 """

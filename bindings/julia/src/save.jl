@@ -120,16 +120,20 @@ function handle(s::Save)
 end
 
 """
-    add_tensor!(save, fqn, A; offsets=zeros, global_shape=size(A), dtype=nothing) -> save
+    add_tensor!(save, fqn, A; at=axes(A), global_shape=size(A), dtype=nothing) -> save
 
-Offers `A` as the chunk of tensor `fqn` (global shape `global_shape`) that starts at the 0-based
-element `offsets`. `A` may be any strided array (views, steps, PermutedDimsArray); a `Number` is
-saved as a 0-dimensional tensor. The dtype follows from `eltype(A)`; for bf16 and f8 pass raw bits
-(`UInt16` / `UInt8` arrays) and `dtype=:bf16`, `:f8_e4m3fn` or `:f8_e5m2`.
+Offers `A` as the chunk `W[at...]` of the tensor `W` named `fqn`, of global shape `global_shape`.
+`at` is 1-based unit ranges, one per dimension, each of `A`'s size in its dimension:
+`add_tensor!(s, "w", A; at=(4:7, 1:6), global_shape=(10, 6))` offers rows 4 to 7 (`ArgumentError`
+for another form, `ESHAPE` for a box outside `global_shape`). `A` may be any strided array (views,
+steps, PermutedDimsArray); a `Number` is saved as a 0-dimensional tensor. The dtype follows from
+`eltype(A)`; for bf16 and f8 pass raw bits (`UInt16` / `UInt8` arrays) and `dtype=:bf16`,
+`:f8_e4m3fn` or `:f8_e5m2`.
 """
 function add_tensor!(s::Save, fqn::AbstractString, A::AbstractArray{T};
-                     offsets=nothing, global_shape=nothing, dtype=nothing) where {T}
-    code, nd, shape, offs, sizes, strides_ = chunk_arguments(A, offsets, global_shape, dtype)
+                     at=nothing, global_shape=nothing, dtype=nothing) where {T}
+    code, nd, shape, sizes, strides_ = chunk_arguments(A, global_shape, dtype)
+    offs = c_offsets(at, size(A), shape, fqn)
     name = String(fqn)
     rc = GC.@preserve s A begin
         L.shardpoint_save_add_tensor(handle(s), name, code, UInt32(nd), shape, offs, sizes,
@@ -140,14 +144,13 @@ function add_tensor!(s::Save, fqn::AbstractString, A::AbstractArray{T};
     return s
 end
 
-# add_tensor!'s arguments in the C ABI's terms: dtype code, ndim, global shape, offsets, sizes,
-# element strides (or C_NULL).
-function chunk_arguments(A::AbstractArray{T}, offsets, global_shape, dtype) where {T}
+# add_tensor!'s arguments in the C ABI's terms, but for the position: dtype code, ndim, global
+# shape, sizes, element strides.
+function chunk_arguments(A::AbstractArray{T}, global_shape, dtype) where {T}
     code = element_dtype(T, dtype)
     nd = ndims(A)
-    offs = u64_vector(offsets === nothing ? zeros(Int, nd) : offsets, nd, "offsets")
     shape = u64_vector(global_shape === nothing ? size(A) : global_shape, nd, "global_shape")
-    return code, nd, shape, offs, UInt64[d for d in size(A)], element_strides(A)
+    return code, nd, shape, UInt64[d for d in size(A)], element_strides(A)
 end
 
 """
@@ -165,13 +168,14 @@ function add_tensors!(s::Save, pairs)
         A isa Number && (A = fill(A))
         push!(names, String(fqn))
         push!(arrays, A)
-        push!(arguments, chunk_arguments(A, nothing, nothing, nothing))
+        push!(arguments, chunk_arguments(A, nothing, nothing))
     end
     rc = GC.@preserve s names arrays arguments begin
+        # Whole tensors: NULL chunk offsets are the origin (the header's shorthand).
         chunks = L.shardpoint_tensor_chunk[
-            L.shardpoint_tensor_chunk(pointer(names[i]), a[1], UInt32(a[2]), pointer(a[3]), pointer(a[4]),
-                                      pointer(a[5]), first_pointer(arrays[i]),
-                                      pointer(a[6]))
+            L.shardpoint_tensor_chunk(pointer(names[i]), a[1], UInt32(a[2]), pointer(a[3]),
+                                      Ptr{UInt64}(C_NULL), pointer(a[4]), first_pointer(arrays[i]),
+                                      pointer(a[5]))
             for (i, a) in enumerate(arguments)]
         GC.@preserve chunks L.shardpoint_save_add_tensors(handle(s), chunks, UInt64(length(chunks)),
                                                           Csize_t(sizeof(L.shardpoint_tensor_chunk)))

@@ -43,18 +43,17 @@ function golden_byte(k::Int, seed::Int, isbool::Bool)
     return UInt8(isbool ? b % 2 : b)
 end
 
-# The bytes of the box (offsets, sizes) of a tensor of `shape`, in C order.
-function box_bytes(shape::Vector{Int}, elsize::Int, seed::Int, isbool::Bool,
-                   offsets::Vector{Int}, sizes::Vector{Int})
+# The bytes of the box `box` (1-based ranges, one per dimension) of a tensor of `shape`, in C order.
+function box_bytes(shape::Vector{Int}, elsize::Int, seed::Int, isbool::Bool, box::Tuple)
     n = length(shape)
     # C-order element strides of the whole tensor.
     cstrides = [prod(shape[d+1:n]; init=1) for d in 1:n]
     out = UInt8[]
-    sizehint!(out, prod(sizes; init=1) * elsize)
-    # Column-major iteration over the reversed sizes visits the box in C order (last dim fastest).
-    for ci in CartesianIndices(Tuple(reverse(sizes)))
-        idx = reverse(Tuple(ci))
-        linear = sum(((offsets[d] + idx[d] - 1) * cstrides[d] for d in 1:n); init=0)
+    sizehint!(out, prod(length, box; init=1) * elsize)
+    # Column-major iteration over the reversed box visits it in C order (last dim fastest).
+    for ci in CartesianIndices(reverse(box))
+        idx = reverse(Tuple(ci))  # the element's 1-based indices in the tensor
+        linear = sum(((idx[d] - 1) * cstrides[d] for d in 1:n); init=0)  # its 0-based C-order number
         for b in 0:elsize-1
             push!(out, golden_byte(linear * elsize + b, seed, isbool))
         end
@@ -62,8 +61,8 @@ function box_bytes(shape::Vector{Int}, elsize::Int, seed::Int, isbool::Bool,
     return out
 end
 
-# part(n, r, W) as [lo, hi).
-part(n::Int, r::Int, w::Int) = ((r * n) ÷ w, ((r + 1) * n) ÷ w)
+# part(n, r, W) of the model (the 0-based [floor(r n / W), floor((r + 1) n / W))) as a 1-based range.
+part(n::Int, r::Int, w::Int) = ((r * n) ÷ w + 1):(((r + 1) * n) ÷ w)
 
 # A Julia array of size `sizes` over a flat buffer that holds its elements in C order.
 function c_order_view(flat::Vector, sizes::Vector{Int})
@@ -72,22 +71,22 @@ function c_order_view(flat::Vector, sizes::Vector{Int})
     return PermutedDimsArray(reshape(flat, Tuple(reverse(sizes))), Tuple(n:-1:1))
 end
 
-# What rank r of W offers for entry e: (offsets, sizes), or nothing.
+# The whole box of a tensor of `shape`: 1-based ranges.
+whole_box(shape::Vector{Int}) = Tuple(UnitRange{Int}[1:n for n in shape])
+
+# What rank r of W offers for entry e: its box (1-based ranges), or nothing.
 function golden_chunk(e::ModelEntry, r::Int, w::Int)
-    offsets = zeros(Int, length(e.shape))
-    sizes = copy(e.shape)
+    box = UnitRange{Int}[1:n for n in e.shape]
     if e.sharding == "rows" || e.sharding == "cols"
         d = e.sharding == "rows" ? 1 : 2
-        lo, hi = part(e.shape[d], r, w)
-        hi > lo || return nothing
-        offsets[d] = lo
-        sizes[d] = hi - lo
+        box[d] = part(e.shape[d], r, w)
+        isempty(box[d]) && return nothing
     elseif e.sharding == "rank0"
         r == 0 || return nothing
     elseif e.sharding != "replicated"
         error("$(e.fqn): unknown sharding $(e.sharding)")
     end
-    return offsets, sizes
+    return Tuple(box)
 end
 
 """
@@ -100,17 +99,16 @@ function golden_write(dir::AbstractString, world::Int; model_path=golden_model_p
     run_local(world) do r, comm
         Save(dir; comm=comm, overwrite=true) do s
             for e in model
-                chunk = golden_chunk(e, r, world)
-                chunk === nothing && continue
-                offsets, sizes = chunk
+                box = golden_chunk(e, r, world)
+                box === nothing && continue
                 if e.kind === :bytes
                     add_bytes!(s, e.fqn, UInt8[golden_byte(k, e.seed, false) for k in 0:e.shape[1]-1])
                 else
                     code = Shardpoint.dtype_code(e.dtype)
                     T = Shardpoint.julia_type(code)
-                    bytes = box_bytes(e.shape, Shardpoint.dtype_size(code), e.seed, e.dtype == "bool", offsets, sizes)
-                    data = c_order_view(collect(reinterpret(T, bytes)), sizes)
-                    add_tensor!(s, e.fqn, data; offsets=offsets, global_shape=e.shape, dtype=code)
+                    bytes = box_bytes(e.shape, Shardpoint.dtype_size(code), e.seed, e.dtype == "bool", box)
+                    data = c_order_view(collect(reinterpret(T, bytes)), Int[length(x) for x in box])
+                    add_tensor!(s, e.fqn, data; at=box, global_shape=e.shape, dtype=code)
                 end
             end
             for (k, v) in meta
@@ -122,11 +120,12 @@ function golden_write(dir::AbstractString, world::Int; model_path=golden_model_p
     return nothing
 end
 
-# Reads a box of a tensor into a C-order buffer and returns its bytes.
-function read_box_bytes(r::Reader, fqn::String, code::Int32, offsets::Vector{Int}, sizes::Vector{Int})
+# Reads a box (1-based ranges) of a tensor into a C-order buffer and returns its bytes.
+function read_box_bytes(r::Reader, fqn::String, code::Int32, box::Tuple)
     T = Shardpoint.julia_type(code)
+    sizes = Int[length(x) for x in box]
     flat = Vector{T}(undef, prod(sizes; init=1))
-    read_tensor!(r, fqn, c_order_view(flat, sizes); offsets=offsets, dtype=code)
+    read_tensor!(r, fqn, c_order_view(flat, sizes); at=box, dtype=code)
     return collect(reinterpret(UInt8, flat))
 end
 
@@ -179,18 +178,16 @@ function golden_check(dir::AbstractString; model_path=golden_model_path())
                 isbool = e.dtype == "bool"
                 n = length(e.shape)
                 # 2. the whole entry
-                got = read_box_bytes(reader, e.fqn, code, zeros(Int, n), e.shape)
-                want = box_bytes(e.shape, elsize, e.seed, isbool, zeros(Int, n), e.shape)
+                whole = whole_box(e.shape)
+                got = read_box_bytes(reader, e.fqn, code, whole)
+                want = box_bytes(e.shape, elsize, e.seed, isbool, whole)
                 got == want || fail("$(e.fqn): whole entry differs ($(first_difference(got, want)))")
-                # 3. rows floor(shape[0] / 3) .. shape[0]
+                # 3. the model's rows floor(shape[0] / 3) .. shape[0] (0-based), here 1-based rows
                 if n >= 1 && e.shape[1] >= 2
-                    offsets = zeros(Int, n)
-                    offsets[1] = e.shape[1] ÷ 3
-                    sizes = copy(e.shape)
-                    sizes[1] = e.shape[1] - offsets[1]
-                    got = read_box_bytes(reader, e.fqn, code, offsets, sizes)
-                    want = box_bytes(e.shape, elsize, e.seed, isbool, offsets, sizes)
-                    got == want || fail("$(e.fqn): box from row $(offsets[1]) differs ($(first_difference(got, want)))")
+                    box = ((e.shape[1] ÷ 3 + 1):e.shape[1], whole[2:end]...)
+                    got = read_box_bytes(reader, e.fqn, code, box)
+                    want = box_bytes(e.shape, elsize, e.seed, isbool, box)
+                    got == want || fail("$(e.fqn): box of rows $(box[1]) differs ($(first_difference(got, want)))")
                 end
             catch err
                 err isa ShardpointError || rethrow()

@@ -170,10 +170,11 @@ end
             buf = zeros(Float64, 4, 3)
             read_tensor!(r, "m", PermutedDimsArray(buf, (2, 1)))
             @test vec(buf) == vec(permutedims(M))
-            # boxes are Julia index ranges
+            # boxes are Julia index ranges, for read_tensor's indices and for `at`
             @test read_tensor(r, "m", 2:3, 2:4) == M[2:3, 2:4]
             @test read_tensor(r, "m", 2, :) == M[2:2, :]
-            @test read_tensor!(r, "m", zeros(2, 2); offsets=(1, 2)) == M[2:3, 3:4]
+            @test read_tensor!(r, "m", zeros(2, 2); at=(2:3, 3:4)) == M[2:3, 3:4]
+            @test read_tensor!(r, "m", zeros(3, 1); at=(axes(M, 1), 4:4)) == M[:, 4:4]
 
             @test entry(r, "stepped").shape == [3, 3]
             @test read_tensor(r, "stepped") == collect(stepped)
@@ -241,7 +242,7 @@ end
         Save(ckpt; allow_partial=true) do s   # "half" is partly saved on purpose
             # one rank offering three chunks of rows (views: read in place at commit)
             for rows in (1:3, 4:7, 8:10)
-                add_tensor!(s, "w", view(W, rows, :); offsets=(first(rows) - 1, 0), global_shape=size(W))
+                add_tensor!(s, "w", view(W, rows, :); at=(rows, axes(W, 2)), global_shape=size(W))
             end
             add_tensor!(s, "half", W[1:3, :]; global_shape=(10, 6))   # rows 4:10 never saved
             add_bytes!(s, "blob", collect(UInt8, 1:50))
@@ -249,8 +250,12 @@ end
         Reader(ckpt) do r
             cs = chunks(r, "w")
             @test length(cs) == 3
-            @test sort([c.offsets for c in cs]) == [[0, 0], [3, 0], [7, 0]]
-            @test sort([c.sizes for c in cs]) == [[3, 6], [3, 6], [4, 6]]
+            @test Set(c.box for c in cs) == Set([(1:3, 1:6), (4:7, 1:6), (8:10, 1:6)])
+            # a chunk's box is where it sits, in the form reads take
+            for c in cs
+                @test read_tensor(r, "w", c.box...) == W[c.box...]
+                @test read_tensor!(r, "w", zeros(Float32, length.(c.box)...); at=c.box) == W[c.box...]
+            end
             @test all(c -> c.writer_rank == 0, cs)
             @test entry(r, "w").covered_numel == 60
             @test entry(r, "w").chunk_count == 3
@@ -265,8 +270,8 @@ end
             D = zeros(Float32, 6, 12)
             blob = zeros(UInt8, 64)
             Load(r) do ld
-                add_tensor!(ld, "w", top; offsets=(0, 0))              # rows 1:5, a box
-                add_tensor!(ld, "w", view(D, :, 1:2:12); offsets=(4, 0))  # rows 5:10, strided dest
+                add_tensor!(ld, "w", top; at=(1:5, 1:6))                  # a box
+                add_tensor!(ld, "w", view(D, :, 1:2:12); at=(5:10, 1:6))  # a box, strided dest
                 add_bytes!(ld, "blob", blob)
                 @test skipped_count(ld) == 0
             end
@@ -310,17 +315,22 @@ end
             @test info.created_unix_ns > 0
             names = [e.fqn for e in entries(r)]
             @test names == ["a.first", "b.second", "c.blob"]
+            @test entry(r, 1).fqn == "a.first"                   # entries are numbered from 1
             @test entry(r, 2).fqn == "b.second"
+            @test entry(r, 3).fqn == entries(r)[3].fqn
+            @test_throws ArgumentError entry(r, 0)
+            @test error_code(() -> entry(r, 4)) == SP.ERANGE
             @test entry(r, "a.first").numel == 4
             @test error_code(() -> entry(r, "nope")) == SP.ENOTFOUND
             for e in entries(r)
                 for c in chunks(r, e.fqn)
                     @test c.file_offset % 8192 == 0
-                    @test c.raw_length == (e.kind === :bytes ? e.nbytes : prod(c.sizes) * SP.dtype_size(e.dtype))
+                    @test c.raw_length == (e.kind === :bytes ? e.nbytes : prod(length, c.box; init=1) * SP.dtype_size(e.dtype))
                     @test isfile(joinpath(ckpt, c.file))
                 end
             end
-            @test only(chunks(r, "c.blob")).sizes == Int[]
+            @test only(chunks(r, "c.blob")).box == ()
+            @test only(chunks(r, "a.first")).box == (1:2, 1:2)
             fs = files(r)
             @test length(fs) == info.file_count
             for f in fs
@@ -444,7 +454,7 @@ end
             @test err.code == SP.EDTYPE
             @test err.name == "SHARDPOINT_EDTYPE"
             @test !isempty(err.message)
-            @test error_code(() -> read_tensor!(r, "m", zeros(Float32, 3, 4); offsets=(1, 0))) == SP.ESHAPE
+            @test error_code(() -> read_tensor!(r, "m", zeros(Float32, 3, 4); at=(2:4, 1:4))) == SP.ESHAPE
             @test error_code(() -> read_tensor!(r, "m", zeros(Float32, 12))) == SP.ESHAPE
             @test error_code(() -> read_tensor!(r, "missing", zeros(Float32, 3, 4))) == SP.ENOTFOUND
             ld = Load(r)
@@ -455,7 +465,7 @@ end
 
         s = Save(joinpath(dir, "other"))
         add_tensor!(s, "a", ones(4, 4))
-        @test error_code(() -> add_tensor!(s, "a", ones(2, 4); offsets=(1, 0), global_shape=(4, 4))) == SP.ECONFLICT
+        @test error_code(() -> add_tensor!(s, "a", ones(2, 4); at=(2:3, 1:4), global_shape=(4, 4))) == SP.ECONFLICT
         @test error_code(() -> add_tensor!(s, "big", ones(3); global_shape=(2,))) == SP.ESHAPE
         commit!(s)
         @test s.committed
@@ -494,12 +504,60 @@ end
             @test D[1:2:12, :] == W
             @test error_code(() -> read_tensor!(r, "w", zeros(Float64, 6, 8))) == SP.EDTYPE
             @test error_code(() -> read_tensor!(r, "w", zeros(Int32, 6, 8))) == SP.EDTYPE
-            # a part of the tensor only when asked for, with offsets
-            @test read_tensor!(r, "w", zeros(Float32, 6, 7); offsets=(0, 1)) == W[:, 2:8]
+            # a part of the tensor only when asked for, with `at`
+            @test read_tensor!(r, "w", zeros(Float32, 6, 7); at=(1:6, 2:8)) == W[:, 2:8]
             @test read_tensor(r, "w", 2:3, :) == W[2:3, :]
             # missing and bytes entries keep their errors
             @test error_code(() -> read_tensor!(r, "nope", zeros(Float32, 6, 7))) == SP.ENOTFOUND
             @test error_code(() -> read_tensor!(r, "blob", zeros(UInt8, 3))) == SP.EKIND
+        end
+    end
+end
+
+@testset "positions are 1-based ranges, checked before the library sees them" begin
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        W = reshape(collect(Float32, 1:48), 6, 8)
+        Save(ckpt) do s
+            add_tensor!(s, "w", W[1:3, :]; at=(1:3, 1:8), global_shape=(6, 8))
+            add_tensor!(s, "w", view(W, 4:6, :); at=(4:6, axes(W, 2)), global_shape=size(W))
+            add_tensor!(s, "v", collect(1:5); at=1:5)          # a bare range for a vector
+            # what is not a box of 1-based unit ranges of the array's size never reaches C
+            A = ones(Float32, 2, 8)
+            @test_throws ArgumentError add_tensor!(s, "x", A; at=(0:1, 1:8), global_shape=(6, 8))    # below 1
+            @test_throws ArgumentError add_tensor!(s, "x", A; at=(1:2:3, 1:8), global_shape=(6, 8))  # a step
+            @test_throws ArgumentError add_tensor!(s, "x", A; at=(1:3, 1:8), global_shape=(6, 8))    # 3 rows for 2
+            @test_throws ArgumentError add_tensor!(s, "x", A; at=(1:2,), global_shape=(6, 8))        # 1 of 2 dims
+            @test_throws ArgumentError add_tensor!(s, "x", A; at=(1, 1), global_shape=(6, 8))        # not ranges
+            @test_throws ArgumentError add_tensor!(s, "x", A; at=[1:2, 1:8], global_shape=(6, 8))    # not a tuple
+            err = sp_error(() -> add_tensor!(s, "x", A; at=(6:7, 1:8), global_shape=(6, 8)))
+            @test err isa ShardpointError && err.code == SP.ESHAPE
+            @test err.message == "at[1] = 6:7 is outside \"x\" of shape (6, 8)"
+        end
+        Reader(ckpt) do r
+            @test [e.fqn for e in entries(r)] == ["v", "w"]
+            @test read_tensor(r, "w") == W
+            @test read_tensor!(r, "v", zeros(Int, 2); at=2:3) == [2, 3]
+            dest = zeros(Float32, 2, 3)
+            @test read_tensor!(r, "w", dest; at=(5:6, 6:8)) == W[5:6, 6:8]
+            @test_throws ArgumentError read_tensor!(r, "w", dest; at=(0:1, 1:3))
+            @test_throws ArgumentError read_tensor!(r, "w", dest; at=(1:2:3, 1:3))
+            @test_throws ArgumentError read_tensor!(r, "w", dest; at=(1:3, 1:3))     # 3 rows into 2
+            @test_throws ArgumentError read_tensor!(r, "w", dest; at=(1:2,))
+            @test_throws ArgumentError read_tensor(r, "w", 1:2:5, :)
+            @test_throws ArgumentError read_tensor(r, "w", [1, 2], :)
+            err = sp_error(() -> read_tensor!(r, "w", dest; at=(6:7, 1:3)))
+            @test err isa ShardpointError && err.code == SP.ESHAPE
+            @test err.message == "at[1] = 6:7 is outside \"w\" of shape (6, 8)"
+            @test error_code(() -> read_tensor(r, "w", 1:7, :)) == SP.ESHAPE
+            Load(r) do ld
+                @test_throws ArgumentError add_tensor!(ld, "w", dest; at=(0:1, 1:3))
+                add_tensor!(ld, "w", dest; at=(1:2, 1:3))
+            end
+            @test dest == W[1:2, 1:3]
+            # saved chunks report their boxes in the form `at` takes
+            @test Set(c.box for c in chunks(r, "w")) == Set([(1:3, 1:8), (4:6, 1:8)])
+            @test only(chunks(r, "v")).box == (1:5,)
         end
     end
 end
@@ -566,6 +624,8 @@ end
             problems = verify_each(r)
             @test [p.fqn for p in problems] == ["a", "b"]
             @test all(p -> p.code == SP.ECHECKSUM, problems)
+            @test all(p -> p.chunk == 1, problems)                 # chunks are numbered from 1
+            @test all(p -> chunks(r, p.fqn)[p.chunk].file == p.file, problems)
         end
         debris = joinpath(ckpt, "data-" * "0"^32 * "-r0.bin")
         write(debris, zeros(UInt8, 10))
@@ -672,7 +732,7 @@ end
                 c = Comm(impl, r, 2)
                 try
                     sp_error(() -> Save(failed; comm=c) do s
-                        add_tensor!(s, "x", fill(Float32(r), 2); offsets=(2r,), global_shape=(4,))
+                        add_tensor!(s, "x", fill(Float32(r), 2); at=(2r+1:2r+2,), global_shape=(4,))
                     end)
                 finally
                     close(c)
@@ -696,11 +756,11 @@ end
         C = reshape(collect(Int64, 1:4*7), 4, 7)
         bias = collect(Float64, 1:7)
         results = run_local(3) do r, comm
-            lo, hi = part(9, r, 3)
-            cl, ch = part(7, r, 3)
+            rows = part(9, r, 3)
+            cols = part(7, r, 3)
             Save(ckpt; comm=comm) do s
-                add_tensor!(s, "w", W[lo+1:hi, :]; offsets=(lo, 0), global_shape=size(W))   # rows
-                add_tensor!(s, "c", view(C, :, cl+1:ch); offsets=(0, cl), global_shape=size(C))  # cols, in place
+                add_tensor!(s, "w", W[rows, :]; at=(rows, 1:5), global_shape=size(W))        # rows
+                add_tensor!(s, "c", view(C, :, cols); at=(1:4, cols), global_shape=size(C))  # cols, in place
                 add_tensor!(s, "bias", bias)                                                 # replicated
                 r == 0 && add_bytes!(s, "blob", collect(UInt8, 0:99))                        # rank 0 only
                 set_metadata!(s, "ranks", "3")
@@ -725,23 +785,24 @@ end
             @test verify(r) === nothing
         end
 
-        # Two ranks, each loading a half of the rows: 0:4 and 4:9 cross the saved 0:3, 3:6, 6:9.
+        # Two ranks, each loading a half of the rows: 1:4 and 5:9 cross the saved 1:3, 4:6, 7:9.
         loaded = run_local(2) do r, comm
-            lo, hi = part(9, r, 2)
-            w = zeros(Float32, hi - lo, 5)
+            rows = part(9, r, 2)
+            w = zeros(Float32, length(rows), 5)
             c = zeros(Int64, 4, 7)
             b = zeros(Float64, 7)
             Reader(ckpt; comm=comm) do rd   # rank 0 reads the metadata for both
                 Load(rd; comm=comm) do ld
-                    add_tensor!(ld, "w", w; offsets=(lo, 0))
+                    add_tensor!(ld, "w", w; at=(rows, 1:5))
                     add_tensor!(ld, "c", c)
                     add_tensor!(ld, "bias", b)
                 end
             end
-            (lo, hi, w, c, b)
+            (rows, w, c, b)
         end
-        for (lo, hi, w, c, b) in loaded
-            @test w == W[lo+1:hi, :]
+        @test [rows for (rows, _, _, _) in loaded] == [1:4, 5:9]
+        for (rows, w, c, b) in loaded
+            @test w == W[rows, :]
             @test c == C
             @test b == bias
         end
@@ -779,7 +840,7 @@ end
                     T = r == bad ? Int32 : Float32     # the same element size, another dtype
                     try
                         Save(path; comm=comm) do s
-                            add_tensor!(s, "x", fill(T(r), 2); offsets=(2r,), global_shape=(8,))
+                            add_tensor!(s, "x", fill(T(r), 2); at=(2r+1:2r+2,), global_shape=(8,))
                         end
                     catch err
                         codes[r+1] = err isa ShardpointError ? err.code : typemin(Int)
