@@ -214,8 +214,18 @@ ALL_CODES = {
     "ECONFLICT": (-13, sp.ConflictError), "ERANK": (-14, sp.RankError), "ECOMM": (-15, sp.CommError),
     "EUNCOVERED": (-16, sp.UncoveredError), "ESTATE": (-17, sp.StateError), "EKIND": (-18, sp.KindError),
     "ERANGE": (-19, sp.RangeError), "ENOSPC": (-20, sp.NoSpaceError), "ENOTDURABLE": (-21, sp.NotDurableError),
-    "EINTERNAL": (-99, sp.InternalError),
+    "ECANCELED": (-22, sp.CanceledError), "EINTERNAL": (-99, sp.InternalError),
 }
+
+
+def test_the_table_has_every_code_of_the_header():
+    """A code added to shardpoint.h must get its class here (and so in the binding)."""
+    import pathlib
+    import re
+
+    header = pathlib.Path(__file__).resolve().parents[3] / "capi" / "include" / "shardpoint.h"
+    codes = dict(re.findall(r"^\s*SHARDPOINT_(E[A-Z]+) = (-\d+),?", header.read_text(), re.M))
+    assert codes and {k: int(v) for k, v in codes.items()} == {k: v[0] for k, v in ALL_CODES.items()}
 
 
 @pytest.mark.parametrize("short", ALL_CODES)

@@ -23,6 +23,7 @@ from ._buffer import TensorBuffer, describe
 from ._lib import LibraryNotFoundError
 from .comm import Collectives, Comm, LocalGroup, MPICollectives
 from .dtypes import DType
+from .progress import Progress, ProgressCallback
 from .errors import (
     ChecksumError,
     CommError,
@@ -36,6 +37,7 @@ from .errors import (
     KindError,
     NoSpaceError,
     NotDurableError,
+    CanceledError,
     NotFoundError,
     OutOfMemoryError,
     PathError,
@@ -78,14 +80,15 @@ def library_path() -> str:
 
 # Without `into` the result is shaped as the checkpoint (known at run time only), hence Any.
 @overload
-def load(path: PathArg, *, comm: Comm | None = None, into: None = None,
+def load(path: PathArg, *, comm: Comm | None = None, into: None = None, progress: ProgressCallback | None = None,
          **reader_options: Unpack[ReaderKwargs]) -> Any: ...
 @overload
-def load(path: PathArg, *, comm: Comm | None = None, into: _S, **reader_options: Unpack[ReaderKwargs]) -> _S: ...
+def load(path: PathArg, *, comm: Comm | None = None, into: _S, progress: ProgressCallback | None = None,
+         **reader_options: Unpack[ReaderKwargs]) -> _S: ...
 
 
 def load(path: PathArg, *, comm: Comm | None = None, into: State | None = None,
-         **reader_options: Unpack[ReaderKwargs]) -> Any:
+         progress: ProgressCallback | None = None, **reader_options: Unpack[ReaderKwargs]) -> Any:
     """Reads every entry of the checkpoint at `path`: tensors as numpy arrays, blobs as bytes.
 
     Returns a dict {fqn: value}, or, for a checkpoint saved from a nested state (see save()), that
@@ -93,7 +96,7 @@ def load(path: PathArg, *, comm: Comm | None = None, into: State | None = None,
     shape, e.g. the one training holds), arrays of `into` whose dtype and shape match are filled
     in place, other values are set into its containers, and `into` is returned; a mismatched
     array raises ShapeError or DtypeError. Single-process convenience; for partial or sharded
-    loads use Reader and Load.
+    loads use Reader and Load. `progress` is Load.execute's.
     """
     with Reader(path, **reader_options) as reader:
         text = reader.get_metadata(_state.TREE_KEY)
@@ -126,7 +129,7 @@ def load(path: PathArg, *, comm: Comm | None = None, into: State | None = None,
                     out = np.empty(entry.shape, cast(DType, entry.dtype).array_dtype)
                 tensors[fqn] = values[fqn] = out
             batch.add_tensors(tensors)
-            batch.execute()
+            batch.execute(progress=progress)
         values = {k: (bytes(v) if isinstance(v, bytearray) else v) for k, v in values.items()}
         loaded = _state.build(tree, values.__getitem__) if tree is not None else values
         return loaded if into is None else _state.fill(into, loaded)
@@ -136,7 +139,7 @@ __all__ = [
     "Blob", "ChecksumError", "Chunk", "ChunkInfo", "Collectives", "Comm", "CommError", "ConflictError",
     "DType", "DtypeError", "EntryInfo", "EntryKind", "ExistsError", "FormatError", "InternalError",
     "InvalidArgumentError", "IoError", "KindError", "LibraryNotFoundError", "Load", "LocalGroup",
-    "MPICollectives", "NoSpaceError", "NotDurableError", "NotFoundError", "OutOfMemoryError",
+    "MPICollectives", "NoSpaceError", "NotDurableError", "CanceledError", "Progress", "ProgressCallback", "NotFoundError", "OutOfMemoryError",
     "PathError", "RangeError", "RankError", "Reader", "Save", "ShapeError", "ShardpointError",
     "StateError", "StorageInfo", "TensorBuffer", "TensorSlice", "Transform", "TruncatedError", "UncoveredError",
     "VersionError", "Writer", "describe", "library_path", "library_version", "load", "save", "save_flags",

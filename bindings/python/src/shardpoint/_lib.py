@@ -66,6 +66,7 @@ i64_p = POINTER(c_int64)
 GatherFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64, c_void_p)
 BroadcastFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64)
 DestroyFn = CFUNCTYPE(None, c_void_p)
+ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int32, c_uint64, c_uint64)
 
 
 class CommCallbacks(Structure):
@@ -285,6 +286,10 @@ _PROTOTYPES: dict[str, _Prototype] = {
     "shardpoint_reader_metadata_at": (c_int, [c_void_p, c_uint64, POINTER(c_char_p), POINTER(c_char_p)]),
     "shardpoint_reader_metadata_get": (c_int, [c_void_p, c_char_p, POINTER(c_char_p)]),
     "shardpoint_reader_verify": (c_int, [c_void_p]),
+    "shardpoint_save_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
+    "shardpoint_load_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
+    "shardpoint_reader_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
+    "shardpoint_writer_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
     "shardpoint_load_new": (c_int, [_handle_p, c_void_p, c_void_p]),
     "shardpoint_load_add_tensor": (
         c_int,

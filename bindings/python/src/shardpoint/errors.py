@@ -33,6 +33,7 @@ EKIND = -18
 ERANGE = -19
 ENOSPC = -20
 ENOTDURABLE = -21
+ECANCELED = -22
 EINTERNAL = -99
 
 
@@ -167,6 +168,13 @@ class NotDurableError(ShardpointError):
     committed = True
 
 
+class CanceledError(ShardpointError):
+    """A progress callback asked to stop (it returned False): nothing was committed, and a
+    checkpoint already in the directory is untouched (SHARDPOINT_ECANCELED)."""
+
+    code = ECANCELED
+
+
 class InternalError(ShardpointError):
     code = EINTERNAL
 
@@ -177,7 +185,7 @@ _BY_CODE = {
         InvalidArgumentError, OutOfMemoryError, IoError, NotFoundError, ExistsError, FormatError,
         ChecksumError, TruncatedError, VersionError, DtypeError, ShapeError, PathError,
         ConflictError, RankError, CommError, UncoveredError, StateError, KindError, RangeError,
-        NoSpaceError, NotDurableError, InternalError,
+        NoSpaceError, NotDurableError, CanceledError, InternalError,
     )
 }
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 
 from . import _lib
+from .progress import ProgressCallback, install
 from ._buffer import describe, pack_whole, plain_arrays
 from ._handle import Handle
 from .dtypes import DType, to_dtype
@@ -432,9 +433,25 @@ class Reader(Handle):
             self._raw(), index, len(starts), _lib.u64_array(starts), ctypes.byref(out)))
         return out.value
 
-    def verify(self) -> None:
-        """Reads every stored extent and checks its CRC-32 (ChecksumError, TruncatedError, ...)."""
-        check(_lib.lib().shardpoint_reader_verify(self._raw()))
+    def verify(self, *, progress: ProgressCallback | None = None) -> None:
+        """Reads every stored extent and checks its CRC-32 (ChecksumError, TruncatedError, ...).
+
+        `progress` reports it (phase "verify") and may cancel it, as in Save.commit. The reader
+        has one progress slot: verify with `progress` from one thread at a time.
+        """
+        raw = self._raw()
+        dll = _lib.lib()
+        if progress is None:
+            check(dll.shardpoint_reader_verify(raw))
+            return
+        reporter = install(lambda f: dll.shardpoint_reader_set_progress(raw, f, None), progress)
+        try:
+            code = dll.shardpoint_reader_verify(raw)
+        finally:
+            dll.shardpoint_reader_set_progress(raw, _lib.ProgressFn(), None)  # NULL: reports off
+        if reporter is not None:
+            reporter.raise_error()
+        check(code)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -715,12 +732,20 @@ class Load(Handle):
         check(_lib.lib().shardpoint_load_skipped_count(self._raw(), ctypes.byref(out)))
         return out.value
 
-    def execute(self) -> None:
-        """Reads every requested byte into the destinations (collective with a communicator)."""
+    def execute(self, *, progress: ProgressCallback | None = None) -> None:
+        """Reads every requested byte into the destinations (collective with a communicator).
+
+        `progress` reports this rank's read (phase "read") and may cancel it, as in
+        Save.commit; the destinations may then hold partial data.
+        """
+        raw = self._raw()
         try:
-            code = _lib.lib().shardpoint_load_execute(self._raw())
+            reporter = install(lambda f: _lib.lib().shardpoint_load_set_progress(raw, f, None), progress)
+            code = _lib.lib().shardpoint_load_execute(raw)
         finally:
             self._borrowed.clear()
+        if reporter is not None:
+            reporter.raise_error()
         if code != 0:
             _raise(code, self._comm)
         self.executed = True

@@ -9,6 +9,7 @@ import weakref
 from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple, NoReturn, cast
 
 from . import _lib
+from .progress import ProgressCallback, install
 from . import state as _state
 from ._buffer import TensorBuffer, describe, pack_whole, plain_arrays
 from ._handle import Handle
@@ -231,12 +232,22 @@ class Save(Handle):
         check(_lib.lib().shardpoint_save_set_metadata(
             self._raw(), _lib.encode(key, "metadata key"), _lib.encode(value, "metadata value")))
 
-    def commit(self) -> None:
-        """Collective: writes every rank's data, then commits the metadata atomically."""
+    def commit(self, *, progress: ProgressCallback | None = None) -> None:
+        """Collective: writes every rank's data, then commits the metadata atomically.
+
+        `progress(Progress("write", done, total))` reports this rank's write (see
+        shardpoint.progress); returning False cancels it (CanceledError here, RankError on the
+        other ranks) and an exception it raises cancels it and is raised again. Either way
+        nothing is committed and the checkpoint already in the directory stays as it was.
+        """
+        raw = self._raw()
         try:
-            code = _lib.lib().shardpoint_save_commit(self._raw())
+            reporter = install(lambda f: _lib.lib().shardpoint_save_set_progress(raw, f, None), progress)
+            code = _lib.lib().shardpoint_save_commit(raw)
         finally:
             self._borrowed.clear()  # the library no longer reads them
+        if reporter is not None:
+            reporter.raise_error()
         if code != 0:
             _raise(code, self._comm)
         self.committed = True
@@ -285,7 +296,7 @@ class Blob:
 
 
 def save(path: PathArg, entries: State, *, comm: Comm | None = None, metadata: Mapping[str, str] | None = None,
-         **options: Unpack[SaveKwargs]) -> None:
+         progress: ProgressCallback | None = None, **options: Unpack[SaveKwargs]) -> None:
     """Saves `entries` (fqn -> value) as a checkpoint in `path`, collectively over `comm`.
 
     A value is an array-like (the whole tensor), a Chunk, a Blob, or bytes/bytearray (a blob).
@@ -293,7 +304,8 @@ def save(path: PathArg, entries: State, *, comm: Comm | None = None, metadata: M
     such values and of plain int, float, bool, str and None. Its arrays become entries named by
     their path ("optim.state.0.exp_avg"), and the tree, plain values included, is recorded as
     JSON in the user metadata (state.TREE_KEY; never a pickle), from which load() rebuilds it.
-    `options` are Save's keyword options (overwrite, durable, allow_partial, compression, ...).
+    `options` are Save's keyword options (overwrite, durable, allow_partial, compression, ...);
+    `progress` is Save.commit's.
     """
     flat: Mapping[str, object]
     if not isinstance(entries, dict) or _state.needs_tree(entries):
@@ -315,4 +327,4 @@ def save(path: PathArg, entries: State, *, comm: Comm | None = None, metadata: M
         s.add_tensors(tensors)
         for key, value in (metadata or {}).items():
             s.set_metadata(key, value)
-        s.commit()
+        s.commit(progress=progress)
