@@ -18,13 +18,22 @@ unset SHARDPOINT_LIB_DIR SHARDPOINT_SYS_NO_LINK LD_LIBRARY_PATH PKG_CONFIG_PATH
 export CARGO_TARGET_DIR="$WORK/target"
 
 echo "--- cargo package --workspace"
-(cd "$HERE" && cargo package --workspace --allow-dirty --all-features >"$WORK/package.log" 2>&1) \
-    || { tail -n 40 "$WORK/package.log"; exit 1; }
-crate=$(ls "$WORK"/target/package/shardpoint-sys-*.crate)
+# The verification builds `shardpoint` against shardpoint-sys from a registry cargo makes in the
+# target directory, and cargo extracts a crate of that registry into $CARGO_HOME/registry/src
+# once per registry path and version, never again: in a reused work directory it would build
+# against the shardpoint-sys of an earlier run. So the packaging gets a target directory named
+# after the sources it packages (native/ followed into the library's source).
+key=$(cd "$HERE" && find -L shardpoint-sys shardpoint Cargo.toml Cargo.lock -type f -print0 | sort -z \
+    | xargs -0 sha256sum | sha256sum | cut -c1-16)
+packaging=$WORK/package-$key
+find "$WORK" -mindepth 1 -maxdepth 1 -name 'package-*' ! -name "package-$key" -type d -exec rm -rf {} +
+(cd "$HERE" && cargo package --workspace --allow-dirty --all-features --target-dir "$packaging" \
+    >"$WORK/package.log" 2>&1) || { tail -n 40 "$WORK/package.log"; exit 1; }
+crate=$(ls "$packaging"/package/shardpoint-sys-*.crate)
 tar -tzf "$crate" >"$WORK/sys.list"
 grep -q '/native/cpp/src/checkpoint.cpp$' "$WORK/sys.list" || { echo "shardpoint-sys lacks the C++ source"; exit 1; }
 grep -q '/native/capi/include/shardpoint.h$' "$WORK/sys.list" || { echo "shardpoint-sys lacks the C ABI header"; exit 1; }
-echo "packaged: $(cd "$WORK/target/package" && ls ./*.crate | tr '\n' ' ')"
+echo "packaged: $(cd "$packaging/package" && ls ./*.crate | tr '\n' ' ')"
 
 echo "--- docs build with DOCS_RS=1 (no library)"
 (cd "$HERE" && DOCS_RS=1 cargo doc --no-deps -p shardpoint-sys -p shardpoint >"$WORK/doc.log" 2>&1) \

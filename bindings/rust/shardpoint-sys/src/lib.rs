@@ -48,6 +48,7 @@ pub const SHARDPOINT_EKIND: shardpoint_error = -18;
 pub const SHARDPOINT_ERANGE: shardpoint_error = -19;
 pub const SHARDPOINT_ENOSPC: shardpoint_error = -20;
 pub const SHARDPOINT_ENOTDURABLE: shardpoint_error = -21;
+pub const SHARDPOINT_ECANCELED: shardpoint_error = -22;
 pub const SHARDPOINT_EINTERNAL: shardpoint_error = -99;
 
 // ---------------------------------------------------------------------------------------------
@@ -214,6 +215,20 @@ pub const SHARDPOINT_SAVE_OPTIONS_INIT: shardpoint_save_options = shardpoint_sav
 };
 
 // ---------------------------------------------------------------------------------------------
+// Progress and cancellation
+// ---------------------------------------------------------------------------------------------
+
+pub type shardpoint_progress_phase = c_int;
+pub const SHARDPOINT_PROGRESS_WRITE: shardpoint_progress_phase = 1;
+pub const SHARDPOINT_PROGRESS_READ: shardpoint_progress_phase = 2;
+pub const SHARDPOINT_PROGRESS_VERIFY: shardpoint_progress_phase = 3;
+
+/// `done` of `total` bytes of `phase` are through; called on the thread of the operation. Return
+/// 0 to go on, anything else to cancel (the operation then fails with `SHARDPOINT_ECANCELED`).
+pub type shardpoint_progress_callback =
+    unsafe extern "C" fn(user: *mut c_void, phase: i32, done: u64, total: u64) -> c_int;
+
+// ---------------------------------------------------------------------------------------------
 // Load options
 // ---------------------------------------------------------------------------------------------
 
@@ -362,6 +377,13 @@ extern "C" {
     pub fn shardpoint_save_commit(save: *mut shardpoint_save) -> c_int;
     pub fn shardpoint_save_free(save: *mut shardpoint_save);
 
+    // Progress and cancellation (`callback` None: no reports)
+    pub fn shardpoint_save_set_progress(
+        save: *mut shardpoint_save,
+        callback: Option<shardpoint_progress_callback>,
+        user: *mut c_void,
+    ) -> c_int;
+
     // Reading metadata
     pub fn shardpoint_load_options_init(options: *mut shardpoint_load_options, version: u32) -> c_int;
     pub fn shardpoint_reader_open(
@@ -403,6 +425,11 @@ extern "C" {
         key: *const c_char,
         out_value: *mut *const c_char,
     ) -> c_int;
+    pub fn shardpoint_reader_set_progress(
+        reader: *mut shardpoint_reader,
+        callback: Option<shardpoint_progress_callback>,
+        user: *mut c_void,
+    ) -> c_int;
     pub fn shardpoint_reader_verify(reader: *mut shardpoint_reader) -> c_int;
 
     // Loading
@@ -429,6 +456,11 @@ extern "C" {
     ) -> c_int;
     pub fn shardpoint_load_skipped_count(load: *const shardpoint_load, out_count: *mut u64) -> c_int;
     pub fn shardpoint_load_execute(load: *mut shardpoint_load) -> c_int;
+    pub fn shardpoint_load_set_progress(
+        load: *mut shardpoint_load,
+        callback: Option<shardpoint_progress_callback>,
+        user: *mut c_void,
+    ) -> c_int;
     pub fn shardpoint_load_free(load: *mut shardpoint_load);
     pub fn shardpoint_reader_read_tensor(
         reader: *mut shardpoint_reader,

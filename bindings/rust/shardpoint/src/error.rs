@@ -31,6 +31,8 @@ pub enum ErrorCode {
     /// The save WAS committed (the new checkpoint is in place and loads), but a step after the
     /// commit point (the directory fsync) failed: it may not survive a power loss.
     NotDurable,
+    /// A progress closure asked to stop (`ControlFlow::Break`); a canceled save commits nothing.
+    Canceled,
     Internal,
     /// A code newer than this binding.
     Other(i32),
@@ -60,6 +62,7 @@ impl ErrorCode {
             sys::SHARDPOINT_ERANGE => ErrorCode::Range,
             sys::SHARDPOINT_ENOSPC => ErrorCode::NoSpace,
             sys::SHARDPOINT_ENOTDURABLE => ErrorCode::NotDurable,
+            sys::SHARDPOINT_ECANCELED => ErrorCode::Canceled,
             sys::SHARDPOINT_EINTERNAL => ErrorCode::Internal,
             other => ErrorCode::Other(other),
         }
@@ -88,6 +91,7 @@ impl ErrorCode {
             ErrorCode::Range => sys::SHARDPOINT_ERANGE,
             ErrorCode::NoSpace => sys::SHARDPOINT_ENOSPC,
             ErrorCode::NotDurable => sys::SHARDPOINT_ENOTDURABLE,
+            ErrorCode::Canceled => sys::SHARDPOINT_ECANCELED,
             ErrorCode::Internal => sys::SHARDPOINT_EINTERNAL,
             ErrorCode::Other(c) => c,
         }
@@ -215,5 +219,10 @@ mod tests {
         assert_eq!((e.code(), e.name()), (-21, "SHARDPOINT_ENOTDURABLE"));
         assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::Other);
         assert_eq!(std::io::Error::from(Error::new(ErrorCode::NotFound, "x")).kind(), std::io::ErrorKind::NotFound);
+        let e = Error::new(ErrorCode::Canceled, "canceled by the progress callback");
+        assert_eq!((e.code(), e.name(), e.kind()), (-22, "SHARDPOINT_ECANCELED", ErrorCode::Canceled));
+        assert_eq!(ErrorCode::Canceled.name(), "SHARDPOINT_ECANCELED");
+        assert_eq!(ErrorCode::from_raw(-22), ErrorCode::Canceled);
+        assert_eq!(e.to_string(), "SHARDPOINT_ECANCELED (-22): canceled by the progress callback");
     }
 }

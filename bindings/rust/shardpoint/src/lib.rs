@@ -27,6 +27,7 @@ mod error;
 mod layout;
 mod load;
 mod local;
+mod progress;
 mod reader;
 mod save;
 #[cfg(feature = "ndarray")]
@@ -38,6 +39,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use layout::Strided;
 pub use load::Load;
 pub use local::{LocalGroup, LocalRank};
+pub use progress::{Phase, Progress};
 pub use reader::{ChunkInfo, EntryInfo, EntryKind, LoadOptions, Reader, StorageInfo, Transform};
 pub use save::{Codec, Save, SaveOptions, TensorChunk};
 

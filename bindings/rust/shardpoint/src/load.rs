@@ -1,5 +1,7 @@
 use std::ffi::c_void;
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
+use std::panic::resume_unwind;
 use std::ptr;
 
 use shardpoint_sys as sys;
@@ -8,6 +10,7 @@ use crate::comm::Comm;
 use crate::dtype::{normalize_bools, Dtype, Element};
 use crate::error::{check, Result};
 use crate::layout::{check_destination, cstring, ndim_of, ptr_or_null, whole_elements, Strided};
+use crate::progress::{Progress, ProgressSlot};
 use crate::reader::Reader;
 
 /// A set of read requests executed together by [`Load::execute`].
@@ -36,14 +39,17 @@ use crate::reader::Reader;
 /// load.execute().unwrap();
 /// ```
 ///
-/// A `Load` is `Send`: it may be built on one thread and executed on another; its destinations
-/// and its communicator (borrowed `&'a mut`) go along.
+/// A `Load` is `Send`: it may be built on one thread and executed on another; its destinations,
+/// its communicator (borrowed `&'a mut`) and its progress closure ([`Load::set_progress`]) go
+/// along.
 pub struct Load<'a> {
     raw: *mut sys::shardpoint_load,
     reader: &'a Reader,
     comm: Option<&'a mut Comm>,
     // `bool` destinations, re-checked after execute (see `normalize_bools`).
     bools: Vec<(*mut u8, usize)>,
+    // The closure the C handle reports to; dropped after the handle (fields drop after `drop`).
+    progress: Option<ProgressSlot<'a>>,
     _borrows: PhantomData<(&'a Reader, &'a mut [u8])>,
 }
 
@@ -54,8 +60,10 @@ pub struct Load<'a> {
 // - the destinations (and the `bools` pointers into them): `&'a mut [T]` of `Element` types
 //   (plain, Send), written by nobody else until execute;
 // - the reader: `&'a Reader`, which is Sync; the header allows a reader's reads from several
-//   threads at once (`shardpoint_reader_read_tensor` is itself a one-request load).
-// A field added later (a progress callback, say) must be Send too, or this impl must go.
+//   threads at once (`shardpoint_reader_read_tensor` is itself a one-request load);
+// - the progress closure: `ProgressSlot` is Send (the closure must be `Send`), and the library
+//   calls it only on the thread that executes.
+// A field added later must be Send too, or this impl must go.
 unsafe impl Send for Load<'_> {}
 
 impl<'a> Load<'a> {
@@ -67,7 +75,7 @@ impl<'a> Load<'a> {
         let comm_ptr = comm.as_deref().map_or(ptr::null_mut(), Comm::as_ptr);
         // SAFETY: reader and comm stay borrowed for 'a, and so outlive the load.
         check(unsafe { sys::shardpoint_load_new(&mut raw, reader.as_ptr(), comm_ptr) })?;
-        Ok(Load { raw, reader, comm, bools: Vec::new(), _borrows: PhantomData })
+        Ok(Load { raw, reader, comm, bools: Vec::new(), progress: None, _borrows: PhantomData })
     }
 
     /// Requests the whole tensor `fqn`, whose shape the caller states as `shape`, into `dst` in C
@@ -176,12 +184,34 @@ impl<'a> Load<'a> {
         Ok(n)
     }
 
+    /// Reports the read of [`Load::execute`] to `f`, on the executing thread: once at the start
+    /// (`done` 0), at most every 50 ms, and at the end (`done == total`: the bytes this rank
+    /// reads, raw bytes for compressed data). `f` returns `ControlFlow::Continue(())` to go on or
+    /// `ControlFlow::Break(())` to cancel: `execute` then fails with `ErrorCode::Canceled` (with a
+    /// communicator, the other ranks fail with `Rank`) and the destinations may hold partial
+    /// data. A panic in `f` cancels the same way and is resumed by `execute` once the library
+    /// has returned. Setting another closure replaces this one.
+    pub fn set_progress(&mut self, f: impl FnMut(Progress) -> ControlFlow<()> + Send + 'a) -> Result<()> {
+        let slot = ProgressSlot::new(f);
+        let (callback, user) = slot.raw();
+        // SAFETY: `user` points at the slot's state, which stays at its address until the slot
+        // drops; the slot goes into `self`, which frees the handle before dropping it. A slot it
+        // replaces drops only after the handle points at the new one.
+        check(unsafe { sys::shardpoint_load_set_progress(self.raw, Some(callback), user) })?;
+        self.progress = Some(slot);
+        Ok(())
+    }
+
     /// Reads every requested byte into the destinations (collective when the load has a
     /// communicator). On failure the destinations may hold partial data. Consumes the load, which
     /// ends the borrows.
+    ///
+    /// # Panics
+    /// When the progress closure panicked: the load is canceled, then the panic resumes here.
     pub fn execute(mut self) -> Result<()> {
         let raw = self.raw;
-        // SAFETY: valid handle; every destination is still borrowed through `self`.
+        // SAFETY: valid handle; every destination and the progress closure are still borrowed
+        // through `self`.
         let call = || unsafe { sys::shardpoint_load_execute(raw) };
         let result = match self.comm.as_deref_mut() {
             Some(comm) => comm.collective(call),
@@ -190,6 +220,9 @@ impl<'a> Load<'a> {
         for &(p, len) in &self.bools {
             // SAFETY: still exclusively borrowed for 'a; only accessed as bytes.
             unsafe { normalize_bools(p, len) };
+        }
+        if let Some(panic) = self.progress.as_mut().and_then(ProgressSlot::take_panic) {
+            resume_unwind(panic); // `self` drops while unwinding: shardpoint_load_free
         }
         result
     }

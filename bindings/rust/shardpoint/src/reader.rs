@@ -1,6 +1,9 @@
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
+use std::ops::ControlFlow;
+use std::panic::resume_unwind;
 use std::path::Path;
 use std::ptr;
+use std::sync::{PoisonError, RwLock};
 
 use shardpoint_sys as sys;
 
@@ -8,6 +11,7 @@ use crate::comm::Comm;
 use crate::dtype::{normalize_bools, Dtype, Element, Pod};
 use crate::error::{check, Error, ErrorCode, Result};
 use crate::layout::{check_destination, check_whole, cstring, ndim_of, path_cstring, ptr_or_null, whole_elements, Strided};
+use crate::progress::{Progress, ProgressState};
 
 /// How a checkpoint is read (`shardpoint_load_options`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,10 +130,16 @@ pub struct ChunkInfo<'r> {
 /// Queries and reads may run from several threads at once (the reader is `Sync`).
 pub struct Reader {
     raw: *mut sys::shardpoint_reader,
+    // The C reader has one progress callback, which every verify starting meanwhile uses. A
+    // verify with progress installs its closure under the write lock and removes it before
+    // unlocking; a plain verify holds the read lock, so it never starts while a closure is
+    // installed (it would call that closure from its own thread, concurrently with its owner).
+    verify_lock: RwLock<()>,
 }
 
 // SAFETY: the header allows a reader's query and read functions to be called concurrently, and
-// the handle may be freed from any thread.
+// the handle may be freed from any thread. The one piece of mutable state they share, the
+// progress callback, is only set under `verify_lock` (see the field).
 unsafe impl Send for Reader {}
 unsafe impl Sync for Reader {}
 
@@ -189,7 +199,7 @@ impl Reader {
             }
             None => check(call(ptr::null_mut()))?,
         }
-        Ok(Reader { raw })
+        Ok(Reader { raw, verify_lock: RwLock::new(()) })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut sys::shardpoint_reader {
@@ -334,9 +344,48 @@ impl Reader {
     }
 
     /// Reads every stored extent and checks its CRC-32 (whatever the verify option says).
+    /// Verifies run concurrently, except while one of [`Reader::verify_with_progress`] runs.
     pub fn verify(&self) -> Result<()> {
+        // No progress closure is installed while this lock is held (see `verify_lock`).
+        let _shared = self.verify_lock.read().unwrap_or_else(PoisonError::into_inner);
         // SAFETY: valid handle; a read function, safe to run concurrently with others.
         check(unsafe { sys::shardpoint_reader_verify(self.raw) })
+    }
+
+    /// [`Reader::verify`], reporting to `f` on this thread: once at the start (`done` 0), at most
+    /// every 50 ms, and at the end (`done == total`, the stored bytes checked). `f` returns
+    /// `ControlFlow::Continue(())` to go on or `ControlFlow::Break(())` to stop: the verify then
+    /// fails with `ErrorCode::Canceled`. The C reader has one progress callback, so verifies with
+    /// progress run one at a time, and plain verifies wait for them (queries and reads do not);
+    /// `f` itself must not verify this reader (that would wait for itself).
+    ///
+    /// # Panics
+    /// When `f` panicked: the verify is canceled, then the panic resumes here.
+    pub fn verify_with_progress(&self, f: impl FnMut(Progress) -> ControlFlow<()>) -> Result<()> {
+        let mut state = ProgressState::new(f);
+        let callback = state.callback();
+        let user = ptr::addr_of_mut!(state).cast::<c_void>();
+        let result = {
+            // No other verify runs while the closure is installed (see `verify_lock`).
+            let _exclusive = self.verify_lock.write().unwrap_or_else(PoisonError::into_inner);
+            // SAFETY: `state` outlives the installation, which ends below before this block does;
+            // only the verify of this thread runs meanwhile, so only it calls the closure.
+            check(unsafe { sys::shardpoint_reader_set_progress(self.raw, Some(callback), user) })?;
+            // SAFETY: valid handle; a read function.
+            let result = check(unsafe { sys::shardpoint_reader_verify(self.raw) });
+            // SAFETY: valid handle; removes the pointer to `state` before it goes away.
+            let rc = unsafe { sys::shardpoint_reader_set_progress(self.raw, None, ptr::null_mut()) };
+            if rc != sys::SHARDPOINT_OK {
+                // Cannot happen (the call fails only for a NULL reader). Were the reader to keep
+                // a pointer to `state`, a later verify would call a closure that is gone.
+                std::process::abort();
+            }
+            result
+        };
+        if let Some(panic) = state.take_panic() {
+            resume_unwind(panic);
+        }
+        result
     }
 
     /// Reads the box (`box_offsets`, `box_sizes`) of tensor `fqn` into `dst` in C order. `dst`

@@ -1,5 +1,7 @@
 use std::ffi::{c_void, CString};
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
+use std::panic::resume_unwind;
 use std::path::Path;
 use std::ptr;
 
@@ -9,6 +11,7 @@ use crate::comm::Comm;
 use crate::dtype::{Dtype, Element};
 use crate::error::{check, Result};
 use crate::layout::{check_view, cstring, ndim_of, path_cstring, ptr_or_null, Strided};
+use crate::progress::{Progress, ProgressSlot};
 
 /// How a checkpoint is written (`shardpoint_save_options`).
 ///
@@ -204,10 +207,12 @@ impl<'a> TensorChunk<'a> {
 /// A `Save` is `Send`: it may be built on one thread and committed on another, e.g. in the
 /// background while the owner of the data goes on reading it (the data is only borrowed shared).
 /// Its communicator, borrowed `&'a mut`, goes along, and its callbacks run on the committing
-/// thread.
+/// thread, as does the progress closure ([`Save::set_progress`]).
 pub struct Save<'a> {
     raw: *mut sys::shardpoint_save,
     comm: Option<&'a mut Comm>,
+    // The closure the C handle reports to; dropped after the handle (fields drop after `drop`).
+    progress: Option<ProgressSlot<'a>>,
     _borrows: PhantomData<&'a [u8]>,
 }
 
@@ -217,8 +222,10 @@ pub struct Save<'a> {
 // - the communicator: borrowed exclusively (`&'a mut Comm`, and Comm is Send), so no other thread
 //   can run a collective on it meanwhile;
 // - the data: `&'a [T]` of `Element` types (plain, Sync) or of bytes, read by the library during
-//   commit while other threads may only read it too.
-// A field added later (a progress callback, say) must be Send too, or this impl must go.
+//   commit while other threads may only read it too;
+// - the progress closure: `ProgressSlot` is Send (the closure must be `Send`), and the library
+//   calls it only on the thread that commits.
+// A field added later must be Send too, or this impl must go.
 unsafe impl Send for Save<'_> {}
 
 impl<'a> Save<'a> {
@@ -243,7 +250,7 @@ impl<'a> Save<'a> {
         let comm_ptr = comm.as_deref().map_or(ptr::null_mut(), Comm::as_ptr);
         // SAFETY: strings and options are copied by the call; comm stays borrowed for 'a.
         check(unsafe { sys::shardpoint_save_new(&mut raw, dir.as_ptr(), comm_ptr, &opts) })?;
-        Ok(Save { raw, comm, _borrows: PhantomData })
+        Ok(Save { raw, comm, progress: None, _borrows: PhantomData })
     }
 
     /// Offers a chunk held in C order: the box at `chunk_offsets` with `chunk_sizes` of a tensor of
@@ -403,19 +410,78 @@ impl<'a> Save<'a> {
         check(unsafe { sys::shardpoint_save_set_metadata(self.raw, key.as_ptr(), value.as_ptr()) })
     }
 
+    /// Reports the write of [`Save::commit`] to `f`, on the committing thread: once at the start
+    /// (`done` 0), at most every 50 ms, and at the end (`done == total`, the raw bytes of this
+    /// rank's chunks). `f` returns `ControlFlow::Continue(())` to go on or `ControlFlow::Break(())`
+    /// to cancel: the commit then fails with `ErrorCode::Canceled` (with a communicator, the
+    /// other ranks fail with `Rank`), commits nothing, removes its files, and leaves the
+    /// checkpoint that was in the directory untouched. A panic in `f` cancels the same way and
+    /// is resumed by `commit` once the library has returned. Setting another closure replaces
+    /// this one.
+    ///
+    /// ```no_run
+    /// use std::ops::ControlFlow;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use shardpoint::{Save, SaveOptions};
+    /// # fn main() -> shardpoint::Result<()> {
+    /// let stop = AtomicBool::new(false); // set by another thread to cancel
+    /// let w = vec![0f32; 1 << 20];
+    /// let mut save = Save::new("/tmp/ckpt", None, &SaveOptions::default())?;
+    /// save.add_tensor("w", &[1 << 20], &[0], &[1 << 20], &w)?;
+    /// save.set_progress(|p| {
+    ///     println!("{:?}: {} of {} bytes", p.phase, p.done, p.total);
+    ///     if stop.load(Ordering::Relaxed) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    /// })?;
+    /// save.commit()
+    /// # }
+    /// ```
+    ///
+    /// The closure must be `Send`, as the save is (it may commit on another thread):
+    ///
+    /// ```compile_fail,E0277
+    /// use std::ops::ControlFlow;
+    /// use shardpoint::{Save, SaveOptions};
+    /// let mut save = Save::new("/tmp/ckpt", None, &SaveOptions::default()).unwrap();
+    /// let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    /// save.set_progress(move |_| {
+    ///     calls.set(calls.get() + 1);
+    ///     ControlFlow::Continue(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn set_progress(&mut self, f: impl FnMut(Progress) -> ControlFlow<()> + Send + 'a) -> Result<()> {
+        let slot = ProgressSlot::new(f);
+        let (callback, user) = slot.raw();
+        // SAFETY: `user` points at the slot's state, which stays at its address until the slot
+        // drops; the slot goes into `self`, which frees the handle before dropping it. A slot it
+        // replaces drops only after the handle points at the new one.
+        check(unsafe { sys::shardpoint_save_set_progress(self.raw, Some(callback), user) })?;
+        self.progress = Some(slot);
+        Ok(())
+    }
+
     /// Collective over the save's communicator: plans, writes every rank's data and commits the
     /// metadata atomically. On failure nothing is committed and a previous checkpoint at the path
     /// is intact; the one exception is `NotDurable`: the checkpoint was committed but may not
     /// survive a power loss. Tensors left partly uncovered fail with `Uncovered` unless
-    /// `allow_partial`. Consumes the save, which ends the borrows.
+    /// `allow_partial`; a progress closure that asks to stop makes it fail with `Canceled`.
+    /// Consumes the save, which ends the borrows.
+    ///
+    /// # Panics
+    /// When the progress closure panicked: the commit is canceled, then the panic resumes here.
     pub fn commit(mut self) -> Result<()> {
         let raw = self.raw;
-        // SAFETY: valid handle; borrowed data is alive for 'a, which `self` still holds here.
+        // SAFETY: valid handle; borrowed data and the progress closure are alive for 'a, which
+        // `self` still holds here.
         let call = || unsafe { sys::shardpoint_save_commit(raw) };
-        match self.comm.as_deref_mut() {
+        let result = match self.comm.as_deref_mut() {
             Some(comm) => comm.collective(call),
             None => check(call()),
+        };
+        if let Some(panic) = self.progress.as_mut().and_then(ProgressSlot::take_panic) {
+            resume_unwind(panic); // `self` drops while unwinding: shardpoint_save_free
         }
+        result
         // `self` drops here: shardpoint_save_free.
     }
 }

@@ -124,12 +124,16 @@ fn new_error_codes_round_trip() {
         (ErrorCode::NoSpace, -20, "SHARDPOINT_ENOSPC"),
         (ErrorCode::NotDurable, -21, "SHARDPOINT_ENOTDURABLE"),
         (ErrorCode::Uncovered, -16, "SHARDPOINT_EUNCOVERED"),
+        (ErrorCode::Canceled, -22, "SHARDPOINT_ECANCELED"),
     ] {
         assert_eq!(code.raw(), raw);
         assert_eq!(ErrorCode::from_raw(raw), code);
         assert_eq!(code.name(), name);
     }
-    assert_eq!(ErrorCode::from_raw(-22), ErrorCode::Other(-22));
+    // A code newer than the binding (-50 is unassigned) keeps its value.
+    assert_eq!(ErrorCode::from_raw(-50), ErrorCode::Other(-50));
+    assert_eq!(ErrorCode::Other(-50).raw(), -50);
+    assert_eq!(ErrorCode::Other(-50).name(), "SHARDPOINT_UNKNOWN");
 }
 
 #[test]
