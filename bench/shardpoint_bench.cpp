@@ -83,7 +83,7 @@ uint64_t parse_size(const std::string &s) {
     return uint64_t(v * mult);
 }
 
-const std::set<std::string> all_groups = {"baseline", "save", "load", "cold", "reshard", "compress", "rss"};
+const std::set<std::string> all_groups = {"baseline", "save", "load", "cold", "reshard", "compress", "async", "rss"};
 
 void usage() {
     std::printf(
@@ -96,7 +96,7 @@ void usage() {
         "                   (default $TMPDIR, else /var/tmp)\n"
         "  --threads N      io_threads for shardpoint (default 0: one per core)\n"
         "  --level N        zstd level of the compressed save (zstd blocks, shuffled; default 1)\n"
-        "  --only LIST      comma-separated groups: baseline,save,load,cold,reshard,compress,rss\n"
+        "  --only LIST      comma-separated groups: baseline,save,load,cold,reshard,compress,async,rss\n"
         "  --json FILE      also write the results as JSON\n"
         "  --keep           keep the work directory\n"
         "  --print-spec     print the synthetic state's entries (name dtype shape) and exit\n");
@@ -931,6 +931,9 @@ const std::vector<Target> informative = {
     {"resharded load / 1-rank warm load", "load_resharded", "load_warm", 0},
     {"4-rank sharded save / 1-rank save (no fsync)", "save_sharded4", "save_nofsync", 0},
     {"compressed save / save without fsync", "save_compressed", "save_nofsync", 0},
+    {"async save: sync save time / time blocked (>= 5)", "async_blocked", "async_sync_ref", 0},
+    {"async save: memcpy time / time blocked (>= 1)", "async_blocked", "memcpy_state", 0},
+    {"async save: sync save time / time to commit (>= 0.91)", "async_total", "async_sync_ref", 0},
 };
 
 }  // namespace
@@ -1145,6 +1148,60 @@ int main(int argc, char **argv) {
         std::memset(dst.base, 0, dst.length);
         lz.run([&] { return load_ranks(s, single_req, ck, 0, o.threads); });
         if (!same_as_state(s, state.base, dst.base)) die("compressed load returned wrong bytes");
+        remove_tree(ck);
+        ::sync();
+    }
+    // Asynchronous save (durable): how long the caller is blocked (until commit_async returns)
+    // and how long until the checkpoint is committed, against a synchronous durable save and one
+    // memcpy of the state into prefaulted memory (the least a copy-then-write design can block).
+    if (want("async")) {
+        Measurement &mc = res.add("memcpy_state", "memcpy of the state (prefaulted target)", s.total);
+        Measurement &sync_ref = res.add("async_sync_ref", "save, 1 rank (fsync), synchronous", s.total);
+        Measurement &blocked = res.add("async_blocked", "async save: caller blocked", s.total);
+        Measurement &until = res.add("async_total", "async save: until committed (fsync)", s.total);
+        double t0 = now();
+        Arena copy(s.span);
+        std::memset(copy.base, 0, copy.length);
+        sp::Staging staging(s.total + 64 * s.spec.size());
+        res.extra["staging_setup_s"] = now() - t0;
+        shardpoint_save_options so = SHARDPOINT_SAVE_OPTIONS_INIT;
+        so.io_threads = o.threads;
+        const std::string ck = W + "ckpt-async";
+        for (int r = 0; r < o.reps; ++r) {
+            progress("async saves", r, o.reps);
+            mc.run([&] {
+                double m0 = now();
+                std::memcpy(copy.base, state.base, s.span);
+                return now() - m0;
+            });
+            remove_tree(ck);
+            ::sync();
+            SaveConfig durable = plain;
+            durable.flags = SHARDPOINT_SAVE_FSYNC;
+            sync_ref.run([&] { return save_ranks(s, single, ck, durable); });
+            remove_tree(ck);
+            ::sync();
+            double blocked_s = 0;
+            until.run([&] {
+                double a0 = now();
+                sp::Save save(ck, nullptr, &so);
+                for (const Chunk &c : single[0]) add_chunk(save, s.spec[c.entry], c);
+                save.commit_async(staging);
+                blocked_s = now() - a0;
+                save.wait();
+                return now() - a0;
+            });
+            blocked.seconds.push_back(blocked_s);
+            blocked.cpu.push_back(until.cpu.back());
+            blocked.read_bytes.push_back(0);
+        }
+        {
+            std::vector<std::vector<Request>> q(1);
+            for (size_t i = 0; i < s.spec.size(); ++i) q[0].push_back(Request{i, whole(s.spec[i]), dst.base + s.offset[i]});
+            std::memset(dst.base, 0, dst.length);
+            load_ranks(s, q, ck, 0, o.threads);
+            if (!same_as_state(s, state.base, dst.base)) die("async save stored wrong bytes");
+        }
         remove_tree(ck);
         ::sync();
     }

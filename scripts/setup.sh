@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config capnproto libcapnp-dev zlib1g-dev libzstd-dev
-          libcmocka-dev libgtest-dev googletest libopenmpi-dev openmpi-bin)
+          libcmocka-dev libgtest-dev googletest libopenmpi-dev openmpi-bin nlohmann-json3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

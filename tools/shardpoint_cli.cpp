@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "cli_convert.hpp"
+#include "cli_steps.hpp"
 #include "shardpoint.hpp"
 
 namespace sp = shardpoint::cxx;
@@ -482,8 +484,22 @@ const char usage_text[] =
     "                                    extent, warns about files no committed metadata names\n"
     "  gc [--dry-run] DIR                remove the debris of unfinished saves (only shardpoint's own\n"
     "                                    data-*.bin and shardpoint.meta.tmp-* files the metadata does\n"
-    "                                    not name); --dry-run only lists them\n"
+    "                                    not name); --dry-run only lists them. On a ROOT of steps:\n"
+    "                                    leftovers of killed deletions and the debris in every step\n"
+    "  ls [--json] ROOT                  the steps under ROOT (step-N): state (committed, partial,\n"
+    "                                    damaged), size, files, commit time; garbage gc would remove\n"
+    "  rm ROOT STEP | rm DIR             delete a step, or a checkpoint directory, crash-safely\n"
+    "  diff [--data] A B                 entries added, removed, changed (dtype, shape, chunking) and\n"
+    "                                    metadata; --data: which values differ (CRC-32, then bytes);\n"
+    "                                    exit status 0 same, 1 different, 2 trouble (as diff(1))\n"
     "  demo [--size-mb N] DIR            save a model with 4 ranks, load it with 3 ranks resharded\n"
+    "  convert --to safetensors [--max-shard-size SIZE] [--skip-bytes] CKPT OUT\n"
+    "                                    a checkpoint's tensors, whole, as one safetensors file, or with\n"
+    "                                    --max-shard-size (5GB, 500MB) a sharded model directory with\n"
+    "                                    model.safetensors.index.json; --skip-bytes leaves blobs out\n"
+    "  convert --from safetensors [--compression none|zstd|zlib|deflate [--level N]] IN CKPT\n"
+    "                                    a safetensors file, index or model directory as a checkpoint\n"
+    "                                    (both: --overwrite, --no-fsync, --buffer-size SIZE)\n"
     "  version                           the library version (also --version)\n"
     "  help                              this text (also --help, -h)\n"
     "\n"
@@ -506,7 +522,12 @@ const std::vector<Command> commands = {
     {"inspect", {{"--json", false}, {"--limit", true}}},
     {"verify", {}},
     {"gc", {{"--dry-run", false}}},
+    {"ls", {{"--json", false}}},
+    {"rm", {}},
+    {"diff", {{"--data", false}}},
     {"demo", {{"--size-mb", true}}},
+    {"convert", {{"--to", true}, {"--from", true}, {"--max-shard-size", true}, {"--skip-bytes", false}, {"--overwrite", false},
+                 {"--no-fsync", false}, {"--compression", true}, {"--level", true}, {"--buffer-size", true}}},
     {"version", {}},
     {"help", {}},
 };
@@ -656,6 +677,10 @@ int run(int argc, char **argv) {
         return 0;
     }
     if (name == "version") return print_version();
+    if (name == "ls") return cli::ls(p.positional, p.has("--json"));
+    if (name == "rm") return cli::rm(p.positional);
+    if (name == "diff") return cli::diff(p.positional, p.has("--data"));
+    if (name == "convert") return run_convert(p.positional, p.options);
     if (int rc = one_dir(p, cmd->name)) return rc;
     const char *dir = p.positional[0].c_str();
 
@@ -668,7 +693,7 @@ int run(int argc, char **argv) {
         return inspect(dir, p.has("--json"), limit);
     }
     if (name == "verify") return verify(dir);
-    if (name == "gc") return gc(dir, p.has("--dry-run"));
+    if (name == "gc") return cli::is_manager_root(dir) ? cli::gc_root(dir, p.has("--dry-run")) : gc(dir, p.has("--dry-run"));
     // demo
     uint64_t mb = 512;
     if (p.has("--size-mb"))

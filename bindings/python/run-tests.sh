@@ -5,9 +5,9 @@
 #
 # PREFIX is the install prefix of the library (PREFIX/lib/libshardpoint.so.0). The script makes a
 # venv under build/python/ of the repository (override with SHARDPOINT_PY_BUILD_DIR), installs
-# numpy, pytest and mypy from PyPI plus this package (and mpi4py, built against the system MPI, when
-# mpicc and mpirun exist), runs pytest, `mypy --strict` over the package and examples/, the typed
-# example, then a golden round trip (write with 3 ranks, read back).
+# numpy, pytest, mypy and safetensors from PyPI plus this package (and mpi4py, built against the
+# system MPI, when mpicc and mpirun exist), runs pytest, `mypy --strict` over the package and
+# examples/, the typed example, then a golden round trip (write with 3 ranks, read back).
 # Idempotent; exits non-zero on any failure.
 set -euo pipefail
 
@@ -54,7 +54,10 @@ else
 fi
 # mypy pinned: another version may find other errors (or stop finding some).
 MYPY_SPEC="mypy==2.4.1"
-"${PIP[@]}" "numpy>=1.22" "pytest>=7" "scikit-build-core>=0.10" "$MYPY_SPEC"
+# safetensors pinned: tests/test_convert.py checks conversions against this release's reader and
+# writer (its dtype list, e.g. C64, grows between releases).
+SAFETENSORS_SPEC="safetensors==0.8.0"
+"${PIP[@]}" "numpy>=1.22" "pytest>=7" "scikit-build-core>=0.10" "$MYPY_SPEC" "$SAFETENSORS_SPEC"
 
 # mpi4py for the multi-process tests (tests/test_mpi.py), where an MPI is installed (mpicc and
 # mpirun): built from its PyPI source against that MPI, once; skipped while it imports (pip also

@@ -338,8 +338,63 @@ SHARDPOINT_API int shardpoint_save_set_metadata(shardpoint_save *save, const cha
  * SHARDPOINT_ECANCELED (the progress callback asked to stop: nothing is committed). */
 SHARDPOINT_API int shardpoint_save_commit(shardpoint_save *save);
 
-/* Frees a save handle (committed or not; an uncommitted save writes nothing). Accepts NULL. */
+/* Frees a save handle (committed or not; an uncommitted save writes nothing). Waits for an
+ * asynchronous commit to end (it is not canceled: call shardpoint_save_cancel first for that).
+ * Accepts NULL. */
 SHARDPOINT_API void shardpoint_save_free(shardpoint_save *save);
+
+/* ---------------------------------------------------------------------------------------------
+ * Asynchronous saves
+ *
+ * shardpoint_save_commit_async copies this rank's data into a staging area and returns: from
+ * then on the caller may change its memory (train the next step) while the library writes and
+ * commits in the background. The outcome is shardpoint_save_commit's, collective as before, and
+ * comes from shardpoint_save_wait. A staging area is allocated once and reused: its pages are
+ * faulted in at creation (on huge pages where the kernel gives them, locked in memory where
+ * allowed), so that a save's copy runs at memory speed.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct shardpoint_staging shardpoint_staging;
+
+/* A staging area of `capacity` bytes. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_staging_new(shardpoint_staging **out, uint64_t capacity);
+/* Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_staging_capacity(const shardpoint_staging *staging, uint64_t *out_capacity);
+/* Frees the area, after waiting for an asynchronous save still using it. Accepts NULL. */
+SHARDPOINT_API void shardpoint_staging_free(shardpoint_staging *staging);
+
+/* The bytes of staging this rank's data takes: what was added so far, each item 64-byte aligned.
+ * Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_save_staging_size(const shardpoint_save *save, uint64_t *out_bytes);
+
+/* Copies this rank's data into `staging` (on the save's I/O threads), then commits in the
+ * background and returns; the data's memory is not read again. A staging area serves one save at a
+ * time: while an earlier asynchronous save still uses it, this call first waits for that save to
+ * end (so saves never queue up without bound). Collective as shardpoint_save_commit: every rank
+ * calls it (or, on some ranks, shardpoint_save_commit). Until shardpoint_save_wait returns, the
+ * communicator is used from the library's background thread and must not be used by anything
+ * else (with MPI: a communicator of its own, MPI_Comm_dup, and MPI_THREAD_MULTIPLE); a progress
+ * callback is called on that thread. `staging` must stay alive until the save ends (freeing it
+ * waits). Errors (nothing is started, and the save can still be committed either way):
+ * SHARDPOINT_ERANGE (the data does not fit in the area), SHARDPOINT_ESTATE (already committed),
+ * SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_save_commit_async(shardpoint_save *save, shardpoint_staging *staging);
+
+/* Blocks until the asynchronous commit ends; returns its outcome, as shardpoint_save_commit
+ * would have (the last error is set on the calling thread). Later calls return the same.
+ * Errors: those of shardpoint_save_commit; SHARDPOINT_ESTATE when no asynchronous commit was
+ * started. */
+SHARDPOINT_API int shardpoint_save_wait(shardpoint_save *save);
+
+/* *out_finished: 1 once the asynchronous commit ended (shardpoint_save_wait then returns at once),
+ * else 0. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ESTATE (none started). */
+SHARDPOINT_API int shardpoint_save_poll(shardpoint_save *save, int32_t *out_finished);
+
+/* Asks the asynchronous commit to stop and returns at once: unless this rank's data was already
+ * written, the save fails with SHARDPOINT_ECANCELED (the other ranks with SHARDPOINT_ERANK),
+ * nothing is committed and the previous checkpoint stays; once the data is written it commits.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ESTATE (none started). */
+SHARDPOINT_API int shardpoint_save_cancel(shardpoint_save *save);
 
 /* ---------------------------------------------------------------------------------------------
  * Progress and cancellation
@@ -350,7 +405,8 @@ typedef enum shardpoint_progress_phase {
     SHARDPOINT_PROGRESS_WRITE = 1,  /* a save writing this rank's data (raw bytes of its chunks) */
     SHARDPOINT_PROGRESS_READ = 2,   /* a load reading this rank's requests (bytes read; raw bytes
                                        for compressed data) */
-    SHARDPOINT_PROGRESS_VERIFY = 3  /* a verify checking stored bytes */
+    SHARDPOINT_PROGRESS_VERIFY = 3, /* a verify checking stored bytes */
+    SHARDPOINT_PROGRESS_CONVERT = 4 /* a conversion to or from safetensors (tensor bytes copied) */
 } shardpoint_progress_phase;
 
 /* `done` of `total` bytes of `phase` are through on this rank. Called on the thread that called
@@ -656,6 +712,274 @@ SHARDPOINT_API int shardpoint_reader_read_tensor(shardpoint_reader *reader, cons
  * Errors: as shardpoint_load_add_bytes and shardpoint_load_execute. */
 SHARDPOINT_API int shardpoint_reader_read_bytes(shardpoint_reader *reader, const char *fqn, void *dst,
                                                 uint64_t capacity, uint64_t *out_len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Checkpoint manager: the steps of a training run under one root directory, and their retention.
+ *
+ * A root holds one ordinary checkpoint directory per step, "step-<N>" (N in decimal, no leading
+ * zeros). Saving a step is an ordinary save into ROOT/step-N, so every save option, flag and
+ * guarantee applies (asynchronous saves too). After a step is committed, retention deletes the
+ * committed steps that the manager's options no longer keep. In a job of several ranks:
+ *
+ *   every rank:  shardpoint_manager_open(&m, root, comm, &options)
+ *   every rank:  shardpoint_manager_save_new(&save, m, step, &save_options)
+ *                shardpoint_save_add_tensor(save, ...), ...
+ *                shardpoint_save_commit(save)                 collective, as every save
+ *   every rank:  shardpoint_manager_apply_retention(m, ...)   only rank 0 of `comm` deletes
+ *
+ * Retention is not collective: on rank 0 of the manager's communicator it deletes, on the other
+ * ranks it returns at once, so that SPMD code may call it everywhere. Call it only after the
+ * commit succeeded (after shardpoint_save_wait for an asynchronous save).
+ *
+ * The state of a step: committed (its metadata is committed and valid and every data file it
+ * names is present), partial (no metadata, or one that is not a checkpoint: a save in progress or
+ * the debris of a killed one) or damaged (the metadata fails validation or a data file is missing
+ * or short). Only committed steps count as saved; partial and damaged ones are listed so that
+ * they can be seen and removed.
+ *
+ * Deletion is crash-safe: under the step's save lock (taken without waiting: a step a save holds
+ * is never deleted), the directory is renamed to a hidden name ".deleting-step-N-<16 hex>" (it
+ * vanishes from listings at once: a step is listed whole or not at all), the parent is fsynced,
+ * then the metadata and every other file are removed. A process killed during a deletion leaves
+ * the hidden directory: garbage that the next retention or shardpoint_manager_gc removes.
+ * A reader open on a deleted step keeps reading it (see shardpoint_reader_open: the data files it
+ * opened stay readable; the first 256 are opened by shardpoint_reader_open itself).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct shardpoint_manager shardpoint_manager;
+
+/* Manager flags. */
+#define SHARDPOINT_MANAGER_CREATE 0x1u /* create the root (and its parents) when it is missing */
+
+/* How best_metric ranks steps. */
+#define SHARDPOINT_METRIC_MIN 0 /* smaller values are better (a loss) */
+#define SHARDPOINT_METRIC_MAX 1 /* larger values are better (an accuracy) */
+
+#define SHARDPOINT_MANAGER_OPTIONS_VERSION 1
+
+/* Retention keeps a committed step when any enabled rule keeps it, and always keeps the newest
+ * committed step. With every rule off (the defaults) it deletes no committed step. */
+typedef struct shardpoint_manager_options {
+    uint32_t version;        /* SHARDPOINT_MANAGER_OPTIONS_VERSION */
+    uint32_t flags;          /* SHARDPOINT_MANAGER_* */
+    uint64_t keep_last;      /* keep the newest keep_last committed steps; 0: rule off */
+    uint64_t keep_every;     /* keep the steps whose number is a multiple of keep_every; 0: off */
+    uint64_t keep_best;      /* keep the keep_best best steps by best_metric; 0: off */
+    const char *best_metric; /* user metadata key (shardpoint_save_set_metadata) holding a decimal
+                                number ("0.183"); steps without it, or with another value, never
+                                count as best. Needed with keep_best, else NULL. Copied. */
+    int32_t best_mode;       /* SHARDPOINT_METRIC_MIN or SHARDPOINT_METRIC_MAX; on equal values
+                                the newer step is better */
+    uint32_t reserved;       /* 0 */
+} shardpoint_manager_options;
+
+#define SHARDPOINT_MANAGER_OPTIONS_INIT {SHARDPOINT_MANAGER_OPTIONS_VERSION, 0, 0, 0, 0, NULL, SHARDPOINT_METRIC_MIN, 0}
+
+/* Fills *options with defaults for the given version. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_manager_options_init(shardpoint_manager_options *options, uint32_t version);
+
+/* Opens a manager on directory `root` (created with SHARDPOINT_MANAGER_CREATE). `comm` may be
+ * NULL (a single process); it is borrowed until shardpoint_manager_free and gives the saves of
+ * shardpoint_manager_save_new their communicator and retention its rank 0. `options` may be NULL
+ * (no retention rule); it is copied. Not collective: every rank opens its own manager.
+ * Errors: SHARDPOINT_ENOTFOUND (no such directory), SHARDPOINT_EINVAL (not a directory, a bad
+ * option: unknown version or flag, keep_best without best_metric or the reverse, a bad
+ * best_mode), SHARDPOINT_EIO, SHARDPOINT_ENOMEM. */
+SHARDPOINT_API int shardpoint_manager_open(shardpoint_manager **out, const char *root, shardpoint_comm *comm,
+                                           const shardpoint_manager_options *options);
+
+/* Frees a manager. Accepts NULL. Saves made from it stay valid (they do not borrow it). */
+SHARDPOINT_API void shardpoint_manager_free(shardpoint_manager *manager);
+
+/* The directory of step `step` ("ROOT/step-N"), whether it exists or not. The string is owned by
+ * the manager and valid until the next call of this function or shardpoint_manager_free.
+ * Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_manager_step_path(shardpoint_manager *manager, uint64_t step, const char **out_path);
+
+/* Starts the save of step `step`: exactly shardpoint_save_new(out, ROOT/step-N, comm of the
+ * manager, options). Commit and free it as any save. A committed step is refused at commit
+ * (SHARDPOINT_EEXISTS) unless options ask for SHARDPOINT_SAVE_OVERWRITE.
+ * Errors: those of shardpoint_save_new. */
+SHARDPOINT_API int shardpoint_manager_save_new(shardpoint_save **out, shardpoint_manager *manager, uint64_t step,
+                                               const shardpoint_save_options *options);
+
+/* The highest committed step. Errors: SHARDPOINT_ENOTFOUND (no committed step), SHARDPOINT_EIO,
+ * SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_manager_latest_step(shardpoint_manager *manager, uint64_t *out_step);
+
+/* States of a step (shardpoint_step_info.state). */
+#define SHARDPOINT_STEP_COMMITTED 0
+#define SHARDPOINT_STEP_PARTIAL 1
+#define SHARDPOINT_STEP_DAMAGED 2
+
+typedef struct shardpoint_step_info {
+    uint64_t step;
+    int32_t state;        /* SHARDPOINT_STEP_* */
+    int32_t busy;         /* 1: a save held the step's lock when it was listed (being written) */
+    const char *path;     /* ROOT/step-N */
+    uint64_t bytes;       /* total size of the files in the step's directory */
+    uint64_t disk_bytes;  /* the space they take on disk (allocated blocks) */
+    uint64_t file_count;  /* regular files in the step's directory */
+    int64_t time_unix_ns; /* committed: when its metadata was committed; else the directory's mtime */
+    const char *metric;   /* committed: the value of best_metric, NULL when absent or not asked for */
+    const char *message;  /* partial, damaged: what is wrong ("" for committed steps) */
+} shardpoint_step_info;
+
+/* Lists the steps of the root now, in ascending step order, into a snapshot the manager keeps
+ * (read it with shardpoint_manager_step_info); *out_count (may be NULL) receives their number.
+ * Lists directories named step-<N> only (never a deletion in progress, never other entries).
+ * Opens every step's metadata, not its tensor bytes (no checksums are verified), and tries each
+ * step's save lock for an instant, without waiting, to tell whether a save holds it (busy).
+ * Errors: SHARDPOINT_ENOTFOUND (the root is gone), SHARDPOINT_EIO, SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_manager_list(shardpoint_manager *manager, uint64_t *out_count);
+
+/* Step `index` of the last shardpoint_manager_list. Strings are owned by the manager and valid
+ * until the next list or shardpoint_manager_free. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ERANGE. */
+SHARDPOINT_API int shardpoint_manager_step_info(const shardpoint_manager *manager, uint64_t index,
+                                                shardpoint_step_info *out);
+
+/* Deletes step `step` crash-safely (see above), whatever its state and whatever retention would
+ * keep: an explicit deletion, on the calling rank (not rank-0 gated). Returns when its files are
+ * removed. Errors: SHARDPOINT_ENOTFOUND (no such step), SHARDPOINT_ESTATE (a save holds the
+ * step's lock: nothing was touched), SHARDPOINT_EIO, SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_manager_delete_step(shardpoint_manager *manager, uint64_t step);
+
+#define SHARDPOINT_RETENTION_DRY_RUN 0x1u /* only report what would be deleted; takes no lock */
+
+/* Called for every step retention deletes (its number and its bytes), before its deletion.
+ * Return 0 to delete it, anything else to stop (it and the rest are kept). */
+typedef int (*shardpoint_retention_callback)(void *user, uint64_t step, uint64_t bytes);
+
+/* On rank 0 of the manager's communicator (always without one): deletes the committed steps the
+ * options do not keep (never the newest committed step), and the partial steps below the newest
+ * committed one that hold nothing but a killed save's debris, skipping any step a save holds
+ * (it is not waited for: the next retention gets it); removes the leftovers of killed deletions.
+ * Damaged steps are never deleted (shardpoint_manager_delete_step does). On other ranks it does
+ * nothing and *out_deleted is 0. Not collective. `callback` may be NULL; *out_deleted (may be
+ * NULL) receives the number of steps deleted (with DRY_RUN: that would be).
+ * Errors: SHARDPOINT_EINVAL (unknown flags), SHARDPOINT_ENOTFOUND (the root is gone),
+ * SHARDPOINT_EIO; steps deleted before a failure stay deleted. */
+SHARDPOINT_API int shardpoint_manager_apply_retention(shardpoint_manager *manager, uint32_t flags,
+                                                      shardpoint_retention_callback callback, void *user,
+                                                      uint64_t *out_deleted);
+
+/* shardpoint_gc for a whole root: removes the leftovers of killed deletions (reported as
+ * ".deleting-step-N-<hex>/" with their total size), the debris of killed saves inside every step
+ * that no save holds ("step-N/data-<hex>-r00000.bin"; steps a save holds are skipped, not waited
+ * for), and partial steps below the newest committed step that held nothing but such debris
+ * ("step-N/"). Damaged steps are left as they are. Flags, callback and out-parameters as for
+ * shardpoint_gc (SHARDPOINT_GC_DRY_RUN: only report). Not rank-0 gated.
+ * Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOTFOUND (the root is gone), SHARDPOINT_EIO. */
+SHARDPOINT_API int shardpoint_manager_gc(shardpoint_manager *manager, uint32_t flags, shardpoint_gc_callback callback,
+                                         void *user, uint64_t *out_files, uint64_t *out_bytes);
+
+/* Deletes checkpoint directory `dir` (one that holds a shardpoint.meta file, valid or not) as
+ * crash-safely as a step: renamed to ".deleting-<name>-<16 hex>" beside it, then removed (a
+ * leftover is removed by shardpoint_manager_gc on the parent). Everything in the directory goes.
+ * Errors: SHARDPOINT_ENOTFOUND (no such directory, or no metadata file in it), SHARDPOINT_ESTATE
+ * (a save holds its lock), SHARDPOINT_EINVAL, SHARDPOINT_EIO. */
+SHARDPOINT_API int shardpoint_checkpoint_delete(const char *dir);
+
+/* ---------------------------------------------------------------------------------------------
+ * Conversion to and from safetensors
+ *
+ * safetensors is Hugging Face's tensor file: an 8-byte little-endian header length N, N bytes of
+ * JSON (dtype, shape and byte range of every tensor, plus a "__metadata__" object of string
+ * pairs), then the tensors' bytes. A sharded model is a directory of model-0000k-of-0000n.safetensors
+ * files plus model.safetensors.index.json ({"metadata": {"total_size": N}, "weight_map":
+ * {tensor: file}}). Values are copied bit for bit; dtypes map by name (BOOL U8 I8 I16 I32 I64 U16
+ * U32 U64 F16 BF16 F32 F64, C64 = complex64, F8_E4M3 = f8_e4m3fn, F8_E5M2 = f8_e5m2); complex128 has
+ * no safetensors dtype, and safetensors' F4, F6_*, F8_E8M0 and *FNUZ have no shardpoint one.
+ * User metadata and "__metadata__" map to each other. Memory stays bounded: tensors are copied in
+ * pieces of at most buffer_size bytes, never whole, through two buffers. These functions are single-process (no
+ * communicator) and may be called from several threads for distinct outputs.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Conversion flags. */
+#define SHARDPOINT_CONVERT_OVERWRITE 0x1u  /* replace what is at the output: a safetensors file,
+                                              the safetensors model of a directory, a checkpoint */
+#define SHARDPOINT_CONVERT_SKIP_BYTES 0x2u /* to safetensors: leave bytes entries out (without it
+                                              a checkpoint holding one is refused, SHARDPOINT_EKIND) */
+#define SHARDPOINT_CONVERT_NO_FSYNC 0x4u   /* skip every fsync (see SHARDPOINT_SAVE_NO_FSYNC) */
+
+#define SHARDPOINT_CONVERT_OPTIONS_VERSION 1
+
+typedef struct shardpoint_convert_options {
+    uint32_t version;         /* SHARDPOINT_CONVERT_OPTIONS_VERSION */
+    uint32_t flags;           /* SHARDPOINT_CONVERT_* */
+    uint64_t max_shard_size;  /* to safetensors: 0 writes one file; else a sharded model directory
+                                 whose files hold at most this many tensor bytes each (a larger
+                                 tensor gets a file of its own) */
+    uint64_t buffer_size;     /* bytes of tensor data per copy buffer, at least 4096; 0: 64 MiB.
+                                 Two buffers are used (one is read while the other is written):
+                                 the conversion holds about twice this. From safetensors: also
+                                 the largest chunk of the checkpoint (a larger tensor is saved as
+                                 several chunks) */
+    const shardpoint_save_options *save_options; /* from safetensors: how the checkpoint is saved
+                                 (codec, alignment, ...; NULL: defaults; read during the call);
+                                 OVERWRITE and NO_FSYNC above are added to its flags */
+    shardpoint_progress_callback progress; /* NULL: no reports; phase SHARDPOINT_PROGRESS_CONVERT */
+    void *progress_user;      /* passed to `progress` */
+    uint32_t io_threads;      /* threads of the checkpoint's reads (to safetensors) or writes
+                                 (from, unless save_options sets them); 0: one per core */
+    uint32_t reserved;        /* 0 */
+} shardpoint_convert_options;
+
+#define SHARDPOINT_CONVERT_OPTIONS_INIT {SHARDPOINT_CONVERT_OPTIONS_VERSION, 0, 0, 0, NULL, NULL, NULL, 0, 0}
+
+/* Fills *options with defaults for the given version. Errors: SHARDPOINT_EINVAL. */
+SHARDPOINT_API int shardpoint_convert_options_init(shardpoint_convert_options *options, uint32_t version);
+
+/* Writes every tensor of the checkpoint in `ckpt_dir`, whole (its chunks from any number of ranks
+ * put together; CRC-32 verified), and its user metadata as "__metadata__", to `out_path`:
+ *  - a file path (max_shard_size 0): that one safetensors file;
+ *  - an existing directory, or a path ending in '/' (max_shard_size 0): DIR/model.safetensors;
+ *  - max_shard_size > 0: the directory `out_path` (created if missing) gets
+ *    model-0000k-of-0000n.safetensors files (tensors in name order, a new file whenever the next
+ *    tensor would pass max_shard_size) and model.safetensors.index.json, even when n is 1.
+ * Other files in the directory (config.json, ...) are left alone. Inside a file, tensors are
+ * ordered by decreasing element size, then name, so that every tensor is aligned to its element.
+ * Each file is written under a temporary name (FILE.tmp-<32 hex>) and renamed into place once all
+ * are complete (the index last); missing directories are created. On any failure, cancel
+ * included, no output file is left and directories it created are removed. With OVERWRITE the
+ * model already in the directory (model.safetensors, the index and the shard files it names) is
+ * replaced: its files that the new model does not reuse are removed after the renames.
+ * `options` may be NULL (defaults). Progress reports count tensor bytes copied; a nonzero return,
+ * the last report's included, cancels.
+ * Errors: SHARDPOINT_EKIND (a bytes entry, without SKIP_BYTES), SHARDPOINT_EDTYPE (complex128),
+ * SHARDPOINT_EUNCOVERED (a tensor only partly saved), SHARDPOINT_EEXISTS (the output exists,
+ * without OVERWRITE), SHARDPOINT_ECANCELED, SHARDPOINT_EINVAL (bad options; a tensor named
+ * "__metadata__"; a name or metadata string that is not UTF-8), SHARDPOINT_ERANGE (a header above
+ * safetensors' 100 MB limit), the errors of shardpoint_reader_open and shardpoint_load_execute,
+ * SHARDPOINT_EIO, SHARDPOINT_ENOSPC. The message names the tensor or file concerned. */
+SHARDPOINT_API int shardpoint_convert_to_safetensors(const char *ckpt_dir, const char *out_path,
+                                                     const shardpoint_convert_options *options);
+
+/* Saves the tensors of safetensors input `in_path` as a checkpoint in `ckpt_dir`, with the files'
+ * "__metadata__" as user metadata (a sharded model repeats it in every file: the first file's
+ * value of a key wins). `in_path` is a safetensors file; an index (a path ending in .json) whose
+ * weight_map names files beside it; or a model directory (its model.safetensors, else its
+ * model.safetensors.index.json). Every file is validated before anything is written: header length
+ * within the file and safetensors' 100 MB limit, valid JSON without duplicate keys, known dtypes,
+ * data_offsets that match dtype and shape and index every data byte exactly once (no overlap, no
+ * gap, nothing after the last tensor), and for an index: each tensor in the file the weight_map
+ * names. The checkpoint is written by the library's own save (atomic commit; on any failure,
+ * cancel included, nothing is committed, the save's files are removed, a checkpoint that was
+ * there is intact, and directories this call created are removed). `options` may be NULL.
+ * Errors: SHARDPOINT_EFORMAT (malformed or truncated input; the message names the file and the
+ * tensor), SHARDPOINT_EDTYPE (a dtype shardpoint lacks, or unknown), SHARDPOINT_ESHAPE (more than
+ * 32 dimensions, or too large), SHARDPOINT_EPATH (the index names a file outside its directory),
+ * SHARDPOINT_ENOTFOUND (no input, or a file the index names is missing), SHARDPOINT_EINVAL (bad
+ * options; a name the checkpoint cannot hold: empty, with NUL, over 4096 bytes),
+ * SHARDPOINT_EEXISTS, SHARDPOINT_ECANCELED, and the errors of shardpoint_save_commit. */
+SHARDPOINT_API int shardpoint_convert_from_safetensors(const char *in_path, const char *ckpt_dir,
+                                                       const shardpoint_convert_options *options);
+
+/* Parses a byte count as Hugging Face writes max_shard_size: a whole number with an optional
+ * unit, decimal (B, KB, MB, GB, TB: powers of 1000) or binary (KiB, MiB, GiB, TiB: powers of
+ * 1024), in any case, e.g. "5GB", "500MB", "64KiB", "4096". Errors: SHARDPOINT_EINVAL (NULL, not
+ * a size, or above 2^64 - 1). */
+SHARDPOINT_API int shardpoint_parse_size(const char *text, uint64_t *out_bytes);
 
 /* ---------------------------------------------------------------------------------------------
  * The storage layer: StorageWriter phases for frameworks that bring their own planner and

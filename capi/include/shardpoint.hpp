@@ -299,6 +299,33 @@ private:
     uint64_t round_ = 0;
 };
 
+// Host memory asynchronous saves copy their data into (Save::commit_async), allocated once and
+// reused save after save.
+class Staging {
+public:
+    explicit Staging(uint64_t capacity) { check(shardpoint_staging_new(&raw_, capacity)); }
+    Staging(const Staging &) = delete;
+    Staging &operator=(const Staging &) = delete;
+    Staging(Staging &&o) noexcept : raw_(std::exchange(o.raw_, nullptr)) {}
+    Staging &operator=(Staging &&o) noexcept {
+        if (this != &o) {
+            shardpoint_staging_free(raw_);
+            raw_ = std::exchange(o.raw_, nullptr);
+        }
+        return *this;
+    }
+    ~Staging() { shardpoint_staging_free(raw_); }  // waits for a save still using it
+    uint64_t capacity() const {
+        uint64_t c;
+        check(shardpoint_staging_capacity(raw_, &c));
+        return c;
+    }
+    shardpoint_staging *get() const { return raw_; }
+
+private:
+    shardpoint_staging *raw_ = nullptr;
+};
+
 class Save {
 public:
     Save(const std::string &dir, const Comm *comm = nullptr, const shardpoint_save_options *options = nullptr) {
@@ -363,6 +390,23 @@ public:
         check(shardpoint_save_set_progress(raw_, *progress_ ? detail::call_progress : nullptr, progress_.get()));
     }
     void commit() { check(shardpoint_save_commit(raw_)); }
+    // The bytes of staging this rank's data takes.
+    uint64_t staging_size() const {
+        uint64_t n;
+        check(shardpoint_save_staging_size(raw_, &n));
+        return n;
+    }
+    // Copies the data into `staging` and commits in the background: the data may change once
+    // this returns; wait() gives the outcome (throws as commit() would). `staging` must outlive
+    // the save's commit.
+    void commit_async(Staging &staging) { check(shardpoint_save_commit_async(raw_, staging.get())); }
+    void wait() { check(shardpoint_save_wait(raw_)); }
+    bool done() {
+        int32_t finished;
+        check(shardpoint_save_poll(raw_, &finished));
+        return finished != 0;
+    }
+    void cancel() { check(shardpoint_save_cancel(raw_)); }
 
 private:
     shardpoint_save *raw_ = nullptr;

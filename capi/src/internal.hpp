@@ -19,6 +19,9 @@ struct shardpoint_comm {
 struct shardpoint_save {
     std::unique_ptr<shardpoint::SaveSession> impl;
 };
+struct shardpoint_staging {
+    std::unique_ptr<shardpoint::Staging> impl;
+};
 struct shardpoint_reader {
     std::unique_ptr<shardpoint::Reader> impl;
     // shardpoint_reader_set_progress: copied by each verify, so that it may change meanwhile.

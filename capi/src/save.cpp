@@ -118,6 +118,64 @@ int shardpoint_save_set_progress(shardpoint_save *save, shardpoint_progress_call
     });
 }
 
+int shardpoint_staging_new(shardpoint_staging **out, uint64_t capacity) {
+    return guarded([&] {
+        need(out, "out");
+        *out = nullptr;
+        auto impl = std::make_unique<Staging>(capacity);
+        *out = new shardpoint_staging{std::move(impl)};
+    });
+}
+
+int shardpoint_staging_capacity(const shardpoint_staging *staging, uint64_t *out_capacity) {
+    return guarded([&] {
+        need(staging, "staging");
+        need(out_capacity, "out_capacity");
+        *out_capacity = staging->impl->capacity();
+    });
+}
+
+void shardpoint_staging_free(shardpoint_staging *staging) { delete staging; }
+
+int shardpoint_save_staging_size(const shardpoint_save *save, uint64_t *out_bytes) {
+    return guarded([&] {
+        need(save, "save");
+        need(out_bytes, "out_bytes");
+        *out_bytes = save->impl->staging_bytes();
+    });
+}
+
+int shardpoint_save_commit_async(shardpoint_save *save, shardpoint_staging *staging) {
+    return guarded([&] {
+        need(save, "save");
+        need(staging, "staging");
+        save->impl->commit_async(*staging->impl);
+    });
+}
+
+int shardpoint_save_wait(shardpoint_save *save) {
+    return guarded([&] {
+        need(save, "save");
+        save->impl->wait();
+    });
+}
+
+int shardpoint_save_poll(shardpoint_save *save, int32_t *out_finished) {
+    return guarded([&] {
+        need(save, "save");
+        need(out_finished, "out_finished");
+        *out_finished = save->impl->finished() ? 1 : 0;
+    });
+}
+
+int shardpoint_save_cancel(shardpoint_save *save) {
+    return guarded([&] {
+        need(save, "save");
+        save->impl->finished();  // ESTATE when none was started
+        save->impl->cancel();
+    });
+}
+
 int shardpoint_save_commit(shardpoint_save *save) {
     return guarded([&] {
         need(save, "save");

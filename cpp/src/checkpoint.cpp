@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 
 #include "shardpoint/error.hpp"
 #include "shardpoint/layout.hpp"
+#include "shardpoint/parallel.hpp"
 #include "shardpoint/metadata_codec.hpp"
 #include "shardpoint/wire.hpp"
 #include "describe.hpp"
+#include "storage_io.hpp"
 
 namespace shardpoint {
 
@@ -150,12 +153,117 @@ void SaveSession::set_metadata(const std::string &key, const std::string &value)
 
 void SaveSession::set_progress(ProgressCallback callback) {
     require(!committed_, Code::state, "this save was already committed");
+    user_progress_ = callback;
     writer_.set_progress(std::move(callback));
+}
+
+namespace {
+constexpr uint64_t staging_alignment = 64;  // a cache line: copies and checksums start aligned
+}
+
+uint64_t SaveSession::staging_bytes() const {
+    uint64_t total = 0;
+    for (size_t i = 0; i < writer_.item_count(); ++i) total = io::align_up(total, staging_alignment) + writer_.item(i).nbytes();
+    return total;
+}
+
+void SaveSession::commit_async(Staging &staging) {
+    require(!committed_, Code::state, "this save was already committed");
+    const uint64_t needed = staging_bytes();
+    if (needed > staging.capacity())
+        throw Error(Code::range, "this rank's data takes " + std::to_string(needed) + " bytes of staging, the area holds " +
+                                     std::to_string(staging.capacity()));
+    staging.acquire();
+    struct Piece {
+        size_t item;
+        uint64_t first, count;  // elements (bytes for a blob) of the item, in C order
+        unsigned char *dst;
+    };
+    std::vector<Piece> pieces;
+    std::vector<unsigned char *> dst_of(writer_.item_count());
+    uint64_t at = 0;
+    for (size_t i = 0; i < writer_.item_count(); ++i) {
+        const WriteItem &w = writer_.item(i);
+        at = io::align_up(at, staging_alignment);
+        dst_of[i] = staging.bytes() + at;
+        const uint64_t isz = w.kind == EntryKind::bytes ? 1 : dtype_size(int32_t(w.dtype));
+        const uint64_t n = w.nbytes() / isz;
+        // Pieces of about 8 MiB, so that every I/O thread copies.
+        const uint64_t step = std::max<uint64_t>(1, (8ull << 20) / isz);
+        for (uint64_t e = 0; e < n; e += step) pieces.push_back(Piece{i, e, std::min(step, n - e), dst_of[i] + e * isz});
+        at += w.nbytes();
+    }
+    try {
+        parallel_for(pieces.size(), writer_.io_threads(), [&](size_t k, unsigned) {
+            const Piece &p = pieces[k];
+            const WriteItem &w = writer_.item(p.item);
+            const unsigned char *src = static_cast<const unsigned char *>(w.data);
+            const uint64_t isz = w.kind == EntryKind::bytes ? 1 : dtype_size(int32_t(w.dtype));
+            if (w.strides.empty() || is_c_contiguous(w.sizes, w.strides)) std::memcpy(p.dst, src + p.first * isz, p.count * isz);
+            else gather_elements(src, w.sizes, w.strides, isz, p.first, p.count, p.dst);
+        });
+    } catch (...) {
+        staging.release();
+        throw;
+    }
+    for (size_t i = 0; i < writer_.item_count(); ++i)
+        if (writer_.item(i).data) writer_.move_item_data(i, dst_of[i]);
+    // Cancellation reaches the write through its progress callback.
+    ProgressCallback user = user_progress_;
+    writer_.set_progress([this, user](ProgressPhase phase, uint64_t done, uint64_t total) {
+        if (cancel_requested_) return false;
+        return user ? user(phase, done, total) : true;
+    });
+    committed_ = async_started_ = true;
+    auto run = [this, &staging] {
+        std::exception_ptr error;
+        try {
+            run_commit();
+        } catch (...) {
+            error = std::current_exception();
+        }
+        staging.release();
+        std::lock_guard<std::mutex> lock(async_mutex_);
+        async_error_ = error;
+        async_finished_ = true;
+        async_done_.notify_all();
+    };
+    try {
+        background_ = std::thread(run);
+    } catch (...) {
+        staging.release();
+        committed_ = async_started_ = false;
+        throw;
+    }
+}
+
+void SaveSession::wait() {
+    require(async_started_, Code::state, "no asynchronous commit was started");
+    {
+        std::unique_lock<std::mutex> lock(async_mutex_);
+        async_done_.wait(lock, [&] { return async_finished_; });
+    }
+    if (background_.joinable()) background_.join();
+    if (async_error_) std::rethrow_exception(async_error_);
+}
+
+bool SaveSession::finished() {
+    require(async_started_, Code::state, "no asynchronous commit was started");
+    std::lock_guard<std::mutex> lock(async_mutex_);
+    return async_finished_;
+}
+
+SaveSession::~SaveSession() {
+    if (background_.joinable()) background_.join();
 }
 
 void SaveSession::commit() {
     require(!committed_, Code::state, "this save was already committed");
     committed_ = true;
+    run_commit();
+}
+
+void SaveSession::run_commit() {
     // Whatever the outcome, the directory's save lock is free once commit returns, not only
     // when the handle is freed.
     struct ReleaseLock {
@@ -202,7 +310,11 @@ void SaveSession::commit() {
 
     // 2. Every rank writes what its final plan gives it.
     std::string results;
-    Status wrote = attempt([&] { results = writer_.write(final_plan); }, "writing");
+    Status wrote = attempt([&] {
+        results = writer_.write(final_plan);
+        // A cancel asked for while writing, even after the last progress report, still counts.
+        if (cancel_requested_) throw Error(Code::canceled, "canceled by shardpoint_save_cancel");
+    }, "writing");
     // A communicator failure from here on: rank 0 knows whether it committed and cleans up if it
     // did not; other ranks cannot know, so they keep their data file rather than risk deleting
     // part of a committed checkpoint (debris that the next save or shardpoint_gc removes).

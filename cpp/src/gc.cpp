@@ -83,13 +83,36 @@ DirectoryLock::DirectoryLock(const std::string &dir) {
     held_ = true;
 }
 
+DirectoryLock DirectoryLock::try_lock(const std::string &dir) {
+    DirectoryLock lock;
+    lock.fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock.fd_ < 0) throw_errno(Code::io, "open directory '" + dir + "' to lock it", errno);
+    while (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK) {
+            ::close(lock.fd_);
+            lock.fd_ = -1;
+            lock.busy_ = true;
+            return lock;
+        }
+        if (errno == ENOLCK || errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) return lock;  // no locks here
+        int err = errno;
+        ::close(lock.fd_);
+        lock.fd_ = -1;
+        throw_errno(Code::io, "lock '" + dir + "'", err);
+    }
+    lock.held_ = true;
+    return lock;
+}
+
 DirectoryLock::~DirectoryLock() {
     if (fd_ >= 0) ::close(fd_);  // closing releases the flock
 }
 
-DirectoryLock::DirectoryLock(DirectoryLock &&other) noexcept : fd_(other.fd_), held_(other.held_) {
+DirectoryLock::DirectoryLock(DirectoryLock &&other) noexcept : fd_(other.fd_), held_(other.held_), busy_(other.busy_) {
     other.fd_ = -1;
     other.held_ = false;
+    other.busy_ = false;
 }
 
 DirectoryLock &DirectoryLock::operator=(DirectoryLock &&other) noexcept {
@@ -97,8 +120,10 @@ DirectoryLock &DirectoryLock::operator=(DirectoryLock &&other) noexcept {
         if (fd_ >= 0) ::close(fd_);
         fd_ = other.fd_;
         held_ = other.held_;
+        busy_ = other.busy_;
         other.fd_ = -1;
         other.held_ = false;
+        other.busy_ = false;
     }
     return *this;
 }
@@ -129,6 +154,11 @@ std::vector<GarbageFile> collect_garbage(const std::string &dir, bool dry_run,
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw Error(Code::not_found, "no directory '" + dir + "'");
     DirectoryLock lock;
     if (!dry_run) lock = DirectoryLock(dir);  // a save in progress finishes first
+    return collect_garbage_held(dir, dry_run, each);
+}
+
+std::vector<GarbageFile> collect_garbage_held(const std::string &dir, bool dry_run,
+                                              const std::function<bool(const GarbageFile &)> &each) {
     std::vector<std::string> referenced;
     if (metadata_state(dir) == MetadataState::checkpoint) {
         // A damaged checkpoint throws here: its files may still be worth recovering.

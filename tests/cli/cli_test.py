@@ -190,6 +190,216 @@ def case_debris(tmp):
     expect("SHARDPOINT_ENOTFOUND" in p.stderr, p.stderr)
 
 
+def tensor_entries(ck):
+    info = json.loads(run(A.cli, "inspect", "--json", ck, check_rc=0).stdout)
+    return {e["fqn"]: (e["dtype"], e["shape"]) for e in info["entries"] if e["kind"] == "tensor"}, info["metadata"]
+
+
+def case_convert(tmp):
+    ck = demo_checkpoint(tmp)  # 4 ranks' shards, plus blobs
+    out = os.path.join(tmp, "m.safetensors")
+    p = run(A.cli, "convert", "--to", "safetensors", ck, out, check_rc=1)
+    expect("SHARDPOINT_EKIND" in p.stderr and "rng_state.rank0" in p.stderr and "--skip-bytes" in p.stderr, p.stderr)
+    expect(not os.path.exists(out) and sorted(os.listdir(tmp)) == ["ck"], f"a refused conversion left {os.listdir(tmp)}")
+
+    p = run(A.cli, "convert", "--to", "safetensors", "--skip-bytes", ck, out, check_rc=0)
+    tensors, metadata = tensor_entries(ck)
+    expect(f"converted {ck} to {out}: {len(tensors)} tensors" in p.stdout, p.stdout)
+    # Not a terminal: plain progress lines, the last one at 100%.
+    lines = [l for l in p.stderr.splitlines() if l.startswith("convert: ")]
+    expect(lines and "(100%)" in lines[-1] and "\r" not in p.stderr, p.stderr)
+    with open(out, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    expect(header["__metadata__"] == metadata, f"__metadata__ {header['__metadata__']} != {metadata}")
+    expect({k: (v["dtype"], v["shape"]) for k, v in header.items() if k != "__metadata__"}
+           == {k: (d.upper(), s) for k, (d, s) in tensors.items()}, "the file's tensors are not the checkpoint's")
+
+    p = run(A.cli, "convert", "--to", "safetensors", "--skip-bytes", ck, out, check_rc=1)
+    expect("SHARDPOINT_EEXISTS" in p.stderr, p.stderr)
+    run(A.cli, "convert", "--to", "safetensors", "--skip-bytes", "--overwrite", ck, out, check_rc=0)
+
+    # A sharded model directory and back; then out again: the same bytes as the first file.
+    hf = os.path.join(tmp, "hf")
+    run(A.cli, "convert", "--to", "safetensors", "--skip-bytes", "--max-shard-size", "1MB", ck, hf, check_rc=0)
+    with open(os.path.join(hf, "model.safetensors.index.json")) as f:
+        index = json.load(f)
+    shards = sorted(n for n in os.listdir(hf) if n.endswith(".safetensors"))
+    expect(len(shards) > 1 and sorted(set(index["weight_map"].values())) == shards, f"{shards} vs {index['weight_map']}")
+    expect(set(index["weight_map"]) == set(tensors), "the weight_map does not name every tensor")
+    back = os.path.join(tmp, "back")
+    p = run(A.cli, "convert", "--from", "safetensors", "--compression", "zstd", "--buffer-size", "256KiB", hf, back, check_rc=0)
+    expect(f"{len(tensors)} tensors" in p.stdout, p.stdout)
+    expect(tensor_entries(back) == (tensors, metadata), "the round trip changed the tensors or the metadata")
+    run(A.cli, "verify", back, check_rc=0)
+    again = os.path.join(tmp, "again.safetensors")
+    run(A.cli, "convert", "--to", "safetensors", back, again, check_rc=0)
+    with open(out, "rb") as a, open(again, "rb") as b:
+        expect(a.read() == b.read(), "checkpoint -> safetensors -> checkpoint -> safetensors changed bytes")
+
+    # Malformed input: refused, nothing made.
+    bad = os.path.join(tmp, "bad.safetensors")
+    with open(bad, "wb") as f:
+        f.write((1000).to_bytes(8, "little") + b"{}")
+    p = run(A.cli, "convert", "--from", "safetensors", bad, os.path.join(tmp, "nope"), check_rc=1)
+    expect("SHARDPOINT_EFORMAT" in p.stderr and "bad.safetensors" in p.stderr, p.stderr)
+    expect(not os.path.exists(os.path.join(tmp, "nope")), "a refused conversion left its checkpoint directory")
+
+    # Usage errors.
+    for args, words in ((["convert", ck, out], "exactly one of"),
+                        (["convert", "--to", "safetensors", "--from", "safetensors", ck, out], "exactly one of"),
+                        (["convert", "--to", "gguf", ck, out], "unknown format"),
+                        (["convert", "--to", "safetensors", ck], "CKPT OUT"),
+                        (["convert", "--to", "safetensors", "--max-shard-size", "5XB", ck, hf], "--max-shard-size"),
+                        (["convert", "--from", "safetensors", "--skip-bytes", out, back], "--to only"),
+                        (["convert", "--from", "safetensors", "--level", "3", out, back], "--compression"),
+                        (["convert", "--to", "safetensors", "--max-shard-sise", "1GB", ck, hf], "did you mean '--max-shard-size'")):
+        p = run(A.cli, *args, check_rc=2)
+        expect(words in p.stderr, f"{args}: {p.stderr!r}")
+    expect("convert --to safetensors" in run(A.cli, "--help", check_rc=0).stdout, "--help does not show convert")
+
+    # On a terminal: one line redrawn in place, with sizes and a throughput.
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([A.cli, "convert", "--to", "safetensors", "--skip-bytes", "--overwrite", ck, out],
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    expect(proc.wait() == 0, "the conversion on a terminal failed")
+    expect(b"\r" in seen and b"(100%)" in seen and b"/s" in seen and b"MiB" in seen, f"terminal progress: {seen!r}")
+
+
+def case_steps(tmp):
+    root = os.path.join(tmp, "run")
+    for step, n in ((10, 2), (20, 3), (30, 4)):
+        run(A.maker, os.path.join(root, f"step-{step}"), n, check_rc=0)
+    # A killed save (step 25: debris only, below the newest committed step), a killed save above
+    # it (40), a killed deletion, and files of the user's that nothing may touch.
+    debris = f"data-{HEX}-r00000.bin"
+    for step in (25, 40):
+        os.mkdir(os.path.join(root, f"step-{step}"))
+        with open(os.path.join(root, f"step-{step}", debris), "wb") as f:
+            f.write(b"x" * 1000)
+    leftover = os.path.join(root, f".deleting-step-5-{HEX[:16]}")
+    os.mkdir(leftover)
+    with open(os.path.join(leftover, "shardpoint.meta"), "wb") as f:
+        f.write(b"m" * 300)
+    with open(os.path.join(root, "notes.txt"), "w") as f:
+        f.write("mine")
+
+    p = run(A.cli, "ls", root, check_rc=0)
+    expect(p.stdout.startswith(f"{root}: 5 steps (3 committed, 2 partial, 0 damaged)"), p.stdout)
+    expect("latest committed step 30" in p.stdout, p.stdout)
+    rows = {int(l.split()[0]): l.split() for l in p.stdout.splitlines() if l.startswith("  ") and l.split()[0].isdigit()}
+    expect(sorted(rows) == [10, 20, 25, 30, 40], f"listed steps {sorted(rows)}")
+    expect(rows[10][1] == "committed" and rows[25][1] == "partial" and rows[25][2:4] == ["1000", "B"], p.stdout)
+    expect(".deleting-step-5" in p.stdout and "leftover of a killed deletion" in p.stdout, p.stdout)
+    expect(f"step-25/{debris} (1000 B): debris of a killed save" in p.stdout, p.stdout)
+    expect(f"'shardpoint gc {root}' removes them" in p.stdout, p.stdout)
+    info = json.loads(run(A.cli, "ls", "--json", root, check_rc=0).stdout)
+    expect(info["latest"] == 30 and [s["step"] for s in info["steps"]] == [10, 20, 25, 30, 40], info)
+    s10 = info["steps"][0]
+    expect(s10["state"] == "committed" and s10["files"] == 2 and not s10["busy"] and s10["message"] == "", s10)
+    on_disk = sum(os.path.getsize(os.path.join(root, "step-10", f)) for f in os.listdir(os.path.join(root, "step-10")))
+    expect(s10["bytes"] == on_disk, f"step 10: {s10['bytes']} bytes listed, {on_disk} on disk")
+    expect(abs(s10["time_unix_ns"] / 1e9 - os.path.getmtime(os.path.join(root, "step-10", "shardpoint.meta"))) < 5, s10)
+    expect({g["name"] for g in info["garbage"]} == {f".deleting-step-5-{HEX[:16]}/", f"step-25/{debris}", "step-25/",
+                                                     f"step-40/{debris}"}, info["garbage"])
+
+    # gc of a root: dry run, then for real; a root is recognized by its steps.
+    p = run(A.cli, "gc", "--dry-run", root, check_rc=0)
+    expect("would remove 4 files" in p.stdout and os.path.exists(leftover), p.stdout)
+    p = run(A.cli, "gc", root, check_rc=0)
+    expect(f"removing step-40/{debris} (1000 bytes)" in p.stdout and "removed 4 files, 2300 bytes" in p.stdout, p.stdout)
+    expect(not os.path.exists(leftover) and not os.path.exists(os.path.join(root, "step-25")), os.listdir(root))
+    expect(os.listdir(os.path.join(root, "step-40")) == [], "step 40 kept its debris")
+    expect(open(os.path.join(root, "notes.txt")).read() == "mine", "gc touched the user's file")
+    expect("removed 0 files" in run(A.cli, "gc", root, check_rc=0).stdout, "a second gc found more")
+    for step in (10, 20, 30):
+        run(A.cli, "verify", os.path.join(root, f"step-{step}"), check_rc=0)
+
+    # rm: a step by number (or by its name), a checkpoint directory, and refusals.
+    p = run(A.cli, "rm", root, "20", check_rc=0)
+    expect(f"removed step 20 ({root}/step-20," in p.stdout, p.stdout)
+    run(A.cli, "rm", root, "step-40", check_rc=0)
+    p = run(A.cli, "rm", root, "20", check_rc=1)
+    expect("SHARDPOINT_ENOTFOUND" in p.stderr and "no step 20" in p.stderr, p.stderr)
+    p = run(A.cli, "rm", root, "twenty", check_rc=2)
+    expect("got 'twenty'" in p.stderr, p.stderr)
+    run(A.cli, "rm", os.path.join(root, "step-10"), check_rc=0)
+    p = run(A.cli, "rm", root, check_rc=1)  # the root is no checkpoint
+    expect("no checkpoint" in p.stderr, p.stderr)
+    expect(sorted(os.listdir(root)) == ["notes.txt", "step-30"], os.listdir(root))
+    p = run(A.cli, "ls", root, check_rc=0)
+    expect("1 step (1 committed, 0 partial, 0 damaged)" in p.stdout and "garbage" not in p.stdout, p.stdout)
+    p = run(A.cli, "ls", os.path.join(tmp, "missing"), check_rc=1)
+    expect("SHARDPOINT_ENOTFOUND" in p.stderr, p.stderr)
+    p = run(A.cli, "ls", root, root, check_rc=2)
+    expect("one root" in p.stderr, p.stderr)
+
+
+def case_diff(tmp):
+    def ck(name, *args):
+        d = os.path.join(tmp, name)
+        run(A.maker, d, *args, check_rc=0)
+        return d
+    a = ck("a", 3)
+    same = ck("same", 3)
+    values = ck("values", 3, 7)            # two values of t.00000 differ
+    rechunked = ck("rechunked", 3, 0, 4)   # one chunk per tensor instead of two
+    more = ck("more", 4)                   # t.00003 added
+    f64 = ck("f64", 3, 0, 2, "f64")
+    wide = ck("wide", 3, 0, 2, "f32", 80)
+
+    p = run(A.cli, "diff", a, same, check_rc=0)
+    expect("0 added, 0 removed, 0 changed, 3 alike" in p.stdout, p.stdout)
+    p = run(A.cli, "diff", "--data", a, same, check_rc=0)
+    expect("3 identical" in p.stdout and "values: 6 chunks equal by CRC-32, 0 compared by reading" in p.stdout, p.stdout)
+
+    p = run(A.cli, "diff", a, values, check_rc=0)  # without --data values are not compared
+    p = run(A.cli, "diff", a, values, "--data", check_rc=1)
+    expect("~ values   t.00000  2 of 256 elements differ, first at [0,5]" in p.stdout, p.stdout)
+    expect("1 with other values, 2 identical" in p.stdout and "4 chunks equal by CRC-32, 2 compared by reading" in p.stdout,
+           p.stdout)
+
+    p = run(A.cli, "diff", a, rechunked, check_rc=1)
+    expect(p.stdout.count("~ changed") == 3 and "chunking 2 -> 1 chunks" in p.stdout, p.stdout)
+    p = run(A.cli, "diff", "--data", a, rechunked, check_rc=1)
+    expect("0 with other values" in p.stdout and "3 compared by reading" in p.stdout, p.stdout)
+    p = run(A.cli, "diff", "--data", values, rechunked, check_rc=1)  # rechunked and different values
+    expect("~ values   t.00000  2 of 256 elements differ, first at [0,5]" in p.stdout, p.stdout)
+
+    p = run(A.cli, "diff", a, more, check_rc=1)
+    expect("+ added    t.00003  f32 [4,64]" in p.stdout and "1 added, 0 removed" in p.stdout, p.stdout)
+    p = run(A.cli, "diff", more, a, check_rc=1)
+    expect("- removed  t.00003  f32 [4,64]" in p.stdout, p.stdout)
+    p = run(A.cli, "diff", "--data", a, f64, check_rc=1)
+    expect("~ changed  t.00001  dtype f32 -> f64" in p.stdout and "0 with other values" in p.stdout, p.stdout)
+    p = run(A.cli, "diff", a, wide, check_rc=1)
+    expect("~ changed  t.00002  shape [4,64] -> [4,80]" in p.stdout, p.stdout)
+
+    # Rows longer than the 8 MiB a piece holds: read in pieces of part of a row.
+    big = ck("big", 1, 0, 2, "f32", 2200000)
+    big_rechunked = ck("big-rechunked", 1, 3, 4, "f32", 2200000)
+    p = run(A.cli, "diff", "--data", big, big_rechunked, check_rc=1)
+    expect("~ values   t.00000  2 of 8800000 elements differ, first at [0,5]" in p.stdout, p.stdout)
+    expect("1 compared by reading (67.1 MiB read)" in p.stdout, p.stdout)
+
+    p = run(A.cli, "diff", a, check_rc=2)
+    expect("two checkpoint directories" in p.stderr, p.stderr)
+    p = run(A.cli, "diff", a, os.path.join(tmp, "missing"), check_rc=2)
+    expect("SHARDPOINT_ENOTFOUND" in p.stderr, p.stderr)
+
+
 def demo_env(tmpdir, **extra):
     env = dict(os.environ, TMPDIR=tmpdir, SHARDPOINT_DEMO_MIB_PER_RANK="1", SHARDPOINT_DEMO_BIN_DIR=A.bin_dir)
     env.pop("SHARDPOINT_DEMO_DIR", None)
@@ -251,7 +461,9 @@ def main():
     ap.add_argument("case")
     A = ap.parse_args()
     cases = {"conventions": case_conventions, "sigpipe": case_sigpipe, "verify-corrupt": case_verify_corrupt,
-             "debris": case_debris, "demo-cleanup": case_demo_cleanup, "install": case_install}
+             "debris": case_debris, "demo-cleanup": case_demo_cleanup, "install": case_install,
+             "steps": case_steps, "diff": case_diff,
+             "convert": case_convert}
     with tempfile.TemporaryDirectory(prefix="shardpoint-cli-") as tmp:
         cases[A.case](tmp)
     print(f"ok: {A.case}")

@@ -370,3 +370,29 @@ TEST(CppWrapper, ProgressReportsAndCancels) {
     load.set_progress([](int32_t, uint64_t, uint64_t) { return false; });
     EXPECT_EQ(code_of([&] { load.execute(); }), SHARDPOINT_ECANCELED);
 }
+
+// Asynchronous saves through the wrapper: the data may change once commit_async returns.
+TEST(CppWrapper, AsyncSaveKeepsWhatItCopied) {
+    TempDir t;
+    std::vector<float> w(1 << 16, 2.5f);
+    sp::Staging staging(1 << 20);
+    EXPECT_EQ(staging.capacity(), 1u << 20);
+    {
+        sp::Save save(t / "c");
+        save.add_whole("w", {1 << 16}, w);
+        EXPECT_GE(save.staging_size(), w.size() * sizeof(float));
+        save.commit_async(staging);
+        std::fill(w.begin(), w.end(), -1.0f);
+        save.wait();
+        EXPECT_TRUE(save.done());
+    }
+    sp::Reader r(t / "c");
+    EXPECT_EQ(r.read_whole<float>("w"), std::vector<float>(1 << 16, 2.5f));
+    sp::Staging small(16);
+    sp::SaveOptions opts;
+    opts.overwrite = true;
+    sp::Save save(t / "c", nullptr, opts);
+    save.add_whole("w", {1 << 16}, w);
+    EXPECT_EQ(code_of([&] { save.commit_async(small); }), SHARDPOINT_ERANGE);
+    EXPECT_EQ(code_of([&] { save.wait(); }), SHARDPOINT_ESTATE);
+}

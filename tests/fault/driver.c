@@ -479,13 +479,78 @@ static int cmd_gc(const char *dir, int dry) {
     return rc == 0 ? 0 : 1;
 }
 
+/* The checkpoint manager (a root of step-N checkpoints). */
+
+static int print_deleted(void *user, uint64_t step, uint64_t bytes) {
+    (void)bytes;
+    int *first = user;
+    printf("%s%llu", *first ? "" : ",", (unsigned long long)step);
+    *first = 0;
+    return 0;
+}
+
+/* retention ROOT KEEP_LAST, or delete ROOT STEP: {"code": ..., "deleted": [steps]}. */
+static int cmd_manager(const char *what, const char *root, uint64_t n) {
+    shardpoint_manager_options o = SHARDPOINT_MANAGER_OPTIONS_INIT;
+    o.keep_last = n;
+    shardpoint_manager *m = NULL;
+    int rc = shardpoint_manager_open(&m, root, NULL, &o), first = 1;
+    printf("{\"deleted\":[");
+    if (rc == 0 && strcmp(what, "retention") == 0) rc = shardpoint_manager_apply_retention(m, 0, print_deleted, &first, NULL);
+    else if (rc == 0 && (rc = shardpoint_manager_delete_step(m, n)) == 0) print_deleted(&first, n, 0);
+    printf("],\"code\":\"%s\",\"message\":", shardpoint_error_name(rc));
+    print_json_string(rc ? shardpoint_last_error() : "");
+    printf("}\n");
+    shardpoint_manager_free(m);
+    return rc == 0 ? 0 : 1;
+}
+
+static int count_leftover(void *user, const char *name, uint64_t size) {
+    (void)size;
+    if (strncmp(name, ".deleting-", 10) == 0) ++*(int *)user;
+    return 0;
+}
+
+/* steps ROOT: {"steps": [{"step", "state", "path"}], "leftovers": hidden directories of killed
+ * deletions, "latest": the latest committed step or -1}. */
+static int cmd_steps(const char *root) {
+    shardpoint_manager *m = NULL;
+    uint64_t n = 0, latest = 0;
+    int leftovers = 0;
+    int rc = shardpoint_manager_open(&m, root, NULL, NULL);
+    if (rc == 0) rc = shardpoint_manager_list(m, &n);
+    if (rc == 0) rc = shardpoint_manager_gc(m, SHARDPOINT_GC_DRY_RUN, count_leftover, &leftovers, NULL, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "steps: %s: %s\n", shardpoint_error_name(rc), shardpoint_last_error());
+        shardpoint_manager_free(m);
+        return 1;
+    }
+    printf("{\"steps\":[");
+    for (uint64_t i = 0; i < n; ++i) {
+        shardpoint_step_info s;
+        shardpoint_manager_step_info(m, i, &s);
+        printf("%s{\"step\":%llu,\"state\":\"%s\",\"path\":", i ? "," : "", (unsigned long long)s.step,
+               s.state == SHARDPOINT_STEP_COMMITTED ? "committed" : s.state == SHARDPOINT_STEP_PARTIAL ? "partial" : "damaged");
+        print_json_string(s.path);
+        printf("}");
+    }
+    int have = shardpoint_manager_latest_step(m, &latest) == 0;
+    printf("],\"leftovers\":%d,\"latest\":%lld}\n", leftovers, have ? (long long)latest : -1LL);
+    shardpoint_manager_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && (strcmp(argv[1], "retention") == 0 || strcmp(argv[1], "delete") == 0))
+        return cmd_manager(argv[1], argv[2], strtoull(argv[3], NULL, 10));
+    if (argc == 3 && strcmp(argv[1], "steps") == 0) return cmd_steps(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "save") == 0) return cmd_save(argv[2], strtoull(argv[3], NULL, 10), argc - 4, argv + 4);
     if (argc == 4 && strcmp(argv[1], "check") == 0) return cmd_check(argv[2], strtoull(argv[3], NULL, 10));
     if (argc == 3 && strcmp(argv[1], "state") == 0) return cmd_state(argv[2]);
     if ((argc == 3 || argc == 4) && strcmp(argv[1], "gc") == 0) return cmd_gc(argv[2], argc == 4 && strcmp(argv[3], "dry") == 0);
     fprintf(stderr,
             "usage: fault_driver save DIR SEED [overwrite] [nofsync] [deflate|zstd] [ranks=N] [phases]\n"
-            "       fault_driver check DIR SEED | state DIR | gc DIR [dry]\n");
+            "       fault_driver check DIR SEED | state DIR | gc DIR [dry]\n"
+            "       fault_driver retention ROOT KEEP_LAST | delete ROOT STEP | steps ROOT\n");
     return 2;
 }

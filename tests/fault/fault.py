@@ -20,6 +20,7 @@ import sys
 import zlib
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
+DELETING = re.compile(r"(\.deleting-[^/]*-)[0-9a-f]{16}")  # a deletion's hidden name (random per run)
 OWN_NAME = re.compile(r"^(data-[0-9a-f]{32}-r[0-9]+\.bin|shardpoint\.meta\.tmp-[0-9a-f]{32})$")
 META = "shardpoint.meta"
 LOCK = "shardpoint.lock"  # a lock file, if the library uses one, is neither debris nor data
@@ -142,7 +143,7 @@ def parse_trace(path):
 
 
 def glob_of(path):
-    return HEX32.sub("*", path)
+    return DELETING.sub(r"\1*", HEX32.sub("*", path))
 
 
 def fault_specs(trace):
@@ -560,6 +561,71 @@ def scenario_kill(h, fresh):
         shutil.rmtree(base)
     print("%s: killed at each of %d steps (publish at step %d); %d left debris, all removed" %
           (name, len(trace), publish, debris_seen))
+
+
+def scenario_kill_retention(h):
+    """kill -9 at every step of a retention that deletes two of three steps (keep_last 1), and of
+    an explicit deletion: every step listed afterwards is committed and exactly what was saved,
+    none is ever listed half deleted (partial or damaged), and the next retention removes what the
+    killed one left."""
+    template = os.path.join(h.work, "template-root")
+    seeds = {1: SEED_A, 2: SEED_B, 3: SEED_C}
+    for step, seed in seeds.items():
+        r = h.save(os.path.join(template, "step-%d" % step), seed)
+        expect(r["outcome"] == "SHARDPOINT_OK", "saving step %d: %s" % (step, r))
+
+    def steps(root):
+        p = h.run(["steps", root])
+        expect(p.returncode == 0, "steps failed: " + p.stderr)
+        return json.loads(p.stdout)
+
+    def expect_whole(root, what):
+        st = steps(root)
+        for s in st["steps"]:
+            expect(s["state"] == "committed", "%s: step %d is listed %s" % (what, s["step"], s["state"]))
+            expect(h.check(s["path"], seeds[s["step"]]), "%s: step %d is not exactly what was saved" % (what, s["step"]))
+        expect(st["latest"] == 3, "%s: latest step %s, wanted 3" % (what, st["latest"]))
+        return st
+
+    for command, arg, survivors in (("retention", 1, [3]), ("delete", 2, [1, 3])):
+        base = h.fresh_dir(command + "-trace")
+        root = os.path.join(base, "root")
+        shutil.copytree(template, root)
+        tpath = os.path.join(h.work, command + ".trace")
+        p = h.run([command, root, arg], trace=tpath)
+        expect(p.returncode == 0, "clean %s: %s %s" % (command, p.stdout, p.stderr))
+        expect([s["step"] for s in steps(root)["steps"]] == survivors, "clean %s left %s" % (command, steps(root)))
+        trace = parse_trace(tpath)
+        expect(trace and not injected(tpath), "clean trace is empty or has injections")
+        leftovers = 0
+        for i, spec in enumerate(fault_specs(trace)):
+            if not worth_injecting(h, trace, i):
+                continue
+            b = h.fresh_dir("%s-%d" % (command, i))
+            r = os.path.join(b, "root")
+            shutil.copytree(template, r)
+            local = spec.replace(base, b)
+            run_trace = os.path.join(b, "run.trace")
+            p = h.run([command, r, arg], fault=local + ":KILL", trace=run_trace)
+            what = "%s killed before step %d (%s)" % (command, i, local.replace(b, "DIR"))
+            log("%-4d %-70s KILL" % (i, local.replace(b, "DIR")))
+            expect(p.returncode == -9 and len(injected(run_trace)) == 1, what + ": not killed there: %s" % p.stdout)
+            st = expect_whole(r, what)
+            leftovers += st["leftovers"] > 0
+            # The next retention (or the deletion again) finishes the job and leaves no garbage.
+            p = h.run(["retention", r, 1] if command == "retention" else ["delete", r, arg])
+            if command == "delete" and 2 not in [s["step"] for s in st["steps"]]:
+                expect(p.returncode == 1 and "SHARDPOINT_ENOTFOUND" in p.stdout, what + ": delete again: " + p.stdout)
+                p = h.run(["retention", r, 0])  # no rule: only removes the leftover
+            expect(p.returncode == 0, what + ": after the kill: " + p.stdout)
+            st = expect_whole(r, what + ", then again")
+            expect([s["step"] for s in st["steps"]] == survivors and st["leftovers"] == 0,
+                   "%s, then again: %s" % (what, st))
+            expect(sorted(os.listdir(r)) == ["step-%d" % s for s in survivors], "%s: left %s" % (what, os.listdir(r)))
+            shutil.rmtree(b)
+        expect(leftovers > 0, command + ": no kill landed inside a deletion")
+        print("kill-retention: %s killed at each of %d steps, %d left a hidden leftover, every listing whole" %
+              (command, len(trace), leftovers))
 
 
 def scenario_torn_meta(h):
@@ -1059,6 +1125,7 @@ SCENARIOS = {
     "inject-phases": scenario_inject_phases,
     "kill-phases": scenario_kill_phases,
     "torn-meta": scenario_torn_meta,
+    "kill-retention": scenario_kill_retention,
     "publish": scenario_publish,
     "double-faults": scenario_double_faults,
     "read-faults": scenario_read_faults,

@@ -78,6 +78,7 @@ type Save struct {
 	pinner   runtime.Pinner
 	cid      *C.char // checkpoint id, kept until the save is freed
 	progress ProgressFunc
+	async    *asyncState // set by CommitAsync
 }
 
 // NewSave starts a save of a checkpoint into directory dir (created when missing). comm may be
@@ -226,9 +227,18 @@ func (s *Save) Close() error {
 	if s.ptr == nil {
 		return nil
 	}
-	C.shardpoint_save_free(s.ptr)
+	C.shardpoint_save_free(s.ptr) // waits for an asynchronous commit
 	s.ptr = nil
 	s.pinner.Unpin()
+	if as := s.async; as != nil {
+		if as.progress != nil {
+			as.progress.Delete()
+		}
+		if as.own {
+			as.staging.Close()
+		}
+		s.async = nil
+	}
 	C.free(unsafe.Pointer(s.cid))
 	s.cid = nil
 	s.comm.release()

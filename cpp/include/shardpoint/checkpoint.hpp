@@ -1,8 +1,12 @@
 // The collective save and load flows (DESIGN.md §3) on top of the planner and the storage layer.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <exception>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -12,6 +16,7 @@
 #include "shardpoint/comm.hpp"
 #include "shardpoint/model.hpp"
 #include "shardpoint/planner.hpp"
+#include "shardpoint/staging.hpp"
 #include "shardpoint/storage.hpp"
 
 namespace shardpoint {
@@ -60,11 +65,38 @@ public:
     // save on every rank (Code::canceled here, Code::rank elsewhere) and nothing is committed.
     void set_progress(ProgressCallback callback);
 
+    // Asynchronous commit: copies this rank's data into `staging` (Code::range, with nothing
+    // changed, when it does not fit; waits first while another save uses the area), then runs
+    // commit() on a thread of its own and returns: the caller's memory may change from then on.
+    // The communicator is used from that thread until wait() returns, and a progress callback is
+    // called there.
+    void commit_async(Staging &staging);
+    // The bytes of staging this rank's data takes (each item 64-byte aligned).
+    uint64_t staging_bytes() const;
+    // Blocks until the asynchronous commit ends and throws its error, as commit() would have;
+    // later calls give the same outcome.
+    void wait();
+    bool finished();
+    // Asks the asynchronous commit to stop: it fails with Code::canceled unless its data was
+    // already written (then it commits). Returns at once.
+    void cancel() { cancel_requested_ = true; }
+    ~SaveSession();  // waits for an asynchronous commit
+
 private:
+    void run_commit();  // commit() without the state checks, on the calling or the background thread
+
     Comm *comm_;
     SingleComm single_;
     CheckpointWriter writer_;
     bool committed_ = false;
+    ProgressCallback user_progress_;
+    // The asynchronous commit: its thread, whether it ended and how.
+    std::thread background_;
+    std::mutex async_mutex_;
+    std::condition_variable async_done_;
+    bool async_started_ = false, async_finished_ = false;
+    std::exception_ptr async_error_;
+    std::atomic<bool> cancel_requested_{false};
 };
 
 // An open checkpoint: validated metadata, the storage reader and lazily built chunk indexes.

@@ -8,7 +8,7 @@
 
 namespace shardpoint {
 
-enum class ProgressPhase : int32_t { write = 1, read = 2, verify = 3 };
+enum class ProgressPhase : int32_t { write = 1, read = 2, verify = 3, convert = 4 };
 
 // The host's callback: `done` of `total` bytes of `phase` are through. Returns false to cancel.
 using ProgressCallback = std::function<bool(ProgressPhase phase, uint64_t done, uint64_t total)>;

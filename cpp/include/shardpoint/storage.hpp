@@ -97,10 +97,17 @@ public:
     DirectoryLock(DirectoryLock &&other) noexcept;
     DirectoryLock &operator=(DirectoryLock &&other) noexcept;
     bool held() const { return held_; }
+    // Without waiting (for deleting whole checkpoints, which must skip a save in progress, not
+    // wait for it): busy() is true when someone else holds the lock; then nothing is held.
+    static DirectoryLock try_lock(const std::string &dir);
+    bool busy() const { return busy_; }
+    // The locked directory's descriptor (-1 when none), e.g. to check which directory was locked.
+    int fd() const { return fd_; }
 
 private:
     int fd_ = -1;
     bool held_ = false;
+    bool busy_ = false;
 };
 
 struct GarbageFile {
@@ -115,6 +122,9 @@ std::vector<GarbageFile> find_garbage(const std::string &dir, const std::vector<
 // is damaged (then nothing is removed).
 std::vector<GarbageFile> collect_garbage(const std::string &dir, bool dry_run,
                                          const std::function<bool(const GarbageFile &)> &each);
+// The same for a caller that already holds the directory's save lock (or, with dry_run, none).
+std::vector<GarbageFile> collect_garbage_held(const std::string &dir, bool dry_run,
+                                              const std::function<bool(const GarbageFile &)> &each);
 
 class FileSystemWriter final : public StorageWriter {
 public:

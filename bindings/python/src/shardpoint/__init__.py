@@ -22,6 +22,7 @@ from . import state as _state
 from ._buffer import TensorBuffer, describe
 from ._lib import LibraryNotFoundError
 from .comm import Collectives, Comm, LocalGroup, MPICollectives
+from .convert import convert_from_safetensors, convert_to_safetensors
 from .dtypes import DType
 from .progress import Progress, ProgressCallback
 from .errors import (
@@ -50,8 +51,9 @@ from .errors import (
     UncoveredError,
     VersionError,
 )
+from .manager import CheckpointManager, Garbage, StepInfo, StepState, delete_checkpoint
 from .reader import ChunkInfo, EntryInfo, EntryKind, Load, Reader, StorageInfo, TensorSlice, Transform
-from .save import Blob, Chunk, Save, save, save_flags
+from .save import Blob, Chunk, Save, Staging, save, save_async, save_flags
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -136,10 +138,12 @@ def load(path: PathArg, *, comm: Comm | None = None, into: State | None = None,
 
 
 __all__ = [
+    "CheckpointManager", "Garbage", "StepInfo", "StepState", "delete_checkpoint",
     "Blob", "ChecksumError", "Chunk", "ChunkInfo", "Collectives", "Comm", "CommError", "ConflictError",
+    "convert_from_safetensors", "convert_to_safetensors",
     "DType", "DtypeError", "EntryInfo", "EntryKind", "ExistsError", "FormatError", "InternalError",
     "InvalidArgumentError", "IoError", "KindError", "LibraryNotFoundError", "Load", "LocalGroup",
-    "MPICollectives", "NoSpaceError", "NotDurableError", "CanceledError", "Progress", "ProgressCallback", "NotFoundError", "OutOfMemoryError",
+    "MPICollectives", "NoSpaceError", "NotDurableError", "CanceledError", "Staging", "save_async", "Progress", "ProgressCallback", "NotFoundError", "OutOfMemoryError",
     "PathError", "RangeError", "RankError", "Reader", "Save", "ShapeError", "ShardpointError",
     "StateError", "StorageInfo", "TensorBuffer", "TensorSlice", "Transform", "TruncatedError", "UncoveredError",
     "VersionError", "Writer", "describe", "library_path", "library_version", "load", "save", "save_flags",

@@ -54,11 +54,24 @@ CODEC_DEFLATE_STREAM = 1
 CODEC_ZLIB = 2
 CODEC_ZSTD = 3
 FILTER_SHUFFLE = 0x1
+MANAGER_CREATE = 0x1
+MANAGER_OPTIONS_VERSION = 1
+METRIC_MIN = 0
+METRIC_MAX = 1
+STEP_COMMITTED = 0
+STEP_PARTIAL = 1
+STEP_DAMAGED = 2
+RETENTION_DRY_RUN = 0x1
+GC_DRY_RUN = 0x1
+CONVERT_OVERWRITE = 0x1
+CONVERT_SKIP_BYTES = 0x2
+CONVERT_NO_FSYNC = 0x4
 MAX_NDIM = 32
 
 COMM_CALLBACKS_VERSION = 1
 SAVE_OPTIONS_VERSION = 2
 LOAD_OPTIONS_VERSION = 1
+CONVERT_OPTIONS_VERSION = 1
 
 u64_p = POINTER(c_uint64)
 i64_p = POINTER(c_int64)
@@ -67,6 +80,8 @@ GatherFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64, c_void_p)
 BroadcastFn = CFUNCTYPE(c_int, c_void_p, c_void_p, c_uint64)
 DestroyFn = CFUNCTYPE(None, c_void_p)
 ProgressFn = CFUNCTYPE(c_int, c_void_p, c_int32, c_uint64, c_uint64)
+RetentionFn = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64)
+GcFn = CFUNCTYPE(c_int, c_void_p, c_char_p, c_uint64)
 
 
 class CommCallbacks(Structure):
@@ -163,6 +178,30 @@ class LoadOptions(Structure):
     io_threads: int
 
 
+class ConvertOptions(Structure):
+    """shardpoint_convert_options."""
+    _fields_ = [
+        ("version", c_uint32),
+        ("flags", c_uint32),
+        ("max_shard_size", c_uint64),
+        ("buffer_size", c_uint64),
+        ("save_options", POINTER(SaveOptions)),
+        ("progress", ProgressFn),
+        ("progress_user", c_void_p),
+        ("io_threads", c_uint32),
+        ("reserved", c_uint32),
+    ]
+    version: int
+    flags: int
+    max_shard_size: int
+    buffer_size: int
+    save_options: ctypes._Pointer[SaveOptions]
+    progress: Callable[..., int]  # a ProgressFn instance (NULL when unset)
+    progress_user: int | None
+    io_threads: int
+    reserved: int
+
+
 class StorageInfo(Structure):
     _fields_ = [
         ("checkpoint_id", c_char_p),
@@ -241,6 +280,55 @@ class ChunkInfo(Structure):
     shuffle_width: int
 
 
+class ManagerOptions(Structure):
+    """shardpoint_manager_options."""
+    _fields_ = [
+        ("version", c_uint32),
+        ("flags", c_uint32),
+        ("keep_last", c_uint64),
+        ("keep_every", c_uint64),
+        ("keep_best", c_uint64),
+        ("best_metric", c_char_p),
+        ("best_mode", c_int32),
+        ("reserved", c_uint32),
+    ]
+    version: int
+    flags: int
+    keep_last: int
+    keep_every: int
+    keep_best: int
+    best_metric: bytes | None
+    best_mode: int
+    reserved: int
+
+
+class StepInfo(Structure):
+    """shardpoint_step_info."""
+    _fields_ = [
+        ("step", c_uint64),
+        ("state", c_int32),
+        ("busy", c_int32),
+        ("path", c_char_p),
+        ("bytes", c_uint64),
+        ("disk_bytes", c_uint64),
+        ("file_count", c_uint64),
+        ("time_unix_ns", c_int64),
+        ("metric", c_char_p),
+        ("message", c_char_p),
+    ]
+    # (the strings first: below, the field `bytes` hides the type for type checkers)
+    path: bytes
+    metric: bytes | None
+    message: bytes
+    step: int
+    state: int
+    busy: int
+    bytes: int
+    disk_bytes: int
+    file_count: int
+    time_unix_ns: int
+
+
 _handle_p = POINTER(c_void_p)
 
 # A function's (restype, argtypes), as ctypes takes them.
@@ -287,6 +375,14 @@ _PROTOTYPES: dict[str, _Prototype] = {
     "shardpoint_reader_metadata_get": (c_int, [c_void_p, c_char_p, POINTER(c_char_p)]),
     "shardpoint_reader_verify": (c_int, [c_void_p]),
     "shardpoint_save_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
+    "shardpoint_staging_new": (c_int, [_handle_p, c_uint64]),
+    "shardpoint_staging_capacity": (c_int, [c_void_p, u64_p]),
+    "shardpoint_staging_free": (None, [c_void_p]),
+    "shardpoint_save_staging_size": (c_int, [c_void_p, u64_p]),
+    "shardpoint_save_commit_async": (c_int, [c_void_p, c_void_p]),
+    "shardpoint_save_wait": (c_int, [c_void_p]),
+    "shardpoint_save_poll": (c_int, [c_void_p, POINTER(c_int32)]),
+    "shardpoint_save_cancel": (c_int, [c_void_p]),
     "shardpoint_load_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
     "shardpoint_reader_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
     "shardpoint_writer_set_progress": (c_int, [c_void_p, ProgressFn, c_void_p]),
@@ -305,6 +401,24 @@ _PROTOTYPES: dict[str, _Prototype] = {
         [c_void_p, c_char_p, c_int32, c_uint32, u64_p, u64_p, c_void_p, i64_p],
     ),
     "shardpoint_reader_read_bytes": (c_int, [c_void_p, c_char_p, c_void_p, c_uint64, u64_p]),
+    # Conversion to and from safetensors.
+    "shardpoint_convert_options_init": (c_int, [POINTER(ConvertOptions), c_uint32]),
+    "shardpoint_convert_to_safetensors": (c_int, [c_char_p, c_char_p, POINTER(ConvertOptions)]),
+    "shardpoint_convert_from_safetensors": (c_int, [c_char_p, c_char_p, POINTER(ConvertOptions)]),
+    "shardpoint_parse_size": (c_int, [c_char_p, u64_p]),
+    # The checkpoint manager: steps under a root, retention.
+    "shardpoint_manager_options_init": (c_int, [POINTER(ManagerOptions), c_uint32]),
+    "shardpoint_manager_open": (c_int, [_handle_p, c_char_p, c_void_p, POINTER(ManagerOptions)]),
+    "shardpoint_manager_free": (None, [c_void_p]),
+    "shardpoint_manager_step_path": (c_int, [c_void_p, c_uint64, POINTER(c_char_p)]),
+    "shardpoint_manager_save_new": (c_int, [_handle_p, c_void_p, c_uint64, POINTER(SaveOptions)]),
+    "shardpoint_manager_latest_step": (c_int, [c_void_p, u64_p]),
+    "shardpoint_manager_list": (c_int, [c_void_p, u64_p]),
+    "shardpoint_manager_step_info": (c_int, [c_void_p, c_uint64, POINTER(StepInfo)]),
+    "shardpoint_manager_delete_step": (c_int, [c_void_p, c_uint64]),
+    "shardpoint_manager_apply_retention": (c_int, [c_void_p, c_uint32, RetentionFn, c_void_p, u64_p]),
+    "shardpoint_manager_gc": (c_int, [c_void_p, c_uint32, GcFn, c_void_p, u64_p, u64_p]),
+    "shardpoint_checkpoint_delete": (c_int, [c_char_p]),
     # The storage layer: StorageWriter phases.
     "shardpoint_writer_new": (c_int, [_handle_p, c_char_p, POINTER(SaveOptions)]),
     "shardpoint_writer_free": (None, [c_void_p]),

@@ -16,7 +16,7 @@ from .errors import check
 
 
 class Progress(NamedTuple):
-    """`done` of `total` bytes of `phase` ("write", "read" or "verify") are through on this rank."""
+    """`done` of `total` bytes of `phase` ("write", "read", "verify" or "convert") are through on this rank."""
 
     phase: str
     done: int
@@ -25,7 +25,7 @@ class Progress(NamedTuple):
 
 ProgressCallback = Callable[[Progress], Optional[bool]]
 
-_PHASES = {1: "write", 2: "read", 3: "verify"}
+_PHASES = {1: "write", 2: "read", 3: "verify", 4: "convert"}
 
 
 class Reporter:

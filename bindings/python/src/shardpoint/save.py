@@ -9,7 +9,7 @@ import weakref
 from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple, NoReturn, cast
 
 from . import _lib
-from .progress import ProgressCallback, install
+from .progress import ProgressCallback, Reporter, install
 from . import state as _state
 from ._buffer import TensorBuffer, describe, pack_whole, plain_arrays
 from ._handle import Handle
@@ -129,6 +129,9 @@ class Save(Handle):
             comm._register(self)
         self._borrowed: list[object] = []
         self.committed = False
+        self._async = False
+        self._staging: Staging | None = None
+        self._reporter: Reporter | None = None
         # A Save that is garbage-collected neither committed nor closed saved nothing: say so.
         self.path = os.fspath(path)
         self._dropped_warning = weakref.finalize(self, _warn_dropped, self.path)
@@ -253,21 +256,76 @@ class Save(Handle):
         self.committed = True
         self._dropped_warning.detach()
 
+    @property
+    def staging_size(self) -> int:
+        """The bytes of staging this rank's data takes (see commit_async)."""
+        out = ctypes.c_uint64()
+        check(_lib.lib().shardpoint_save_staging_size(self._raw(), ctypes.byref(out)))
+        return out.value
+
+    def commit_async(self, staging: Staging | None = None, *, progress: ProgressCallback | None = None) -> None:
+        """Copies this rank's data into `staging`, then commits in the background and returns: the
+        arrays may change from then on (train the next step). wait() gives the outcome, raising
+        what commit() would have; `done` polls; cancel() asks it to stop.
+
+        `staging` is reused from save to save (a new one sized to this save when None). While an
+        earlier save still uses it, this first waits for that save. Until wait() returns, the
+        communicator is used from the library's thread, and `progress` is called there.
+        RangeError (nothing started) when the data does not fit.
+        """
+        raw = self._raw()
+        if staging is None:
+            staging = Staging(self.staging_size)
+        dll = _lib.lib()
+        self._reporter = install(lambda f: dll.shardpoint_save_set_progress(raw, f, None), progress)
+        check(dll.shardpoint_save_commit_async(raw, staging._raw()))
+        self._staging = staging  # in use until the save ends
+        self._borrowed.clear()  # copied: the library no longer reads them
+        self._async = True
+        self._dropped_warning.detach()
+
+    def wait(self) -> None:
+        """Blocks until the asynchronous commit ends; raises its error (every call the same)."""
+        code = _lib.lib().shardpoint_save_wait(self._raw())
+        if self._reporter is not None:
+            self._reporter.raise_error()
+        if code != 0:
+            _raise(code, self._comm)
+        self.committed = True
+
+    @property
+    def done(self) -> bool:
+        """True once the asynchronous commit ended (wait() then returns at once)."""
+        out = ctypes.c_int32()
+        check(_lib.lib().shardpoint_save_poll(self._raw(), ctypes.byref(out)))
+        return bool(out.value)
+
+    def cancel(self) -> None:
+        """Asks the asynchronous commit to stop; wait() then raises CanceledError, unless this
+        rank's data was already written (then it commits). Returns at once."""
+        check(_lib.lib().shardpoint_save_cancel(self._raw()))
+
     def close(self) -> None:
-        """Frees the save; without a commit before, nothing is saved (a deliberate abort)."""
+        """Frees the save; without a commit before, nothing is saved (a deliberate abort). An
+        asynchronous commit is waited for first (not canceled)."""
         self._dropped_warning.detach()
         super().close()
         self._borrowed.clear()
+        self._staging = None
 
     def __repr__(self) -> str:
-        state = "committed" if self.committed else "closed" if self.closed else "open"
+        state = ("committed" if self.committed else "closed" if self.closed else "committing" if self._async
+                 else "open")
         return f"<Save {self.path!r} {state}>"
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
             if exc_type is None and not self.closed and not self.committed:
-                self.commit()
+                if self._async:
+                    self.wait()
+                else:
+                    self.commit()
         finally:
             self.close()
 
@@ -307,6 +365,13 @@ def save(path: PathArg, entries: State, *, comm: Comm | None = None, metadata: M
     `options` are Save's keyword options (overwrite, durable, allow_partial, compression, ...);
     `progress` is Save.commit's.
     """
+    with Save(path, comm, **options) as s:
+        _add_entries(s, entries, metadata)
+        s.commit(progress=progress)
+
+
+def _add_entries(s: Save, entries: State, metadata: Mapping[str, str] | None) -> None:
+    """Offers `entries` (flat, or a nested state recorded in the metadata) and `metadata` to `s`."""
     flat: Mapping[str, object]
     if not isinstance(entries, dict) or _state.needs_tree(entries):
         flat, tree = _state.flatten(entries)
@@ -315,16 +380,59 @@ def save(path: PathArg, entries: State, *, comm: Comm | None = None, metadata: M
         metadata = dict(metadata or {}, **{_state.TREE_KEY: tree})
     else:
         flat = entries
-    with Save(path, comm, **options) as s:
-        tensors: dict[str, object] = {}
-        for fqn, value in flat.items():
-            if isinstance(value, (bytes, bytearray)):
-                s.add_bytes(fqn, value)
-            elif isinstance(value, Blob):
-                s.add_bytes(fqn, value.data)
-            else:
-                tensors[fqn] = value
-        s.add_tensors(tensors)
-        for key, value in (metadata or {}).items():
-            s.set_metadata(key, value)
-        s.commit(progress=progress)
+    tensors: dict[str, object] = {}
+    for fqn, value in flat.items():
+        if isinstance(value, (bytes, bytearray)):
+            s.add_bytes(fqn, value)
+        elif isinstance(value, Blob):
+            s.add_bytes(fqn, value.data)
+        else:
+            tensors[fqn] = value
+    s.add_tensors(tensors)
+    for key, value in (metadata or {}).items():
+        s.set_metadata(key, value)
+
+
+class Staging(Handle):
+    """Host memory that asynchronous saves copy their data into (Save.commit_async), allocated
+    once and reused: its pages are faulted in now (on huge pages where the kernel gives them,
+    locked in memory where allowed), so that each save's copy runs at memory speed. One save uses
+    it at a time; close() waits for it."""
+
+    _free_name = "shardpoint_staging_free"
+
+    def __init__(self, capacity: int) -> None:
+        out = ctypes.c_void_p()
+        check(_lib.lib().shardpoint_staging_new(ctypes.byref(out), int(capacity)))
+        self._adopt(out.value)
+
+    @property
+    def capacity(self) -> int:
+        out = ctypes.c_uint64()
+        check(_lib.lib().shardpoint_staging_capacity(self._raw(), ctypes.byref(out)))
+        return out.value
+
+    def __repr__(self) -> str:
+        return "<Staging closed>" if self.closed else f"<Staging {self.capacity} bytes>"
+
+
+def save_async(path: PathArg, entries: State, *, staging: Staging | None = None, comm: Comm | None = None,
+               metadata: Mapping[str, str] | None = None, progress: ProgressCallback | None = None,
+               **options: Unpack[SaveKwargs]) -> Save:
+    """save(), returning as soon as the data is copied into `staging`: the returned Save is
+    committing in the background; call its wait() (or close()) before the next save into the
+    same directory, and to learn the outcome.
+
+        staging = shardpoint.Staging(2 << 30)
+        pending = shardpoint.save_async(f"ckpt/step-{step}", state, staging=staging)
+        ...  # train on; the state may change
+        pending.wait()
+    """
+    s = Save(path, comm, **options)
+    try:
+        _add_entries(s, entries, metadata)
+        s.commit_async(staging, progress=progress)
+    except BaseException:
+        s.close()
+        raise
+    return s
