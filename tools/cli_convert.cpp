@@ -4,69 +4,17 @@
 // cancels through the progress callback, so that nothing half-written is left behind.
 #include "cli_convert.hpp"
 
-#include <unistd.h>
-
-#include <chrono>
 #include <cinttypes>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "cli_util.hpp"
 #include "shardpoint.h"
 
 namespace {
 
-volatile std::sig_atomic_t interrupted = 0;
-
-void on_interrupt(int) { interrupted = 1; }
-
-int usage_error(const std::string &message) {
-    std::fprintf(stderr, "shardpoint: convert: %s\nTry 'shardpoint --help'.\n", message.c_str());
-    return 2;
-}
-
-std::string human_bytes(double n) {
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (n >= 1024 && u < 4) n /= 1024, ++u;
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", n, units[u]);
-    return buf;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string rate(uint64_t bytes, double seconds) {
-    return seconds > 0 ? human_bytes(double(bytes) / seconds) + "/s" : "-";
-}
-
-struct Reporter {
-    bool terminal;
-    std::chrono::steady_clock::time_point start;
-    int tenths_printed = -1;  // plain lines: the last tenth reported
-    bool drawn = false;       // terminal: a progress line is on screen
-};
-
-int report_progress(void *user, int32_t, uint64_t done, uint64_t total) {
-    auto *r = static_cast<Reporter *>(user);
-    if (interrupted) return 1;
-    const double elapsed = seconds_since(r->start);
-    const int percent = total ? int(done * 100 / total) : 100;
-    if (r->terminal) {
-        std::fprintf(stderr, "\r  %s of %s (%d%%), %s   ", human_bytes(double(done)).c_str(), human_bytes(double(total)).c_str(),
-                     percent, rate(done, elapsed).c_str());
-        r->drawn = true;
-    } else if (percent / 10 > r->tenths_printed) {
-        r->tenths_printed = percent / 10;
-        std::fprintf(stderr, "convert: %" PRIu64 " of %" PRIu64 " bytes (%d%%), %s\n", done, total, percent,
-                     rate(done, elapsed).c_str());
-    }
-    std::fflush(stderr);
-    return 0;
-}
+int usage_error(const std::string &message) { return cli::usage_error("convert: " + message); }
 
 // The tensors a checkpoint holds and their bytes (what a conversion moves), for the summary.
 void count_tensors(const char *dir, uint64_t &tensors, uint64_t &bytes) {
@@ -143,21 +91,14 @@ int run_convert(const std::vector<std::string> &positional, const std::vector<st
     }
     opts.save_options = &save;
 
-    Reporter reporter{isatty(STDERR_FILENO) == 1, std::chrono::steady_clock::now()};
-    opts.progress = report_progress;
-    opts.progress_user = &reporter;
+    cli::ProgressLine line("convert");
+    opts.progress = cli::ProgressLine::callback;
+    opts.progress_user = &line;
     const char *in = positional[0].c_str(), *out = positional[1].c_str();
     const char *ckpt = to ? in : out;
-
-    interrupted = 0;
-    struct sigaction action, previous;
-    std::memset(&action, 0, sizeof action);
-    action.sa_handler = on_interrupt;
-    sigaction(SIGINT, &action, &previous);
     int rc = to ? shardpoint_convert_to_safetensors(in, out, &opts) : shardpoint_convert_from_safetensors(in, out, &opts);
-    sigaction(SIGINT, &previous, nullptr);
-    const double elapsed = seconds_since(reporter.start);
-    if (reporter.drawn) std::fputc('\n', stderr);
+    const double elapsed = line.elapsed();
+    line.end_line();
     if (rc != 0) {
         std::fprintf(stderr, "shardpoint convert: %s: %s%s\n", shardpoint_error_name(rc), shardpoint_last_error(),
                      rc == SHARDPOINT_ECANCELED ? " (nothing was written)" : "");
@@ -166,6 +107,6 @@ int run_convert(const std::vector<std::string> &positional, const std::vector<st
     uint64_t tensors = 0, bytes = 0;
     count_tensors(ckpt, tensors, bytes);
     std::printf("converted %s to %s: %" PRIu64 " %s, %s in %.2f s (%s)\n", in, out, tensors, tensors == 1 ? "tensor" : "tensors",
-                human_bytes(double(bytes)).c_str(), elapsed, rate(bytes, elapsed).c_str());
+                cli::human_bytes(double(bytes)).c_str(), elapsed, cli::rate(bytes, elapsed).c_str());
     return 0;
 }

@@ -19,9 +19,13 @@
 
 #include "cli_convert.hpp"
 #include "cli_steps.hpp"
+#include "cli_util.hpp"
 #include "shardpoint.hpp"
 
 namespace sp = shardpoint::cxx;
+using cli::human_bytes;
+using cli::plural;
+using cli::seconds_since;
 
 namespace {
 
@@ -48,32 +52,13 @@ int finish_stdout(int rc) {
 // ---------------------------------------------------------------------------------------------
 // formatting
 
-void print_json_string(const char *s) {
-    std::putchar('"');
-    for (const unsigned char *p = reinterpret_cast<const unsigned char *>(s); *p; ++p) {
-        if (*p == '"' || *p == '\\') std::printf("\\%c", *p);
-        else if (*p < 0x20) std::printf("\\u%04x", *p);
-        else std::putchar(*p);
-    }
-    std::putchar('"');
-}
-
-std::string human_bytes(double n) {
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (n >= 1024 && u < 4) n /= 1024, ++u;
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", n, units[u]);
-    return buf;
-}
+void print_json_string(const char *s) { std::fputs(cli::json_string(s).c_str(), stdout); }
 
 std::string dims_text(const uint64_t *d, uint32_t n) {
     std::string s = "[";
     for (uint32_t i = 0; i < n; ++i) s += (i ? "," : "") + std::to_string(d[i]);
     return s + "]";
 }
-
-const char *plural(uint64_t n, const char *one, const char *many) { return n == 1 ? one : many; }
 
 shardpoint_reader *open_or_report(const char *cmd, const char *dir) {
     shardpoint_reader *r = nullptr;
@@ -234,8 +219,14 @@ int verify(const char *dir) {
         }
     }
     uint64_t problems = 0;
-    int rc = shardpoint_reader_verify_each(r, report_problem, const_cast<char *>(dir), &problems);
-    if (rc != 0 && problems == 0) {  // verification itself could not run
+    int rc;
+    {
+        cli::ProgressLine line("verify");
+        shardpoint_reader_set_progress(r, cli::ProgressLine::callback, &line);
+        rc = shardpoint_reader_verify_each(r, report_problem, const_cast<char *>(dir), &problems);
+        shardpoint_reader_set_progress(r, nullptr, nullptr);
+    }
+    if (rc != 0 && problems == 0) {  // verification itself could not run (or Ctrl-C stopped it)
         std::fprintf(stderr, "shardpoint verify: %s: %s\n", shardpoint_error_name(rc), shardpoint_last_error());
         problems = 1;
     }
@@ -329,10 +320,6 @@ void fill(const DemoTensor &t, uint64_t r0, uint64_t c0, uint64_t nr, uint64_t n
     uint32_t seed = seed_of(t.fqn);
     for (uint64_t i = 0; i < nr; ++i)
         for (uint64_t j = 0; j < nc; ++j) out[i * nc + j] = demo_value(seed, (r0 + i) * t.cols + (c0 + j));
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 int demo(const char *dir, uint64_t megabytes) {

@@ -88,7 +88,12 @@ def case_conventions(tmp):
     text = run(A.cli, "inspect", ck, "--limit", "2", check_rc=0).stdout
     expect(f"... {n - 2} more entries" in text, text)
     expect(info["entries"][1]["fqn"] in text and info["entries"][2]["fqn"] not in text, "--limit 2 listed the wrong entries")
-    expect(run(A.cli, "verify", ck, check_rc=0).stdout.rstrip().endswith("ok, every checksum matches"), "clean verify")
+    p = run(A.cli, "verify", ck, check_rc=0)
+    expect(p.stdout.rstrip().endswith("ok, every checksum matches"), "clean verify")
+    # Not a terminal: plain progress lines on stderr, from 0 to every stored byte.
+    stored = info["stored_bytes"]
+    expect(f"verify: 0 of {stored} bytes (0%)" in p.stderr and f"verify: {stored} of {stored} bytes (100%)" in p.stderr,
+           f"verify progress lines for {stored} bytes:\n{p.stderr}")
     p = run(A.cli, "inspect", "--json", "--limit", "1", ck, check_rc=2)
     expect("--limit" in p.stderr, p.stderr)
 
