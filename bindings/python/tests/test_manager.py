@@ -143,3 +143,26 @@ def test_three_ranks_save_through_the_manager(tmp_path):
     mgr = sp.CheckpointManager(root)
     assert [s.step for s in mgr.steps()] == [30]
     assert np.array_equal(mgr.load()["w"], w + 30)
+
+
+def test_save_async_waits_for_the_previous_save_and_applies_retention(tmp_path):
+    import numpy as np
+
+    mgr = sp.CheckpointManager(tmp_path / "run", keep_last=2)
+    staging = sp.Staging(1 << 20)
+    w = np.zeros(1000, np.float32)
+    pendings = []
+    for step in (1, 2, 3):
+        w[:] = step
+        pendings.append(mgr.save_async(step, {"w": w}, staging=staging))
+        w[:] = -1  # training goes on: the save holds its copy
+    assert pendings[0].closed and pendings[1].closed  # waited for by the next save_async
+    assert mgr.wait() == [1]  # the last save committed, then retention kept the newest two
+    assert mgr.wait() == []
+    assert [s.step for s in mgr.steps()] == [2, 3]
+    assert np.array_equal(mgr.load()["w"], np.full(1000, 3, np.float32))
+    pending = mgr.save_async(4, {"w": w}, staging=staging)
+    mgr.close()  # finishes the pending save first
+    assert pending.closed
+    assert [s.step for s in sp.CheckpointManager(tmp_path / "run").steps()] == [2, 3, 4]
+    staging.close()

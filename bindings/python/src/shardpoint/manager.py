@@ -23,7 +23,9 @@ from . import _lib
 from ._handle import Handle
 from .errors import ENOTFOUND, check
 from .save import _comm_ptr
+from .save import Save, Staging
 from .save import save as _save
+from .save import save_async as _save_async
 
 if TYPE_CHECKING:
     from typing import Literal, Mapping
@@ -115,6 +117,7 @@ class CheckpointManager(Handle):
         if comm is not None:
             comm._register(self)
         self.root = os.fsdecode(os.fspath(root))
+        self._pending: Save | None = None  # the asynchronous save not yet waited for
 
     def __repr__(self) -> str:
         return f"<CheckpointManager {self.root!r}{' closed' if self.closed else ''}>"
@@ -131,11 +134,44 @@ class CheckpointManager(Handle):
         manager's comm; the same state, metadata, progress and options), then applies retention
         (on rank 0 only; `retention=False` skips it). Returns the steps retention deleted.
 
-        For an asynchronous save, save into step_path(step) with shardpoint.save_async and call
-        apply_retention() once its wait() returned.
+        An asynchronous save still pending (save_async) is waited for first.
         """
+        self.wait(retention=False)
         _save(self.step_path(step), state, comm=self._comm, metadata=metadata, progress=progress, **options)
         return self.apply_retention() if retention else []
+
+    def save_async(self, step: int, state: State, *, staging: Staging | None = None,
+                   metadata: Mapping[str, str] | None = None, progress: ProgressCallback | None = None,
+                   **options: Unpack[SaveKwargs]) -> Save:
+        """shardpoint.save_async() into step `step`: returns once the state is copied into
+        `staging` (reuse one area for every save), and training may change the state while the
+        step is written and committed in the background. The save pending before, if any, is
+        waited for first (its error is raised here) and retention applied; wait() does the same
+        for this one. Returns the pending Save.
+        """
+        self.wait()
+        self._pending = _save_async(self.step_path(step), state, staging=staging, comm=self._comm, metadata=metadata,
+                                    progress=progress, **options)
+        return self._pending
+
+    def wait(self, *, retention: bool = True) -> list[int]:
+        """Waits for the asynchronous save pending (none: returns at once), raising its error,
+        then applies retention (unless `retention=False`). Returns the steps retention deleted."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return []
+        try:
+            pending.wait()
+        finally:
+            pending.close()
+        return self.apply_retention() if retention else []
+
+    def close(self) -> None:
+        """Frees the manager; a pending asynchronous save is finished first (not canceled)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.close()
+        super().close()
 
     def latest_step(self) -> int | None:
         """The highest committed step, or None when there is none."""
