@@ -45,3 +45,8 @@ int sp_go_load_set_progress(shardpoint_load *load, uintptr_t handle) {
 int sp_go_reader_set_progress(shardpoint_reader *reader, uintptr_t handle) {
     return shardpoint_reader_set_progress(reader, handle ? sp_go_progress : NULL, (void *)handle);
 }
+
+void sp_go_convert_set_progress(shardpoint_convert_options *options, uintptr_t handle) {
+    options->progress = handle ? sp_go_progress : NULL;
+    options->progress_user = (void *)handle;
+}

@@ -35,6 +35,8 @@ func (p Phase) String() string {
 		return "read"
 	case PhaseVerify:
 		return "verify"
+	case PhaseConvert:
+		return "convert"
 	}
 	return fmt.Sprintf("Phase(%d)", int32(p))
 }

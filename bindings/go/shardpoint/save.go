@@ -81,20 +81,19 @@ type Save struct {
 	async    *asyncState // set by CommitAsync
 }
 
-// NewSave starts a save of a checkpoint into directory dir (created when missing). comm may be
-// nil (a single process); it must stay open until the Save is closed. Nothing is written before
-// Commit.
-func NewSave(dir string, comm *Comm, opts *SaveOptions) (*Save, error) {
+// cSaveOptions is opts in the C struct; the checkpoint id, if any, is C memory the caller frees
+// (once the C call that reads it returned).
+func cSaveOptions(opts *SaveOptions) (C.shardpoint_save_options, *C.char, error) {
 	var copts C.shardpoint_save_options
 	if err := call(func() C.int { return C.shardpoint_save_options_init(&copts, C.SHARDPOINT_SAVE_OPTIONS_VERSION) }); err != nil {
-		return nil, err
+		return copts, nil, err
 	}
 	var cid *C.char
 	copts.flags = C.uint32_t(saveFlags(opts))
 	if opts != nil {
 		if opts.CompressionLevel < math.MinInt32 || opts.CompressionLevel > math.MaxInt32 ||
 			opts.IOThreads < 0 || uint64(opts.IOThreads) > math.MaxUint32 {
-			return nil, newError(ErrInvalid, "compression level or I/O thread count out of range")
+			return copts, nil, newError(ErrInvalid, "compression level or I/O thread count out of range")
 		}
 		copts.compression_level = C.int32_t(opts.CompressionLevel)
 		copts.codec = C.uint32_t(opts.Codec)
@@ -107,6 +106,17 @@ func NewSave(dir string, comm *Comm, opts *SaveOptions) (*Save, error) {
 			cid = C.CString(opts.CheckpointID)
 			copts.checkpoint_id = cid
 		}
+	}
+	return copts, cid, nil
+}
+
+// NewSave starts a save of a checkpoint into directory dir (created when missing). comm may be
+// nil (a single process); it must stay open until the Save is closed. Nothing is written before
+// Commit.
+func NewSave(dir string, comm *Comm, opts *SaveOptions) (*Save, error) {
+	copts, cid, err := cSaveOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	cptr, err := comm.acquire()
 	if err != nil {
