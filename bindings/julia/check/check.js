@@ -63,7 +63,7 @@ function parseParams(text) {
 function parseHeader(source) {
   const text = stripComments(source);
   const header = { functions: new Map(), structs: new Map(), constants: new Map(), enums: new Set(),
-    callbacks: new Map() };
+    enumMembers: new Map(), callbacks: new Map() };
 
   // Macros with a literal value. Multi-line and expression macros are recorded as unparsable.
   const logical = text.replace(/\\\n/g, ' ').split('\n');
@@ -78,12 +78,16 @@ function parseHeader(source) {
   for (const m of body.matchAll(/typedef\s+enum\s+(\w+)\s*\{([^}]*)\}\s*(\w+)\s*;/g)) {
     header.enums.add(m[1]);
     header.enums.add(m[3]);
+    const members = [];
+    header.enumMembers.set(m[1], members);
+    header.enumMembers.set(m[3], members);
     let next = 0;
     for (const item of m[2].split(',')) {
       const e = item.trim().match(/^(\w+)\s*(?:=\s*(.+))?$/);
       if (!e) continue;
       const v = e[2] !== undefined ? parseCLiteral(e[2]) : next;
       header.constants.set(e[1], v);
+      members.push(e[1]);
       if (typeof v === 'bigint') next = v + 1n;
     }
   }
@@ -648,7 +652,14 @@ function readFunction(node) {
   } else {
     return null;
   }
-  while (sig && (sig.type === 'where_expression' || sig.type === 'typed_expression')) sig = namedArgs(sig)[0];
+  let ret = null;  // the return type annotation, `f(...)::T`
+  while (sig && (sig.type === 'where_expression' || sig.type === 'typed_expression')) {
+    if (sig.type === 'typed_expression' && ret === null) {
+      const parts = namedArgs(sig);
+      ret = parts[parts.length - 1].text;
+    }
+    sig = namedArgs(sig)[0];
+  }
   if (!sig || sig.type !== 'call_expression') return null;
   const [callee, list] = namedArgs(sig);
   if (!list || list.type !== 'argument_list') return null;
@@ -671,7 +682,9 @@ function readFunction(node) {
   }
   const last = body[body.length - 1];
   if (last && last.type !== 'return_statement') returns.push(last);
-  return { name: calleeName(callee), node, params, positional: params.filter((p) => !p.keyword), body, returns };
+  const variadic = list.children.some((c) => c.type === 'splat_expression');
+  return { name: calleeName(callee), node, params, positional: params.filter((p) => !p.keyword), body, returns,
+    ret, variadic };
 }
 
 // Node objects are not unique (each access makes a new one): nodes are compared by their span.
@@ -909,6 +922,98 @@ function checkPositions(scans, header) {
   return results;
 }
 
+// ------------------------------------------------------------------------------------------------
+// Callback methods and constant coverage
+// ------------------------------------------------------------------------------------------------
+
+// Julia's aliases of C types, as the types they are (Cint === Int32), to compare method
+// signatures with @cfunction types.
+const TYPE_ALIASES = { Cint: 'Int32', Cuint: 'UInt32', Clonglong: 'Int64', Culonglong: 'UInt64', Csize_t: 'UInt',
+  Cchar: 'Int8', Cfloat: 'Float32', Cdouble: 'Float64' };
+function sameJuliaType(a, b) {
+  const canon = (t) => normJuliaType(t).replace(/\b[A-Za-z_]\w*\b/g, (w) => TYPE_ALIASES[w] || w);
+  return canon(a) === canon(b);
+}
+
+// Every @cfunction(f, R, (T, ...)) names a function f (not a closure, `$f`, which some platforms
+// do not support) that the package defines with a method taking those argument types: a
+// positional parameter per type, each untyped or of that type, and a return annotation, if any,
+// of type R. Otherwise the @cfunction fails when Julia compiles it, which no run here would show.
+function checkCfunctionMethods(scans) {
+  const results = [];
+  const methods = new Map();
+  for (const s of scans) {
+    for (const f of collectFunctions(s)) {
+      if (!methods.has(f.name)) methods.set(f.name, []);
+      methods.get(f.name).push(f);
+    }
+  }
+  for (const s of scans) {
+    for (const cf of s.cfunctions) {
+      if (cf.problems.length > 0 || !cf.fn) continue;  // checkCfunction reports those
+      const what = `${s.file}:${cf.line}: @cfunction ${cf.fn} has a method of its C signature`;
+      const problems = [];
+      if (/^\$/.test(cf.fn)) {
+        problems.push(`${cf.fn} makes a closure cfunction, which some platforms do not support: ` +
+          'pass a named function and its data through the callback\'s user pointer');
+      } else {
+        const name = cf.fn.replace(/^(?:[A-Za-z_]\w*\.)+/, '');
+        const candidates = methods.get(name) || [];
+        const want = `(${cf.args.join(', ')})::${cf.ret}`;
+        if (candidates.length === 0) {
+          problems.push(`no function ${name} is defined in the package`);
+        } else {
+          const mismatch = (f) => {
+            if (f.variadic) return null;  // not compared
+            if (f.positional.length !== cf.args.length) return `${f.positional.length} positional arguments`;
+            for (let i = 0; i < cf.args.length; i++) {
+              const p = f.positional[i];
+              if (p.type && !sameJuliaType(p.type, cf.args[i])) return `argument ${i + 1} ${p.name || ''}::${p.type}`;
+            }
+            if (f.ret && !sameJuliaType(f.ret, cf.ret)) return `return type ${f.ret}`;
+            return null;
+          };
+          const reasons = candidates.map((f) => [f, mismatch(f)]);
+          if (!reasons.some(([, r]) => r === null)) {
+            for (const [f, r] of reasons) {
+              problems.push(`${f.file}:${lineOf(f.node)}: the method of ${name} has ${r}, the @cfunction needs ${want}`);
+            }
+          }
+        }
+      }
+      results.push({ ok: problems.length === 0, what, problems });
+    }
+  }
+  return results;
+}
+
+// Every literal constant of the header (#define and enum values) is mirrored by a Julia constant
+// of the same name (whose value checkConst compares), and every error code has its short name
+// (`const ECANCELED = Int(L.SHARDPOINT_ECANCELED)`, as `Shardpoint.ECANCELED`).
+function checkConstantCoverage(scans, header) {
+  const results = [];
+  const consts = new Map();
+  for (const s of scans) {
+    if (isTestFile(s.file)) continue;
+    for (const c of s.consts) if (!consts.has(c.name)) consts.set(c.name, { file: s.file, c });
+  }
+  for (const [name, value] of header.constants) {
+    if (value === undefined) continue;  // not a literal: not mirrored (see checkConst)
+    const ok = consts.has(name);
+    results.push({ ok, what: `header constant ${name} is mirrored in Julia`,
+      problems: ok ? [] : [`no const ${name} (src/LibShardpoint.jl)`] });
+  }
+  for (const name of header.enumMembers.get('shardpoint_error') || []) {
+    const short = name.replace(/^SHARDPOINT_/, '');
+    const def = consts.get(short);
+    const ok = Boolean(def && new RegExp(`\\b${name}\\b`).test(def.c.text));
+    results.push({ ok, what: `error code ${name} has the Julia name ${short}`,
+      problems: ok ? [] : [def ? `${def.file}:${def.c.line}: const ${short} is ${def.c.text}, not the value of ${name}`
+        : `no const ${short} = Int(L.${name}) (src/errors.jl)`] });
+  }
+  return results;
+}
+
 // sources: [{ file, text }]; headerText: the header; exported: Set of symbols or null (no library);
 // soname: the library's SONAME or null.
 function runChecks({ sources, headerText, exported, soname = null }) {
@@ -953,6 +1058,8 @@ function runChecks({ sources, headerText, exported, soname = null }) {
     for (const c of s.consts) if (c.name.startsWith('SHARDPOINT_')) results.push(checkConst(c, s.file, header));
     for (const cf of s.cfunctions) results.push(checkCfunction(cf, s.file, header));
   }
+  results.push(...checkCfunctionMethods(scans));
+  results.push(...checkConstantCoverage(scans, header));
   results.push(...checkPositions(scans, header));
   return results;
 }

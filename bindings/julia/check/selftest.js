@@ -110,6 +110,7 @@ e() = @ccall libshardpoint.shardpoint_last_error()::Cstring
 const SHARDPOINT_ECHECKSUM = Cint(-7)
 const SHARDPOINT_SAVE_FSYNC = UInt32(0x2)
 const SHARDPOINT_VERSION_STRING = "0.1.0"
+my_gather(user::Ptr{Cvoid}, send::Ptr{Cvoid}, len::UInt64, recv::Ptr{Cvoid})::Cint = Cint(0)
 cb = @cfunction(my_gather, Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}))
 `),
     expect: (f) => f.length === 0 || `unexpected failures: ${f.map((x) => x.what + ' ' + x.problems.join('; ')).join(' | ')}`,
@@ -216,6 +217,10 @@ cb = @cfunction(my_gather, Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt64, Ptr{Cvoid}))
 const libshardpoint = "libshardpoint.so.0"
 g(d, f, cb, u, n, b) = @ccall libshardpoint.shardpoint_gc(d::Cstring, f::UInt32, cb::Ptr{Cvoid}, u::Ptr{Cvoid},
                                                       n::Ptr{UInt64}, b::Ptr{UInt64})::Cint
+gc_file_callback(user, name::Ptr{UInt8}, size::UInt64)::Int32 = Int32(0)
+function verify_callback(user::Ptr{Cvoid}, problem::Ptr{L.shardpoint_verify_problem})::Cint
+    return Cint(0)
+end
 p = @cfunction(gc_file_callback, Cint, (Ptr{Cvoid}, Ptr{UInt8}, UInt64))
 q = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_verify_problem}))
 `),
@@ -225,6 +230,89 @@ q = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_verify_problem
     name: '@cfunction with a wrong signature for a typedef callback',
     run: () => failuresOf('p = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_entry_info}))\n'),
     expect: (f) => f.some((r) => r.problems.some((p) => /shardpoint_verify_callback callback/.test(p))),
+  },
+  {
+    name: 'the progress callback (shardpoint_progress_callback), its ccalls and phase constants pass',
+    run: () => failuresOf(`
+const libshardpoint = "libshardpoint.so.0"
+const SHARDPOINT_ECANCELED = Cint(-22)
+const SHARDPOINT_PROGRESS_WRITE = Int32(1)
+const SHARDPOINT_PROGRESS_VERIFY = Int32(3)
+s(save, cb, u) = @ccall libshardpoint.shardpoint_save_set_progress(save::Ptr{shardpoint_save}, cb::Ptr{Cvoid}, u::Ptr{Cvoid})::Cint
+w(wr, cb, u) = @ccall libshardpoint.shardpoint_writer_set_progress(wr::Ptr{shardpoint_writer}, cb::Ptr{Cvoid}, u::Ptr{Cvoid})::Cint
+function progress_callback(user::Ptr{Cvoid}, phase::Int32, done::UInt64, total::UInt64)::Cint
+    return Cint(0)
+end
+p = @cfunction(progress_callback, Cint, (Ptr{Cvoid}, Int32, UInt64, UInt64))
+`),
+    expect: (f) => f.length === 0 || f.map((r) => `${r.what}: ${r.problems.join('; ')}`).join('\n'),
+  },
+  {
+    name: '@cfunction of the progress callback with an unsigned phase',
+    run: () => failuresOf('p = @cfunction(progress_callback, Cint, (Ptr{Cvoid}, UInt32, UInt64, UInt64))\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /shardpoint_progress_callback callback, its signature must match int \(\*\)\(void \*, int32_t, uint64_t, uint64_t\)/.test(p))),
+  },
+  {
+    name: 'phase constant with a wrong value',
+    run: () => failuresOf('const SHARDPOINT_PROGRESS_READ = Int32(3)\n'),
+    expect: (f) => f.some((r) => r.problems.some((p) => /value 3, the header has 2/.test(p))),
+  },
+  {
+    name: '@cfunction whose method takes other types than its C signature',
+    run: () => failuresOf(`
+function progress_callback(user::Ptr{Cvoid}, phase::UInt32, done::UInt64, total::UInt64)::Cint
+    return Cint(0)
+end
+p = @cfunction(progress_callback, Cint, (Ptr{Cvoid}, Int32, UInt64, UInt64))
+`),
+    expect: (f) => f.some((r) => /@cfunction progress_callback has a method/.test(r.what) &&
+      r.problems.some((p) => /argument 2 phase::UInt32, the @cfunction needs \(Ptr\{Cvoid\}, Int32, UInt64, UInt64\)::Cint/.test(p))),
+  },
+  {
+    name: '@cfunction whose method returns another type, or has another arity; one matching method is enough',
+    run: () => failuresOf(`
+gc_file_callback(user::Ptr{Cvoid}, name::Ptr{UInt8}, size::UInt64)::Bool = false
+verify_callback(user) = 0
+p = @cfunction(gc_file_callback, Cint, (Ptr{Cvoid}, Ptr{UInt8}, UInt64))
+q = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{shardpoint_verify_problem}))
+broadcast_callback(user, buf, len::UInt32) = 0
+broadcast_callback(user, buf, len::UInt64) = 0
+b = @cfunction(broadcast_callback, Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt64))
+`),
+    expect: (f) => {
+      const has = (re) => f.some((r) => r.problems.some((p) => re.test(p)));
+      const broadcast = f.filter((r) => /@cfunction broadcast_callback/.test(r.what));
+      return (has(/method of gc_file_callback has return type Bool/) &&
+        has(/method of verify_callback has 1 positional arguments/) && broadcast.length === 0) ||
+        `got ${f.map((r) => `${r.what}: ${r.problems.join('; ')}`).join(' | ')}`;
+    },
+  },
+  {
+    name: '@cfunction of an undefined function, and a closure @cfunction',
+    run: () => failuresOf(`
+p = @cfunction(gc_file_calback, Cint, (Ptr{Cvoid}, Ptr{UInt8}, UInt64))
+q = @cfunction($f, Cint, (Ptr{Cvoid}, Ptr{UInt8}, UInt64))
+`),
+    expect: (f) => f.some((r) => r.problems.some((p) => /no function gc_file_calback is defined/.test(p))) &&
+      f.some((r) => r.problems.some((p) => /closure cfunction/.test(p))),
+  },
+  {
+    name: 'every literal header constant and every error code must be mirrored',
+    run: () => runChecks({ sources: [{ file: 'case.jl', text:
+      'const SHARDPOINT_ECANCELED = Cint(-22)\nconst ECANCELED = Int(L.SHARDPOINT_ECANCELED)\nconst EIO = Int(L.SHARDPOINT_EINVAL)\n' }],
+      headerText, exported: allExports() }).filter((r) => /^(header constant|error code)/.test(r.what)),
+    expect: (f) => {
+      const get = (what) => f.find((r) => r.what === what);
+      const checks = [
+        [get('header constant SHARDPOINT_ECANCELED is mirrored in Julia'), true],
+        [get('header constant SHARDPOINT_PROGRESS_VERIFY is mirrored in Julia'), false],
+        [get('error code SHARDPOINT_ECANCELED has the Julia name ECANCELED'), true],
+        [get('error code SHARDPOINT_ENOTDURABLE has the Julia name ENOTDURABLE'), false],
+        [get('error code SHARDPOINT_EIO has the Julia name EIO'), false],
+      ];
+      const wrong = checks.filter(([r, ok]) => !r || r.ok !== ok);
+      return wrong.length === 0 || `unexpected: ${wrong.map(([r, ok]) => (r ? r.what : '(missing result)') + ` ok=${r && r.ok}, expected ${ok}`).join('; ')}`;
+    },
   },
   {
     name: 'a function pointer argument passed as something else',

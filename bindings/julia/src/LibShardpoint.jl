@@ -57,6 +57,7 @@ const SHARDPOINT_EKIND = Cint(-18)
 const SHARDPOINT_ERANGE = Cint(-19)
 const SHARDPOINT_ENOSPC = Cint(-20)
 const SHARDPOINT_ENOTDURABLE = Cint(-21)
+const SHARDPOINT_ECANCELED = Cint(-22)
 const SHARDPOINT_EINTERNAL = Cint(-99)
 
 const SHARDPOINT_DTYPE_BOOL = Int32(0)
@@ -98,6 +99,11 @@ const SHARDPOINT_LOAD_OPTIONS_VERSION = UInt32(1)
 
 const SHARDPOINT_GC_DRY_RUN = UInt32(0x1)
 
+# shardpoint_progress_phase: the `phase` a shardpoint_progress_callback receives (an int32_t).
+const SHARDPOINT_PROGRESS_WRITE = Int32(1)
+const SHARDPOINT_PROGRESS_READ = Int32(2)
+const SHARDPOINT_PROGRESS_VERIFY = Int32(3)
+
 const SHARDPOINT_ENTRY_TENSOR = Int32(0)
 const SHARDPOINT_ENTRY_BYTES = Int32(1)
 
@@ -112,6 +118,7 @@ const SHARDPOINT_TRANSFORM_ZSTD_BLOCKS = Int32(3)
 
 mutable struct shardpoint_comm end
 mutable struct shardpoint_save end
+mutable struct shardpoint_staging end
 mutable struct shardpoint_reader end
 mutable struct shardpoint_load end
 mutable struct shardpoint_writer end
@@ -317,6 +324,45 @@ shardpoint_save_free(save) =
     @ccall libshardpoint.shardpoint_save_free(save::Ptr{shardpoint_save})::Cvoid
 
 # ------------------------------------------------------------------------------------------------
+# Asynchronous saves
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_staging_new(out, capacity) =
+    @ccall libshardpoint.shardpoint_staging_new(out::Ptr{Ptr{shardpoint_staging}}, capacity::UInt64)::Cint
+
+shardpoint_staging_capacity(staging, out_capacity) =
+    @ccall libshardpoint.shardpoint_staging_capacity(
+        staging::Ptr{shardpoint_staging}, out_capacity::Ptr{UInt64})::Cint
+
+shardpoint_staging_free(staging) =
+    @ccall libshardpoint.shardpoint_staging_free(staging::Ptr{shardpoint_staging})::Cvoid
+
+shardpoint_save_staging_size(save, out_bytes) =
+    @ccall libshardpoint.shardpoint_save_staging_size(save::Ptr{shardpoint_save}, out_bytes::Ptr{UInt64})::Cint
+
+shardpoint_save_commit_async(save, staging) =
+    @ccall libshardpoint.shardpoint_save_commit_async(
+        save::Ptr{shardpoint_save}, staging::Ptr{shardpoint_staging})::Cint
+
+shardpoint_save_wait(save) =
+    @ccall libshardpoint.shardpoint_save_wait(save::Ptr{shardpoint_save})::Cint
+
+shardpoint_save_poll(save, out_finished) =
+    @ccall libshardpoint.shardpoint_save_poll(save::Ptr{shardpoint_save}, out_finished::Ptr{Int32})::Cint
+
+shardpoint_save_cancel(save) =
+    @ccall libshardpoint.shardpoint_save_cancel(save::Ptr{shardpoint_save})::Cint
+
+# ------------------------------------------------------------------------------------------------
+# Progress and cancellation. Every `callback` below is a shardpoint_progress_callback,
+# int (*)(void *user, int32_t phase, uint64_t done, uint64_t total), from @cfunction; C_NULL: none.
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_save_set_progress(save, callback, user) =
+    @ccall libshardpoint.shardpoint_save_set_progress(
+        save::Ptr{shardpoint_save}, callback::Ptr{Cvoid}, user::Ptr{Cvoid})::Cint
+
+# ------------------------------------------------------------------------------------------------
 # Reading metadata
 # ------------------------------------------------------------------------------------------------
 
@@ -382,6 +428,11 @@ shardpoint_reader_metadata_get(reader, key, out_value) =
     @ccall libshardpoint.shardpoint_reader_metadata_get(
         reader::Ptr{shardpoint_reader}, key::Cstring, out_value::Ptr{Ptr{UInt8}})::Cint
 
+# callback: a shardpoint_progress_callback (see shardpoint_save_set_progress), or C_NULL.
+shardpoint_reader_set_progress(reader, callback, user) =
+    @ccall libshardpoint.shardpoint_reader_set_progress(
+        reader::Ptr{shardpoint_reader}, callback::Ptr{Cvoid}, user::Ptr{Cvoid})::Cint
+
 shardpoint_reader_verify(reader) =
     @ccall libshardpoint.shardpoint_reader_verify(reader::Ptr{shardpoint_reader})::Cint
 
@@ -431,6 +482,11 @@ shardpoint_load_skipped_count(load, out_count) =
 
 shardpoint_load_execute(load) =
     @ccall libshardpoint.shardpoint_load_execute(load::Ptr{shardpoint_load})::Cint
+
+# callback: a shardpoint_progress_callback (see shardpoint_save_set_progress), or C_NULL.
+shardpoint_load_set_progress(load, callback, user) =
+    @ccall libshardpoint.shardpoint_load_set_progress(
+        load::Ptr{shardpoint_load}, callback::Ptr{Cvoid}, user::Ptr{Cvoid})::Cint
 
 shardpoint_load_free(load) =
     @ccall libshardpoint.shardpoint_load_free(load::Ptr{shardpoint_load})::Cvoid
@@ -499,6 +555,12 @@ shardpoint_writer_finish(writer, count, results, lens) =
 
 shardpoint_writer_abort(writer) =
     @ccall libshardpoint.shardpoint_writer_abort(writer::Ptr{shardpoint_writer})::Cint
+
+# callback: a shardpoint_progress_callback (see shardpoint_save_set_progress), or C_NULL. Set
+# before the first write; reports shardpoint_writer_write_bound and shardpoint_writer_write.
+shardpoint_writer_set_progress(writer, callback, user) =
+    @ccall libshardpoint.shardpoint_writer_set_progress(
+        writer::Ptr{shardpoint_writer}, callback::Ptr{Cvoid}, user::Ptr{Cvoid})::Cint
 
 shardpoint_writer_committed(writer, out_committed) =
     @ccall libshardpoint.shardpoint_writer_committed(writer::Ptr{shardpoint_writer}, out_committed::Ptr{Int32})::Cint

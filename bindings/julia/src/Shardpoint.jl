@@ -20,6 +20,12 @@ metadata pairs are numbered from 1 (`entry(reader, 1)`, `VerifyProblem.chunk`).
 Two numbers are not positions in a tensor and stay 0-based: ranks (`rank(comm)`, `run_local`,
 `FileInfo.rank`, `ChunkInfo.writer_rank`) are numbered from 0, as in MPI and MPI.jl's
 `MPI.Comm_rank`; byte offsets in data files (`file_offset`) count from 0, as `seek` takes them.
+The numbers a progress function receives (`commit!(save; progress=f)`) are byte counts, not
+positions: `done` of `total` bytes, from 0 to `total`.
+
+Asynchronous saves (`commit_async!(save, staging)`, then `wait(save)`) copy the data into a
+reusable `Staging` area and commit in the background; they are for a single process and take no
+progress function (see `commit_async!`).
 """
 module Shardpoint
 
@@ -30,8 +36,11 @@ include("errors.jl")
 include("dtypes.jl")
 include("arrays.jl")
 include("positions.jl")
+include("progress.jl")
 include("comm.jl")
+include("staging.jl")
 include("save.jl")
+include("async.jl")
 include("reader.jl")
 include("load.jl")
 include("gc.jl")
@@ -39,6 +48,8 @@ include("gc.jl")
 export ShardpointError
 export Comm, rank, nranks, gather!, bcast!, LocalGroup, LocalRank, run_local
 export Save, add_tensor!, add_tensors!, add_bytes!, set_metadata!, commit!, save_flags, committed, is_no_space
+export is_canceled
+export Staging, capacity, staging_size, commit_async!, cancel!  # and Base.wait, Base.isready of a Save
 export Reader, EntryInfo, ChunkInfo, StorageInfo, FileInfo
 export entries, entry, chunks, files, user_metadata, storage_info, verify, verify_each, VerifyProblem, block_size
 export collect_garbage

@@ -41,6 +41,8 @@ const ERANGE = Int(L.SHARDPOINT_ERANGE)
 const ENOSPC = Int(L.SHARDPOINT_ENOSPC)          # no space left on the device, or quota exhausted
 const ENOTDURABLE = Int(L.SHARDPOINT_ENOTDURABLE) # committed, but the directory fsync after the
                                                   # commit point failed: may not survive a power loss
+const ECANCELED = Int(L.SHARDPOINT_ECANCELED)     # a progress function returned false, or cancel!:
+                                                  # the call stopped, a save committed nothing
 const EINTERNAL = Int(L.SHARDPOINT_EINTERNAL)
 
 """
@@ -79,6 +81,15 @@ committed(e::ShardpointError) = e.code == ENOTDURABLE
 Whether `e` is a full disk or an exhausted quota (`ENOSPC`).
 """
 is_no_space(e::ShardpointError) = e.code == ENOSPC
+
+"""
+    is_canceled(e::ShardpointError) -> Bool
+
+Whether `e` is a call canceled by its progress function (`ECANCELED`: it returned `false`), or an
+asynchronous commit stopped by `cancel!`; a canceled save committed nothing. See `commit!`,
+`execute!`, `verify` and `cancel!`.
+"""
+is_canceled(e::ShardpointError) = e.code == ECANCELED
 
 # An error the binding raises itself, in the library's terms (same code and name).
 binding_error(code::Integer, message::AbstractString) =

@@ -2,12 +2,13 @@
 
 """
     Load(reader; comm=nothing)
-    Load(f, reader; comm=nothing)
+    Load(f, reader; comm=nothing, progress=nothing)
 
 A set of read requests executed together: add them with `add_tensor!` / `add_bytes!`, then
 `execute!` (collective when `comm` is given). The destinations are written during `execute!`, in
 place: the `Load` keeps them referenced until then, and they must not be resized before it returns.
-The do-block form runs `f(load)`, executes and closes. Otherwise `close(load)` when done.
+The do-block form runs `f(load)`, executes (`execute!(load; progress)`: see there) and closes.
+Otherwise `close(load)` when done.
 """
 mutable struct Load
     ptr::Ptr{L.shardpoint_load}
@@ -15,9 +16,10 @@ mutable struct Load
     comm::Union{Nothing,Comm}
     keep::Vector{Any}  # destinations the library writes during execute
     executed::Bool
+    progress::Union{Nothing,ProgressState}  # what the handle's progress `user` pointer points at
 
     function Load(ptr::Ptr{L.shardpoint_load}, reader::Reader, comm::Union{Nothing,Comm})
-        ld = new(ptr, reader, comm, Any[], false)
+        ld = new(ptr, reader, comm, Any[], false, nothing)
         return finalizer(close, ld)
     end
 end
@@ -41,11 +43,11 @@ function Load(r::Reader; comm::Union{Nothing,Comm}=nothing)
     return Load(out[], r, comm)
 end
 
-function Load(f::Function, r::Reader; kwargs...)
+function Load(f::Function, r::Reader; progress=nothing, kwargs...)
     ld = Load(r; kwargs...)
     try
         f(ld)
-        execute!(ld)
+        execute!(ld; progress=progress)
     finally
         close(ld)
     end
@@ -62,6 +64,7 @@ function Base.close(ld::Load)
         ld.ptr = C_NULL
         L.shardpoint_load_free(p)
         empty!(ld.keep)
+        ld.progress = nothing  # the handle that could call it is gone
         giveback(ld.comm)
         giveback(ld.reader)
     end
@@ -130,21 +133,38 @@ function skipped_count(ld::Load)
 end
 
 """
-    execute!(load) -> load
+    execute!(load; progress=nothing) -> load
 
 Reads every requested byte into the destinations (collective when the load has a communicator).
 On failure the destinations may hold partial data.
+
+`progress`, a function `progress(phase, done, total)`, is told how this rank's read goes: `phase`
+is `:read`, `done` of `total` bytes are read (raw bytes for compressed data), once with
+`done == 0` at the start, then at most every 50 ms, then once with `done == total`; `done` never
+decreases. It is called on the task that called `execute!`. Returning `false` cancels the load:
+`execute!` throws `ShardpointError` `ECANCELED` (`is_canceled(err)`; with a communicator the other
+ranks throw `ERANK`) and the destinations may hold partial data. Any other return value, `nothing`
+included, goes on. An exception thrown by `progress` cancels the load the same way and is rethrown
+by `execute!` once the library has stopped.
 """
-function execute!(ld::Load)
+function execute!(ld::Load; progress=nothing)
     clear_callback_error(ld.comm)
     keep = ld.keep
-    rc = GC.@preserve ld keep L.shardpoint_load_execute(handle(ld))
+    state = progress_state(progress)
+    rc = GC.@preserve ld keep state begin
+        install_progress!(ld, state) do callback, user
+            L.shardpoint_load_set_progress(handle(ld), callback, user)
+        end
+        L.shardpoint_load_execute(handle(ld))
+    end
     if rc != 0
         err = last_error(rc)
         empty!(keep)
+        throw_progress_error(state)
         throw(with_callback_error(err, ld.comm))
     end
     empty!(keep)
     ld.executed = true
+    throw_progress_error(state)  # only if the library finished regardless: report it
     return ld
 end

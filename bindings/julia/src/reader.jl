@@ -15,9 +15,11 @@ mutable struct Reader
     borrowers::Threads.Atomic{Int}  # open loads reading through it
     closing::Threads.Atomic{Bool}
     freed::Threads.Atomic{Bool}
+    verify_lock::ReentrantLock      # verifies take turns: the reader has one progress callback
 
     function Reader(ptr::Ptr{L.shardpoint_reader})
-        r = new(ptr, Threads.Atomic{Int}(0), Threads.Atomic{Bool}(false), Threads.Atomic{Bool}(false))
+        r = new(ptr, Threads.Atomic{Int}(0), Threads.Atomic{Bool}(false), Threads.Atomic{Bool}(false),
+                ReentrantLock())
         return finalizer(close, r)
     end
 end
@@ -304,15 +306,57 @@ function user_metadata(r::Reader, key::AbstractString)
     return result
 end
 
+# Runs `call(p)`, a verify through the reader's handle `p`, with the progress state (nothing: no
+# reports) as the reader's progress callback, and resets the callback to NULL when it returns, so
+# that the reader keeps no pointer to the state. The reader has one callback for all its verifies,
+# and each verify takes it when it starts: verifies of one reader take turns (its verify lock), so
+# none reports to another's function. The reader is borrowed meanwhile (a close frees it after).
+# `call` reads the last error itself, right after its C call.
+function with_reader_progress(call::F, r::Reader, state::Union{Nothing,ProgressState}) where {F}
+    p = borrow(r)
+    try
+        return lock(r.verify_lock) do
+            GC.@preserve state begin
+                if state === nothing
+                    call(p)
+                else
+                    check(L.shardpoint_reader_set_progress(p, progress_pointer(), pointer_from_objref(state)))
+                    try
+                        call(p)
+                    finally
+                        # Fails only for a NULL reader; succeeding, it leaves the last error alone.
+                        L.shardpoint_reader_set_progress(p, C_NULL, C_NULL)
+                    end
+                end
+            end
+        end
+    finally
+        giveback(r)
+    end
+end
+
 """
-    verify(reader)
+    verify(reader; progress=nothing)
 
 Reads every stored extent and checks its CRC-32 (even when the reader skips checks on loads).
 Throws `ShardpointError` (`ECHECKSUM`, `ETRUNCATED`, ...) naming the entry and file.
+
+`progress`, a function `progress(phase, done, total)`, is told how the verify goes: `phase` is
+`:verify`, `done` of `total` stored bytes are checked, once with `done == 0` at the start, then at
+most every 50 ms, then once with `done == total`; `done` never decreases. It is called on the task
+that called `verify`. Returning `false` cancels: `verify` throws `ShardpointError` `ECANCELED`
+(`is_canceled(err)`). Any other return value, `nothing` included, goes on. An exception thrown by
+`progress` cancels the same way and is rethrown once the library has stopped. The function is
+the reader's only for this call; verifies of one reader run one at a time.
 """
-function verify(r::Reader)
-    rc = GC.@preserve r L.shardpoint_reader_verify(handle(r))
-    check(rc)
+function verify(r::Reader; progress=nothing)
+    state = progress_state(progress)
+    err = with_reader_progress(r, state) do p
+        rc = L.shardpoint_reader_verify(p)
+        rc == 0 ? nothing : last_error(rc)
+    end
+    throw_progress_error(state)
+    err === nothing || throw(err)
     return nothing
 end
 
@@ -344,19 +388,28 @@ function verify_callback(user::Ptr{Cvoid}, problem::Ptr{L.shardpoint_verify_prob
 end
 
 """
-    verify_each(reader) -> Vector{VerifyProblem}
+    verify_each(reader; progress=nothing) -> Vector{VerifyProblem}
 
 Reads every stored extent like `verify`, but checks them all and returns one `VerifyProblem` per
-bad extent, in metadata order (empty when everything checks). Other failures throw.
+bad extent, in metadata order (empty when everything checks). Other failures throw. `progress`
+is as for `verify`: returning `false` throws `ECANCELED` (and no problems are returned), an
+exception it throws is rethrown.
 """
-function verify_each(r::Reader)
+function verify_each(r::Reader; progress=nothing)
     found = VerifyProblem[]
     count = Ref{UInt64}(0)
     callback = @cfunction(verify_callback, Cint, (Ptr{Cvoid}, Ptr{L.shardpoint_verify_problem}))
-    rc = GC.@preserve r found begin
-        L.shardpoint_reader_verify_each(handle(r), callback, pointer_from_objref(found), count)
+    state = progress_state(progress)
+    err = GC.@preserve found begin
+        with_reader_progress(r, state) do p
+            rc = L.shardpoint_reader_verify_each(p, callback, pointer_from_objref(found), count)
+            # Bad extents found: their codes are the result. Anything else (a cancel included) throws.
+            ok = rc == 0 || (count[] > 0 && rc != ECANCELED)
+            ok ? nothing : last_error(rc)
+        end
     end
-    rc == 0 || count[] > 0 || check(rc)
+    throw_progress_error(state)
+    err === nothing || throw(err)
     return found
 end
 

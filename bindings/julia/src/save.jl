@@ -17,7 +17,7 @@ end
 """
     Save(dir; comm=nothing, overwrite=false, durable=true, allow_partial=false, compression=0,
          compression_level=0, shuffle=false, io_threads=0, alignment=0, checkpoint_id=nothing)
-    Save(f, dir; kwargs...)
+    Save(f, dir; progress=nothing, kwargs...)
 
 A save of a checkpoint into directory `dir`: offer what this rank holds with `add_tensor!` /
 `add_bytes!` / `set_metadata!`, then `commit!` (collective over `comm`). Nothing is written before
@@ -36,18 +36,27 @@ The keyword `fsync` is deprecated and has no effect.
 The arrays given to `add_tensor!` / `add_bytes!` are read during `commit!`, in place: the `Save`
 keeps them referenced until then, and they must not be modified or resized before it returns.
 
-The do-block form runs `f(save)`, commits and closes. Otherwise call `close(save)` when done (a
-finalizer does it if you forget; an uncommitted save writes nothing).
+The do-block form runs `f(save)`, commits (`commit!(save; progress)`: see there) and closes.
+Otherwise call `close(save)` when done (a finalizer does it if you forget; an uncommitted save
+writes nothing).
+
+`commit_async!(save)` commits in the background instead: see there, and `wait`, `isready` and
+`cancel!`. Closing a save whose asynchronous commit still runs waits for it to end (it is not
+canceled).
 """
 mutable struct Save
     ptr::Ptr{L.shardpoint_save}
     comm::Union{Nothing,Comm}
-    keep::Vector{Any}  # memory the library reads during commit
+    keep::Vector{Any}  # memory the library reads during commit (or copies during commit_async!)
     committed::Bool
+    progress::Union{Nothing,ProgressState}  # what the handle's progress `user` pointer points at
+    async::Bool                         # an asynchronous commit was started
+    staging::Union{Nothing,Staging}     # the area it uses, referenced until the save is closed
+    owns_staging::Bool                  # that area was made for this save: closed with it
 
     function Save(ptr::Ptr{L.shardpoint_save}, comm::Union{Nothing,Comm})
-        s = new(ptr, comm, Any[], false)
-        return finalizer(close, s)
+        s = new(ptr, comm, Any[], false, nothing, false, nothing, false)
+        return finalizer(free_save, s)
     end
 end
 
@@ -90,11 +99,11 @@ function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite:
     return Save(out[], comm)
 end
 
-function Save(f::Function, dir::AbstractString; kwargs...)
+function Save(f::Function, dir::AbstractString; progress=nothing, kwargs...)
     s = Save(dir; kwargs...)
     try
         f(s)
-        commit!(s)
+        commit!(s; progress=progress)
     finally
         close(s)
     end
@@ -104,11 +113,29 @@ end
 Base.isopen(s::Save) = s.ptr != C_NULL
 
 function Base.close(s::Save)
+    # An asynchronous commit still running is waited for here, polling and yielding to other
+    # tasks, rather than inside shardpoint_save_free, which would block this thread (and every
+    # garbage collection of the process) until the commit ends.
+    async_started(s) && wait_ended(s)
+    free_save(s)
+    return nothing
+end
+
+# Frees the handle. Also the finalizer, which must not yield: shardpoint_save_free then waits for
+# an asynchronous commit itself (it runs no Julia code, see src/async.jl, so the wait ends).
+function free_save(s::Save)
     p = s.ptr
     if p != C_NULL
         s.ptr = C_NULL
         L.shardpoint_save_free(p)
         empty!(s.keep)
+        s.progress = nothing  # the handle that could call it is gone
+        st = s.staging
+        if st !== nothing
+            st.user === s && (st.user = nothing)
+            s.owns_staging && free_staging(st)  # the commit has ended: the area is free
+            s.staging = nothing
+        end
         giveback(s.comm)
     end
     return nothing
@@ -223,21 +250,40 @@ function set_metadata!(s::Save, key::AbstractString, value::AbstractString)
 end
 
 """
-    commit!(save) -> save
+    commit!(save; progress=nothing) -> save
 
 Collective. Plans, writes every rank's data and commits the metadata atomically; on failure
 nothing is committed and a checkpoint that was at the path before is intact.
+
+`progress`, a function `progress(phase, done, total)`, is told how this rank's write goes:
+`phase` is `:write`, `done` of `total` bytes (the raw bytes of this rank's chunks) are written,
+once with `done == 0` at the start, then at most every 50 ms, then once with `done == total`
+(after the data file's fsync); `done` never decreases. It is called on the task that called
+`commit!`. Returning `false` cancels the save: `commit!` throws `ShardpointError` `ECANCELED`
+(`is_canceled(err)`; with a communicator the other ranks throw `ERANK`), nothing is committed
+and the checkpoint that was at the path before is untouched. Any other return value, `nothing`
+included, goes on: `progress=(phase, done, total) -> println(done, "/", total)` only reports. An
+exception thrown by `progress` cancels the save the same way and is rethrown by `commit!` once
+the library has stopped. (`commit_async!` takes no progress function.)
 """
-function commit!(s::Save)
+function commit!(s::Save; progress=nothing)
     clear_callback_error(s.comm)
     keep = s.keep
-    rc = GC.@preserve s keep L.shardpoint_save_commit(handle(s))
+    state = progress_state(progress)
+    rc = GC.@preserve s keep state begin
+        install_progress!(s, state) do callback, user
+            L.shardpoint_save_set_progress(handle(s), callback, user)
+        end
+        L.shardpoint_save_commit(handle(s))
+    end
     if rc != 0
         err = last_error(rc)
         empty!(keep)
+        throw_progress_error(state)
         throw(with_callback_error(err, s.comm))
     end
     empty!(keep)  # the library is done with the borrowed memory
     s.committed = true
+    throw_progress_error(state)  # only if the library finished regardless: committed, but report it
     return s
 end

@@ -78,6 +78,36 @@ function SP.gather!(f::FailingRank, send, recv)
 end
 SP.bcast!(f::FailingRank, buf) = SP.bcast!(f.inner, buf)
 
+# A progress function that records its reports, as (phase, done, total), and goes on (returns
+# nothing), with the vector it records them in.
+function progress_recorder()
+    reports = Tuple{Symbol,Int,Int}[]
+    note(phase, done, total) = (push!(reports, (phase, done, total)); nothing)
+    return reports, note
+end
+
+# Whether `reports` are those of one operation of `phase`: one total, done from 0 to that total,
+# never going back.
+function well_formed(reports, phase::Symbol)
+    isempty(reports) && return false
+    total = reports[1][3]
+    return all(r -> r[1] === phase && r[3] == total && 0 <= r[2] <= total, reports) &&
+           reports[1][2] == 0 && reports[end][2] == total && issorted([r[2] for r in reports])
+end
+
+# What a progress function throws in the tests.
+struct ProgressStop <: Exception end
+
+# The exception f() throws, or nothing.
+function thrown_by(f)
+    try
+        f()
+    catch err
+        return err
+    end
+    return nothing
+end
+
 @testset "Shardpoint" begin
 
 @testset "library and dtypes" begin
@@ -633,6 +663,392 @@ end
         @test isfile(debris)
         @test collect_garbage(ckpt).bytes == 10
         @test !isfile(debris)
+    end
+end
+
+@testset "progress and cancellation" begin
+    @test SP.ECANCELED == -22
+    @test SP.error_name(SP.ECANCELED) == "SHARDPOINT_ECANCELED"
+    stopped = SP.binding_error(SP.ECANCELED, "canceled by the progress callback")
+    @test is_canceled(stopped) && !committed(stopped) && !is_no_space(stopped)
+    @test !is_canceled(SP.binding_error(SP.EIO, "disk"))
+    @test SP.phase_symbol(SP.L.SHARDPOINT_PROGRESS_WRITE) === :write
+    @test SP.phase_symbol(SP.L.SHARDPOINT_PROGRESS_READ) === :read
+    @test SP.phase_symbol(SP.L.SHARDPOINT_PROGRESS_VERIFY) === :verify
+    @test isdefined(SP.L, :shardpoint_writer_set_progress)   # the phase API: raw binding only
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        a = collect(Float64, 1:500_000)                     # 4 MB
+        b = reshape(collect(Int32, 1:60_000), 300, 200)
+
+        # A save reports its write: from 0 to the raw bytes of this rank's chunks, never back,
+        # on the task that called it.
+        caller = current_task()
+        on_caller = Ref(true)
+        reports = Tuple{Symbol,Int,Int}[]
+        note = function (phase, done, total)
+            on_caller[] &= current_task() === caller
+            push!(reports, (phase, done, total))
+            return nothing                                  # nothing goes on
+        end
+        Save(ckpt; progress=note) do s
+            add_tensor!(s, "a", a)
+            add_tensor!(s, "b", b)
+        end
+        @test well_formed(reports, :write)
+        @test reports[end][3] == sizeof(a) + sizeof(b)
+        @test on_caller[]
+        first_id = Reader(r -> storage_info(r).save_id, ckpt)
+
+        Reader(ckpt) do r
+            # A verify reports the stored bytes it checks, and the reader forgets the function.
+            verified, note = progress_recorder()
+            @test verify(r; progress=note) === nothing
+            @test well_formed(verified, :verify)
+            @test verified[end][3] == sum(e.stored_bytes for e in entries(r))
+            n = length(verified)
+            @test verify(r) === nothing
+            @test length(verified) == n
+            checked, note = progress_recorder()
+            @test isempty(verify_each(r; progress=note))
+            @test well_formed(checked, :verify)
+
+            # A load reports the bytes it reads: one whole raw chunk, its bytes.
+            read_reports, note = progress_recorder()
+            dest = zeros(Float64, length(a))
+            Load(r; progress=note) do ld
+                add_tensor!(ld, "a", dest)
+            end
+            @test dest == a
+            @test well_formed(read_reports, :read)
+            @test read_reports[end][3] == sizeof(a)
+
+            # Anything but false goes on.
+            for verdict in (true, 0, 1, "go on")
+                dest2 = zeros(Int32, 300, 200)
+                ld = Load(r)
+                add_tensor!(ld, "b", dest2)
+                execute!(ld; progress=(phase, done, total) -> verdict)
+                @test ld.executed
+                close(ld)
+                @test dest2 == b
+            end
+        end
+
+        # Returning false cancels: ECANCELED, nothing is committed, the checkpoint stays.
+        calls = Ref(0)
+        stop = (phase, done, total) -> (calls[] += 1; false)
+        err = sp_error(() -> Save(ckpt; overwrite=true, progress=stop) do s
+            add_tensor!(s, "a", zeros(Float64, length(a)))
+            add_tensor!(s, "b", zeros(Int32, 300, 200))
+        end)
+        @test err isa ShardpointError
+        @test err.code == SP.ECANCELED
+        @test err.name == "SHARDPOINT_ECANCELED"
+        @test is_canceled(err)
+        @test calls[] == 1                                  # the first report canceled
+        s = Save(ckpt; overwrite=true)
+        add_tensor!(s, "a", fill(-1.0, length(a)))
+        @test error_code(() -> commit!(s; progress=(phase, done, total) -> false)) == SP.ECANCELED
+        @test !s.committed
+        @test error_code(() -> commit!(s)) == SP.ESTATE     # a save commits (or cancels) once
+        @test error_code(() -> commit!(s; progress=stop)) == SP.ESTATE
+        close(s)
+        fresh = joinpath(dir, "fresh")
+        @test error_code(() -> Save(fresh; progress=stop) do s
+            add_tensor!(s, "x", ones(10))
+        end) == SP.ECANCELED
+        @test error_code(() -> Reader(fresh)) == SP.ENOTFOUND
+
+        # An exception thrown by the progress function cancels too, and is rethrown as it was.
+        throwing = (phase, done, total) -> throw(ProgressStop())
+        @test thrown_by(() -> Save(ckpt; overwrite=true, progress=throwing) do s
+            add_tensor!(s, "a", zeros(Float64, length(a)))
+        end) isa ProgressStop
+        @test thrown_by(() -> Save(fresh; progress=throwing) do s
+            add_tensor!(s, "x", ones(10))
+        end) isa ProgressStop
+        @test error_code(() -> Reader(fresh)) == SP.ENOTFOUND
+
+        # The checkpoint from before every canceled save loads, with the same values.
+        Reader(ckpt) do r
+            @test storage_info(r).save_id == first_id
+            @test read_tensor(r, "a") == a
+            @test read_tensor(r, "b") == b
+            @test isempty(verify_each(r))
+
+            # Loads and verifies cancel the same way.
+            ld = Load(r)
+            add_tensor!(ld, "a", zeros(Float64, length(a)))
+            @test error_code(() -> execute!(ld; progress=(phase, done, total) -> false)) == SP.ECANCELED
+            @test error_code(() -> execute!(ld)) == SP.ESTATE
+            close(ld)
+            ld = Load(r)
+            add_tensor!(ld, "a", zeros(Float64, length(a)))
+            @test thrown_by(() -> execute!(ld; progress=throwing)) isa ProgressStop
+            close(ld)
+            calls[] = 0
+            @test error_code(() -> verify(r; progress=stop)) == SP.ECANCELED
+            @test error_code(() -> verify_each(r; progress=stop)) == SP.ECANCELED
+            @test calls[] == 2
+            @test thrown_by(() -> verify(r; progress=throwing)) isa ProgressStop
+            @test thrown_by(() -> verify_each(r; progress=throwing)) isa ProgressStop
+            # No verify reports to a function of an earlier call.
+            @test verify(r) === nothing
+            @test isempty(verify_each(r))
+            @test calls[] == 2
+        end
+
+        # With a communicator, the rank that cancels gets ECANCELED, the others ERANK.
+        ranked = joinpath(dir, "ranked")
+        errs = run_local(2) do r, comm
+            sp_error(() -> Save(ranked; comm=comm, progress=(phase, done, total) -> r != 1) do s
+                add_tensor!(s, "x", fill(Float32(r), 1000); at=(1000r+1:1000r+1000,), global_shape=(2000,))
+            end)
+        end
+        @test errs[2] isa ShardpointError && errs[2].code == SP.ECANCELED
+        @test errs[1] isa ShardpointError && errs[1].code == SP.ERANK
+        @test error_code(() -> Reader(ranked)) == SP.ENOTFOUND
+    end
+end
+
+@testset "asynchronous saves" begin
+    mktempdir() do dir
+        # A staging area: its capacity, close (idempotent), the do-block form.
+        st = Staging(1 << 20)
+        @test capacity(st) == 1 << 20
+        @test isopen(st)
+        @test occursin("1048576", sprint(show, st))
+        close(st)
+        close(st)
+        @test !isopen(st)
+        @test_throws ArgumentError capacity(st)
+        @test_throws ArgumentError Staging(-1)
+        @test Staging(capacity, 0) == 0
+
+        # The arrays may change as soon as commit_async! returns: the checkpoint holds what they
+        # were when it was called.
+        ckpt = joinpath(dir, "ckpt")
+        W = reshape(collect(Float32, 1:(512 * 256)), 512, 256)
+        grid = reshape(collect(Int64, 1:4096), 4, 1024)
+        col = view(grid, 2, :)                              # strided
+        blob = collect(UInt8, 1:100)
+        W0, col0, blob0 = copy(W), collect(col), copy(blob)
+        s = Save(ckpt)
+        add_tensor!(s, "w", W)
+        add_tensor!(s, "col", col)
+        add_bytes!(s, "blob", blob)
+        set_metadata!(s, "step", "1")
+        need = staging_size(s)
+        raw = sizeof(W) + sizeof(col0) + length(blob)
+        @test raw <= need <= raw + 3 * 64                    # each item 64-byte aligned
+        staging = Staging(need)
+        @test capacity(staging) == need
+        @test commit_async!(s, staging) === s
+        @test isempty(s.keep)                                # copied: the arrays are free
+        @test s.staging === staging
+        @test staging.user === s
+        fill!(W, -1.0f0)                                     # the next training step
+        fill!(grid, 0)
+        fill!(blob, 0x5a)
+        GC.gc(true)
+        @test error_code(() -> commit!(s)) == SP.ESTATE      # a save commits once
+        @test error_code(() -> commit_async!(s, staging)) == SP.ESTATE
+        @test wait(s) === s
+        @test wait(s) === s                                  # the same outcome again
+        @test isready(s)
+        @test s.committed
+        close(s)
+        @test staging.user === nothing
+        @test_throws ArgumentError wait(s)                   # a closed save
+        @test_throws ArgumentError isready(s)
+        @test_throws ArgumentError cancel!(s)
+        @test_throws ArgumentError commit_async!(s, staging)
+        Reader(ckpt) do r
+            @test read_tensor(r, "w") == W0
+            @test read_tensor(r, "col") == col0
+            @test read_bytes(r, "blob") == blob0
+            @test user_metadata(r)["step"] == "1"
+            @test isempty(verify_each(r))
+        end
+
+        # Errors come from wait, the same each time: a second save without overwrite.
+        first_id = Reader(r -> storage_info(r).save_id, ckpt)
+        s2 = Save(ckpt)
+        add_tensor!(s2, "w", zeros(Float32, 4))
+        commit_async!(s2, staging)
+        e1 = sp_error(() -> wait(s2))
+        e2 = sp_error(() -> wait(s2))
+        @test e1 isa ShardpointError && e1.code == SP.EEXISTS
+        @test e2 isa ShardpointError && e2.code == e1.code && e2.message == e1.message
+        @test isready(s2)
+        @test !s2.committed
+        close(s2)
+        @test Reader(r -> storage_info(r).save_id, ckpt) == first_id
+
+        # A staging area too small: ERANGE, nothing is started, and the save still commits.
+        small = joinpath(dir, "small")
+        s3 = Save(small)
+        x = collect(Float64, 1:10_000)
+        add_tensor!(s3, "x", x)
+        Staging(1024) do tiny
+            err = sp_error(() -> commit_async!(s3, tiny))
+            @test err isa ShardpointError && err.code == SP.ERANGE
+            @test err.name == "SHARDPOINT_ERANGE"
+            @test occursin("staging", err.message)
+            @test tiny.user === nothing
+        end
+        @test !s3.async
+        @test error_code(() -> wait(s3)) == SP.ESTATE        # no asynchronous commit was started
+        @test error_code(() -> isready(s3)) == SP.ESTATE
+        @test error_code(() -> cancel!(s3)) == SP.ESTATE
+        @test length(s3.keep) == 1                           # the array is still referenced
+        GC.gc(true)
+        @test commit!(s3) === s3
+        close(s3)
+        @test Reader(r -> read_tensor(r, "x"), small) == x
+
+        # Without an area, one of the right size is made for the save and freed with it.
+        own = joinpath(dir, "own")
+        s4 = Save(own)
+        y = fill(Int32(7), 100, 10)
+        add_tensor!(s4, "y", y)
+        need4 = staging_size(s4)
+        commit_async!(s4)
+        owned = s4.staging
+        @test s4.owns_staging
+        @test capacity(owned) == need4
+        fill!(y, Int32(0))
+        @test wait(s4) === s4
+        close(s4)
+        @test !isopen(owned)
+        @test Reader(r -> read_tensor(r, "y"), own) == fill(Int32(7), 100, 10)
+
+        # cancel! stops the commit before this rank's data is written: ECANCELED, nothing is
+        # committed, the checkpoint from before stays as it was. The write is made slow (zstd at its
+        # highest level, one I/O thread, 16 MiB of random floats: about a second) so that the
+        # cancel arrives long before it ends.
+        prev = joinpath(dir, "prev")
+        old = collect(Float32, 1:1000)
+        Save(prev) do s
+            add_tensor!(s, "w", old)
+        end
+        files_before = sort(readdir(prev))
+        id_before = Reader(r -> storage_info(r).save_id, prev)
+        s5 = Save(prev; overwrite=true, compression=:zstd, compression_level=19, io_threads=1)
+        for k in 1:8
+            add_tensor!(s5, "t$k", rand(Float32, 1024, 512))  # 2 MiB each
+        end
+        commit_async!(s5)
+        @test cancel!(s5) === s5
+        err = sp_error(() -> wait(s5))
+        @test err isa ShardpointError
+        @test err.code == SP.ECANCELED
+        @test is_canceled(err)
+        @test !s5.committed
+        @test error_code(() -> wait(s5)) == SP.ECANCELED
+        close(s5)
+        @test sort(readdir(prev)) == files_before
+        Reader(prev) do r
+            @test storage_info(r).save_id == id_before
+            @test read_tensor(r, "w") == old
+            @test isempty(verify_each(r))
+        end
+
+        # One area for three saves, back to back: each commit_async! waits for the save still
+        # using the area; close(save) and close(staging) wait for their commits; every checkpoint
+        # holds its own step.
+        saves = Save[]
+        models = [fill(Float64(i), 1000) for i in 1:3]
+        Staging(64 << 10) do shared
+            for i in 1:3
+                si = Save(joinpath(dir, "step-$i"))
+                add_tensor!(si, "w", models[i])
+                set_metadata!(si, "step", string(i))
+                commit_async!(si, shared)
+                if i > 1
+                    @test isready(saves[i - 1])              # the area was free again
+                end
+                @test shared.user === si
+                fill!(models[i], -1.0)
+                push!(saves, si)
+            end
+            close(saves[1])                                  # without wait: close waits
+            @test wait(saves[2]) === saves[2]
+            close(saves[2])
+        end                                                  # closing the area waits for saves[3]
+        @test isready(saves[3])
+        @test wait(saves[3]) === saves[3]
+        close(saves[3])
+        for i in 1:3
+            Reader(joinpath(dir, "step-$i")) do r
+                @test read_tensor(r, "w") == fill(Float64(i), 1000)
+                @test user_metadata(r)["step"] == string(i)
+            end
+        end
+
+        # The guards: no progress function, no communicator implemented in Julia (the library
+        # would call them on its background thread). ArgumentError before the library is called;
+        # the save can still be committed.
+        guarded = joinpath(dir, "guarded")
+        s6 = Save(guarded)
+        add_tensor!(s6, "x", ones(10))
+        report = (phase, done, total) -> nothing
+        err = thrown_by(() -> commit_async!(s6; progress=report))
+        @test err isa ArgumentError
+        @test occursin("background thread", err.msg)
+        @test_throws ArgumentError commit_async!(s6, staging; progress=report)
+        @test !s6.async
+        @test error_code(() -> wait(s6)) == SP.ESTATE        # nothing was started
+        @test commit!(s6) === s6
+        close(s6)
+        @test Reader(r -> read_tensor(r, "x"), guarded) == ones(10)
+
+        solo = SoloComm(0)
+        jcomm = Comm(solo, 0, 1)
+        s7 = Save(joinpath(dir, "julia-comm"); comm=jcomm)
+        add_tensor!(s7, "x", ones(10))
+        err = thrown_by(() -> commit_async!(s7, staging))
+        @test err isa ArgumentError
+        @test occursin("Comm(impl, rank, size)", err.msg)
+        @test solo.calls == 0                                # no collective ran
+        @test staging.user === nothing
+        @test commit!(s7) === s7
+        @test solo.calls > 0
+        close(s7)
+        close(jcomm)
+
+        errs = run_local(2) do r, comm
+            sr = Save(joinpath(dir, "ranks"); comm=comm)
+            try
+                add_tensor!(sr, "x", fill(Float32(r), 2); at=(2r+1:2r+2,), global_shape=(4,))
+                thrown_by(() -> commit_async!(sr))
+            finally
+                close(sr)
+            end
+        end
+        @test all(e -> e isa ArgumentError, errs)
+        @test error_code(() -> Reader(joinpath(dir, "ranks"))) == SP.ENOTFOUND
+
+        # The library's own single-process communicator runs no Julia code: allowed.
+        single = Comm()
+        s8 = Save(joinpath(dir, "single-comm"); comm=single)
+        add_tensor!(s8, "x", [1, 2, 3])
+        commit_async!(s8, staging)
+        close(single)                                        # freed when the save is closed
+        @test wait(s8) === s8
+        close(s8)
+        @test single.freed[]
+        @test Reader(r -> read_tensor(r, "x"), joinpath(dir, "single-comm")) == [1, 2, 3]
+
+        # A closed area is refused; the save can still commit.
+        close(staging)
+        s9 = Save(joinpath(dir, "closed-area"))
+        add_tensor!(s9, "x", ones(3))
+        @test_throws ArgumentError commit_async!(s9, staging)
+        @test !s9.async
+        commit!(s9)
+        close(s9)
     end
 end
 
