@@ -410,7 +410,8 @@ typedef enum shardpoint_progress_phase {
 } shardpoint_progress_phase;
 
 /* `done` of `total` bytes of `phase` are through on this rank. Called on the thread that called
- * the operation (never on an I/O thread): once at the start (done 0), then at most every 50 ms,
+ * the operation, never on an I/O thread (for shardpoint_save_commit_async: on the library's
+ * background thread that commits): once at the start (done 0), then at most every 50 ms,
  * then once with done == total when every byte is through (for a save: after the data file's
  * fsync). `done` never decreases. Return 0 to go on, anything else to cancel: the I/O threads stop
  * before their next piece of work and the operation fails with SHARDPOINT_ECANCELED (with a

@@ -206,8 +206,12 @@ void SaveSession::commit_async(Staging &staging) {
         staging.release();
         throw;
     }
-    for (size_t i = 0; i < writer_.item_count(); ++i)
-        if (writer_.item(i).data) writer_.move_item_data(i, dst_of[i]);
+    // The items now read the staging area; the caller's memory is given back if nothing starts.
+    std::vector<std::pair<const void *, Strides>> original;
+    for (size_t i = 0; i < writer_.item_count(); ++i) {
+        original.emplace_back(writer_.item(i).data, writer_.item(i).strides);
+        if (writer_.item(i).data) writer_.move_item_data(i, dst_of[i], {});
+    }
     // Cancellation reaches the write through its progress callback.
     ProgressCallback user = user_progress_;
     writer_.set_progress([this, user](ProgressPhase phase, uint64_t done, uint64_t total) {
@@ -231,6 +235,8 @@ void SaveSession::commit_async(Staging &staging) {
     try {
         background_ = std::thread(run);
     } catch (...) {
+        for (size_t i = 0; i < original.size(); ++i) writer_.move_item_data(i, original[i].first, original[i].second);
+        writer_.set_progress(user_progress_);
         staging.release();
         committed_ = async_started_ = false;
         throw;
@@ -311,7 +317,11 @@ void SaveSession::run_commit() {
     // 2. Every rank writes what its final plan gives it.
     std::string results;
     Status wrote = attempt([&] {
-        results = writer_.write(final_plan);
+        try {
+            results = writer_.write(final_plan);
+        } catch (const Error &e) {
+            if (e.code() != Code::canceled || !cancel_requested_) throw;
+        }
         // A cancel asked for while writing, even after the last progress report, still counts.
         if (cancel_requested_) throw Error(Code::canceled, "canceled by shardpoint_save_cancel");
     }, "writing");

@@ -201,11 +201,11 @@ void CheckpointWriter::add_tensor(const std::string &fqn, DType dtype, Dims shap
     add_item(std::move(item));
 }
 
-void CheckpointWriter::move_item_data(size_t item, const void *data) {
+void CheckpointWriter::move_item_data(size_t item, const void *data, Strides strides) {
     require(phase_ == Phase::adding, Code::state, "item memory moves only while adding");
     WriteItem &w = local_.items.at(item);
     w.data = data;
-    w.strides.clear();
+    w.strides = std::move(strides);
 }
 
 void CheckpointWriter::add_bytes(const std::string &fqn, const void *data, uint64_t len) {

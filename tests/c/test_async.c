@@ -200,7 +200,7 @@ static void test_cancel_keeps_the_previous_checkpoint(void **state) {
     SP_OK(shardpoint_staging_new(&staging, 8 << 20));
     SP_OK(shardpoint_save_commit_async(save, staging));
     SP_OK(shardpoint_save_cancel(save));
-    SP_FAILS(shardpoint_save_wait(save), SHARDPOINT_ECANCELED, "canceled");
+    SP_FAILS(shardpoint_save_wait(save), SHARDPOINT_ECANCELED, "shardpoint_save_cancel");
     assert_unchanged(dir, &before);
     shardpoint_reader *r = NULL;
     SP_OK(shardpoint_reader_open(&r, dir, NULL));

@@ -31,11 +31,11 @@ public:
     // (a batched add that failed part-way keeps none of its items).
     size_t item_count() const { return local_.items.size(); }
     void drop_items_from(size_t count);
-    // Item `item` as added; and its memory moved to `data`, now in C order (an asynchronous save
-    // copies every item into its staging area before it plans).
+    // Item `item` as added; and its memory moved to `data` laid out by `strides` (an asynchronous
+    // save copies every item into its staging area, in C order, before it plans).
     const WriteItem &item(size_t item) const { return local_.items.at(item); }
     unsigned io_threads() const { return options_.io_threads; }
-    void move_item_data(size_t item, const void *data);
+    void move_item_data(size_t item, const void *data, Strides strides);
     // Kept from the coordinator only.
     void set_metadata(const std::string &key, const std::string &value);
     void set_framework_metadata(const std::string &key, const std::string &value);
