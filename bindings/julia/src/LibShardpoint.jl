@@ -103,6 +103,7 @@ const SHARDPOINT_GC_DRY_RUN = UInt32(0x1)
 const SHARDPOINT_PROGRESS_WRITE = Int32(1)
 const SHARDPOINT_PROGRESS_READ = Int32(2)
 const SHARDPOINT_PROGRESS_VERIFY = Int32(3)
+const SHARDPOINT_PROGRESS_CONVERT = Int32(4)
 
 const SHARDPOINT_ENTRY_TENSOR = Int32(0)
 const SHARDPOINT_ENTRY_BYTES = Int32(1)
@@ -111,6 +112,20 @@ const SHARDPOINT_TRANSFORM_NONE = Int32(0)
 const SHARDPOINT_TRANSFORM_DEFLATE = Int32(1)
 const SHARDPOINT_TRANSFORM_ZLIB_BLOCKS = Int32(2)
 const SHARDPOINT_TRANSFORM_ZSTD_BLOCKS = Int32(3)
+
+const SHARDPOINT_MANAGER_CREATE = UInt32(0x1)
+const SHARDPOINT_METRIC_MIN = Int32(0)
+const SHARDPOINT_METRIC_MAX = Int32(1)
+const SHARDPOINT_MANAGER_OPTIONS_VERSION = UInt32(1)
+const SHARDPOINT_STEP_COMMITTED = Int32(0)
+const SHARDPOINT_STEP_PARTIAL = Int32(1)
+const SHARDPOINT_STEP_DAMAGED = Int32(2)
+const SHARDPOINT_RETENTION_DRY_RUN = UInt32(0x1)
+
+const SHARDPOINT_CONVERT_OVERWRITE = UInt32(0x1)
+const SHARDPOINT_CONVERT_SKIP_BYTES = UInt32(0x2)
+const SHARDPOINT_CONVERT_NO_FSYNC = UInt32(0x4)
+const SHARDPOINT_CONVERT_OPTIONS_VERSION = UInt32(1)
 
 # ------------------------------------------------------------------------------------------------
 # Types: opaque handles (only ever behind a Ptr) and structs with the C layout
@@ -122,6 +137,7 @@ mutable struct shardpoint_staging end
 mutable struct shardpoint_reader end
 mutable struct shardpoint_load end
 mutable struct shardpoint_writer end
+mutable struct shardpoint_manager end
 
 struct shardpoint_comm_callbacks
     version::UInt32
@@ -216,6 +232,42 @@ struct shardpoint_chunk_info
     transform::Int32
     writer_rank::Int32
     shuffle_width::UInt32
+end
+
+struct shardpoint_manager_options
+    version::UInt32
+    flags::UInt32
+    keep_last::UInt64
+    keep_every::UInt64
+    keep_best::UInt64
+    best_metric::Ptr{UInt8}  # copied by shardpoint_manager_open
+    best_mode::Int32
+    reserved::UInt32
+end
+
+struct shardpoint_step_info
+    step::UInt64
+    state::Int32
+    busy::Int32
+    path::Ptr{UInt8}      # strings owned by the manager, valid until its next list
+    bytes::UInt64
+    disk_bytes::UInt64
+    file_count::UInt64
+    time_unix_ns::Int64
+    metric::Ptr{UInt8}    # NULL: no value
+    message::Ptr{UInt8}
+end
+
+struct shardpoint_convert_options
+    version::UInt32
+    flags::UInt32
+    max_shard_size::UInt64
+    buffer_size::UInt64
+    save_options::Ptr{shardpoint_save_options}  # read during the call; C_NULL: defaults
+    progress::Ptr{Cvoid}       # a shardpoint_progress_callback from @cfunction, or C_NULL
+    progress_user::Ptr{Cvoid}
+    io_threads::UInt32
+    reserved::UInt32
 end
 
 struct shardpoint_verify_problem
@@ -500,6 +552,81 @@ shardpoint_reader_read_bytes(reader, fqn, dst, capacity, out_len) =
     @ccall libshardpoint.shardpoint_reader_read_bytes(
         reader::Ptr{shardpoint_reader}, fqn::Cstring, dst::Ptr{Cvoid}, capacity::UInt64,
         out_len::Ptr{UInt64})::Cint
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoint manager
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_manager_options_init(options, version) =
+    @ccall libshardpoint.shardpoint_manager_options_init(
+        options::Ptr{shardpoint_manager_options}, version::UInt32)::Cint
+
+shardpoint_manager_open(out, root, comm, options) =
+    @ccall libshardpoint.shardpoint_manager_open(
+        out::Ptr{Ptr{shardpoint_manager}}, root::Cstring, comm::Ptr{shardpoint_comm},
+        options::Ptr{shardpoint_manager_options})::Cint
+
+shardpoint_manager_free(manager) =
+    @ccall libshardpoint.shardpoint_manager_free(manager::Ptr{shardpoint_manager})::Cvoid
+
+# *out_path is owned by the manager, valid until the next step_path call or shardpoint_manager_free.
+shardpoint_manager_step_path(manager, step, out_path) =
+    @ccall libshardpoint.shardpoint_manager_step_path(
+        manager::Ptr{shardpoint_manager}, step::UInt64, out_path::Ptr{Ptr{UInt8}})::Cint
+
+shardpoint_manager_save_new(out, manager, step, options) =
+    @ccall libshardpoint.shardpoint_manager_save_new(
+        out::Ptr{Ptr{shardpoint_save}}, manager::Ptr{shardpoint_manager}, step::UInt64,
+        options::Ptr{shardpoint_save_options})::Cint
+
+shardpoint_manager_latest_step(manager, out_step) =
+    @ccall libshardpoint.shardpoint_manager_latest_step(
+        manager::Ptr{shardpoint_manager}, out_step::Ptr{UInt64})::Cint
+
+shardpoint_manager_list(manager, out_count) =
+    @ccall libshardpoint.shardpoint_manager_list(manager::Ptr{shardpoint_manager}, out_count::Ptr{UInt64})::Cint
+
+shardpoint_manager_step_info(manager, index, out) =
+    @ccall libshardpoint.shardpoint_manager_step_info(
+        manager::Ptr{shardpoint_manager}, index::UInt64, out::Ptr{shardpoint_step_info})::Cint
+
+shardpoint_manager_delete_step(manager, step) =
+    @ccall libshardpoint.shardpoint_manager_delete_step(manager::Ptr{shardpoint_manager}, step::UInt64)::Cint
+
+# callback: int (*)(void *user, uint64_t step, uint64_t bytes) (shardpoint_retention_callback),
+# from @cfunction, or C_NULL.
+shardpoint_manager_apply_retention(manager, flags, callback, user, out_deleted) =
+    @ccall libshardpoint.shardpoint_manager_apply_retention(
+        manager::Ptr{shardpoint_manager}, flags::UInt32, callback::Ptr{Cvoid}, user::Ptr{Cvoid},
+        out_deleted::Ptr{UInt64})::Cint
+
+# callback: a shardpoint_gc_callback (see shardpoint_gc), or C_NULL.
+shardpoint_manager_gc(manager, flags, callback, user, out_files, out_bytes) =
+    @ccall libshardpoint.shardpoint_manager_gc(
+        manager::Ptr{shardpoint_manager}, flags::UInt32, callback::Ptr{Cvoid}, user::Ptr{Cvoid},
+        out_files::Ptr{UInt64}, out_bytes::Ptr{UInt64})::Cint
+
+shardpoint_checkpoint_delete(dir) =
+    @ccall libshardpoint.shardpoint_checkpoint_delete(dir::Cstring)::Cint
+
+# ------------------------------------------------------------------------------------------------
+# Conversion to and from safetensors
+# ------------------------------------------------------------------------------------------------
+
+shardpoint_convert_options_init(options, version) =
+    @ccall libshardpoint.shardpoint_convert_options_init(
+        options::Ptr{shardpoint_convert_options}, version::UInt32)::Cint
+
+shardpoint_convert_to_safetensors(ckpt_dir, out_path, options) =
+    @ccall libshardpoint.shardpoint_convert_to_safetensors(
+        ckpt_dir::Cstring, out_path::Cstring, options::Ptr{shardpoint_convert_options})::Cint
+
+shardpoint_convert_from_safetensors(in_path, ckpt_dir, options) =
+    @ccall libshardpoint.shardpoint_convert_from_safetensors(
+        in_path::Cstring, ckpt_dir::Cstring, options::Ptr{shardpoint_convert_options})::Cint
+
+shardpoint_parse_size(text, out_bytes) =
+    @ccall libshardpoint.shardpoint_parse_size(text::Cstring, out_bytes::Ptr{UInt64})::Cint
 
 # ------------------------------------------------------------------------------------------------
 # The storage layer: StorageWriter phases (plans and write results are opaque byte strings owned

@@ -23,6 +23,9 @@ Two numbers are not positions in a tensor and stay 0-based: ranks (`rank(comm)`,
 The numbers a progress function receives (`commit!(save; progress=f)`) are byte counts, not
 positions: `done` of `total` bytes, from 0 to `total`.
 
+Step numbers of a `CheckpointManager` (`Save(manager, 100)` saves `ROOT/step-100`) are labels of
+a training run, not positions: they are passed and returned as they are, from 0.
+
 Asynchronous saves (`commit_async!(save, staging)`, then `wait(save)`) copy the data into a
 reusable `Staging` area and commit in the background; they are for a single process and take no
 progress function (see `commit_async!`).
@@ -44,6 +47,8 @@ include("async.jl")
 include("reader.jl")
 include("load.jl")
 include("gc.jl")
+include("manager.jl")
+include("convert.jl")
 
 export ShardpointError
 export Comm, rank, nranks, gather!, bcast!, LocalGroup, LocalRank, run_local
@@ -55,6 +60,9 @@ export entries, entry, chunks, files, user_metadata, storage_info, verify, verif
 export collect_garbage
 export read_tensor, read_tensor!, read_bytes, read_bytes!
 export Load, execute!, skipped_count
+export CheckpointManager, StepInfo, step_path, latest_step, steps, apply_retention!, delete_step!
+export delete_checkpoint
+export convert_to_safetensors, convert_from_safetensors
 
 """
     version() -> VersionNumber

@@ -1,9 +1,11 @@
 # Progress reports and cancellation of the long calls: `commit!`, `execute!`, `verify`,
-# `verify_each` (and the do-block forms of `Save` and `Load`), each with a keyword `progress`.
+# `verify_each`, `convert_to_safetensors`, `convert_from_safetensors` (and the do-block forms of
+# `Save` and `Load`), each with a keyword `progress`.
 #
 # A progress function is called as `f(phase::Symbol, done::Int, total::Int)`: `phase` is `:write`
 # (a save writing this rank's data: raw bytes of its chunks), `:read` (a load reading this rank's
-# requests) or `:verify` (a verify checking stored bytes); `done` of `total` bytes are through.
+# requests), `:verify` (a verify checking stored bytes) or `:convert` (a conversion to or from
+# safetensors copying tensor bytes); `done` of `total` bytes are through.
 # The library calls it on the task that called the operation, never on one of its I/O threads:
 # once at the start (done 0), then at most every 50 ms, then once with done == total; `done`
 # never decreases. Returning `false` cancels: the call throws ShardpointError ECANCELED, and a
@@ -14,7 +16,8 @@
 # How: the library calls the C function `progress_callback` below (a plain function, so
 # `@cfunction` needs no closure), whose `user` pointer is the ProgressState holding the Julia
 # function. The state is preserved (GC.@preserve) for the whole C call, and referenced from the
-# handle that holds the pointer for as long as the handle may call it. Exceptions never unwind
+# handle that holds the pointer for as long as the handle may call it (a conversion's options
+# struct holds it for the call only: see src/convert.jl). Exceptions never unwind
 # through C: the callback catches what the function throws, cancels, and the binding rethrows it
 # once the C call has returned.
 
@@ -33,6 +36,7 @@ function phase_symbol(phase::Int32)
     phase == L.SHARDPOINT_PROGRESS_WRITE && return :write
     phase == L.SHARDPOINT_PROGRESS_READ && return :read
     phase == L.SHARDPOINT_PROGRESS_VERIFY && return :verify
+    phase == L.SHARDPOINT_PROGRESS_CONVERT && return :convert
     return Symbol("phase", phase)
 end
 

@@ -41,7 +41,7 @@ Otherwise call `close(save)` when done (a finalizer does it if you forget; an un
 writes nothing).
 
 `commit_async!(save)` commits in the background instead: see there, and `wait`, `isready` and
-`cancel!`. Closing a save whose asynchronous commit still runs waits for it to end (it is not
+`cancel!`. `Save(manager, step)` saves a step of a `CheckpointManager`'s run (see there). Closing a save whose asynchronous commit still runs waits for it to end (it is not
 canceled).
 """
 mutable struct Save
@@ -67,11 +67,32 @@ function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite:
               alignment::Integer=0, checkpoint_id::Union{Nothing,AbstractString}=nothing)
     fsync === nothing || Base.depwarn("Save(...; fsync) has no effect: saves are durable by default; " *
                                       "pass durable=false to skip fsync", :Save)
+    path = String(dir)
+    out = Ref{Ptr{L.shardpoint_save}}(C_NULL)
+    with_save_options(; overwrite, durable, allow_partial, compression, compression_level, shuffle,
+                      io_threads, alignment, checkpoint_id) do options
+        cptr = borrow(comm)  # nothing may throw between here and the check below
+        rc = L.shardpoint_save_new(out, path, cptr, options)
+        if rc != 0
+            err = last_error(rc)
+            giveback(comm)
+            throw(err)
+        end
+    end
+    return Save(out[], comm)
+end
+
+# Runs `f(options)` with `options` a Ref{shardpoint_save_options} holding the options of `Save`'s
+# keywords, valid during the call only (its checkpoint_id points into a string preserved
+# meanwhile; the library copies what it keeps). Argument errors are thrown before `f` runs.
+function with_save_options(f::F; overwrite::Bool=false, durable::Bool=true, allow_partial::Bool=false,
+                           compression::Union{Integer,Symbol}=0, compression_level::Integer=0,
+                           shuffle::Bool=false, io_threads::Integer=0, alignment::Integer=0,
+                           checkpoint_id::Union{Nothing,AbstractString}=nothing) where {F}
     options = Ref{L.shardpoint_save_options}()
     check(L.shardpoint_save_options_init(options, L.SHARDPOINT_SAVE_OPTIONS_VERSION))
     flags = options[].flags | save_flags(; overwrite, durable, allow_partial)
     id = checkpoint_id === nothing ? nothing : String(checkpoint_id)
-    path = String(dir)
     codecs = Dict(:deflate => L.SHARDPOINT_CODEC_DEFLATE_STREAM, :zlib => L.SHARDPOINT_CODEC_ZLIB,
                   :zstd => L.SHARDPOINT_CODEC_ZSTD)
     if compression isa Symbol
@@ -83,20 +104,12 @@ function Save(dir::AbstractString; comm::Union{Nothing,Comm}=nothing, overwrite:
     filters = shuffle ? L.SHARDPOINT_FILTER_SHUFFLE : UInt32(0)
     threads = UInt32(io_threads)
     align = UInt64(alignment)
-    out = Ref{Ptr{L.shardpoint_save}}(C_NULL)
-    cptr = borrow(comm)  # nothing may throw between here and the check below
-    rc = GC.@preserve id begin
+    return GC.@preserve id begin
         # The options struct points into `id`; the library copies it during the call.
         idptr = id === nothing ? Ptr{UInt8}(C_NULL) : pointer(id)
         options[] = L.shardpoint_save_options(options[].version, flags, level, threads, align, idptr, codec, filters)
-        L.shardpoint_save_new(out, path, cptr, options)
+        f(options)
     end
-    if rc != 0
-        err = last_error(rc)
-        giveback(comm)
-        throw(err)
-    end
-    return Save(out[], comm)
 end
 
 function Save(f::Function, dir::AbstractString; progress=nothing, kwargs...)

@@ -1288,6 +1288,339 @@ end
     @test_throws TaskFailedException wait(t)
 end
 
+@testset "checkpoint manager: retention, listing, deletion" begin
+    mktempdir() do dir
+        root = joinpath(dir, "run")
+        m = CheckpointManager(root; keep_last=2)           # the root is created
+        @test isopen(m) && isdir(root)
+        @test latest_step(m) === nothing
+        @test isempty(steps(m))
+        @test step_path(m, 7) == joinpath(root, "step-7")
+        @test step_path(m, 0) == joinpath(root, "step-0")    # a step is a label, not a position
+        @test_throws ArgumentError step_path(m, -1)
+
+        # keep_last keeps the newest committed steps; the do-block form applies retention.
+        deleted = Int[]
+        for step in (10, 20, 30, 40)
+            append!(deleted, Save(m, step) do s
+                add_tensor!(s, "w", fill(Float32(step), 4, 8))
+                set_metadata!(s, "step", string(step))
+            end)
+        end
+        @test deleted == [10, 20]
+        @test [i.step for i in steps(m)] == [30, 40]
+        @test latest_step(m) == 40
+        @test !ispath(step_path(m, 10)) && !ispath(step_path(m, 20))
+        Reader(step_path(m, 40)) do r
+            @test read_tensor(r, "w") == fill(40.0f0, 4, 8)
+            @test user_metadata(r, "step") == "40"
+        end
+
+        # Save(m, step) is an ordinary Save: commit it, then apply retention.
+        s = Save(m, 50)
+        @test s isa Save
+        add_tensor!(s, "w", fill(50.0f0, 4, 8))
+        commit!(s)
+        close(s)
+        @test apply_retention!(m; dry_run=true) == [30]
+        @test [i.step for i in steps(m)] == [30, 40, 50]     # a dry run deletes nothing
+        @test apply_retention!(m) == [30]
+        @test [i.step for i in steps(m)] == [40, 50]
+
+        # A committed step is refused unless overwritten.
+        @test error_code(() -> Save(m, 50) do s
+            add_tensor!(s, "w", zeros(Float32, 4, 8))
+        end) == SP.EEXISTS
+        none = Save(m, 50; overwrite=true, retention=false) do s
+            add_tensor!(s, "w", fill(-50.0f0, 4, 8))
+        end
+        @test none == Int[]                                  # retention=false: nothing deleted
+        @test Reader(r -> read_tensor(r, "w"), step_path(m, 50)) == fill(-50.0f0, 4, 8)
+
+        info = steps(m)[end]
+        @test info isa StepInfo
+        @test info.step == 50 && info.state === :committed && !info.busy
+        @test info.path == step_path(m, 50)
+        @test info.message == "" && info.metric === nothing  # no best_metric asked for
+        listed = readdir(info.path)
+        @test info.file_count == length(listed)
+        @test info.bytes == sum(filesize(joinpath(info.path, f)) for f in listed)
+        @test info.disk_bytes > 0 && info.time_unix_ns > 0
+
+        # States: a directory without metadata is partial, corrupted metadata is damaged.
+        mkdir(joinpath(root, "step-5"))
+        meta = joinpath(step_path(m, 40), "shardpoint.meta")
+        raw = read(meta)
+        raw[end] ⊻= 0xff
+        write(meta, raw)
+        @test Dict(i.step => i.state for i in steps(m)) == Dict(5 => :partial, 40 => :damaged, 50 => :committed)
+        damaged = only(filter(i -> i.step == 40, steps(m)))
+        @test !isempty(damaged.message)
+        @test latest_step(m) == 50                           # only committed steps count
+
+        # Explicit deletions remove a step in any state.
+        @test delete_step!(m, 40) === m
+        @test error_code(() -> delete_step!(m, 40)) == SP.ENOTFOUND
+        delete_step!(m, 5)
+        @test [i.step for i in steps(m)] == [50]
+        @test_throws ArgumentError delete_step!(m, -3)
+
+        # Garbage of the whole root: killed deletions and killed saves' debris.
+        debris = "data-" * "ab"^16 * "-r00000.bin"
+        write(joinpath(step_path(m, 50), debris), zeros(UInt8, 100))
+        mkdir(joinpath(root, ".deleting-step-9-0123456789abcdef"))
+        garbage = collect_garbage(m; dry_run=true)
+        @test sort(garbage.files) == [".deleting-step-9-0123456789abcdef/" => 0, "step-50/$debris" => 100]
+        @test garbage.bytes == 100
+        @test isfile(joinpath(step_path(m, 50), debris))
+        @test collect_garbage(m).bytes == 100
+        @test readdir(root) == ["step-50"]
+        @test Reader(r -> read_tensor(r, "w"), step_path(m, 50)) == fill(-50.0f0, 4, 8)
+
+        # Any checkpoint directory is deleted as crash-safely as a step.
+        plain = joinpath(dir, "plain")
+        Save(s -> add_tensor!(s, "x", ones(3)), plain)
+        @test delete_checkpoint(plain) === nothing
+        @test !ispath(plain)
+        @test error_code(() -> delete_checkpoint(plain)) == SP.ENOTFOUND
+        @test error_code(() -> delete_checkpoint(root)) == SP.ENOTFOUND   # the root is no checkpoint
+
+        # Saves made from a manager stay valid after it is closed.
+        s = Save(m, 60)
+        add_tensor!(s, "w", fill(60.0f0, 4, 8))
+        close(m)
+        @test !isopen(m)
+        commit!(s)
+        close(s)
+        @test Reader(r -> read_tensor(r, "w"), joinpath(root, "step-60")) == fill(60.0f0, 4, 8)
+        @test_throws ArgumentError steps(m)
+        @test_throws ArgumentError Save(m, 70)
+        close(m)                                             # idempotent
+        @test occursin("closed", sprint(show, m))
+
+        # The do-block form closes; it returns what the block returns.
+        @test CheckpointManager(m -> latest_step(m), root) == 60
+    end
+end
+
+@testset "checkpoint manager: keep_every, keep_best, options" begin
+    mktempdir() do dir
+        CheckpointManager(joinpath(dir, "every"); keep_last=2, keep_every=4) do m
+            deleted = Int[]
+            for step in 1:10
+                append!(deleted, Save(s -> add_tensor!(s, "x", fill(Float64(step), 3)), m, step))
+            end
+            @test deleted == [1, 2, 3, 5, 6, 7]
+            @test [i.step for i in steps(m)] == [4, 8, 9, 10]
+        end
+
+        losses = [1 => "0.9", 2 => "0.8", 3 => "0.1", 4 => nothing, 5 => "0.2", 6 => "0.5"]  # 4: never best
+        for (mode, kept) in ((:min, [3, 5, 6]), (:max, [1, 2, 6]))
+            CheckpointManager(joinpath(dir, "best-$mode"); keep_best=2, best_metric="loss", best_mode=mode) do m
+                for (step, loss) in losses
+                    Save(m, step; retention=false) do s
+                        add_tensor!(s, "x", zeros(2))
+                        loss === nothing || set_metadata!(s, "loss", loss)
+                    end
+                end
+                gone = sort(setdiff(first.(losses), kept))
+                @test apply_retention!(m; dry_run=true) == gone
+                @test length(steps(m)) == 6
+                @test apply_retention!(m) == gone
+                @test [i.step for i in steps(m)] == kept
+                @test [i.metric for i in steps(m)] == [Dict(losses)[k] for k in kept]
+            end
+        end
+
+        @test error_code(() -> CheckpointManager(joinpath(dir, "a"); keep_best=1)) == SP.EINVAL  # no best_metric
+        @test_throws ArgumentError CheckpointManager(joinpath(dir, "a"); keep_last=-1)
+        @test_throws ArgumentError CheckpointManager(joinpath(dir, "a"); best_mode=:median)
+        @test error_code(() -> CheckpointManager(joinpath(dir, "missing"); create=false)) == SP.ENOTFOUND
+        @test !ispath(joinpath(dir, "missing"))
+
+        # A reader open on a deleted step keeps reading it.
+        CheckpointManager(joinpath(dir, "reading"); keep_last=1) do m
+            big = collect(Float64, 1:(1 << 18))
+            Save(s -> add_tensor!(s, "big", big), m, 1)
+            Reader(step_path(m, 1)) do r
+                @test Save(s -> add_tensor!(s, "big", 2 .* big), m, 2) == [1]
+                @test !ispath(step_path(m, 1))
+                @test read_tensor(r, "big") == big
+            end
+            @test latest_step(m) == 2
+        end
+
+        # With a communicator the saves are collective and only rank 0 deletes.
+        ranked = joinpath(dir, "ranked")
+        results = run_local(2) do r, comm
+            CheckpointManager(ranked; comm=comm, keep_last=1) do m
+                map(1:2) do step
+                    Save(m, step) do s
+                        add_tensor!(s, "x", fill(Float32(step), 2); at=(2r+1:2r+2,), global_shape=(4,))
+                    end
+                end
+            end
+        end
+        @test results[1] == [Int[], [1]]                     # rank 0
+        @test results[2] == [Int[], Int[]]                   # rank 1: retention does nothing
+        CheckpointManager(ranked) do m
+            @test [i.step for i in steps(m)] == [2]
+            @test Reader(r -> read_tensor(r, "x"), step_path(m, 2)) == fill(2.0f0, 4)
+        end
+    end
+end
+
+@testset "conversion to and from safetensors" begin
+    @test SP.phase_symbol(SP.L.SHARDPOINT_PROGRESS_CONVERT) === :convert
+    @test SP.parse_size("5GB") == 5_000_000_000
+    @test SP.parse_size("64KiB") == 65536
+    @test SP.parse_size("4096") == 4096
+    @test error_code(() -> SP.parse_size("5 parsecs")) == SP.EINVAL
+    mktempdir() do dir
+        ckpt = joinpath(dir, "ckpt")
+        a = reshape(collect(Float32, 1:48), 6, 8)
+        b = collect(Int64, -5:5)
+        c = reshape(collect(Float64, 1:60) ./ 7, 3, 4, 5)
+        h = Float16[1.5, -2.25, 0.0]
+        Save(ckpt) do s
+            add_tensor!(s, "a", a)
+            add_tensor!(s, "b", b)
+            add_tensor!(s, "c", c)
+            add_tensor!(s, "h", h)
+            set_metadata!(s, "format", "pt")
+            set_metadata!(s, "step", "12")
+        end
+        nbytes = sizeof(a) + sizeof(b) + sizeof(c) + sizeof(h)   # 766
+
+        # One file, with the user metadata as __metadata__.
+        file = joinpath(dir, "model.safetensors")
+        reports, note = progress_recorder()
+        @test convert_to_safetensors(ckpt, file; progress=note) === nothing
+        @test isfile(file)
+        @test well_formed(reports, :convert)
+        @test reports[end][3] == nbytes
+        header = open(file) do io
+            n = ltoh(read(io, UInt64))
+            String(read(io, n))
+        end
+        @test occursin(r"\"__metadata__\"\s*:\s*\{", header)
+        @test occursin(r"\"step\"\s*:\s*\"12\"", header)
+        @test occursin(r"\"a\"\s*:\s*\{\s*\"dtype\"\s*:\s*\"F32\"\s*,\s*\"shape\"\s*:\s*\[\s*6\s*,\s*8\s*\]", header)
+
+        # And back: values equal, metadata kept.
+        back = joinpath(dir, "back")
+        reports, note = progress_recorder()
+        convert_from_safetensors(file, back; progress=note)
+        @test well_formed(reports, :convert)
+        Reader(back) do r
+            @test read_tensor(r, "a") == a
+            @test read_tensor(r, "b") == b
+            @test read_tensor(r, "c") == c
+            @test read_tensor(r, "h") == h
+            @test [e.fqn for e in entries(r)] == ["a", "b", "c", "h"]
+            md = user_metadata(r)
+            @test md["format"] == "pt" && md["step"] == "12"
+        end
+
+        # Existing outputs are refused unless overwritten.
+        @test error_code(() -> convert_to_safetensors(ckpt, file)) == SP.EEXISTS
+        convert_to_safetensors(ckpt, file; overwrite=true, durable=false)
+        @test error_code(() -> convert_from_safetensors(file, back)) == SP.EEXISTS
+        convert_from_safetensors(file, back; overwrite=true, compression=:zstd, shuffle=true)
+        @test Reader(r -> read_tensor(r, "c"), back) == c
+
+        # A sharded model directory: a new file whenever the next tensor would pass 200 bytes.
+        hf = joinpath(dir, "hf")
+        convert_to_safetensors(ckpt, hf; max_shard_size="200B", buffer_size=4096)
+        shards = filter(f -> endswith(f, ".safetensors"), readdir(hf))
+        @test shards == ["model-0000$k-of-00004.safetensors" for k in 1:4]
+        index = read(joinpath(hf, "model.safetensors.index.json"), String)
+        @test occursin(r"\"total_size\"\s*:\s*766\b", index)
+        @test occursin(r"\"c\"\s*:\s*\"model-00003-of-00004.safetensors\"", index)
+        for input in (hf, joinpath(hf, "model.safetensors.index.json"))
+            sharded = joinpath(dir, "sharded")
+            convert_from_safetensors(input, sharded; overwrite=true, buffer_size="4KiB")
+            Reader(sharded) do r
+                @test read_tensor(r, "a") == a && read_tensor(r, "b") == b
+                @test read_tensor(r, "c") == c && read_tensor(r, "h") == h
+                @test user_metadata(r, "step") == "12"
+            end
+        end
+        @test error_code(() -> convert_to_safetensors(ckpt, hf; max_shard_size=200)) == SP.EEXISTS
+        convert_to_safetensors(ckpt, hf; max_shard_size=10_000, overwrite=true)
+        @test filter(f -> endswith(f, ".safetensors"), readdir(hf)) == ["model-00001-of-00001.safetensors"]
+
+        # A tensor saved in chunks (by several ranks) is written whole.
+        chunked = joinpath(dir, "chunked")
+        W = reshape(collect(Float32, 1:90), 9, 10)
+        run_local(3) do r, comm
+            rows = (3r+1):(3r+3)
+            Save(chunked; comm=comm) do s
+                add_tensor!(s, "w", W[rows, :]; at=(rows, 1:10), global_shape=size(W))
+            end
+        end
+        convert_to_safetensors(chunked, joinpath(dir, "w.safetensors"))
+        convert_from_safetensors(joinpath(dir, "w.safetensors"), joinpath(dir, "w"))
+        Reader(joinpath(dir, "w")) do r
+            @test read_tensor(r, "w") == W
+            @test length(chunks(r, "w")) == 1
+        end
+
+        # A canceled conversion leaves nothing behind.
+        canceled = joinpath(dir, "canceled.safetensors")
+        @test error_code(() -> convert_to_safetensors(ckpt, canceled; progress=(p, d, t) -> false)) == SP.ECANCELED
+        @test !ispath(canceled)
+        @test thrown_by(() -> convert_to_safetensors(ckpt, joinpath(dir, "hf2"); max_shard_size=200,
+                                                     progress=(p, d, t) -> throw(ProgressStop()))) isa ProgressStop
+        @test !ispath(joinpath(dir, "hf2"))
+        @test error_code(() -> convert_from_safetensors(file, joinpath(dir, "new"); progress=(p, d, t) -> d < t)) == SP.ECANCELED
+        @test !ispath(joinpath(dir, "new"))
+        @test thrown_by(() -> convert_from_safetensors(file, joinpath(dir, "new");
+                                                       progress=(p, d, t) -> throw(ProgressStop()))) isa ProgressStop
+        @test !ispath(joinpath(dir, "new"))
+
+        # A bytes entry is refused unless skip_bytes leaves it out.
+        blobs = joinpath(dir, "blobs")
+        Save(blobs) do s
+            add_tensor!(s, "w", collect(1.0:3.0))
+            add_bytes!(s, "rng", "state")
+        end
+        out = joinpath(dir, "blobs.safetensors")
+        err = sp_error(() -> convert_to_safetensors(blobs, out))
+        @test err isa ShardpointError && err.code == SP.EKIND
+        @test occursin("rng", err.message)
+        @test !ispath(out)
+        convert_to_safetensors(blobs, out; skip_bytes=true)
+        convert_from_safetensors(out, joinpath(dir, "no-blobs"))
+        Reader(joinpath(dir, "no-blobs")) do r
+            @test [e.fqn for e in entries(r)] == ["w"]
+            @test read_tensor(r, "w") == collect(1.0:3.0)
+        end
+
+        # complex128 has no safetensors dtype; a malformed input is refused, nothing written.
+        Save(s -> add_tensor!(s, "z", ComplexF64[1 + 2im]), joinpath(dir, "complex"))
+        @test error_code(() -> convert_to_safetensors(joinpath(dir, "complex"), joinpath(dir, "z.safetensors"))) == SP.EDTYPE
+        @test !ispath(joinpath(dir, "z.safetensors"))
+        truncated = joinpath(dir, "truncated.safetensors")
+        data = read(file)
+        write(truncated, data[1:(end - 10)])
+        @test error_code(() -> convert_from_safetensors(truncated, joinpath(dir, "t"))) == SP.EFORMAT
+        @test !ispath(joinpath(dir, "t"))
+        @test error_code(() -> convert_from_safetensors(joinpath(dir, "nothing.safetensors"), joinpath(dir, "t"))) == SP.ENOTFOUND
+
+        # Size keywords: positive integers or size texts.
+        x = joinpath(dir, "x")
+        @test_throws ArgumentError convert_to_safetensors(ckpt, x; max_shard_size=0)
+        @test_throws ArgumentError convert_to_safetensors(ckpt, x; max_shard_size=1.5)
+        @test_throws ArgumentError convert_to_safetensors(ckpt, x; max_shard_size=true)
+        @test_throws ArgumentError convert_to_safetensors(ckpt, x; buffer_size=-1)
+        @test error_code(() -> convert_to_safetensors(ckpt, x; max_shard_size="5 parsecs")) == SP.EINVAL
+        @test error_code(() -> convert_to_safetensors(ckpt, x; buffer_size=100)) == SP.EINVAL   # below 4096
+        @test error_code(() -> convert_to_safetensors(joinpath(dir, "nowhere"), x)) == SP.ENOTFOUND
+        @test !ispath(x)
+    end
+end
+
 @testset "golden model" begin
     model_path = golden_model_path()
     if !isfile(model_path)
