@@ -354,6 +354,8 @@ SHARDPOINT_API void shardpoint_save_free(shardpoint_save *save);
  * allowed), so that a save's copy runs at memory speed.
  * ------------------------------------------------------------------------------------------- */
 
+/* Unlike other handles, a staging area may be passed to shardpoint_save_commit_async from several
+ * threads at once: the saves take turns (each waits until the one before it ended). */
 typedef struct shardpoint_staging shardpoint_staging;
 
 /* A staging area of `capacity` bytes. Errors: SHARDPOINT_EINVAL, SHARDPOINT_ENOMEM. */

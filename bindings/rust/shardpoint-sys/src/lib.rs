@@ -96,6 +96,13 @@ pub struct shardpoint_save {
     _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
 }
 
+/// Opaque `shardpoint_staging`: the host memory of asynchronous saves.
+#[repr(C)]
+pub struct shardpoint_staging {
+    _private: [u8; 0],
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
 /// Opaque `shardpoint_reader`.
 #[repr(C)]
 pub struct shardpoint_reader {
@@ -376,6 +383,16 @@ extern "C" {
     pub fn shardpoint_save_set_metadata(save: *mut shardpoint_save, key: *const c_char, value: *const c_char) -> c_int;
     pub fn shardpoint_save_commit(save: *mut shardpoint_save) -> c_int;
     pub fn shardpoint_save_free(save: *mut shardpoint_save);
+
+    // Asynchronous saves
+    pub fn shardpoint_staging_new(out: *mut *mut shardpoint_staging, capacity: u64) -> c_int;
+    pub fn shardpoint_staging_capacity(staging: *const shardpoint_staging, out_capacity: *mut u64) -> c_int;
+    pub fn shardpoint_staging_free(staging: *mut shardpoint_staging);
+    pub fn shardpoint_save_staging_size(save: *const shardpoint_save, out_bytes: *mut u64) -> c_int;
+    pub fn shardpoint_save_commit_async(save: *mut shardpoint_save, staging: *mut shardpoint_staging) -> c_int;
+    pub fn shardpoint_save_wait(save: *mut shardpoint_save) -> c_int;
+    pub fn shardpoint_save_poll(save: *mut shardpoint_save, out_finished: *mut i32) -> c_int;
+    pub fn shardpoint_save_cancel(save: *mut shardpoint_save) -> c_int;
 
     // Progress and cancellation (`callback` None: no reports)
     pub fn shardpoint_save_set_progress(

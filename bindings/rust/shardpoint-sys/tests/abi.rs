@@ -1,6 +1,7 @@
 //! Checks the hand-written declarations against the real header: a small C program prints the
 //! size and field offsets of every struct and the value of every constant, and the Rust side
-//! must print the same lines.
+//! must print the same lines. Functions over opaque handles only (the asynchronous saves) have
+//! their prototypes checked instead (`C_PROTOTYPES`).
 
 use std::mem::{offset_of, size_of};
 use std::path::PathBuf;
@@ -166,6 +167,40 @@ fn expectations() -> Vec<(String, i128)> {
     v
 }
 
+/// Prototypes of functions whose handle types are opaque (nothing to lay out): the C probe
+/// declares each again, which fails to compile ("conflicting types") unless it is the header's
+/// prototype, and `rust_prototypes` coerces each Rust declaration to the same type.
+const C_PROTOTYPES: &[&str] = &[
+    "int shardpoint_staging_new(shardpoint_staging **out, uint64_t capacity);",
+    "int shardpoint_staging_capacity(const shardpoint_staging *staging, uint64_t *out_capacity);",
+    "void shardpoint_staging_free(shardpoint_staging *staging);",
+    "int shardpoint_save_staging_size(const shardpoint_save *save, uint64_t *out_bytes);",
+    "int shardpoint_save_commit_async(shardpoint_save *save, shardpoint_staging *staging);",
+    "int shardpoint_save_wait(shardpoint_save *save);",
+    "int shardpoint_save_poll(shardpoint_save *save, int32_t *out_finished);",
+    "int shardpoint_save_cancel(shardpoint_save *save);",
+];
+
+/// The Rust declarations of `C_PROTOTYPES`, in order, cast to the function types those say: a
+/// declaration of another type does not compile (E0605). Returns how many there are.
+#[allow(clippy::type_complexity)]
+fn rust_prototypes() -> usize {
+    use std::ffi::c_int;
+    let f: [*const (); 8] = [
+        (shardpoint_staging_new as unsafe extern "C" fn(*mut *mut shardpoint_staging, u64) -> c_int) as *const (),
+        (shardpoint_staging_capacity as unsafe extern "C" fn(*const shardpoint_staging, *mut u64) -> c_int)
+            as *const (),
+        (shardpoint_staging_free as unsafe extern "C" fn(*mut shardpoint_staging)) as *const (),
+        (shardpoint_save_staging_size as unsafe extern "C" fn(*const shardpoint_save, *mut u64) -> c_int) as *const (),
+        (shardpoint_save_commit_async as unsafe extern "C" fn(*mut shardpoint_save, *mut shardpoint_staging) -> c_int)
+            as *const (),
+        (shardpoint_save_wait as unsafe extern "C" fn(*mut shardpoint_save) -> c_int) as *const (),
+        (shardpoint_save_poll as unsafe extern "C" fn(*mut shardpoint_save, *mut i32) -> c_int) as *const (),
+        (shardpoint_save_cancel as unsafe extern "C" fn(*mut shardpoint_save) -> c_int) as *const (),
+    ];
+    f.len()
+}
+
 #[test]
 fn layout_and_constants_match_the_header() {
     let expected = expectations();
@@ -174,7 +209,13 @@ fn layout_and_constants_match_the_header() {
     let src = tmp.join("abi.c");
     let exe = tmp.join("abi");
 
-    let mut c = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"shardpoint.h\"\nint main(void) {\n");
+    let mut c = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"shardpoint.h\"\n");
+    assert_eq!(C_PROTOTYPES.len(), rust_prototypes(), "one Rust prototype per C prototype");
+    for p in C_PROTOTYPES {
+        c.push_str(p);
+        c.push('\n');
+    }
+    c.push_str("int main(void) {\n");
     for (expr, _) in &expected {
         c.push_str(&format!("    printf(\"%s=%lld\\n\", \"{expr}\", (long long)({expr}));\n"));
     }

@@ -36,7 +36,7 @@ impl Reader {
     }
 }
 
-impl<'a> Save<'a> {
+impl<'c, 'd> Save<'c, 'd> {
     /// Offers `array` as the chunk at `chunk_offsets` of a tensor of `global_shape` (the whole
     /// tensor when both are None), borrowed until the commit. Any memory order is described to the
     /// library by strides (C order, Fortran order, transposed, reversed axes), as long as the
@@ -45,7 +45,7 @@ impl<'a> Save<'a> {
     pub fn add_array<T: Element, S: Data<Elem = T>, D: Dimension>(
         &mut self,
         fqn: &str,
-        array: &'a ArrayBase<S, D>,
+        array: &'d ArrayBase<S, D>,
         global_shape: Option<&[u64]>,
         chunk_offsets: Option<&[u64]>,
     ) -> Result<()> {

@@ -17,6 +17,13 @@ pub type CollectiveResult = std::result::Result<(), Box<dyn std::error::Error + 
 /// that makes the call (which may be another than the one that created the save or load), in the
 /// same order on every rank. A transport that can fail midway should abort the job rather than
 /// return an error: the other ranks may be blocked in their own callbacks.
+///
+/// An asynchronous commit ([`crate::Save::commit_async`]) calls them on the library's background
+/// thread instead, from the return of `commit_async` until the [`crate::PendingSave`] is waited
+/// for or dropped. That is why the trait requires `Send`: the object is used from another thread
+/// than the one that created it, though never from two at once (the pending save holds the
+/// communicator's `&mut Comm` meanwhile, see [`Comm`]). With MPI underneath, the background
+/// thread needs a communicator of its own (`MPI_Comm_dup`) and `MPI_THREAD_MULTIPLE`.
 pub trait Collectives: Send {
     /// This process's rank, `0 <= rank < size`.
     fn rank(&self) -> i32;
@@ -55,15 +62,38 @@ struct CallbackState {
 /// fn assert_sync<T: Sync>() {}
 /// assert_sync::<shardpoint::Comm>();
 /// ```
+///
+/// # Asynchronous saves
+///
+/// During [`crate::Save::commit_async`] the library calls the callbacks on its own background
+/// thread, while the [`crate::PendingSave`] holds the `&mut Comm`: nothing else can use the
+/// communicator until the pending save has been waited for or dropped. A pending save that is
+/// leaked instead (`std::mem::forget`, an `Rc` cycle) gives the borrow back without waiting, so
+/// the communicator remembers the asynchronous commit running on it and waits for it before any
+/// further use of its handle and before it is freed: leaking a pending save leaks its handle, it
+/// never lets two threads use one communicator.
 pub struct Comm {
     raw: *mut sys::shardpoint_comm,
     // Owned by the C communicator (freed by its destroy callback); NULL for `single`.
     state: *mut CallbackState,
+    // Asked of the C handle once, at creation: `rank()` and `size()` never touch the handle, so
+    // they cannot race with a background commit still using it (see `async_save`).
+    rank: i32,
+    size: i32,
+    // The C save whose asynchronous commit may still be running on this communicator (NULL:
+    // none). Set by `start_async` when a commit starts, cleared by `end_async` when its
+    // PendingSave waited for it or was dropped. Still set when we are used again means that
+    // PendingSave was leaked: its handle is then never freed and nobody else can reach it, so
+    // `settle` may wait on it.
+    async_save: *mut sys::shardpoint_save,
 }
 
 // SAFETY: the C ABI lets a handle be used from any thread, one thread at a time; the callback
 // state holds a `Send` object (`Collectives: Send`) and is only touched by collective calls, which
-// take `&mut Comm` and run the callbacks on their own thread. Not Sync: see the doc comment.
+// take `&mut Comm` and run the callbacks on their own thread (or on the library's background
+// thread during an asynchronous commit, which holds the `&mut Comm` or is waited for by `settle`
+// before the next use). `async_save` is only used through `&mut self`, and a save handle may be
+// waited on from any thread. Not Sync: see the doc comment.
 unsafe impl Send for Comm {}
 
 impl Comm {
@@ -72,7 +102,7 @@ impl Comm {
         let mut raw = ptr::null_mut();
         // SAFETY: valid out-pointer.
         check(unsafe { sys::shardpoint_comm_new_single(&mut raw) })?;
-        Ok(Comm { raw, state: ptr::null_mut() })
+        Ok(Comm::owning(raw, ptr::null_mut()))
     }
 
     /// A communicator over collectives written in Rust (`shardpoint_comm_new_callbacks`).
@@ -108,27 +138,33 @@ impl Comm {
             drop(unsafe { Box::from_raw(state) });
             return Err(err);
         }
-        Ok(Comm { raw, state })
+        Ok(Comm::owning(raw, state))
+    }
+
+    /// Takes ownership of a new C communicator (and of its callback state, NULL for `single`).
+    fn owning(raw: *mut sys::shardpoint_comm, state: *mut CallbackState) -> Comm {
+        let (mut rank, mut size) = (0, 0);
+        // SAFETY: valid handle, used by this thread only; cannot fail for a non-NULL communicator.
+        let rc = unsafe { sys::shardpoint_comm_rank(raw, &mut rank) };
+        debug_assert_eq!(rc, 0);
+        // SAFETY: as above.
+        let rc = unsafe { sys::shardpoint_comm_size(raw, &mut size) };
+        debug_assert_eq!(rc, 0);
+        Comm { raw, state, rank, size, async_save: ptr::null_mut() }
     }
 
     /// This communicator's rank.
     pub fn rank(&self) -> i32 {
-        let mut r = 0;
-        // SAFETY: valid handle; cannot fail for a non-NULL communicator.
-        let rc = unsafe { sys::shardpoint_comm_rank(self.raw, &mut r) };
-        debug_assert_eq!(rc, 0);
-        r
+        self.rank
     }
 
     /// The number of ranks.
     pub fn size(&self) -> i32 {
-        let mut s = 0;
-        // SAFETY: as above.
-        let rc = unsafe { sys::shardpoint_comm_size(self.raw, &mut s) };
-        debug_assert_eq!(rc, 0);
-        s
+        self.size
     }
 
+    /// The C handle, for the calls that store it (`shardpoint_save_new`, `shardpoint_load_new`):
+    /// they do not use it; what does goes through `collective` or `start_async`.
     pub(crate) fn as_ptr(&self) -> *mut sys::shardpoint_comm {
         self.raw
     }
@@ -136,8 +172,34 @@ impl Comm {
     /// Runs one collective C call; on failure, adds the text of a failed callback to the error.
     /// `&mut self`: no other collective can run on this communicator meanwhile.
     pub(crate) fn collective(&mut self, call: impl FnOnce() -> c_int) -> Result<()> {
+        self.settle();
         self.set_callback_error(None);
         let rc = call();
+        self.outcome(rc)
+    }
+
+    /// Starts the asynchronous commit of `save` (`call`: `shardpoint_save_commit_async`), whose
+    /// callbacks will run on the library's background thread. On success the caller must keep
+    /// `&mut self` borrowed until it calls `end_async` after waiting for or freeing `save`.
+    pub(crate) fn start_async(&mut self, save: *mut sys::shardpoint_save, call: impl FnOnce() -> c_int) -> Result<()> {
+        self.settle();
+        self.set_callback_error(None);
+        // The call only copies and starts the thread: no callback runs on this one.
+        check(call())?;
+        self.async_save = save;
+        Ok(())
+    }
+
+    /// The asynchronous commit of `async_save` ended (waited for, or its handle freed):
+    /// `rc` is its outcome, or `SHARDPOINT_OK` when nobody asks for one. Must run right after the
+    /// C call that returned `rc`, on its thread (the library's last error is per thread).
+    pub(crate) fn end_async(&mut self, rc: c_int) -> Result<()> {
+        self.async_save = ptr::null_mut();
+        self.outcome(rc)
+    }
+
+    /// The result of a collective C call that returned `rc`, with the text of a failed callback.
+    fn outcome(&mut self, rc: c_int) -> Result<()> {
         if rc == sys::SHARDPOINT_OK {
             return Ok(());
         }
@@ -146,6 +208,22 @@ impl Comm {
             Some(cause) => Err(err.with_context(&format!("callback: {cause}"))),
             None => Err(err),
         }
+    }
+
+    /// Waits for the asynchronous commit of a leaked PendingSave that may still use this
+    /// communicator (see `async_save`); its outcome is lost with it.
+    fn settle(&mut self) {
+        if self.async_save.is_null() {
+            return;
+        }
+        // SAFETY: a live handle (a leaked PendingSave never frees it) that nothing else uses: the
+        // PendingSave that owned it held `&mut self` until it was leaked, and a leaked value is
+        // never touched again (its Drop cannot run once its borrow of this Comm has ended).
+        // shardpoint_save_wait is meant to be called while the background thread runs.
+        let _ = unsafe { sys::shardpoint_save_wait(self.async_save) };
+        self.async_save = ptr::null_mut();
+        // Whatever a callback of that save left behind is not the next call's.
+        self.set_callback_error(None);
     }
 
     fn set_callback_error(&mut self, value: Option<String>) -> Option<String> {
@@ -160,14 +238,17 @@ impl Comm {
 
 impl Drop for Comm {
     fn drop(&mut self) {
-        // SAFETY: owned handle; no Save or Load borrows it any more. Calls destroy_trampoline.
+        // A leaked PendingSave's commit may still call back into the state freed below.
+        self.settle();
+        // SAFETY: owned handle; no Save or Load borrows it any more, and no asynchronous commit
+        // runs on it (settled). Calls destroy_trampoline.
         unsafe { sys::shardpoint_comm_free(self.raw) };
     }
 }
 
 impl std::fmt::Debug for Comm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Comm").field("rank", &self.rank()).field("size", &self.size()).finish()
+        f.debug_struct("Comm").field("rank", &self.rank).field("size", &self.size).finish()
     }
 }
 

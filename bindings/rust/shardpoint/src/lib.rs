@@ -3,7 +3,9 @@
 //!
 //! This crate only translates the C ABI (`shardpoint.h`, through `shardpoint-sys`) into Rust:
 //! handles with `Drop`, `Result<_, Error>` carrying the C code, and lifetimes that keep the memory
-//! the library reads at commit (or writes at execute) borrowed until then.
+//! the library reads at commit (or writes at execute) borrowed until then. An asynchronous save
+//! ([`Save::commit_async`]) copies the data into a [`Staging`] area and returns a [`PendingSave`]
+//! that borrows the communicator but no longer the data.
 //!
 //! ```no_run
 //! use shardpoint::{Reader, Save, SaveOptions};
@@ -30,6 +32,7 @@ mod local;
 mod progress;
 mod reader;
 mod save;
+mod staging;
 #[cfg(feature = "ndarray")]
 mod array;
 
@@ -42,18 +45,23 @@ pub use local::{LocalGroup, LocalRank};
 pub use progress::{Phase, Progress};
 pub use reader::{ChunkInfo, EntryInfo, EntryKind, LoadOptions, Reader, StorageInfo, Transform};
 pub use save::{Codec, Save, SaveOptions, TensorChunk};
+pub use staging::{CommitAsyncError, PendingSave, Staging};
 
 /// The raw C declarations, for what this crate does not wrap.
 pub use shardpoint_sys as sys;
 
 // What may cross threads, checked at compile time: a save or load may be committed or executed on
-// another thread than the one that built it, a reader serves several threads at once, a
+// another thread than the one that built it, a pending save waited for on another thread, a
+// reader serves several threads at once, and so may a staging area (saves take it in turn), a
 // communicator moves but is not shared (its doc comment says why, and a compile_fail example
 // checks that it is not Sync).
 const _: fn() = || {
     fn assert_send<T: Send>() {}
     fn assert_sync<T: Sync>() {}
-    assert_send::<Save<'static>>();
+    assert_send::<Save<'static, 'static>>();
+    assert_send::<PendingSave<'static, 'static>>();
+    assert_send::<Staging>();
+    assert_sync::<Staging>();
     assert_send::<Load<'static>>();
     assert_send::<Reader>();
     assert_sync::<Reader>();

@@ -83,7 +83,8 @@ impl<F: FnMut(Progress) -> ControlFlow<()>> ProgressState<F> {
 ///
 /// # Safety
 /// `user` must point at a live `ProgressState<F>` that nothing else accesses during the call
-/// (the library calls it on the thread of the operation, one call at a time).
+/// (the library calls it on the thread of the operation, or for an asynchronous commit on its
+/// background thread, one call at a time).
 unsafe extern "C" fn trampoline<F: FnMut(Progress) -> ControlFlow<()>>(
     user: *mut c_void,
     phase: i32,
@@ -106,7 +107,8 @@ unsafe extern "C" fn trampoline<F: FnMut(Progress) -> ControlFlow<()>>(
     }
 }
 
-/// The closure of a [`crate::Save`] or [`crate::Load`]: `Send`, because they are.
+/// The closure of a [`crate::Save`] or [`crate::Load`]: `Send`, because they are, and because an
+/// asynchronous commit calls it on the library's background thread.
 pub(crate) type SendClosure<'a> = Box<dyn FnMut(Progress) -> ControlFlow<()> + Send + 'a>;
 
 /// A boxed `ProgressState` owned by a save or load, at a stable address (its `user` pointer)
@@ -122,7 +124,8 @@ pub(crate) struct ProgressSlot<'a> {
 
 // SAFETY: the slot owns its state, whose fields are Send: the closure (`+ Send`) and the panic
 // payload (`dyn Any + Send`). The library touches it only during the owner's operation, on the
-// thread that runs it.
+// thread that runs it (for `Save::commit_async`, the library's background thread, until the
+// PendingSave owning the slot has waited for it).
 unsafe impl Send for ProgressSlot<'_> {}
 
 impl<'a> ProgressSlot<'a> {

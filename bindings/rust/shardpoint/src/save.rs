@@ -1,5 +1,6 @@
 use std::ffi::{c_void, CString};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::ControlFlow;
 use std::panic::resume_unwind;
 use std::path::Path;
@@ -9,9 +10,10 @@ use shardpoint_sys as sys;
 
 use crate::comm::Comm;
 use crate::dtype::{Dtype, Element};
-use crate::error::{check, Result};
+use crate::error::{check, Error, ErrorCode, Result};
 use crate::layout::{check_view, cstring, ndim_of, path_cstring, ptr_or_null, Strided};
 use crate::progress::{Progress, ProgressSlot};
+use crate::staging::{CommitAsyncError, PendingSave, Staging};
 
 /// How a checkpoint is written (`shardpoint_save_options`).
 ///
@@ -165,11 +167,21 @@ impl<'a> TensorChunk<'a> {
     }
 }
 
-/// A save in progress: offer what this rank holds, then [`Save::commit`].
+/// A save in progress: offer what this rank holds, then [`Save::commit`] it, or
+/// [`Save::commit_async`] it and go on while it is written.
 ///
-/// The lifetime `'a` covers the communicator and every slice offered: the library reads them only
-/// during `commit`, so they stay borrowed (unchanged, unmoved) until the save is committed or
-/// dropped. Dropping an uncommitted save writes nothing.
+/// Two lifetimes, because the library holds on to two kinds of borrows for different spans:
+///
+/// - `'c`, the **communicator** (`Option<&'c mut Comm>`): used by the commit's collectives, so
+///   borrowed exclusively until the save ends: until `commit` returns, or for an asynchronous
+///   commit until its [`PendingSave`] is waited for or dropped (the collectives run on the
+///   library's background thread meanwhile).
+/// - `'d`, the **data**: every slice offered (and the closure of [`Save::set_progress`]). The
+///   library reads the data during `commit`, or copies it into a [`Staging`] area during
+///   `commit_async`, and never again: the data stays borrowed (unchanged, unmoved) until one of
+///   them returns (or the save is dropped), not a moment longer. A `PendingSave` has no `'d`.
+///
+/// Dropping an uncommitted save writes nothing.
 ///
 /// The compiler enforces this. Data dropped before the commit:
 ///
@@ -206,34 +218,40 @@ impl<'a> TensorChunk<'a> {
 ///
 /// A `Save` is `Send`: it may be built on one thread and committed on another, e.g. in the
 /// background while the owner of the data goes on reading it (the data is only borrowed shared).
-/// Its communicator, borrowed `&'a mut`, goes along, and its callbacks run on the committing
-/// thread, as does the progress closure ([`Save::set_progress`]).
-pub struct Save<'a> {
+/// Its communicator, borrowed `&'c mut`, goes along, and its callbacks run on the committing
+/// thread, as does the progress closure ([`Save::set_progress`]). To change the data while it is
+/// written, use [`Save::commit_async`] instead.
+pub struct Save<'c, 'd> {
     raw: *mut sys::shardpoint_save,
-    comm: Option<&'a mut Comm>,
-    // The closure the C handle reports to; dropped after the handle (fields drop after `drop`).
-    progress: Option<ProgressSlot<'a>>,
-    _borrows: PhantomData<&'a [u8]>,
+    comm: Option<&'c mut Comm>,
+    // The closure the C handle reports to, set by `set_progress` or by `set_async_progress` (at
+    // most one of the two is Some); dropped after the handle (fields drop after `drop`). Only the
+    // 'static one may go on to a PendingSave (see `commit_async`).
+    progress: Option<ProgressSlot<'d>>,
+    async_progress: Option<ProgressSlot<'static>>,
+    _data: PhantomData<&'d [u8]>,
 }
 
 // SAFETY: moving a Save to another thread moves everything the C save handle uses:
 // - the handle itself: shardpoint.h lets a handle be used from any thread, one thread at a time;
-//   every method takes `&mut self` or `self`, and Save is not Sync;
-// - the communicator: borrowed exclusively (`&'a mut Comm`, and Comm is Send), so no other thread
+//   every method takes `&mut self` or `self` but `staging_size` (a read of the handle), and Save
+//   is not Sync;
+// - the communicator: borrowed exclusively (`&'c mut Comm`, and Comm is Send), so no other thread
 //   can run a collective on it meanwhile;
-// - the data: `&'a [T]` of `Element` types (plain, Sync) or of bytes, read by the library during
-//   commit while other threads may only read it too;
-// - the progress closure: `ProgressSlot` is Send (the closure must be `Send`), and the library
-//   calls it only on the thread that commits.
+// - the data: `&'d [T]` of `Element` types (plain, Sync) or of bytes, read by the library during
+//   commit (or commit_async) while other threads may only read it too;
+// - the progress closures: `ProgressSlot` is Send (the closure must be `Send`), and the library
+//   calls it only on the thread that commits (or its background thread, for `commit_async`).
 // A field added later must be Send too, or this impl must go.
-unsafe impl Send for Save<'_> {}
+unsafe impl Send for Save<'_, '_> {}
 
-impl<'a> Save<'a> {
+impl<'c, 'd> Save<'c, 'd> {
     /// Starts a save into directory `dir` (created if missing). `comm` None means one process;
     /// with a communicator, every rank of it must create its own `Save` and commit it. The
-    /// communicator is borrowed exclusively until the save is committed or dropped (ask it for
-    /// its rank first).
-    pub fn new(dir: impl AsRef<Path>, comm: Option<&'a mut Comm>, options: &SaveOptions) -> Result<Save<'a>> {
+    /// communicator is borrowed exclusively until the save is committed or dropped, or after
+    /// [`Save::commit_async`] until the [`PendingSave`] is waited for or dropped (ask it for its
+    /// rank first).
+    pub fn new(dir: impl AsRef<Path>, comm: Option<&'c mut Comm>, options: &SaveOptions) -> Result<Save<'c, 'd>> {
         let dir = path_cstring(dir.as_ref())?;
         let id = options.checkpoint_id.as_deref().map(|s| cstring("checkpoint id", s)).transpose()?;
         let mut opts = sys::SHARDPOINT_SAVE_OPTIONS_INIT;
@@ -248,9 +266,10 @@ impl<'a> Save<'a> {
         opts.checkpoint_id = id.as_ref().map_or(ptr::null(), |c| c.as_ptr());
         let mut raw = ptr::null_mut();
         let comm_ptr = comm.as_deref().map_or(ptr::null_mut(), Comm::as_ptr);
-        // SAFETY: strings and options are copied by the call; comm stays borrowed for 'a.
+        // SAFETY: strings and options are copied by the call; comm stays borrowed for 'c, until
+        // the save (or the PendingSave it becomes) is freed.
         check(unsafe { sys::shardpoint_save_new(&mut raw, dir.as_ptr(), comm_ptr, &opts) })?;
-        Ok(Save { raw, comm, progress: None, _borrows: PhantomData })
+        Ok(Save { raw, comm, progress: None, async_progress: None, _data: PhantomData })
     }
 
     /// Offers a chunk held in C order: the box at `chunk_offsets` with `chunk_sizes` of a tensor of
@@ -262,11 +281,11 @@ impl<'a> Save<'a> {
         global_shape: &[u64],
         chunk_offsets: &[u64],
         chunk_sizes: &[u64],
-        data: &'a [T],
+        data: &'d [T],
     ) -> Result<()> {
         ndim_of(&[global_shape, chunk_offsets, chunk_sizes])?;
         let (first, strides) = check_view(data.len(), chunk_sizes, None)?;
-        // SAFETY: the view lies inside `data`, which stays borrowed for 'a.
+        // SAFETY: the view lies inside `data`, which stays borrowed for 'd.
         unsafe {
             self.add_raw_parts(
                 fqn,
@@ -282,7 +301,7 @@ impl<'a> Save<'a> {
 
     /// Offers many whole tensors in one call of the library, all or nothing: when one is refused,
     /// none of them is kept and the error names its position in the batch.
-    pub fn add_tensors(&mut self, chunks: &[TensorChunk<'a>]) -> Result<()> {
+    pub fn add_tensors(&mut self, chunks: &[TensorChunk<'d>]) -> Result<()> {
         let raw: Vec<sys::shardpoint_tensor_chunk> = chunks
             .iter()
             .map(|c| sys::shardpoint_tensor_chunk {
@@ -296,7 +315,7 @@ impl<'a> Save<'a> {
                 strides: ptr::null(),
             })
             .collect();
-        // SAFETY: every pointer is into `chunks`, alive for the call; the data stays borrowed for 'a.
+        // SAFETY: every pointer is into `chunks`, alive for the call; the data stays borrowed for 'd.
         check(unsafe {
             sys::shardpoint_save_add_tensors(
                 self.raw,
@@ -315,7 +334,7 @@ impl<'a> Save<'a> {
         global_shape: &[u64],
         chunk_offsets: &[u64],
         chunk_sizes: &[u64],
-        data: &'a [T],
+        data: &'d [T],
         layout: Strided<'_>,
     ) -> Result<()> {
         ndim_of(&[global_shape, chunk_offsets, chunk_sizes])?;
@@ -344,13 +363,13 @@ impl<'a> Save<'a> {
         global_shape: &[u64],
         chunk_offsets: &[u64],
         chunk_sizes: &[u64],
-        data: &'a [u8],
+        data: &'d [u8],
         layout: Option<Strided<'_>>,
     ) -> Result<()> {
         ndim_of(&[global_shape, chunk_offsets, chunk_sizes])?;
         let esize = dtype.size().max(1);
         let (first, strides) = check_view(data.len() / esize, chunk_sizes, layout.as_ref())?;
-        // SAFETY: the view lies inside the whole elements of `data`, borrowed for 'a.
+        // SAFETY: the view lies inside the whole elements of `data`, borrowed for 'd.
         unsafe {
             self.add_raw_parts(
                 fqn,
@@ -366,7 +385,7 @@ impl<'a> Save<'a> {
 
     /// # Safety
     /// `data` and `strides` must describe memory that is readable for the chunk and stays valid
-    /// and unchanged for 'a.
+    /// and unchanged for 'd.
     #[allow(clippy::too_many_arguments)]
     unsafe fn add_raw_parts(
         &mut self,
@@ -394,9 +413,9 @@ impl<'a> Save<'a> {
     }
 
     /// Offers an opaque byte blob under `fqn`.
-    pub fn add_bytes(&mut self, fqn: &str, data: &'a [u8]) -> Result<()> {
+    pub fn add_bytes(&mut self, fqn: &str, data: &'d [u8]) -> Result<()> {
         let fqn = cstring("name", fqn)?;
-        // SAFETY: `data` stays borrowed for 'a.
+        // SAFETY: `data` stays borrowed for 'd.
         check(unsafe {
             sys::shardpoint_save_add_bytes(self.raw, fqn.as_ptr(), data.as_ptr().cast(), data.len() as u64)
         })
@@ -416,8 +435,12 @@ impl<'a> Save<'a> {
     /// to cancel: the commit then fails with `ErrorCode::Canceled` (with a communicator, the
     /// other ranks fail with `Rank`), commits nothing, removes its files, and leaves the
     /// checkpoint that was in the directory untouched. A panic in `f` cancels the same way and
-    /// is resumed by `commit` once the library has returned. Setting another closure replaces
-    /// this one.
+    /// is resumed by `commit` once the library has returned. Setting another closure (with this
+    /// method or [`Save::set_async_progress`]) replaces this one.
+    ///
+    /// The closure may borrow for the data's lifetime `'d`, and so runs during `commit` only:
+    /// [`Save::commit_async`] refuses a save with such a closure (`ErrorCode::State`); give it one
+    /// with [`Save::set_async_progress`].
     ///
     /// ```no_run
     /// use std::ops::ControlFlow;
@@ -449,15 +472,172 @@ impl<'a> Save<'a> {
     /// })
     /// .unwrap();
     /// ```
-    pub fn set_progress(&mut self, f: impl FnMut(Progress) -> ControlFlow<()> + Send + 'a) -> Result<()> {
+    pub fn set_progress(&mut self, f: impl FnMut(Progress) -> ControlFlow<()> + Send + 'd) -> Result<()> {
         let slot = ProgressSlot::new(f);
+        self.report_to(&slot)?;
+        self.progress = Some(slot);
+        self.async_progress = None;
+        Ok(())
+    }
+
+    /// As [`Save::set_progress`], for a closure that owns what it uses (`'static`: an `Arc`, a
+    /// channel's sender, an atomic in a `static`), which may therefore also run during
+    /// [`Save::commit_async`], on the library's background thread. `Break(())` (or a panic,
+    /// resumed by [`PendingSave::wait`]) cancels the asynchronous commit as it would `commit`.
+    ///
+    /// Why `'static`: a [`PendingSave`] that is leaked (`std::mem::forget`) rather than dropped
+    /// ends its borrows without waiting for the background thread, which would then call a
+    /// closure whose borrowed captures may be gone. So the binding relies on no destructor for
+    /// what that thread touches: the closure owns its captures, the communicator waits for a
+    /// leaked commit before its next use, and a staging area before it is freed.
+    ///
+    /// A closure borrowing a local does not compile:
+    ///
+    /// ```compile_fail,E0597
+    /// use std::ops::ControlFlow;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use shardpoint::{Save, SaveOptions};
+    /// let mut save = Save::new("/tmp/ckpt", None, &SaveOptions::default()).unwrap();
+    /// let stop = AtomicBool::new(false);
+    /// let stop = &stop;
+    /// save.set_async_progress(move |_| {
+    ///     if stop.load(Ordering::Relaxed) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn set_async_progress(&mut self, f: impl FnMut(Progress) -> ControlFlow<()> + Send + 'static) -> Result<()> {
+        let slot = ProgressSlot::new(f);
+        self.report_to(&slot)?;
+        self.async_progress = Some(slot);
+        self.progress = None;
+        Ok(())
+    }
+
+    /// Points the C handle's progress callback at `slot`, which the caller then stores in `self`.
+    fn report_to(&mut self, slot: &ProgressSlot<'_>) -> Result<()> {
         let (callback, user) = slot.raw();
         // SAFETY: `user` points at the slot's state, which stays at its address until the slot
-        // drops; the slot goes into `self`, which frees the handle before dropping it. A slot it
-        // replaces drops only after the handle points at the new one.
-        check(unsafe { sys::shardpoint_save_set_progress(self.raw, Some(callback), user) })?;
-        self.progress = Some(slot);
-        Ok(())
+        // drops; the caller puts the slot into `self`, which frees the handle (or hands it to a
+        // PendingSave, with the slot) before dropping it. A slot it replaces drops only after
+        // the handle points at the new one.
+        check(unsafe { sys::shardpoint_save_set_progress(self.raw, Some(callback), user) })
+    }
+
+    /// The bytes of staging this rank's data takes (each chunk and blob 64-byte aligned): the
+    /// smallest [`Staging`] capacity [`Save::commit_async`] accepts for what was added so far.
+    pub fn staging_size(&self) -> u64 {
+        let mut bytes = 0;
+        // SAFETY: valid handle; a read of it, and Save is not Sync. Cannot fail for a valid
+        // handle and out-pointer.
+        let rc = unsafe { sys::shardpoint_save_staging_size(self.raw, &mut bytes) };
+        debug_assert_eq!(rc, sys::SHARDPOINT_OK);
+        bytes
+    }
+
+    /// Copies this rank's data into `staging`, then commits in the background and returns: from
+    /// then on the data may change (train the next step) while the library writes it. Collective
+    /// as [`Save::commit`] (every rank calls `commit_async` or `commit`); the outcome, the same
+    /// as `commit`'s, comes from [`PendingSave::wait`].
+    ///
+    /// The types say what stays borrowed: `self` is consumed, which ends the data's borrow `'d`
+    /// (the data was copied and is never read again), while the returned `PendingSave<'c, 's>`
+    /// keeps the communicator (`'c`) and the staging area (`'s`), which the background thread
+    /// uses until the pending save is waited for or dropped (dropping it waits). Consuming the
+    /// save is what makes this possible: a method taking `&mut self` would leave the data
+    /// borrowed by the still living `Save`.
+    ///
+    /// `staging` serves one save at a time: while an earlier asynchronous save still uses it,
+    /// this call first waits for that save to end. Its capacity must be at least
+    /// [`Save::staging_size`]. Each rank needs an area of its own (ranks of a [`crate::LocalGroup`]
+    /// sharing one would wait for each other forever).
+    ///
+    /// On failure nothing was started and the save comes back in the error, to be committed with
+    /// [`Save::commit`] or a larger area ([`CommitAsyncError::into_save`]): `Range` when the data
+    /// does not fit in `staging`, `State` when a closure of [`Save::set_progress`] (which may
+    /// borrow and so cannot run in the background) is set; also `NoMem`, `Inval`. With `?` the
+    /// error converts into a plain [`Error`] (the save is dropped). With a communicator, a rank
+    /// whose `commit_async` failed should still commit the save it got back: the other ranks'
+    /// commits wait for it in their collectives.
+    ///
+    /// ```no_run
+    /// use shardpoint::{Save, SaveOptions, Staging};
+    /// # fn main() -> shardpoint::Result<()> {
+    /// let mut w = vec![0f32; 1 << 20];
+    /// let mut save = Save::new("/tmp/ckpt", None, &SaveOptions::new().overwrite(true))?;
+    /// save.add_tensor("w", &[1 << 20], &[0], &[1 << 20], &w)?;
+    /// let staging = Staging::new(save.staging_size())?;
+    /// let pending = save.commit_async(&staging)?;
+    /// w[0] = 1.0; // the next step, while the checkpoint is written (it keeps 0.0)
+    /// pending.wait()
+    /// # }
+    /// ```
+    ///
+    /// Until `commit_async` has returned, the data cannot change:
+    ///
+    /// ```compile_fail,E0506
+    /// use shardpoint::{Save, SaveOptions, Staging};
+    /// let mut w = vec![0f32; 4];
+    /// let staging = Staging::new(1024).unwrap();
+    /// let mut save = Save::new("/tmp/ckpt", None, &SaveOptions::default()).unwrap();
+    /// save.add_tensor("w", &[4], &[0], &[4], &w).unwrap();
+    /// w[0] = 1.0; // still borrowed by the save
+    /// let pending = save.commit_async(&staging).unwrap();
+    /// pending.wait().unwrap();
+    /// ```
+    ///
+    /// The communicator stays borrowed by the pending save:
+    ///
+    /// ```compile_fail,E0502
+    /// use shardpoint::{Comm, Save, SaveOptions, Staging};
+    /// let mut comm = Comm::single().unwrap();
+    /// let staging = Staging::new(1024).unwrap();
+    /// let save = Save::new("/tmp/ckpt", Some(&mut comm), &SaveOptions::default()).unwrap();
+    /// let pending = save.commit_async(&staging).unwrap();
+    /// println!("{}", comm.rank()); // the background thread may be in a collective
+    /// pending.wait().unwrap();
+    /// ```
+    ///
+    /// And so does the staging area:
+    ///
+    /// ```compile_fail,E0505
+    /// use shardpoint::{Save, SaveOptions, Staging};
+    /// let staging = Staging::new(1024).unwrap();
+    /// let save = Save::new("/tmp/ckpt", None, &SaveOptions::default()).unwrap();
+    /// let pending = save.commit_async(&staging).unwrap();
+    /// drop(staging);
+    /// pending.wait().unwrap();
+    /// ```
+    pub fn commit_async<'s>(mut self, staging: &'s Staging) -> Result<PendingSave<'c, 's>, CommitAsyncError<'c, 'd>> {
+        if self.progress.is_some() {
+            let error = Error::new(
+                ErrorCode::State,
+                "the progress closure was set with set_progress and may borrow: an asynchronous commit needs one \
+                 set with set_async_progress",
+            );
+            return Err(CommitAsyncError { save: self, error });
+        }
+        let raw = self.raw;
+        let staging_ptr = staging.as_ptr();
+        // SAFETY: valid handles. The data is alive for 'd, which `self` still holds during the
+        // call, and is not read after it. What the background thread uses afterwards outlives it
+        // without relying on a destructor: the handle (freed only by the PendingSave's Drop, never
+        // if it is leaked), the communicator (borrowed by the PendingSave; `Comm` waits for a
+        // leaked one before its next use), the staging area (borrowed by the PendingSave; freeing
+        // it waits for the save using it) and the progress closure ('static, owned by the
+        // PendingSave, leaked with it).
+        let call = || unsafe { sys::shardpoint_save_commit_async(raw, staging_ptr) };
+        let started = match self.comm.as_deref_mut() {
+            Some(comm) => comm.start_async(raw, call),
+            None => check(call()),
+        };
+        if let Err(error) = started {
+            return Err(CommitAsyncError { save: self, error });
+        }
+        // The handle, the communicator and the closure move on to the PendingSave; the rest of
+        // the Save (its `progress`, None as checked above, and the data's PhantomData) is
+        // forgotten without running Save's Drop, which would free the handle.
+        let mut save = ManuallyDrop::new(self);
+        Ok(PendingSave::started(raw, save.comm.take(), staging, save.async_progress.take()))
     }
 
     /// Collective over the save's communicator: plans, writes every rank's data and commits the
@@ -471,14 +651,19 @@ impl<'a> Save<'a> {
     /// When the progress closure panicked: the commit is canceled, then the panic resumes here.
     pub fn commit(mut self) -> Result<()> {
         let raw = self.raw;
-        // SAFETY: valid handle; borrowed data and the progress closure are alive for 'a, which
-        // `self` still holds here.
+        // SAFETY: valid handle; borrowed data and the progress closure are alive for 'd (or
+        // 'static), which `self` still holds here, and so is the communicator ('c).
         let call = || unsafe { sys::shardpoint_save_commit(raw) };
         let result = match self.comm.as_deref_mut() {
             Some(comm) => comm.collective(call),
             None => check(call()),
         };
-        if let Some(panic) = self.progress.as_mut().and_then(ProgressSlot::take_panic) {
+        let panic = match (self.progress.as_mut(), self.async_progress.as_mut()) {
+            (Some(slot), _) => slot.take_panic(),
+            (None, Some(slot)) => slot.take_panic(),
+            (None, None) => None,
+        };
+        if let Some(panic) = panic {
             resume_unwind(panic); // `self` drops while unwinding: shardpoint_save_free
         }
         result
@@ -486,7 +671,7 @@ impl<'a> Save<'a> {
     }
 }
 
-impl Drop for Save<'_> {
+impl Drop for Save<'_, '_> {
     fn drop(&mut self) {
         // SAFETY: owned handle, freed once.
         unsafe { sys::shardpoint_save_free(self.raw) };

@@ -44,7 +44,7 @@ static BIAS: [f64; 3] = [0.25, -1.5, 8.0];
 fn a_save_of_static_data_commits_on_a_spawned_thread() {
     let t = tmp();
     let dir = ckpt(&t, "spawned");
-    let mut save: Save<'static> = Save::new(&dir, None, &SaveOptions::default()).unwrap();
+    let mut save: Save<'static, 'static> = Save::new(&dir, None, &SaveOptions::default()).unwrap();
     save.add_tensor("bias", &[3], &[0], &[3], &BIAS).unwrap();
     std::thread::spawn(move || save.commit()).join().unwrap().unwrap();
     assert_eq!(Reader::open(&dir).unwrap().read_tensor_vec::<f64>("bias").unwrap().0, BIAS);
