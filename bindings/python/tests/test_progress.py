@@ -139,3 +139,23 @@ def test_a_rank_that_cancels_fails_every_rank(tmp_path):
     assert "rank 1" in str(results[0])
     assert sorted(os.listdir(path)) == files
     assert np.array_equal(sp.load(path)["w"], np.zeros((6, 4), np.float32))
+
+
+def test_ctrl_c_cancels_a_save_cleanly(tmp_path):
+    import signal
+
+    sent = []
+
+    def press_ctrl_c_once(p: sp.Progress) -> None:
+        if not sent:
+            sent.append(p)
+            os.kill(os.getpid(), signal.SIGINT)  # as the terminal would
+        time.sleep(0.06)  # the next report is due at once
+
+    path = tmp_path / "c"
+    with pytest.raises(KeyboardInterrupt):
+        sp.save(path, model(1), io_threads=1, progress=press_ctrl_c_once)
+    assert not (path / "shardpoint.meta").exists() and os.listdir(path) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    sp.save(path, model(1))
+    assert np.array_equal(sp.load(path)["w2"], model(1)["w2"])

@@ -65,9 +65,11 @@ def _run(function: str, source: PathArg, target: PathArg, options: _lib.ConvertO
         return 0
 
     reporter: Reporter | None = install(set_progress, progress)
-    code = getattr(_lib.lib(), function)(_lib.encode_path(source), _lib.encode_path(target), ctypes.byref(options))
-    if reporter is not None:
-        reporter.raise_error()  # what the callable raised outranks the CanceledError it caused
+    try:
+        code = getattr(_lib.lib(), function)(_lib.encode_path(source), _lib.encode_path(target), ctypes.byref(options))
+    finally:
+        if reporter is not None:
+            reporter.finish()  # what the callable raised, or Ctrl-C, outranks the CanceledError
     if code != 0:
         raise error_for(code)
 

@@ -449,8 +449,8 @@ class Reader(Handle):
             code = dll.shardpoint_reader_verify(raw)
         finally:
             dll.shardpoint_reader_set_progress(raw, _lib.ProgressFn(), None)  # NULL: reports off
-        if reporter is not None:
-            reporter.raise_error()
+            if reporter is not None:
+                reporter.finish()
         check(code)
 
     # --- reading --------------------------------------------------------------------------------
@@ -739,13 +739,13 @@ class Load(Handle):
         Save.commit; the destinations may then hold partial data.
         """
         raw = self._raw()
+        reporter = install(lambda f: _lib.lib().shardpoint_load_set_progress(raw, f, None), progress)
         try:
-            reporter = install(lambda f: _lib.lib().shardpoint_load_set_progress(raw, f, None), progress)
             code = _lib.lib().shardpoint_load_execute(raw)
         finally:
             self._borrowed.clear()
-        if reporter is not None:
-            reporter.raise_error()
+            if reporter is not None:
+                reporter.finish()
         if code != 0:
             _raise(code, self._comm)
         self.executed = True

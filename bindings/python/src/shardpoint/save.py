@@ -244,13 +244,13 @@ class Save(Handle):
         nothing is committed and the checkpoint already in the directory stays as it was.
         """
         raw = self._raw()
+        reporter = install(lambda f: _lib.lib().shardpoint_save_set_progress(raw, f, None), progress)
         try:
-            reporter = install(lambda f: _lib.lib().shardpoint_save_set_progress(raw, f, None), progress)
             code = _lib.lib().shardpoint_save_commit(raw)
         finally:
             self._borrowed.clear()  # the library no longer reads them
-        if reporter is not None:
-            reporter.raise_error()
+            if reporter is not None:
+                reporter.finish()
         if code != 0:
             _raise(code, self._comm)
         self.committed = True
@@ -277,7 +277,9 @@ class Save(Handle):
         if staging is None:
             staging = Staging(self.staging_size)
         dll = _lib.lib()
-        self._reporter = install(lambda f: dll.shardpoint_save_set_progress(raw, f, None), progress)
+        # No Ctrl-C handling: the commit goes on after this returns, on the library's thread.
+        self._reporter = install(lambda f: dll.shardpoint_save_set_progress(raw, f, None), progress,
+                                 interruptible=False)
         check(dll.shardpoint_save_commit_async(raw, staging._raw()))
         self._staging = staging  # in use until the save ends
         self._borrowed.clear()  # copied: the library no longer reads them
@@ -288,7 +290,7 @@ class Save(Handle):
         """Blocks until the asynchronous commit ends; raises its error (every call the same)."""
         code = _lib.lib().shardpoint_save_wait(self._raw())
         if self._reporter is not None:
-            self._reporter.raise_error()
+            self._reporter.finish()
         if code != 0:
             _raise(code, self._comm)
         self.committed = True
