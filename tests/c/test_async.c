@@ -1,6 +1,7 @@
 /* Asynchronous saves: commit_async returns once the data is staged, the caller's memory may change
  * at once, the outcome (collective) comes from wait, a canceled or failed save loses nothing, and
  * a staging area serves one save at a time. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -175,6 +176,49 @@ static void test_staging_is_reused_one_save_at_a_time(void **state) {
     }
 }
 
+/* One staging area, commit_async from three threads at once (the header allows it): the saves
+ * take turns, every one commits its own data. */
+typedef struct shared_job {
+    shardpoint_staging *staging;
+    char *dir;
+    uint32_t seed;
+    int rc_async, rc_wait;
+} shared_job;
+
+static void *commit_on_shared_staging(void *arg) {
+    shared_job *job = arg;
+    model m;
+    model_init(&m, job->seed);
+    shardpoint_save *save = start_save(job->dir, &m, 0);
+    job->rc_async = shardpoint_save_commit_async(save, job->staging);
+    model_scribble(&m);
+    job->rc_wait = job->rc_async ? job->rc_async : shardpoint_save_wait(save);
+    shardpoint_save_free(save);
+    model_free(&m);
+    return NULL;
+}
+
+static void test_staging_shared_by_threads(void **state) {
+    shardpoint_staging *staging = NULL;
+    SP_OK(shardpoint_staging_new(&staging, 8 << 20));
+    shared_job jobs[3];
+    pthread_t threads[3];
+    for (int i = 0; i < 3; ++i) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", i);
+        jobs[i] = (shared_job){staging, path_join(*state, name), 40u + (uint32_t)i, -1, -1};
+        assert_int_equal(pthread_create(&threads[i], NULL, commit_on_shared_staging, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 3; ++i) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(jobs[i].rc_async, 0);
+        assert_int_equal(jobs[i].rc_wait, 0);
+        assert_holds(jobs[i].dir, jobs[i].seed);
+        free(jobs[i].dir);
+    }
+    shardpoint_staging_free(staging);
+}
+
 /* A progress callback that sleeps keeps the write going long enough to cancel it midway. */
 static int slow_progress(void *user, int32_t phase, uint64_t done, uint64_t total) {
     (void)phase, (void)done, (void)total;
@@ -277,6 +321,7 @@ int main(void) {
         T(test_staging_too_small_starts_nothing),
         T(test_errors_surface_on_wait),
         T(test_staging_is_reused_one_save_at_a_time),
+        T(test_staging_shared_by_threads),
         T(test_cancel_keeps_the_previous_checkpoint),
         T(test_async_save_over_ranks),
     };

@@ -229,7 +229,8 @@ def convert(src: str, dst: str, to: str = "dcp", trust_pickle: bool = False) -> 
     # non-tensor values are read now, in one load.
     objects = [(fqn, md) for fqn, md in metadata.state_dict_metadata.items() if not isinstance(md, TensorStorageMetadata)]
     values = _load_many(make_reader, objects) if objects else {}
-    state = {fqn: values[fqn] if fqn in values else _placeholder(cast("TensorStorageMetadata", md))  # not in: a tensor
+    # Every entry not among `objects` is a tensor entry.
+    state = {fqn: values[fqn] if fqn in values else _placeholder(cast("TensorStorageMetadata", md))
              for fqn, md in metadata.state_dict_metadata.items()}
     writer = FileSystemWriter(dst) if kind == "shardpoint" else StorageWriter(dst)
     _save_state_dict(state, storage_writer=writer, planner=_LazyPlanner(make_reader, metadata), no_dist=True)
